@@ -1,0 +1,117 @@
+"""Torque's envelopes: the same event in the shapes Torque's endpoints have accepted.
+
+The mapping, timestamps and everything upstream are envelope-agnostic: they produce an
+`Event`, and only here does it meet a URL, a key header and a body shape.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from backfill.errors import UsageError
+
+JsonValue = str | int | float | bool
+
+
+@dataclass(frozen=True)
+class Event:
+    """One custom event, independent of the envelope it will travel in."""
+
+    timestamp: int
+    pubkey: str
+    event_name: str
+    data: dict[str, JsonValue] = field(default_factory=dict)
+
+    def as_dict(self) -> dict[str, Any]:
+        """The documented (torque-v1) shape: what the failure report stores."""
+        return TORQUE_V1.body(self)
+
+    @classmethod
+    def from_dict(cls, body: dict[str, Any]) -> Event:
+        return TORQUE_V1.parse(body)
+
+
+@dataclass(frozen=True)
+class Api:
+    """An envelope: endpoint, key header, and the body's field names."""
+
+    name: str
+    default_endpoint: str
+    key_header: str
+    path: str
+    description: str
+    user_key: str
+    name_key: str
+    data_key: str
+    nested_user: bool
+
+    def body(self, event: Event) -> dict[str, Any]:
+        user: Any = {"pubKey": event.pubkey} if self.nested_user else event.pubkey
+        return {
+            "timestamp": event.timestamp,
+            self.user_key: user,
+            self.name_key: event.event_name,
+            self.data_key: event.data,
+        }
+
+    def parse(self, body: dict[str, Any]) -> Event:
+        """The inverse of `body`; raises ValueError with a Torque-like message."""
+        missing = [
+            f"body/{key}"
+            for key in ("timestamp", self.user_key, self.name_key, self.data_key)
+            if key not in body
+        ]
+        if missing:
+            raise ValueError(", ".join(f"{key} Required" for key in missing))
+        user = body[self.user_key]
+        if self.nested_user:
+            if not isinstance(user, dict) or "pubKey" not in user:
+                raise ValueError(f"body/{self.user_key}/pubKey Required")
+            user = user["pubKey"]
+        return Event(body["timestamp"], user, body[self.name_key], body[self.data_key])
+
+
+TORQUE_V1 = Api(
+    name="torque-v1",
+    default_endpoint="https://api.torque.so/events",
+    key_header="x-torque-api-key",
+    path="/events",
+    description="the documented envelope: {timestamp, user: {pubKey}, event_name, event_data}",
+    user_key="user",
+    name_key="event_name",
+    data_key="event_data",
+    nested_user=True,
+)
+TORQUE_SERVER = Api(
+    name="torque-server",
+    default_endpoint="https://server.torque.so/event/custom",
+    key_header="x-torque-api-key",
+    path="/event/custom",
+    description="the middle envelope: {timestamp, userPubkey, eventName, data}",
+    user_key="userPubkey",
+    name_key="eventName",
+    data_key="data",
+    nested_user=False,
+)
+TORQUE_INGEST = Api(
+    name="torque-ingest",
+    default_endpoint="https://ingest.torque.so/events",
+    key_header="x-api-key",
+    path="/ingest/events",
+    description="the current ingest envelope: {userPubkey, timestamp, eventName, data}",
+    user_key="userPubkey",
+    name_key="eventName",
+    data_key="data",
+    nested_user=False,
+)
+APIS: dict[str, Api] = {api.name: api for api in (TORQUE_V1, TORQUE_SERVER, TORQUE_INGEST)}
+
+
+def get_api(name: str) -> Api:
+    try:
+        return APIS[name]
+    except KeyError:
+        raise UsageError(
+            f"--api {name!r} is not known; expected one of {', '.join(APIS)}."
+        ) from None

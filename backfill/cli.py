@@ -1,0 +1,542 @@
+"""The `backfill` command: a thin layer that turns options into library calls and
+library outcomes into messages and exit codes. The only module that prints or exits.
+
+Exit codes: 0 every row accepted or filtered; 1 some rows are in the failure report;
+2 a usage, mapping, source or key error (nothing sent); 130 interrupted.
+
+Heavy imports (pandas, pyarrow, aiohttp) happen inside the commands, so `--help` is quick.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
+
+import click
+
+if TYPE_CHECKING:
+    from backfill.pipeline import Progress, RunPlan, RunSummary, Target
+    from backfill.validate import Preview, ValidationResult
+
+EXIT_OK, EXIT_ROWS_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
+API_KEY_ENV = "TORQUE_API_KEY"
+ENDPOINT_ENV = "TORQUE_ENDPOINT"
+SANDBOX_KEY = "sandbox-key"
+LOOPBACK_HOSTS = {"127.0.0.1", "localhost", "::1"}
+
+
+@contextmanager
+def user_errors() -> Iterator[None]:
+    """A `BackfillError` is the user's to fix: one line on stderr and exit 2, no traceback."""
+    from backfill.errors import BackfillError
+
+    try:
+        yield
+    except BackfillError as exc:
+        click.echo(f"Error: {exc}", err=True)
+        sys.exit(EXIT_USAGE)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="backfill")
+def cli() -> None:
+    """Replay historical orders into Torque's custom events API.
+
+    Start with `backfill validate` (nothing is sent), rehearse with `backfill run
+    --sandbox`, then run for real with TORQUE_API_KEY set.
+    """
+
+
+def mapping_option(required: bool = True) -> Callable[[Any], Any]:
+    return click.option(
+        "--mapping",
+        "-m",
+        "mapping_path",
+        type=click.Path(dir_okay=False, path_type=Path),
+        required=required,
+        help="The YAML mapping of columns to event fields.",
+    )
+
+
+delimiter_option = click.option(
+    "--delimiter", default=",", show_default=True, help="CSV field delimiter."
+)
+source_argument = click.argument("source", type=click.Path(path_type=Path))
+
+
+# --- preview / validate ----------------------------------------------------------------------
+
+
+@cli.command()
+@source_argument
+@mapping_option()
+@click.option("-n", "count", default=5, show_default=True, help="How many events to show.")
+@delimiter_option
+def preview(source: Path, mapping_path: Path, count: int, delimiter: str) -> None:
+    """Show the first mapped events as JSON, each beside its row number."""
+    from backfill.validate import preview as build_preview
+
+    with user_errors():
+        result = build_preview(source, mapping_path, count, delimiter=delimiter)
+    _print_preview(result)
+
+
+def _print_preview(result: Preview) -> None:
+    for item in result.rows:
+        if item.event is not None:
+            click.echo(f"row {item.row}:")
+            click.echo(json.dumps(item.event.as_dict(), indent=2, ensure_ascii=False))
+        elif item.failure is not None:
+            click.echo(f"row {item.row}: FAILS: {item.failure.error}")
+    if not result.rows:
+        click.echo("No rows map: every row read was filtered out.")
+
+
+@cli.command()
+@source_argument
+@mapping_option()
+@click.option(
+    "--report",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Write the failure report (.jsonl or .csv), as `run` would.",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print the result as one JSON object.")
+@delimiter_option
+def validate(
+    source: Path, mapping_path: Path, report: Path | None, as_json: bool, delimiter: str
+) -> None:
+    """Map every row and check it; nothing is sent. Exit 1 when some rows fail."""
+    from backfill.validate import validate as validate_file
+
+    with user_errors():
+        result = validate_file(source, mapping_path, report=report, delimiter=delimiter)
+    if as_json:
+        click.echo(json.dumps(result.as_dict()))
+    else:
+        _print_validation(result)
+    sys.exit(EXIT_ROWS_FAILED if result.failing else EXIT_OK)
+
+
+def _print_validation(result: ValidationResult) -> None:
+    click.echo(f"{result.source}: read {result.read:,} rows")
+    click.echo(f"  would send  {result.mappable:,}")
+    click.echo(f"  filtered    {result.filtered:,}")
+    click.echo(f"  failing     {result.failing:,}")
+    for reason in result.sorted_reasons():
+        rows = ", ".join("?" if r is None else str(r) for r in reason.example_rows)
+        click.echo(f"\n  {reason.count:,} × {reason.reason}")
+        click.echo(f"      e.g. rows {rows}: {reason.example_error}")
+    if result.report_path is not None:
+        click.echo(f"\nFailure report: {result.report_path}")
+
+
+# --- run / rerun -----------------------------------------------------------------------------
+
+
+def sending_options(function: Callable[..., Any]) -> Callable[..., Any]:
+    from backfill.sender import (
+        DEFAULT_CONCURRENCY,
+        DEFAULT_MAX_RETRIES,
+        DEFAULT_RATE,
+        DEFAULT_TIMEOUT,
+    )
+
+    options = [
+        click.option(
+            "--api",
+            "api_name",
+            default="torque-v1",
+            show_default=True,
+            type=click.Choice(["torque-v1", "torque-server", "torque-ingest"]),
+            help="The envelope: torque-v1 (documented) or torque-ingest (current ingest).",
+        ),
+        click.option(
+            "--endpoint",
+            envvar=ENDPOINT_ENV,
+            help="Where events go (also TORQUE_ENDPOINT). Default: the API's endpoint.",
+        ),
+        click.option(
+            "--rate",
+            type=click.FloatRange(min=0),
+            default=DEFAULT_RATE,
+            show_default=True,
+            help="Events per second at most (0: no limit, for local sinks).",
+        ),
+        click.option(
+            "--concurrency",
+            type=click.IntRange(min=1, max=1024),
+            default=DEFAULT_CONCURRENCY,
+            show_default=True,
+            help="Requests in flight at most.",
+        ),
+        click.option(
+            "--max-retries",
+            type=click.IntRange(min=0),
+            default=DEFAULT_MAX_RETRIES,
+            show_default=True,
+            help="Retries per event after 429, 5xx, timeouts or dropped connections.",
+        ),
+        click.option(
+            "--timeout",
+            type=click.FloatRange(min=0.001),
+            default=DEFAULT_TIMEOUT,
+            show_default=True,
+            help="Seconds to wait for each answer.",
+        ),
+        click.option(
+            "--report",
+            type=click.Path(dir_okay=False, path_type=Path),
+            help="The failure report (.jsonl or .csv).",
+        ),
+        click.option("--resume", is_flag=True, help="Continue an interrupted run."),
+        click.option("--restart", is_flag=True, help="Discard an earlier run's journal."),
+        click.option(
+            "--sandbox",
+            is_flag=True,
+            help="Send to a local Torque-compatible sandbox started for this run.",
+        ),
+        click.option(
+            "--allow-insecure",
+            is_flag=True,
+            help="Allow plain http:// to a host that is not this machine.",
+        ),
+        click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON."),
+        click.option("--quiet", "-q", is_flag=True, help="No progress bar."),
+    ]
+    for option in reversed(options):
+        function = option(function)
+    return function
+
+
+@cli.command()
+@source_argument
+@mapping_option()
+@sending_options
+@click.option("--limit", type=click.IntRange(min=1), help="Send only the first N mappable rows.")
+@click.option("--dry-run", is_flag=True, help="Map and validate everything; send nothing.")
+@delimiter_option
+def run(
+    source: Path,
+    mapping_path: Path,
+    limit: int | None,
+    dry_run: bool,
+    delimiter: str,
+    **sending: Any,
+) -> None:
+    """Send every mappable row of SOURCE as a Torque custom event."""
+    from backfill.mapping import load_mapping
+    from backfill.pipeline import plan_source_run
+    from backfill.validate import open_inputs
+
+    if dry_run:
+        ctx = click.get_current_context()
+        ctx.invoke(
+            validate,
+            source=source,
+            mapping_path=mapping_path,
+            report=sending["report"],
+            as_json=sending["as_json"],
+            delimiter=delimiter,
+        )
+        return
+    with user_errors():
+        mapping = load_mapping(mapping_path)
+        opened, mapping = open_inputs(source, mapping, delimiter)
+        target = build_target(sending)
+        report = sending["report"] or Path(f"{source.name}.failures.jsonl")
+        plan = plan_source_run(
+            opened,
+            mapping,
+            target.api,
+            report,
+            limit=limit,
+            resume=sending["resume"],
+            restart=sending["restart"],
+        )
+    schema = _sandbox_schema(mapping, opened) if sending["sandbox"] else None
+    execute(plan, target, sending, schema)
+
+
+@cli.command()
+@click.argument("report_in", metavar="REPORT", type=click.Path(path_type=Path))
+@mapping_option(required=False)
+@sending_options
+def rerun(report_in: Path, mapping_path: Path | None, **sending: Any) -> None:
+    """Send the rows of a failure report again, re-mapped with --mapping if given."""
+    from backfill.mapping import load_mapping
+    from backfill.pipeline import plan_rerun
+
+    with user_errors():
+        mapping = load_mapping(mapping_path) if mapping_path else None
+        target = build_target(sending)
+        new_report = sending["report"] or report_in.with_name(_rerun_name(report_in))
+        plan = plan_rerun(
+            report_in,
+            mapping,
+            target.api,
+            new_report,
+            resume=sending["resume"],
+            restart=sending["restart"],
+        )
+    schema = _sandbox_schema(mapping, None) if sending["sandbox"] and mapping else None
+    summary = execute(plan, target, sending, schema, exit_when_done=False)
+    if not sending["as_json"]:
+        click.echo(
+            f"\nRerun of {report_in}: {summary.counts.accepted:,} fixed, "
+            f"{summary.counts.failed:,} still failing."
+        )
+    sys.exit(_exit_code(summary))
+
+
+def _rerun_name(report: Path) -> str:
+    stem = report.name[: -len(report.suffix)] if report.suffix else report.name
+    return f"{stem}.rerun{report.suffix or '.jsonl'}"
+
+
+def build_target(sending: dict[str, Any]) -> Target:
+    """Endpoint, key and policy from the options; refuse what would leak the key."""
+    from backfill.api import get_api
+    from backfill.errors import UsageError
+    from backfill.pipeline import Target
+    from backfill.sender import SendPolicy
+
+    api = get_api(sending["api_name"])
+    key = os.environ.get(API_KEY_ENV, "")
+    if not key:
+        if not sending["sandbox"]:
+            raise UsageError(
+                f"{API_KEY_ENV} is not set: export your Torque API key, or add --sandbox "
+                "to rehearse against a local sandbox."
+            )
+        key = SANDBOX_KEY
+    endpoint = sending["endpoint"] or api.default_endpoint
+    if not sending["sandbox"]:
+        check_endpoint(endpoint, sending["allow_insecure"])
+    policy = SendPolicy(
+        rate=sending["rate"],
+        concurrency=sending["concurrency"],
+        max_retries=sending["max_retries"],
+        timeout=sending["timeout"],
+    )
+    return Target(api=api, endpoint=endpoint, api_key=key, policy=policy)
+
+
+def check_endpoint(endpoint: str, allow_insecure: bool) -> None:
+    from backfill.errors import UsageError
+
+    parts = urlsplit(endpoint)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise UsageError(f"--endpoint {endpoint!r} is not an http(s) URL.")
+    if parts.scheme == "http" and parts.hostname not in LOOPBACK_HOSTS and not allow_insecure:
+        raise UsageError(
+            f"--endpoint {endpoint} is plain http to another machine: the API key would "
+            "travel in clear text. Use https, or --allow-insecure if you mean it."
+        )
+
+
+def _sandbox_schema(mapping: Any, source: Any) -> Any:
+    from backfill.sandbox import schema_from_mapping
+
+    return schema_from_mapping(mapping, source)
+
+
+def execute(
+    plan: RunPlan,
+    target: Target,
+    sending: dict[str, Any],
+    schema: Any,
+    *,
+    exit_when_done: bool = True,
+) -> RunSummary:
+    """Run the plan with a progress bar and Ctrl-C handling; print the summary."""
+    import asyncio
+
+    from backfill.pipeline import Run
+
+    show_bar = not sending["quiet"] and not sending["as_json"] and sys.stderr.isatty()
+    with progress_bar(plan.total_rows, show_bar) as on_progress, user_errors():
+        summary, sandbox_stats = asyncio.run(
+            _execute(plan, target, sending["sandbox"], schema, on_progress, Run)
+        )
+    if sending["as_json"]:
+        data = summary.as_dict()
+        if sandbox_stats is not None:
+            data["sandbox"] = sandbox_stats
+        click.echo(json.dumps(data))
+    else:
+        _print_summary(summary, sandbox_stats)
+    if exit_when_done:
+        sys.exit(_exit_code(summary))
+    return summary
+
+
+async def _execute(
+    plan: RunPlan,
+    target: Target,
+    use_sandbox: bool,
+    schema: Any,
+    on_progress: Callable[[Progress], None] | None,
+    run_class: Any,
+) -> tuple[RunSummary, dict[str, Any] | None]:
+    import dataclasses
+
+    if not use_sandbox:
+        return await _run_with_signals(run_class(plan, target, on_progress=on_progress)), None
+    from backfill.sandbox import Sandbox, SandboxConfig
+
+    config = SandboxConfig(port=0, key=target.api_key, schemas=(schema,) if schema else ())
+    async with Sandbox(config) as sandbox:
+        local = dataclasses.replace(target, endpoint=sandbox.url + target.api.path)
+        summary = await _run_with_signals(run_class(plan, local, on_progress=on_progress))
+        return summary, sandbox.stats()
+
+
+async def _run_with_signals(run: Any) -> RunSummary:
+    """First Ctrl-C or SIGTERM: finish what is in flight and stop. Second: stop now."""
+    import asyncio
+    import signal
+
+    loop = asyncio.get_running_loop()
+    interrupts = 0
+
+    def on_signal() -> None:
+        nonlocal interrupts
+        interrupts += 1
+        if interrupts == 1:
+            click.echo(
+                "\nStopping: finishing requests in flight (Ctrl-C again to stop now)...",
+                err=True,
+            )
+            run.request_stop()
+        else:
+            run.abort()
+
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, on_signal)
+    try:
+        return await run.execute()
+    finally:
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.remove_signal_handler(sig)
+
+
+@contextmanager
+def progress_bar(total: int | None, enabled: bool) -> Iterator[Callable[[Progress], None] | None]:
+    if not enabled:
+        yield None
+        return
+    from tqdm import tqdm
+
+    bar = tqdm(total=total, unit="row", file=sys.stderr, dynamic_ncols=True, smoothing=0.1)
+
+    def update(progress: Progress) -> None:
+        bar.update(progress.done - bar.n)
+        bar.set_postfix(accepted=progress.accepted, failed=progress.failed, refresh=False)
+
+    try:
+        yield update
+    finally:
+        bar.close()
+
+
+def _print_summary(summary: RunSummary, sandbox_stats: dict[str, Any] | None) -> None:
+    counts = summary.counts
+    headline = {
+        None: "Done.",
+        "interrupted": "Interrupted.",
+        "auth": "Stopped: the server refused the API key.",
+    }[summary.stopped]
+    click.echo(headline)
+    click.echo(f"  read          {counts.read:,}")
+    click.echo(f"  accepted      {counts.accepted:,}")
+    click.echo(f"  filtered      {counts.filtered:,}")
+    click.echo(f"  failed        {counts.failed:,}")
+    if counts.already_done:
+        click.echo(f"  done before   {counts.already_done:,} (resumed)")
+    if counts.unsent:
+        click.echo(f"  not sent      {counts.unsent:,}")
+    click.echo(f"  retries       {counts.retries:,}")
+    click.echo(
+        f"  elapsed       {summary.elapsed:.1f} s ({summary.events_per_second:,.0f} events/s)"
+    )
+    for reason, count in counts.failed_by_reason.most_common(10):
+        click.echo(f"    {count:,} × {reason}")
+    if counts.failed:
+        click.echo(f"Failure report: {summary.report_path}")
+    if summary.stopped == "auth":
+        click.echo(f"  {summary.message}")
+    if summary.stopped is not None and summary.journal_path is not None:
+        click.echo("To continue, run the same command again with --resume.")
+    if sandbox_stats is not None:
+        click.echo(
+            f"Sandbox: {sandbox_stats['accepted']:,} events accepted, "
+            f"{sandbox_stats['duplicates']:,} duplicates."
+        )
+
+
+def _exit_code(summary: RunSummary) -> int:
+    if summary.stopped == "auth":
+        return EXIT_USAGE
+    if summary.stopped == "interrupted":
+        return EXIT_INTERRUPTED
+    return EXIT_ROWS_FAILED if summary.counts.failed else EXIT_OK
+
+
+# --- sandbox ---------------------------------------------------------------------------------
+
+
+@cli.command()
+@click.option("--port", default=8787, show_default=True, help="Port on 127.0.0.1 (0: any free).")
+@click.option(
+    "--mapping",
+    "mapping_paths",
+    multiple=True,
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Accept only this mapping's event and fields (repeatable).",
+)
+@click.option("--key", help="Accept only this API key (default: any non-empty key).")
+@click.option("--rate", type=click.FloatRange(min=0), help="Answer 429 above this many events/s.")
+@click.option(
+    "--fail-rate",
+    type=click.FloatRange(0, 1),
+    default=0.0,
+    help="Share of requests answered with a random 503.",
+)
+@click.option(
+    "--store",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Append accepted events to this JSONL file.",
+)
+def sandbox(
+    port: int,
+    mapping_paths: tuple[Path, ...],
+    key: str | None,
+    rate: float | None,
+    fail_rate: float,
+    store: Path | None,
+) -> None:
+    """A local Torque-compatible endpoint, to rehearse a backfill before production."""
+    from backfill.mapping import load_mapping
+    from backfill.sandbox import SandboxConfig, schema_from_mapping, serve
+
+    with user_errors():
+        schemas = tuple(schema_from_mapping(load_mapping(p), None) for p in mapping_paths)
+    config = SandboxConfig(
+        port=port, key=key, schemas=schemas, rate=rate or None, fail_rate=fail_rate, store=store
+    )
+
+    def ready(url: str) -> None:
+        click.echo(f"Sandbox listening on {url}  (POST {url}/events; Ctrl-C to stop)")
+
+    stats = serve(config, on_ready=ready)
+    click.echo(json.dumps(stats, indent=2))
+
+
+def main() -> None:
+    cli()

@@ -1,0 +1,82 @@
+"""Every error backfill raises on purpose, written for the person running it.
+
+The tree::
+
+    BackfillError                 a problem the user can fix; the CLI prints it and exits 2
+     ├── UsageError               an option or environment value that cannot work
+     ├── SourceError              the orders file: missing, unknown format, unreadable
+     ├── MappingError             the YAML mapping: syntax, keys, types, columns, filter
+     ├── ReportError              a failure report that cannot be read back
+     ├── JournalError             an unfinished or foreign journal stands in the way
+     └── SendError                talking to the events endpoint
+          ├── AuthRejected        401/403: every further row would fail, so the run stops
+          ├── EventRejected       4xx: this event is invalid; never retried
+          └── TransientSendError  worth another try: 408/425/429, 5xx, timeouts, resets
+               └── RateLimited    the server asked us to slow down (may carry Retry-After)
+
+Row-level problems (a value that does not convert, a rejected event) are not raised
+through the pipeline: they become entries of the failure report, so one bad row never
+stops a run. Retry decisions look at the class, never at the message text.
+"""
+
+from __future__ import annotations
+
+
+class BackfillError(Exception):
+    """Base of every error that is the user's to fix (exit code 2 in the CLI)."""
+
+
+class UsageError(BackfillError):
+    """An option, argument or environment variable that cannot work."""
+
+
+class SourceError(BackfillError):
+    """The orders file cannot be opened or read."""
+
+
+class MappingError(BackfillError):
+    """The mapping file is malformed or does not fit the source."""
+
+
+class ReportError(BackfillError):
+    """A failure report given to `rerun` cannot be read."""
+
+
+class JournalError(BackfillError):
+    """A journal from an earlier run decides what this run may do."""
+
+
+class SendError(BackfillError):
+    """A request to the events endpoint did not end in acceptance."""
+
+    def __init__(self, message: str, *, status: int | None = None, kind: str = "") -> None:
+        super().__init__(message)
+        self.status = status
+        self.kind = kind or (f"http {status}" if status is not None else "error")
+
+
+class AuthRejected(SendError):
+    """The server refused the API key: stop the whole run."""
+
+
+class EventRejected(SendError):
+    """The server judged this one event invalid: report it, do not retry."""
+
+
+class TransientSendError(SendError):
+    """A failure that another attempt may not repeat."""
+
+
+class RateLimited(TransientSendError):
+    """The server asked to slow down; `retry_after` is in seconds when it said how long."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        status: int | None = None,
+        kind: str = "",
+        retry_after: float | None = None,
+    ) -> None:
+        super().__init__(message, status=status, kind=kind)
+        self.retry_after = retry_after

@@ -1,0 +1,292 @@
+"""A chunk of rows in, events and row failures out: the mapping applied to data.
+
+Conversions run column by column over the whole chunk (see `convert`); Python objects are
+made only for rows that fail (their original record and message) and, when asked, for the
+events themselves. `validate` therefore never builds an event it would throw away.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+
+from backfill.api import Event
+from backfill.convert import (
+    Converted,
+    Problem,
+    PubkeyChecker,
+    as_array,
+    to_boolean,
+    to_epoch_ms,
+    to_number,
+    to_string,
+    type_of_column,
+)
+from backfill.errors import MappingError
+from backfill.mapping import FieldSpec, Mapping, filter_columns
+from backfill.source import Chunk
+
+Stage = Literal["read", "mapping", "send"]
+
+
+@dataclass
+class RowFailure:
+    """A row that did not become an accepted event, with all it takes to try it again."""
+
+    row: int | None
+    source: str
+    stage: Stage
+    reason: str
+    error: str
+    record: dict[str, Any]
+    event: dict[str, Any] | None = None
+    status: int | None = None
+    attempts: int = 0
+
+
+@dataclass
+class MappedChunk:
+    """The fate of every row of a chunk as far as mapping can tell."""
+
+    rows: np.ndarray
+    filtered_rows: np.ndarray
+    failures: list[RowFailure]
+    event_rows: np.ndarray
+    table: pa.Table | None = field(repr=False, default=None)
+    _build: Any = field(repr=False, default=None)
+    _positions: dict[int, int] | None = field(repr=False, default=None)
+
+    @property
+    def read(self) -> int:
+        return len(self.rows) + sum(1 for f in self.failures if f.row is None)
+
+    @property
+    def filtered(self) -> int:
+        return len(self.filtered_rows)
+
+    def record(self, row: int) -> dict[str, Any]:
+        """The original values of `row`, for the report of a row that fails later."""
+        if self.table is None:
+            return {}
+        if self._positions is None:
+            self._positions = {r: i for i, r in enumerate(self.rows.tolist())}
+        return self.table.slice(self._positions[row], 1).to_pylist()[0]
+
+    def events(self) -> Iterator[tuple[int, Event]]:
+        """(row number, event) for each row that maps, made on demand."""
+        if self._build is None or not len(self.event_rows):
+            return iter(())
+        return zip(self.event_rows.tolist(), self._build())
+
+
+@dataclass(frozen=True)
+class _FieldColumn:
+    spec: FieldSpec
+    label: str
+    converted: Converted
+
+
+class EventMapper:
+    """Applies one mapping to the chunks of one source."""
+
+    def __init__(self, mapping: Mapping, source_name: str, now_ms: int | None = None) -> None:
+        self.mapping = mapping
+        self.source_name = source_name
+        self.now_ms = int(time.time() * 1000) if now_ms is None else now_ms
+        self._pubkeys = PubkeyChecker()
+
+    def map_chunk(self, chunk: Chunk) -> MappedChunk:
+        table = chunk.table
+        keep = self._filter_mask(table, chunk.rows)
+        kept = table.filter(pa.array(keep)) if not keep.all() else table
+        kept_rows = chunk.rows[keep]
+        timestamp = to_epoch_ms(
+            as_array(kept.column(self.mapping.timestamp_column)),
+            self.mapping.timestamp_rule,
+            self.now_ms,
+        )
+        pubkey = self._pubkeys.check(as_array(kept.column(self.mapping.pubkey_column)))
+        columns = [self._convert_field(spec, kept) for spec in self.mapping.fields]
+        messages = self._failure_messages(kept, timestamp, pubkey, columns)
+        failed = np.zeros(kept.num_rows, dtype=bool)
+        failed[list(messages)] = True
+        failures = self._read_failures(chunk) + self._row_failures(kept, kept_rows, messages)
+        ok = ~failed
+        return MappedChunk(
+            rows=chunk.rows,
+            filtered_rows=chunk.rows[~keep],
+            failures=failures,
+            event_rows=kept_rows[ok],
+            table=table,
+            _build=lambda: self._build_events(ok, timestamp, pubkey, columns),
+        )
+
+    def _filter_mask(self, table: pa.Table, rows: np.ndarray) -> np.ndarray:
+        expression = self.mapping.filter
+        if not expression or table.num_rows == 0:
+            return np.ones(table.num_rows, dtype=bool)
+        frame = table.select(filter_columns(expression)).to_pandas()
+        try:
+            result = frame.eval(expression, engine="python")
+        except Exception as exc:  # pandas raises many kinds; all mean the same to the user
+            raise MappingError(
+                f"{self.mapping.origin}: filter: {expression!r} failed on rows "
+                f"{rows[0]}-{rows[-1]} of {self.source_name}: {exc}. Columns of a CSV are "
+                "text: compare with quotes, or convert, e.g. total.astype('float') > 10."
+            ) from None
+        is_boolean = isinstance(result, pd.Series) and (
+            result.dtype.kind in "bO" or str(result.dtype) == "boolean"
+        )
+        if not is_boolean:
+            raise MappingError(
+                f"{self.mapping.origin}: filter: {expression!r} must be true or false for "
+                f"each row; it gave {getattr(result, 'dtype', type(result).__name__)}."
+            )
+        return result.fillna(False).to_numpy(dtype=bool)
+
+    def _convert_field(self, spec: FieldSpec, table: pa.Table) -> _FieldColumn | None:
+        if spec.column is None:
+            return None
+        column = as_array(table.column(spec.column))
+        field_type = spec.type or type_of_column(column.type)
+        if field_type == "number":
+            converted = to_number(column)
+        elif field_type == "boolean":
+            converted = to_boolean(column, spec.true_values, spec.false_values)
+        else:
+            converted = to_string(column)
+        label = f"event_data.{spec.name} (column {spec.column!r})"
+        return _FieldColumn(spec, label, converted)
+
+    def _failure_messages(
+        self,
+        table: pa.Table,
+        timestamp: Converted,
+        pubkey: Converted,
+        columns: list[_FieldColumn | None],
+    ) -> dict[int, list[tuple[str, str]]]:
+        """Row position -> [(reason, message)]: every problem of the row, not just the first."""
+        checks: list[tuple[str, str, Converted, bool]] = [
+            (
+                f"timestamp (column {self.mapping.timestamp_column!r})",
+                self.mapping.timestamp_column,
+                timestamp,
+                True,
+            ),
+            (
+                f"user.pubKey (column {self.mapping.pubkey_column!r})",
+                self.mapping.pubkey_column,
+                pubkey,
+                True,
+            ),
+        ]
+        for column in columns:
+            if column is not None:
+                spec = column.spec
+                required = not (spec.optional or spec.has_default)
+                checks.append((column.label, spec.column or "", column.converted, required))
+        messages: dict[int, list[tuple[str, str]]] = {}
+        for label, column_name, converted, required in checks:
+            problems = list(converted.problems)
+            if required:
+                problems.append(Problem(converted.missing, _MISSING, _describe_missing))
+            for problem in problems:
+                positions = np.flatnonzero(problem.mask)
+                if not len(positions):
+                    continue
+                values = table.column(column_name).take(pa.array(positions)).to_pylist()
+                reason = f"{label} {problem.reason}"
+                for position, value in zip(positions.tolist(), values):
+                    messages.setdefault(position, []).append(
+                        (reason, f"{reason}: {problem.describe(value)}")
+                    )
+        return messages
+
+    def _read_failures(self, chunk: Chunk) -> list[RowFailure]:
+        return [
+            RowFailure(
+                row=None,
+                source=self.source_name,
+                stage="read",
+                reason=f"CSV line skipped: {line.reason}",
+                error=f"CSV line skipped: {line.reason}: {line.text[:200]!r}",
+                record={"_line": line.text},
+            )
+            for line in chunk.bad_lines
+        ]
+
+    def _row_failures(
+        self, table: pa.Table, rows: np.ndarray, messages: dict[int, list[tuple[str, str]]]
+    ) -> list[RowFailure]:
+        if not messages:
+            return []
+        positions = sorted(messages)
+        records = table.take(pa.array(positions)).to_pylist()
+        return [
+            RowFailure(
+                row=int(rows[position]),
+                source=self.source_name,
+                stage="mapping",
+                reason="; ".join(reason for reason, _ in messages[position]),
+                error="; ".join(message for _, message in messages[position]),
+                record=record,
+            )
+            for position, record in zip(positions, records)
+        ]
+
+    def _build_events(
+        self,
+        ok: np.ndarray,
+        timestamp: Converted,
+        pubkey: Converted,
+        columns: list[_FieldColumn | None],
+    ) -> list[Event]:
+        keep = ok.tolist()
+        stamps = _select(timestamp.materialize(), keep)
+        keys = _select(pubkey.materialize(), keep)
+        data_columns = [
+            self._field_values(spec, column, keep, len(stamps))
+            for spec, column in zip(self.mapping.fields, columns)
+        ]
+        name = self.mapping.event_name
+        names = [spec.name for spec in self.mapping.fields]
+        events = []
+        for index, (stamp, key) in enumerate(zip(stamps, keys)):
+            data = {}
+            for field_name, values in zip(names, data_columns):
+                value = values[index]
+                if value is not _OMIT:
+                    data[field_name] = value
+            events.append(Event(stamp, key, name, data))
+        return events
+
+    @staticmethod
+    def _field_values(
+        spec: FieldSpec, column: _FieldColumn | None, keep: list[bool], count: int
+    ) -> list[Any]:
+        if column is None:
+            return [spec.value] * count
+        values = _select(column.converted.materialize(), keep)
+        missing = _select(column.converted.missing.tolist(), keep)
+        if not any(missing):
+            return values
+        fill = spec.default if spec.has_default else _OMIT
+        return [fill if absent else value for value, absent in zip(values, missing)]
+
+
+_MISSING = "is missing (add default: or optional: true to the field to allow that)"
+_OMIT = object()
+
+
+def _describe_missing(value: Any) -> str:
+    return f"found {value!r}"
+
+
+def _select(values: list[Any], keep: list[bool]) -> list[Any]:
+    return [value for value, wanted in zip(values, keep) if wanted]

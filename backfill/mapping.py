@@ -1,0 +1,390 @@
+"""The YAML mapping: which columns become the event's timestamp, user and typed fields.
+
+The whole file is checked before any row is read, and checked again against the source's
+columns before anything is sent: every mistake is one `MappingError` that names the file,
+the key (`event_data.orderAmount.type`), what was found and what was expected, with a
+"did you mean" for typos. The mapping knows nothing of HTTP or of how rows are read.
+"""
+
+from __future__ import annotations
+
+import ast
+import difflib
+import hashlib
+import html
+import re
+import zoneinfo
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from backfill.convert import FieldType, TimestampRule
+from backfill.errors import MappingError
+
+TOP_KEYS = ("event_name", "timestamp", "user", "event_data", "filter")
+REQUIRED_TOP_KEYS = ("event_name", "timestamp", "user", "event_data")
+TIMESTAMP_KEYS = ("column", "unit", "format", "timezone")
+USER_KEYS = ("pubKey",)
+FIELD_KEYS = ("column", "value", "type", "true", "false", "default", "optional")
+FIELD_TYPES: tuple[FieldType, ...] = ("string", "number", "boolean")
+UNITS = ("auto", "s", "ms", "us", "ns", "iso")
+_BACKTICKED = re.compile(r"`([^`]*)`")
+
+
+@dataclass(frozen=True)
+class FieldSpec:
+    """One `event_data` parameter: from a column or a constant, with its Torque type."""
+
+    name: str
+    column: str | None = None
+    value: Any = None
+    type: FieldType | None = None  # None: the column's own type decides
+    true_values: tuple[str, ...] | None = None
+    false_values: tuple[str, ...] | None = None
+    default: Any = None
+    has_default: bool = False
+    optional: bool = False
+
+    @property
+    def is_constant(self) -> bool:
+        return self.column is None
+
+
+@dataclass(frozen=True)
+class Mapping:
+    """A checked mapping. `raw` keeps the parsed YAML so a notebook can edit and rebuild."""
+
+    event_name: str
+    timestamp_column: str
+    timestamp_rule: TimestampRule
+    pubkey_column: str
+    fields: tuple[FieldSpec, ...]
+    filter: str | None
+    origin: str
+    raw: dict[str, Any]
+
+    @property
+    def columns(self) -> list[str]:
+        """Every source column the mapping reads, in order of first use."""
+        used = [self.timestamp_column, self.pubkey_column]
+        used += [spec.column for spec in self.fields if spec.column is not None]
+        used += filter_columns(self.filter) if self.filter else []
+        return list(dict.fromkeys(used))
+
+    @property
+    def fingerprint(self) -> str:
+        """A digest of what the mapping means (not its comments): keys the journal."""
+        canonical = yaml.safe_dump(self.raw, sort_keys=True)
+        return hashlib.sha256(canonical.encode()).hexdigest()[:16]
+
+    def check_columns(self, columns: list[str], source_name: str) -> None:
+        """Fail before reading rows when the source lacks a column the mapping names."""
+        for key, column in self._column_keys():
+            if column not in columns:
+                raise MappingError(
+                    f"{self.origin}: {key}: the column {column!r} is not in {source_name}"
+                    f"{_suggest(column, columns)}. Its columns are: {', '.join(columns)}."
+                )
+
+    def _column_keys(self) -> list[tuple[str, str]]:
+        keys = [("timestamp.column", self.timestamp_column), ("user.pubKey", self.pubkey_column)]
+        keys += [
+            (f"event_data.{spec.name}.column", spec.column)
+            for spec in self.fields
+            if spec.column is not None
+        ]
+        keys += [("filter", column) for column in filter_columns(self.filter or "")]
+        return keys
+
+    def with_field(self, name: str, spec: str | dict[str, Any]) -> Mapping:
+        """A copy with one event_data field replaced or added: for trying fixes in a notebook."""
+        raw = dict(self.raw)
+        raw["event_data"] = {**raw["event_data"], name: spec}
+        return mapping_from_dict(raw, origin=self.origin)
+
+    def _repr_html_(self) -> str:
+        rows = "".join(
+            f"<tr><td>{html.escape(spec.name)}</td>"
+            f"<td>{html.escape(spec.column or repr(spec.value))}</td>"
+            f"<td>{spec.type or '(from column)'}</td>"
+            f"<td>{'optional' if spec.optional else ''}"
+            f"{' default ' + html.escape(repr(spec.default)) if spec.has_default else ''}</td></tr>"
+            for spec in self.fields
+        )
+        return (
+            f"<b>{html.escape(self.event_name)}</b> from {html.escape(self.origin)}<br>"
+            f"timestamp: {html.escape(self.timestamp_column)} ({self.timestamp_rule.unit}, "
+            f"{html.escape(self.timestamp_rule.timezone)}); "
+            f"pubKey: {html.escape(self.pubkey_column)}; "
+            f"filter: {html.escape(self.filter or 'none')}"
+            "<table><tr><th>field</th><th>column / value</th><th>type</th><th></th></tr>"
+            f"{rows}</table>"
+        )
+
+
+def load_mapping(path: str | Path) -> Mapping:
+    """Read and check a mapping file; every problem is a `MappingError` naming the key."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise MappingError(f"{path}: no such mapping file.") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise MappingError(f"{path}: cannot read the mapping file ({exc}).") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        where = getattr(exc, "problem_mark", None)
+        line = f" at line {where.line + 1}, column {where.column + 1}" if where else ""
+        problem = getattr(exc, "problem", None) or str(exc)
+        raise MappingError(f"{path}: not valid YAML{line}: {problem}.") from None
+    return mapping_from_dict(data, origin=str(path))
+
+
+def mapping_from_dict(data: Any, origin: str = "<mapping>") -> Mapping:
+    """Check a parsed mapping (a dict as YAML gives it) and build the `Mapping`."""
+    if not isinstance(data, dict):
+        raise MappingError(
+            f"{origin}: expected a mapping with the keys {', '.join(REQUIRED_TOP_KEYS)}; "
+            f"found {_kind(data)}."
+        )
+    _check_keys(data, TOP_KEYS, "", origin)
+    for key in REQUIRED_TOP_KEYS:
+        if key not in data:
+            raise MappingError(f"{origin}: the required key {key!r} is missing.")
+    event_name = data["event_name"]
+    if not isinstance(event_name, str) or not event_name.strip():
+        raise MappingError(
+            f"{origin}: event_name: expected the custom event's name as text; "
+            f"found {_kind(event_name)}."
+        )
+    timestamp_column, rule = _timestamp(data["timestamp"], origin)
+    return Mapping(
+        event_name=event_name,
+        timestamp_column=timestamp_column,
+        timestamp_rule=rule,
+        pubkey_column=_user(data["user"], origin),
+        fields=_fields(data["event_data"], origin),
+        filter=_filter(data.get("filter"), origin),
+        origin=origin,
+        raw=data,
+    )
+
+
+def _timestamp(section: Any, origin: str) -> tuple[str, TimestampRule]:
+    if isinstance(section, str):
+        section = {"column": section}
+    if not isinstance(section, dict):
+        raise MappingError(
+            f"{origin}: timestamp: expected a column name or keys "
+            f"{', '.join(TIMESTAMP_KEYS)}; found {_kind(section)}."
+        )
+    _check_keys(section, TIMESTAMP_KEYS, "timestamp.", origin)
+    column = _column_name(section.get("column"), "timestamp.column", origin)
+    unit = section.get("unit", "auto")
+    if unit not in UNITS:
+        raise MappingError(
+            f"{origin}: timestamp.unit: expected one of {', '.join(UNITS)}; found {unit!r}"
+            f"{_suggest(str(unit), UNITS)}."
+        )
+    fmt = section.get("format")
+    if fmt is not None and (not isinstance(fmt, str) or "%" not in fmt):
+        raise MappingError(
+            f"{origin}: timestamp.format: expected a strptime format such as '%d/%m/%y'; "
+            f"found {fmt!r}."
+        )
+    if fmt is not None and unit not in ("auto", "iso"):
+        raise MappingError(
+            f"{origin}: timestamp.format applies to text; it cannot go with unit {unit!r}."
+        )
+    timezone = section.get("timezone", "UTC")
+    _check_timezone(timezone, origin)
+    return column, TimestampRule(unit=unit, format=fmt, timezone=timezone)
+
+
+def _check_timezone(timezone: Any, origin: str) -> None:
+    try:
+        zoneinfo.ZoneInfo(str(timezone))
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+        raise MappingError(
+            f"{origin}: timestamp.timezone: {timezone!r} is not an IANA time zone; "
+            "expected a name such as UTC, Europe/Berlin or America/New_York."
+        ) from None
+
+
+def _user(section: Any, origin: str) -> str:
+    if not isinstance(section, dict):
+        raise MappingError(
+            f"{origin}: user: expected the key pubKey naming the wallet column; "
+            f"found {_kind(section)}."
+        )
+    _check_keys(section, USER_KEYS, "user.", origin)
+    if "pubKey" not in section:
+        raise MappingError(f"{origin}: user.pubKey is missing: name the wallet column.")
+    return _column_name(section["pubKey"], "user.pubKey", origin)
+
+
+def _fields(section: Any, origin: str) -> tuple[FieldSpec, ...]:
+    if not isinstance(section, dict) or not section:
+        raise MappingError(
+            f"{origin}: event_data: expected the event's fields, each a column name or "
+            f"keys such as column and type; found {_kind(section)}."
+        )
+    return tuple(_field(str(name), spec, origin) for name, spec in section.items())
+
+
+def _field(name: str, spec: Any, origin: str) -> FieldSpec:
+    key = f"event_data.{name}"
+    if isinstance(spec, str):
+        return FieldSpec(name=name, column=spec)
+    if not isinstance(spec, dict):
+        raise MappingError(
+            f"{origin}: {key}: expected a column name, or keys such as column and type; "
+            f"found {_kind(spec)}."
+        )
+    spec = {_word(k) if isinstance(k, bool) else k: v for k, v in spec.items()}
+    _check_keys(spec, FIELD_KEYS, key + ".", origin)
+    if ("column" in spec) == ("value" in spec):
+        raise MappingError(f"{origin}: {key}: give exactly one of column or value.")
+    field_type = _field_type(spec, key, origin)
+    trues, falses = _word_list(spec, "true", key, origin), _word_list(spec, "false", key, origin)
+    if (trues is not None or falses is not None) and field_type != "boolean":
+        raise MappingError(f"{origin}: {key}: true and false lists need type: boolean.")
+    optional = spec.get("optional", False)
+    if not isinstance(optional, bool):
+        raise MappingError(f"{origin}: {key}.optional: expected true or false; found {optional!r}.")
+    if "default" in spec:
+        _check_typed(spec["default"], field_type, f"{key}.default", origin)
+    if "column" not in spec:
+        return FieldSpec(name=name, value=spec["value"], type=field_type)
+    return FieldSpec(
+        name=name,
+        column=_column_name(spec["column"], f"{key}.column", origin),
+        type=field_type,
+        true_values=trues,
+        false_values=falses,
+        default=spec.get("default"),
+        has_default="default" in spec,
+        optional=optional,
+    )
+
+
+def _field_type(spec: dict[str, Any], key: str, origin: str) -> FieldType | None:
+    field_type = spec.get("type")
+    if field_type is not None and field_type not in FIELD_TYPES:
+        raise MappingError(
+            f"{origin}: {key}.type: expected one of {', '.join(FIELD_TYPES)}; "
+            f"found {field_type!r}{_suggest(str(field_type), FIELD_TYPES)}."
+        )
+    if "value" in spec:
+        value_type = _json_type(spec["value"])
+        if value_type is None:
+            raise MappingError(
+                f"{origin}: {key}.value: expected text, a number or true/false; "
+                f"found {_kind(spec['value'])}."
+            )
+        if field_type is not None and field_type != value_type:
+            raise MappingError(
+                f"{origin}: {key}: the value {spec['value']!r} is a {value_type}, "
+                f"but type says {field_type}."
+            )
+        return value_type
+    return field_type
+
+
+def _word_list(spec: dict[str, Any], word: str, key: str, origin: str) -> tuple[str, ...] | None:
+    if word not in spec:
+        return None
+    values = spec[word]
+    if not isinstance(values, list) or not values:
+        values = [values]
+    if any(isinstance(v, (dict, list)) or v is None for v in values):
+        raise MappingError(f"{origin}: {key}.{word}: expected a list of words; found {values!r}.")
+    return tuple(_word(v) for v in values)
+
+
+def _word(value: Any) -> str:
+    """YAML reads `yes` as True; the word list compares text, so write it back as text."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)
+
+
+def _check_typed(value: Any, field_type: FieldType | None, key: str, origin: str) -> None:
+    found = _json_type(value)
+    if found is None or (field_type is not None and found != field_type):
+        raise MappingError(
+            f"{origin}: {key}: expected a {field_type or 'string, number or boolean'}; "
+            f"found {value!r}."
+        )
+
+
+def _json_type(value: Any) -> FieldType | None:
+    if isinstance(value, bool):
+        return "boolean"
+    if isinstance(value, (int, float)):
+        return "number"
+    if isinstance(value, str):
+        return "string"
+    return None
+
+
+def _filter(expression: Any, origin: str) -> str | None:
+    if expression is None:
+        return None
+    if not isinstance(expression, str) or not expression.strip():
+        raise MappingError(
+            f"{origin}: filter: expected an expression such as \"status == 'paid'\"; "
+            f"found {expression!r}."
+        )
+    try:
+        ast.parse(_BACKTICKED.sub("_column_", expression), mode="eval")
+    except SyntaxError as exc:
+        raise MappingError(
+            f"{origin}: filter: {expression!r} is not a valid expression ({exc.msg}); "
+            "write pandas query syntax, with `backticks` around column names with spaces."
+        ) from None
+    return expression
+
+
+def filter_columns(expression: str) -> list[str]:
+    """Column names an expression refers to: bare names and `back ticked` ones."""
+    quoted = _BACKTICKED.findall(expression)
+    tree = ast.parse(_BACKTICKED.sub("_column_", expression), mode="eval")
+    bare = [node.id for node in ast.walk(tree) if isinstance(node, ast.Name)]
+    builtins = {"_column_", "True", "False", "None"}
+    return list(dict.fromkeys(quoted + [name for name in bare if name not in builtins]))
+
+
+def _column_name(value: Any, key: str, origin: str) -> str:
+    if not isinstance(value, str) or not value:
+        raise MappingError(f"{origin}: {key}: expected a column name; found {_kind(value)}.")
+    return value
+
+
+def _check_keys(
+    section: dict[str, Any], allowed: tuple[str, ...], prefix: str, origin: str
+) -> None:
+    for key in section:
+        if key not in allowed:
+            raise MappingError(
+                f"{origin}: {prefix}{key}: unknown key{_suggest(str(key), allowed)}. "
+                f"Expected {', '.join(allowed)}."
+            )
+
+
+def _suggest(word: str, choices: Any) -> str:
+    close = difflib.get_close_matches(word, [str(c) for c in choices], n=1, cutoff=0.6)
+    return f" (did you mean {close[0]!r}?)" if close else ""
+
+
+def _kind(value: Any) -> str:
+    if value is None:
+        return "nothing"
+    if isinstance(value, dict):
+        return "a mapping"
+    if isinstance(value, list):
+        return "a list"
+    return f"{value!r}"

@@ -1,0 +1,249 @@
+"""The failure report: one object per row that did not make it, written as the run goes.
+
+A report is both a record for people and the input of `rerun`, so a row's original values
+must come back exactly: `00123` stays text, an integer stays an integer, a timestamp keeps
+its sub-second digits. JSON carries text, integers, floats, booleans and null as they are;
+anything else is tagged (`{"$datetime": "2024-03-05T14:22:31.123456+00:00"}`). The CSV
+form holds the same objects, with `record` and `event` as JSON text in their cells.
+
+Lines go to the operating system as soon as they are written, so a crash, even `kill -9`,
+keeps every failure that was known; the file is created readable by its owner only, since it
+holds customer data.
+"""
+
+from __future__ import annotations
+
+import base64
+import csv
+import datetime as dt
+import io
+import json
+import math
+import os
+from collections.abc import Iterable, Iterator
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+from backfill.errors import ReportError
+from backfill.events import RowFailure
+
+REPORT_FIELDS = (
+    "row",
+    "source",
+    "stage",
+    "reason",
+    "error",
+    "status",
+    "attempts",
+    "record",
+    "event",
+)
+PRIVATE_FILE_MODE = 0o600
+
+
+def encode_value(value: Any) -> Any:
+    """A record value as JSON-safe data that `decode_value` turns back into the same value."""
+    if value is None or isinstance(value, (bool, int, str)):
+        return value
+    if isinstance(value, float):
+        return value if math.isfinite(value) else {"$float": repr(value)}
+    if isinstance(value, dt.datetime):
+        return {"$datetime": value.isoformat()}
+    if isinstance(value, dt.date):
+        return {"$date": value.isoformat()}
+    if isinstance(value, dt.time):
+        return {"$time": value.isoformat()}
+    if isinstance(value, Decimal):
+        return {"$decimal": str(value)}
+    if isinstance(value, bytes):
+        return {"$base64": base64.b64encode(value).decode()}
+    if isinstance(value, dict):
+        return {str(k): encode_value(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [encode_value(v) for v in value]
+    if hasattr(value, "isoformat"):  # pandas Timestamp keeps nanoseconds in isoformat
+        return {"$datetime": value.isoformat()}
+    return str(value)
+
+
+_DECODERS = {
+    "$float": float,
+    "$datetime": lambda text: _parse_datetime(text),
+    "$date": dt.date.fromisoformat,
+    "$time": dt.time.fromisoformat,
+    "$decimal": Decimal,
+    "$base64": base64.b64decode,
+}
+
+
+def decode_value(value: Any) -> Any:
+    if isinstance(value, dict):
+        if len(value) == 1:
+            tag, payload = next(iter(value.items()))
+            if tag in _DECODERS:
+                return _DECODERS[tag](payload)
+        return {k: decode_value(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [decode_value(v) for v in value]
+    return value
+
+
+def _parse_datetime(text: str) -> Any:
+    """Datetimes with nanoseconds need pandas; others stay plain `datetime`s."""
+    try:
+        return dt.datetime.fromisoformat(text)
+    except ValueError:
+        import pandas as pd
+
+        return pd.Timestamp(text)
+
+
+def failure_to_json(failure: RowFailure) -> dict[str, Any]:
+    return {
+        "row": failure.row,
+        "source": failure.source,
+        "stage": failure.stage,
+        "reason": failure.reason,
+        "error": failure.error,
+        "status": failure.status,
+        "attempts": failure.attempts,
+        "record": encode_value(failure.record),
+        "event": failure.event,
+    }
+
+
+def failure_from_json(data: dict[str, Any]) -> RowFailure:
+    return RowFailure(
+        row=data.get("row"),
+        source=data.get("source", ""),
+        stage=data.get("stage", "mapping"),
+        reason=data.get("reason") or data.get("error", ""),
+        error=data.get("error", ""),
+        record=decode_value(data.get("record") or {}),
+        event=data.get("event"),
+        status=data.get("status"),
+        attempts=data.get("attempts") or 0,
+    )
+
+
+def _dumps(data: Any) -> str:
+    return json.dumps(data, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+
+
+class ReportWriter:
+    """Appends failures to a `.jsonl` or `.csv` report, each line handed to the OS at once.
+
+    `secrets` are scrubbed from every line: a server that echoes the API key back in an
+    error message must not get it into a file.
+    """
+
+    def __init__(self, path: str | Path, secrets: Iterable[str] = ()) -> None:
+        self.path = Path(path)
+        self.is_csv = self.path.suffix.lower() == ".csv"
+        self._secrets = [s for s in secrets if s]
+        self.written = 0
+        fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, PRIVATE_FILE_MODE)
+        self._file = os.fdopen(fd, "w", encoding="utf-8", newline="")
+        if self.is_csv and self._file.tell() == 0:
+            self._write(_csv_line(REPORT_FIELDS))
+
+    def write(self, failure: RowFailure) -> None:
+        data = failure_to_json(failure)
+        if self.is_csv:
+            cells = [data[name] for name in REPORT_FIELDS]
+            cells[-2:] = [_dumps(data["record"]), _dumps(data["event"])]
+            self._write(_csv_line(["" if c is None else c for c in cells]))
+        else:
+            self._write(_dumps(data) + "\n")
+        self.written += 1
+
+    def _write(self, line: str) -> None:
+        for secret in self._secrets:
+            line = line.replace(secret, "[redacted]")
+        self._file.write(line)
+        self._file.flush()
+
+    def sync(self) -> None:
+        self._file.flush()
+        os.fsync(self._file.fileno())
+
+    def close(self) -> None:
+        if not self._file.closed:
+            self.sync()
+            self._file.close()
+
+    def __enter__(self) -> ReportWriter:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def _csv_line(cells: Iterable[Any]) -> str:
+    buffer = io.StringIO()
+    csv.writer(buffer, lineterminator="\n").writerow(cells)
+    return buffer.getvalue()
+
+
+def read_report(path: str | Path, *, allow_torn_tail: bool = False) -> Iterator[RowFailure]:
+    """Failures from a report. A crash can leave a half-written last line; with
+    `allow_torn_tail` it is ignored (its row was never marked done, so it is retried)."""
+    path = Path(path)
+    if not path.exists():
+        raise ReportError(f"{path}: no such report file.")
+    if path.suffix.lower() == ".csv":
+        yield from _read_csv_report(path)
+        return
+    with path.open(encoding="utf-8") as lines:
+        previous: tuple[int, str] | None = None
+        for number, line in enumerate(lines, start=1):
+            if previous is not None:
+                yield _parse_line(path, *previous)
+            previous = (number, line)
+        if previous is not None:
+            number, line = previous
+            if allow_torn_tail and not line.endswith("\n"):
+                return
+            yield _parse_line(path, number, line)
+
+
+def _parse_line(path: Path, number: int, line: str) -> RowFailure:
+    if not line.strip():
+        raise ReportError(f"{path}, line {number}: empty line; expected one JSON object.")
+    try:
+        data = json.loads(line)
+    except json.JSONDecodeError as exc:
+        raise ReportError(
+            f"{path}, line {number}: not JSON ({exc.msg}); expected one failure object a line."
+        ) from None
+    if not isinstance(data, dict) or "record" not in data:
+        raise ReportError(
+            f"{path}, line {number}: expected an object with row, record and event; "
+            f"found {type(data).__name__}."
+        )
+    return failure_from_json(data)
+
+
+def _read_csv_report(path: Path) -> Iterator[RowFailure]:
+    with path.open(encoding="utf-8", newline="") as handle:
+        reader = csv.DictReader(handle)
+        missing = set(REPORT_FIELDS) - set(reader.fieldnames or ())
+        if missing:
+            raise ReportError(
+                f"{path}: not a backfill report; the columns {sorted(missing)} are missing."
+            )
+        for number, cells in enumerate(reader, start=2):
+            try:
+                data: dict[str, Any] = {
+                    "row": int(cells["row"]) if cells["row"] else None,
+                    "status": int(cells["status"]) if cells["status"] else None,
+                    "attempts": int(cells["attempts"] or 0),
+                    "record": json.loads(cells["record"] or "{}"),
+                    "event": json.loads(cells["event"] or "null"),
+                }
+            except ValueError as exc:
+                raise ReportError(f"{path}, line {number}: unreadable cell ({exc}).") from None
+            for name in ("source", "stage", "reason", "error"):
+                data[name] = cells[name]
+            yield failure_from_json(data)

@@ -1,0 +1,221 @@
+"""Orders files as a stream of chunks, each row tagged with a stable row number.
+
+Row numbers are 0-based data rows counted across chunks (the header is not a row). They
+name a row everywhere after this: in previews, the failure report, the journal and the
+sandbox's store, so they must not depend on the chunk size.
+
+CSV columns are read as text, never guessed: a `sku` of `00123` stays `00123`. Types come
+later, from the mapping. Parquet columns keep the types the file declares.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.csv as pacsv
+import pyarrow.parquet as pq
+
+from backfill.errors import SourceError
+
+DEFAULT_CHUNK_ROWS = 65_536
+SUPPORTED_FORMATS = ".csv, .csv.gz, .parquet, or a directory of .parquet files"
+
+
+@dataclass(frozen=True)
+class BadLine:
+    """A CSV line that could not be split into the header's columns."""
+
+    text: str
+    reason: str
+
+
+@dataclass(frozen=True)
+class Chunk:
+    """A slice of the source: `rows[i]` is the row number of `table`'s i-th row.
+
+    `bad_lines` are CSV lines met while reading this chunk that have no row number
+    (the parser skipped them); they still have to be accounted for in the report.
+    """
+
+    rows: np.ndarray
+    table: pa.Table
+    bad_lines: tuple[BadLine, ...] = ()
+
+    def __len__(self) -> int:
+        return self.table.num_rows
+
+
+class Source:
+    """An opened orders file: its columns, its size if known, and its chunks."""
+
+    def __init__(self, path: Path, schema: pa.Schema, total_rows: int | None) -> None:
+        self.path = path
+        self.schema = schema
+        self.columns: list[str] = list(schema.names)
+        self.total_rows = total_rows
+
+    @property
+    def name(self) -> str:
+        return str(self.path)
+
+    def chunks(self, chunk_rows: int = DEFAULT_CHUNK_ROWS) -> Iterator[Chunk]:
+        raise NotImplementedError
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {self.name!r}: {len(self.columns)} columns>"
+
+
+def read_source(path: str | Path, *, delimiter: str = ",") -> Source:
+    """Open `path` by its extension; the header or schema is read, no data yet."""
+    path = Path(path)
+    if not path.exists():
+        raise SourceError(f"{path}: no such file or directory.")
+    if path.is_dir():
+        return ParquetSource.open_dir(path)
+    suffixes = "".join(path.suffixes[-2:]).lower()
+    if path.suffix.lower() == ".parquet":
+        return ParquetSource.open_files(path, [path])
+    if path.suffix.lower() == ".csv" or suffixes == ".csv.gz":
+        return CsvSource.open(path, delimiter)
+    raise SourceError(
+        f"{path}: cannot tell the format from the name {path.name!r}; expected {SUPPORTED_FORMATS}."
+    )
+
+
+def numbered(first_row: int, table: pa.Table, bad_lines: tuple[BadLine, ...] = ()) -> Chunk:
+    rows = np.arange(first_row, first_row + table.num_rows, dtype=np.int64)
+    return Chunk(rows, table, bad_lines)
+
+
+class ParquetSource(Source):
+    """One Parquet file or a directory of them, read batch by batch."""
+
+    def __init__(self, path: Path, files: list[Path], schema: pa.Schema, total: int) -> None:
+        super().__init__(path, schema, total)
+        self.files = files
+
+    @classmethod
+    def open_dir(cls, path: Path) -> ParquetSource:
+        files = sorted(p for p in path.iterdir() if p.suffix.lower() == ".parquet")
+        if not files:
+            raise SourceError(f"{path}: the directory holds no .parquet files.")
+        return cls.open_files(path, files)
+
+    @classmethod
+    def open_files(cls, path: Path, files: list[Path]) -> ParquetSource:
+        columns: list[str] | None = None
+        schema: pa.Schema | None = None
+        total = 0
+        for file in files:
+            meta = _parquet_metadata(file)
+            file_schema = meta.schema.to_arrow_schema()
+            names = list(file_schema.names)
+            if columns is None or schema is None:
+                columns, schema = names, file_schema
+            elif set(names) != set(columns):
+                missing = sorted(set(columns) - set(names))
+                extra = sorted(set(names) - set(columns))
+                raise SourceError(
+                    f"{file}: its columns differ from {files[0].name}'s "
+                    f"(missing {missing}, extra {extra}); every file of a directory "
+                    "must have the same columns."
+                )
+            total += meta.num_rows
+        return cls(path, files, schema if schema is not None else pa.schema([]), total)
+
+    def chunks(self, chunk_rows: int = DEFAULT_CHUNK_ROWS) -> Iterator[Chunk]:
+        first_row = 0
+        for file in self.files:
+            try:
+                reader = pq.ParquetFile(file)
+                for batch in reader.iter_batches(batch_size=chunk_rows, columns=self.columns):
+                    yield numbered(first_row, pa.Table.from_batches([batch]))
+                    first_row += batch.num_rows
+            except (OSError, pa.ArrowException) as exc:
+                raise SourceError(f"{file}: cannot read row {first_row} onwards: {exc}") from exc
+
+
+def _parquet_metadata(file: Path) -> pq.FileMetaData:
+    try:
+        return pq.read_metadata(file)
+    except (OSError, pa.ArrowException) as exc:
+        raise SourceError(f"{file}: not a readable Parquet file ({exc}).") from exc
+
+
+class CsvSource(Source):
+    """A CSV file (optionally gzip-compressed) with a header row; every column read as text."""
+
+    def __init__(self, path: Path, columns: list[str], delimiter: str) -> None:
+        super().__init__(path, pa.schema([(name, pa.string()) for name in columns]), None)
+        self.delimiter = delimiter
+        self._bad_lines: list[BadLine] = []
+
+    @classmethod
+    def open(cls, path: Path, delimiter: str) -> CsvSource:
+        if len(delimiter) != 1:
+            raise SourceError(f"--delimiter must be one character; got {delimiter!r}.")
+        return cls(path, _csv_header(path, delimiter), delimiter)
+
+    def chunks(self, chunk_rows: int = DEFAULT_CHUNK_ROWS) -> Iterator[Chunk]:
+        reader = self._open_reader(chunk_rows)
+        first_row = 0
+        while True:
+            try:
+                batch = reader.read_next_batch()
+            except StopIteration:
+                return
+            except (OSError, pa.ArrowException) as exc:
+                raise SourceError(
+                    f"{self.path}: cannot read the CSV after data row {first_row}: {exc}"
+                ) from exc
+            bad_lines, self._bad_lines = tuple(self._bad_lines), []
+            for start in range(0, max(batch.num_rows, 1), chunk_rows):
+                piece = pa.Table.from_batches([batch.slice(start, chunk_rows)], batch.schema)
+                yield numbered(first_row, piece, bad_lines if start == 0 else ())
+                first_row += piece.num_rows
+
+    def _open_reader(self, chunk_rows: int) -> pacsv.CSVStreamingReader:
+        block_size = min(max(chunk_rows * 256, 1 << 16), 1 << 24)
+        try:
+            return pacsv.open_csv(
+                pa.input_stream(str(self.path), compression="detect"),
+                read_options=pacsv.ReadOptions(block_size=block_size, use_threads=False),
+                parse_options=pacsv.ParseOptions(
+                    delimiter=self.delimiter,
+                    newlines_in_values=True,
+                    invalid_row_handler=self._skip_bad_line,
+                ),
+                convert_options=pacsv.ConvertOptions(
+                    column_types={name: pa.string() for name in self.columns},
+                    strings_can_be_null=False,
+                    quoted_strings_can_be_null=False,
+                ),
+            )
+        except (OSError, pa.ArrowException) as exc:
+            raise SourceError(f"{self.path}: cannot read the CSV: {exc}") from exc
+
+    def _skip_bad_line(self, row: pacsv.InvalidRow) -> str:
+        reason = f"expected {row.expected_columns} columns, found {row.actual_columns}"
+        self._bad_lines.append(BadLine(text=row.text or "", reason=reason))
+        return "skip"
+
+
+def _csv_header(path: Path, delimiter: str) -> list[str]:
+    """The header row, read with Python's csv module so quoting and a BOM are handled."""
+    try:
+        stream = pa.input_stream(str(path), compression="detect")
+        text = io.TextIOWrapper(stream, encoding="utf-8-sig", newline="")
+        header = next(csv.reader(text, delimiter=delimiter), None)
+    except UnicodeDecodeError as exc:
+        raise SourceError(f"{path}: the header is not UTF-8 text ({exc.reason}).") from exc
+    except (OSError, pa.ArrowException, csv.Error) as exc:
+        raise SourceError(f"{path}: cannot read the CSV header: {exc}") from exc
+    if not header:
+        raise SourceError(f"{path}: the file is empty; expected a header line of column names.")
+    return header

@@ -1,0 +1,219 @@
+"""The offline half: map a whole file without sending, and look at what would be sent.
+
+`validate` is what `backfill validate` and the notebooks call; `preview` shows the first
+events beside their rows. Results render as tables in Jupyter and turn into DataFrames,
+so a notebook stays a few lines long.
+"""
+
+from __future__ import annotations
+
+import html
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from backfill.api import Event
+from backfill.events import EventMapper, MappedChunk, RowFailure
+from backfill.mapping import Mapping, load_mapping
+from backfill.report import ReportWriter
+from backfill.source import DEFAULT_CHUNK_ROWS, Source, read_source
+
+EXAMPLES_PER_REASON = 5
+ProgressCallback = Callable[[int], None]
+
+
+@dataclass
+class ReasonCount:
+    reason: str
+    count: int = 0
+    example_rows: list[int | None] = field(default_factory=list)
+    example_error: str = ""
+
+
+@dataclass
+class ValidationResult:
+    """Counts for a whole file, and the failure reasons grouped with example rows."""
+
+    source: str
+    mapping: str
+    read: int = 0
+    mappable: int = 0
+    filtered: int = 0
+    failing: int = 0
+    reasons: dict[str, ReasonCount] = field(default_factory=dict)
+    report_path: Path | None = None
+
+    def add(self, chunk: MappedChunk) -> None:
+        self.read += chunk.read
+        self.mappable += len(chunk.event_rows)
+        self.filtered += chunk.filtered
+        self.failing += len(chunk.failures)
+        for failure in chunk.failures:
+            self.count_reason(failure)
+
+    def count_reason(self, failure: RowFailure) -> None:
+        entry = self.reasons.setdefault(failure.reason, ReasonCount(failure.reason))
+        entry.count += 1
+        if len(entry.example_rows) < EXAMPLES_PER_REASON:
+            entry.example_rows.append(failure.row)
+        if not entry.example_error:
+            entry.example_error = failure.error
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "source": self.source,
+            "mapping": self.mapping,
+            "read": self.read,
+            "would_send": self.mappable,
+            "filtered": self.filtered,
+            "failing": self.failing,
+            "reasons": [
+                {"reason": r.reason, "count": r.count, "example_rows": r.example_rows}
+                for r in self.sorted_reasons()
+            ],
+            "report": str(self.report_path) if self.report_path else None,
+        }
+
+    def sorted_reasons(self) -> list[ReasonCount]:
+        return sorted(self.reasons.values(), key=lambda r: (-r.count, r.reason))
+
+    def reasons_frame(self) -> pd.DataFrame:
+        return pd.DataFrame(
+            [
+                {"reason": r.reason, "count": r.count, "example_rows": r.example_rows}
+                for r in self.sorted_reasons()
+            ],
+            columns=["reason", "count", "example_rows"],
+        )
+
+    def _repr_html_(self) -> str:
+        head = (
+            f"<b>{html.escape(self.source)}</b>: read {self.read:,}, would send "
+            f"{self.mappable:,}, filtered {self.filtered:,}, failing {self.failing:,}"
+        )
+        return head + (self.reasons_frame().to_html(index=False) if self.reasons else "")
+
+
+def open_inputs(
+    source: str | Path | Source, mapping: str | Path | Mapping, delimiter: str = ","
+) -> tuple[Source, Mapping]:
+    """Open both and check the mapping's columns against the source's, before any row."""
+    opened_mapping = mapping if isinstance(mapping, Mapping) else load_mapping(mapping)
+    opened_source = (
+        source if isinstance(source, Source) else read_source(source, delimiter=delimiter)
+    )
+    opened_mapping.check_columns(opened_source.columns, opened_source.name)
+    return opened_source, opened_mapping
+
+
+def mapped_chunks(
+    source: Source, mapping: Mapping, chunk_rows: int = DEFAULT_CHUNK_ROWS
+) -> Iterator[MappedChunk]:
+    mapper = EventMapper(mapping, source.name)
+    for chunk in source.chunks(chunk_rows):
+        yield mapper.map_chunk(chunk)
+
+
+def validate(
+    source: str | Path | Source,
+    mapping: str | Path | Mapping,
+    *,
+    report: str | Path | None = None,
+    delimiter: str = ",",
+    chunk_rows: int = DEFAULT_CHUNK_ROWS,
+    on_progress: ProgressCallback | None = None,
+) -> ValidationResult:
+    """Map every row, send nothing; optionally write the failure report `run` would write."""
+    opened_source, opened_mapping = open_inputs(source, mapping, delimiter)
+    result = ValidationResult(opened_source.name, opened_mapping.origin)
+    writer = _fresh_report(report)
+    try:
+        for chunk in mapped_chunks(opened_source, opened_mapping, chunk_rows):
+            result.add(chunk)
+            if writer is not None:
+                for failure in chunk.failures:
+                    writer.write(failure)
+            if on_progress is not None:
+                on_progress(result.read)
+    finally:
+        if writer is not None:
+            writer.close()
+            result.report_path = writer.path
+    return result
+
+
+def _fresh_report(path: str | Path | None) -> ReportWriter | None:
+    if path is None:
+        return None
+    Path(path).unlink(missing_ok=True)
+    return ReportWriter(path)
+
+
+@dataclass
+class PreviewRow:
+    row: int | None
+    event: Event | None = None
+    failure: RowFailure | None = None
+
+
+@dataclass
+class Preview:
+    """The first mapped events beside their source rows, and the failures among them."""
+
+    rows: list[PreviewRow]
+    records: dict[int, dict[str, Any]]
+    filtered: int = 0
+
+    @property
+    def events(self) -> list[Event]:
+        return [r.event for r in self.rows if r.event is not None]
+
+    @property
+    def failures(self) -> list[RowFailure]:
+        return [r.failure for r in self.rows if r.failure is not None]
+
+    def frame(self) -> pd.DataFrame:
+        """One line per row: the source values, then the event's fields or the error."""
+        lines = []
+        for item in self.rows:
+            line: dict[str, Any] = {"row": item.row}
+            line.update(self.records.get(item.row, {}) if item.row is not None else {})
+            if item.event is not None:
+                line["→ timestamp"] = pd.Timestamp(item.event.timestamp, unit="ms", tz="UTC")
+                line["→ pubKey"] = item.event.pubkey
+                line.update({f"→ {k}": v for k, v in item.event.data.items()})
+            if item.failure is not None:
+                line["→ error"] = item.failure.error
+            lines.append(line)
+        return pd.DataFrame(lines)
+
+    def _repr_html_(self) -> str:
+        return self.frame().to_html(index=False)
+
+
+def preview(
+    source: str | Path | Source,
+    mapping: str | Path | Mapping,
+    n: int = 5,
+    *,
+    delimiter: str = ",",
+) -> Preview:
+    """Map rows from the top until `n` events are found; failures met on the way are kept."""
+    opened_source, opened_mapping = open_inputs(source, mapping, delimiter)
+    mapper = EventMapper(opened_mapping, opened_source.name)
+    result = Preview(rows=[], records={})
+    for chunk in opened_source.chunks(max(n * 4, 256)):
+        mapped = mapper.map_chunk(chunk)
+        result.filtered += mapped.filtered
+        found = dict(mapped.events())
+        failures = {f.row: f for f in mapped.failures}
+        for position, row in enumerate(chunk.rows.tolist()):
+            if row in found or row in failures:
+                result.rows.append(PreviewRow(row, found.get(row), failures.get(row)))
+                result.records[row] = chunk.table.slice(position, 1).to_pylist()[0]
+            if len(result.events) >= n:
+                return result
+    return result
