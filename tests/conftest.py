@@ -1,0 +1,161 @@
+"""Shared fixtures: sample files, a real sandbox process on 127.0.0.1, and the real CLI.
+
+End-to-end tests run `backfill` as a subprocess against `python -m backfill.sandbox` as a
+second subprocess: two real processes talking HTTP over loopback, nothing mocked.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import urllib.request
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from backfill.pubkey import b58encode
+
+ROOT = Path(__file__).resolve().parent.parent
+SAMPLE = ROOT / "sample_data"
+TEST_KEY = "test-key-Zq8sXw3LmN0pRt7vY"  # distinctive, so a leak is easy to grep for
+CLI_TIMEOUT = 120
+
+
+def make_pubkey(seed: int) -> str:
+    """A valid Solana public key, different for each seed."""
+    return b58encode(seed.to_bytes(4, "big") * 8)
+
+
+@pytest.fixture
+def sample_parquet() -> Path:
+    return SAMPLE / "orders.parquet"
+
+
+@pytest.fixture
+def sample_csv() -> Path:
+    return SAMPLE / "orders.csv"
+
+
+@pytest.fixture
+def sample_mapping() -> Path:
+    return SAMPLE / "map.yaml"
+
+
+@dataclass
+class SandboxProcess:
+    """A sandbox in its own process; `events()` reads its store, `stats()` asks it."""
+
+    url: str
+    store: Path
+    process: subprocess.Popen[str]
+    final_stats: dict[str, Any] | None = field(default=None)
+
+    def endpoint(self, path: str = "/events") -> str:
+        return self.url + path
+
+    def events(self) -> list[dict[str, Any]]:
+        if not self.store.exists():
+            return []
+        lines = self.store.read_text(encoding="utf-8").splitlines()
+        return [json.loads(line) for line in lines if line.strip()]
+
+    def stats(self) -> dict[str, Any]:
+        with urllib.request.urlopen(self.url + "/_sandbox/stats", timeout=10) as answer:
+            return json.loads(answer.read())
+
+    def stop(self) -> dict[str, Any]:
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            out, _ = self.process.communicate(timeout=30)
+            lines = [line for line in out.splitlines() if line.startswith("{")]
+            self.final_stats = json.loads(lines[-1]) if lines else None
+        return self.final_stats or {}
+
+
+def start_sandbox(tmp_path: Path, *args: str, name: str = "store.jsonl") -> SandboxProcess:
+    store = tmp_path / name
+    process = subprocess.Popen(
+        [sys.executable, "-m", "backfill.sandbox", "--port", "0", "--store", str(store), *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert process.stdout is not None
+    line = process.stdout.readline()
+    if not line.startswith("listening on "):
+        process.kill()
+        raise RuntimeError(f"sandbox did not start: {line!r} {process.stderr.read()!r}")
+    return SandboxProcess(url=line.split()[-1], store=store, process=process)
+
+
+@pytest.fixture
+def sandbox_factory(tmp_path: Path) -> Iterator[Callable[..., SandboxProcess]]:
+    """Start sandboxes with any `python -m backfill.sandbox` flags; all stop at teardown."""
+    started: list[SandboxProcess] = []
+
+    def factory(*args: str, name: str = "store.jsonl") -> SandboxProcess:
+        sandbox = start_sandbox(tmp_path, *args, name=name)
+        started.append(sandbox)
+        return sandbox
+
+    yield factory
+    for sandbox in started:
+        if sandbox.process.poll() is None:
+            sandbox.process.kill()
+            sandbox.process.wait(timeout=10)
+
+
+@pytest.fixture
+def sandbox(sandbox_factory: Callable[..., SandboxProcess]) -> SandboxProcess:
+    return sandbox_factory()
+
+
+@dataclass
+class CliResult:
+    code: int
+    stdout: str
+    stderr: str
+
+    def json(self) -> dict[str, Any]:
+        return json.loads(self.stdout)
+
+
+def cli_env(**extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if k not in ("TORQUE_API_KEY", "TORQUE_ENDPOINT")}
+    env["TORQUE_API_KEY"] = TEST_KEY
+    env.update(extra)
+    return env
+
+
+def run_cli(
+    *args: str | Path,
+    cwd: Path,
+    env: dict[str, str] | None = None,
+    timeout: float = CLI_TIMEOUT,
+) -> CliResult:
+    """The real `backfill` entry point in a subprocess, as a user would run it."""
+    done = subprocess.run(
+        [sys.executable, "-m", "backfill", *map(str, args)],
+        cwd=cwd,
+        env=cli_env() if env is None else env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+    return CliResult(done.returncode, done.stdout, done.stderr)
+
+
+@pytest.fixture
+def cli(tmp_path: Path) -> Callable[..., CliResult]:
+    """`cli("run", source, "--mapping", m, ...)` in `tmp_path`, with TEST_KEY in the env."""
+
+    def invoke(*args: str | Path, env: dict[str, str] | None = None, **kw: Any) -> CliResult:
+        return run_cli(*args, cwd=tmp_path, env=env, **kw)
+
+    return invoke
