@@ -33,7 +33,7 @@ from backfill.errors import (
     TransientSendError,
 )
 
-DEFAULT_RATE = 50.0
+DEFAULT_RATE = 100.0
 DEFAULT_CONCURRENCY = 16
 DEFAULT_MAX_RETRIES = 6
 DEFAULT_TIMEOUT = 30.0

@@ -23,7 +23,8 @@ import pyarrow.parquet as pq
 
 from backfill.errors import SourceError
 
-DEFAULT_CHUNK_ROWS = 65_536
+DEFAULT_CHUNK_ROWS = 16_384
+PARQUET_BUFFER_BYTES = 1 << 20
 SUPPORTED_FORMATS = ".csv, .csv.gz, .parquet, or a directory of .parquet files"
 
 
@@ -133,12 +134,19 @@ class ParquetSource(Source):
         first_row = 0
         for file in self.files:
             try:
-                reader = pq.ParquetFile(file)
-                for batch in reader.iter_batches(batch_size=chunk_rows, columns=self.columns):
+                for batch in _parquet_batches(file, chunk_rows, self.columns):
                     yield numbered(first_row, pa.Table.from_batches([batch]))
                     first_row += batch.num_rows
             except (OSError, pa.ArrowException) as exc:
                 raise SourceError(f"{file}: cannot read row {first_row} onwards: {exc}") from exc
+
+
+def _parquet_batches(file: Path, chunk_rows: int, columns: list[str]) -> Iterator[pa.RecordBatch]:
+    """Batches one row group at a time, without pre-buffering: pyarrow's defaults keep
+    buffers of the whole file alive, and memory would grow with its size."""
+    reader = pq.ParquetFile(file, pre_buffer=False, buffer_size=PARQUET_BUFFER_BYTES)
+    for group in range(reader.num_row_groups):
+        yield from reader.iter_batches(batch_size=chunk_rows, row_groups=[group], columns=columns)
 
 
 def _parquet_metadata(file: Path) -> pq.FileMetaData:
