@@ -27,6 +27,7 @@ if TYPE_CHECKING:
 EXIT_OK, EXIT_ROWS_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 API_KEY_ENV = "TORQUE_API_KEY"
 ENDPOINT_ENV = "TORQUE_ENDPOINT"
+BACKOFF_BASE_ENV = "BACKFILL_BACKOFF_BASE"
 SANDBOX_KEY = "sandbox-key"
 LOOPBACK_HOSTS = {"127.0.0.1", "localhost", "::1"}
 
@@ -323,8 +324,25 @@ def build_target(sending: dict[str, Any]) -> Target:
         concurrency=sending["concurrency"],
         max_retries=sending["max_retries"],
         timeout=sending["timeout"],
+        backoff_base=_backoff_base(SendPolicy.backoff_base),
     )
     return Target(api=api, endpoint=endpoint, api_key=key, policy=policy)
+
+
+def _backoff_base(default: float) -> float:
+    """BACKFILL_BACKOFF_BASE: the first retry's backoff ceiling in seconds (tests shorten it)."""
+    from backfill.errors import UsageError
+
+    text = os.environ.get(BACKOFF_BASE_ENV, "").strip()
+    if not text:
+        return default
+    try:
+        base = float(text)
+    except ValueError:
+        base = -1.0
+    if not 0 < base < float("inf"):
+        raise UsageError(f"{BACKOFF_BASE_ENV}={text!r} must be a positive number of seconds.")
+    return base
 
 
 def check_endpoint(endpoint: str, allow_insecure: bool) -> None:
@@ -459,6 +477,7 @@ def _print_summary(summary: RunSummary, sandbox_stats: dict[str, Any] | None) ->
     click.echo(f"  failed        {counts.failed:,}")
     if counts.already_done:
         click.echo(f"  done before   {counts.already_done:,} (resumed)")
+        click.echo(f"    of which failed, in the report: {counts.failed_before:,}")
     if counts.unsent:
         click.echo(f"  not sent      {counts.unsent:,}")
     click.echo(f"  retries       {counts.retries:,}")
@@ -467,7 +486,7 @@ def _print_summary(summary: RunSummary, sandbox_stats: dict[str, Any] | None) ->
     )
     for reason, count in counts.failed_by_reason.most_common(10):
         click.echo(f"    {count:,} × {reason}")
-    if counts.failed:
+    if counts.failed or counts.failed_before:
         click.echo(f"Failure report: {summary.report_path}")
     if summary.stopped == "auth":
         click.echo(f"  {summary.message}")
@@ -485,7 +504,8 @@ def _exit_code(summary: RunSummary) -> int:
         return EXIT_USAGE
     if summary.stopped == "interrupted":
         return EXIT_INTERRUPTED
-    return EXIT_ROWS_FAILED if summary.counts.failed else EXIT_OK
+    some_failed = summary.counts.failed or summary.counts.failed_before
+    return EXIT_ROWS_FAILED if some_failed else EXIT_OK
 
 
 # --- sandbox ---------------------------------------------------------------------------------

@@ -39,10 +39,11 @@ MS_PER_UNIT: dict[str, tuple[int, int]] = {  # unit -> (multiply, floor-divide) 
     "ns": (1, 1_000_000),
 }
 FUTURE_SLACK_MS = 24 * 3600 * 1000
+_INT64_MAX = 2**63 - 1
 _INT_TEXT = r"^[+-]?[0-9]+$"
 _FLOAT_TEXT = r"^[+-]?([0-9]+\.?[0-9]*|\.[0-9]+)([eE][+-]?[0-9]+)?$"
-_DECIMAL_TEXT = r"^-?[0-9]+\.[0-9]+$"
-_HAS_OFFSET = r"([zZ]|[+-][0-9]{2}(:?[0-9]{2})?)$"
+_DECIMAL_TEXT = r"^-?([0-9]+\.[0-9]+|[0-9]{19,})$"  # with a fraction, or too long for int64
+_HAS_OFFSET = r"[Tt ][0-9:.,]+([zZ]|[+-][0-9]{2}(:?[0-9]{2})?)$"  # after a time: not 2024-11-14
 
 
 @dataclass(frozen=True)
@@ -135,7 +136,10 @@ def to_number(column: pa.Array) -> Converted:
 
 def _integers(column: pa.Array, missing: np.ndarray) -> Converted:
     values = pc.cast(column, pa.int64(), safe=False) if column.type != pa.uint64() else column
-    too_big = _mask(pc.greater(pc.abs(pc.cast(values, pa.float64())), float(MAX_SAFE_INTEGER)))
+    limit = pa.scalar(MAX_SAFE_INTEGER, values.type)  # compared as integers: exact
+    too_big = _mask(pc.greater(values, limit))
+    if pa.types.is_signed_integer(values.type):
+        too_big |= _mask(pc.less(values, -MAX_SAFE_INTEGER))
     problem = Problem(
         too_big & ~missing,
         "is an integer beyond 2^53, which Torque cannot hold exactly; map it as a string",
@@ -155,7 +159,8 @@ def _number_text(text: pa.Array, missing: np.ndarray) -> Converted:
     fits_int64 = _mask(pc.less_equal(pc.utf8_length(text), 18))
     too_long = is_int & ~fits_int64
     is_int &= fits_int64
-    ints = pc.cast(pc.if_else(pa.array(is_int), text, "0"), pa.int64())
+    unsigned = pc.utf8_ltrim(text, characters="+")  # Arrow's int cast refuses a leading +
+    ints = pc.cast(pc.if_else(pa.array(is_int), unsigned, "0"), pa.int64())
     floats = pc.cast(pc.if_else(pa.array(is_float), text, "0"), pa.float64())
     too_big = too_long | (is_int & _mask(pc.greater(pc.abs(ints), MAX_SAFE_INTEGER)))
     not_finite = is_float & ~_mask(pc.is_finite(floats))
@@ -267,8 +272,15 @@ def _datetime_column_ms(column: pa.Array, timezone: str) -> tuple[np.ndarray, np
         column = pa.array(local)
         kind = column.type
     raw = pc.fill_null(pc.cast(column, pa.int64()), 0).to_numpy()
-    multiply, divide = MS_PER_UNIT[kind.unit]
-    return raw * multiply // divide, gap
+    return _scale_to_ms(raw, kind.unit), gap
+
+
+def _scale_to_ms(raw: np.ndarray, unit: str) -> np.ndarray:
+    """Floored ms; seconds are clipped first, so that a huge value cannot wrap into range."""
+    multiply, divide = MS_PER_UNIT[unit]
+    if multiply > 1:
+        raw = np.clip(raw, -_INT64_MAX // multiply, _INT64_MAX // multiply)
+    return raw * multiply // divide
 
 
 def _localize(naive: pd.Series, timezone: str) -> pd.Series:
@@ -290,8 +302,7 @@ def _epoch_integers(
 ) -> tuple[np.ndarray, list[Problem]]:
     raw = pc.fill_null(values, 0).to_numpy()
     if unit in MS_PER_UNIT:
-        multiply, divide = MS_PER_UNIT[unit]
-        return raw * multiply // divide, []
+        return _scale_to_ms(raw, unit), []
     if unit == "iso":
         return raw, [Problem(present, "is a number, but the mapping's unit is iso (text)")]
     magnitude = np.abs(raw)
@@ -348,9 +359,11 @@ def _decimal_epochs(
         chosen = unit
         if unit in ("auto", "iso"):
             magnitude = abs(number)
-            chosen = "s" if magnitude < 10**11 else "ms" if magnitude < 10**14 else "us"
+            tiers = ((10**11, "s"), (10**14, "ms"), (10**17, "us"))  # as _epoch_integers
+            chosen = next((name for limit, name in tiers if magnitude < limit), "ns")
         multiply, divide = MS_PER_UNIT[chosen]
-        out[position] = int((number * multiply / divide).to_integral_value(rounding="ROUND_FLOOR"))
+        ms = int((number * multiply / divide).to_integral_value(rounding="ROUND_FLOOR"))
+        out[position] = min(max(ms, -_INT64_MAX), _INT64_MAX)  # fails the range check
     return bad
 
 
@@ -358,6 +371,8 @@ def _parse_datetimes(
     text: pa.Array, rows: np.ndarray, rule: TimestampRule, out: np.ndarray
 ) -> list[Problem]:
     """ISO-8601 (or `format`) text: offsets honoured, naive values placed in `timezone`."""
+    if rule.format is None:  # RFC 3339 allows a lowercase t and z; pandas does not
+        text = pc.utf8_upper(text)
     series = pd.Series(text.to_pandas(), copy=False)
     if rule.format is not None:
         aware = rows if "%z" in rule.format or "%Z" in rule.format else np.zeros_like(rows)

@@ -141,7 +141,12 @@ class EventMapper:
                 "text: compare with quotes, or convert, e.g. total.astype('float') > 10."
             ) from None
         is_boolean = isinstance(result, pd.Series) and (
-            result.dtype.kind in "bO" or str(result.dtype) == "boolean"
+            result.dtype.kind == "b"
+            or str(result.dtype) == "boolean"
+            or (  # object holds booleans with None; pandas 3's text ("str") is object too
+                result.dtype.kind == "O"
+                and pd.api.types.infer_dtype(result, skipna=True) in ("boolean", "empty")
+            )
         )
         if not is_boolean:
             raise MappingError(
@@ -172,30 +177,30 @@ class EventMapper:
         columns: list[_FieldColumn | None],
     ) -> dict[int, list[tuple[str, str]]]:
         """Row position -> [(reason, message)]: every problem of the row, not just the first."""
-        checks: list[tuple[str, str, Converted, bool]] = [
+        checks: list[tuple[str, str, Converted, str | None]] = [
             (
                 f"timestamp (column {self.mapping.timestamp_column!r})",
                 self.mapping.timestamp_column,
                 timestamp,
-                True,
+                _MISSING_ALWAYS,
             ),
             (
                 f"user.pubKey (column {self.mapping.pubkey_column!r})",
                 self.mapping.pubkey_column,
                 pubkey,
-                True,
+                _MISSING_ALWAYS,
             ),
         ]
         for column in columns:
             if column is not None:
                 spec = column.spec
-                required = not (spec.optional or spec.has_default)
-                checks.append((column.label, spec.column or "", column.converted, required))
+                missing = None if spec.optional or spec.has_default else _MISSING
+                checks.append((column.label, spec.column or "", column.converted, missing))
         messages: dict[int, list[tuple[str, str]]] = {}
-        for label, column_name, converted, required in checks:
+        for label, column_name, converted, missing_reason in checks:
             problems = list(converted.problems)
-            if required:
-                problems.append(Problem(converted.missing, _MISSING, _describe_missing))
+            if missing_reason is not None:
+                problems.append(Problem(converted.missing, missing_reason, _describe_missing))
             for problem in problems:
                 positions = np.flatnonzero(problem.mask)
                 if not len(positions):
@@ -281,6 +286,7 @@ class EventMapper:
 
 
 _MISSING = "is missing (add default: or optional: true to the field to allow that)"
+_MISSING_ALWAYS = "is missing"
 _OMIT = object()
 
 

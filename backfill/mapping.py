@@ -87,6 +87,11 @@ class Mapping:
                     f"{self.origin}: {key}: the column {column!r} is not in {source_name}"
                     f"{_suggest(column, columns)}. Its columns are: {', '.join(columns)}."
                 )
+            if columns.count(column) > 1:
+                raise MappingError(
+                    f"{self.origin}: {key}: {source_name} has {columns.count(column)} columns "
+                    f"named {column!r}; rename them so that the mapping names exactly one."
+                )
 
     def _column_keys(self) -> list[tuple[str, str]]:
         keys = [("timestamp.column", self.timestamp_column), ("user.pubKey", self.pubkey_column)]
@@ -95,7 +100,8 @@ class Mapping:
             for spec in self.fields
             if spec.column is not None
         ]
-        keys += [("filter", column) for column in filter_columns(self.filter or "")]
+        if self.filter:
+            keys += [("filter", column) for column in filter_columns(self.filter)]
         return keys
 
     def with_field(self, name: str, spec: str | dict[str, Any]) -> Mapping:
@@ -134,13 +140,35 @@ def load_mapping(path: str | Path) -> Mapping:
     except (OSError, UnicodeDecodeError) as exc:
         raise MappingError(f"{path}: cannot read the mapping file ({exc}).") from None
     try:
-        data = yaml.safe_load(text)
+        data = yaml.load(text, Loader=_UniqueKeyLoader)  # a SafeLoader: no Python objects
     except yaml.YAMLError as exc:
         where = getattr(exc, "problem_mark", None)
         line = f" at line {where.line + 1}, column {where.column + 1}" if where else ""
         problem = getattr(exc, "problem", None) or str(exc)
         raise MappingError(f"{path}: not valid YAML{line}: {problem}.") from None
     return mapping_from_dict(data, origin=str(path))
+
+
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """YAML's safe loader, except that a key written twice in one mapping is an error: plain
+    YAML keeps the last silently, and a mapping with two `event_name`s would mean either."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen: set[Any] = set()
+        for key_node, _ in node.value:
+            if key_node.tag == "tag:yaml.org,2002:merge":  # `<<: *base` may be overridden
+                continue
+            key = self.construct_object(key_node, deep=True)
+            try:
+                duplicate = key in seen
+                seen.add(key)
+            except TypeError:  # unhashable: the base class says so
+                continue
+            if duplicate:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"the key {key!r} is written twice; keep one", key_node.start_mark
+                )
+        return super().construct_mapping(node, deep=deep)
 
 
 def mapping_from_dict(data: Any, origin: str = "<mapping>") -> Mapping:
@@ -302,7 +330,15 @@ def _word_list(spec: dict[str, Any], word: str, key: str, origin: str) -> tuple[
         values = [values]
     if any(isinstance(v, (dict, list)) or v is None for v in values):
         raise MappingError(f"{origin}: {key}.{word}: expected a list of words; found {values!r}.")
-    return tuple(_word(v) for v in values)
+    return tuple(word for v in values for word in _list_words(v))
+
+
+def _list_words(value: Any) -> tuple[str, ...]:
+    """YAML reads `true`, `yes` and `on` alike as True and loses which was written: a
+    boolean in a word list stands for all three spellings."""
+    if isinstance(value, bool):
+        return ("true", "yes", "on") if value else ("false", "no", "off")
+    return (str(value),)
 
 
 def _word(value: Any) -> str:

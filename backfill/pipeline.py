@@ -36,11 +36,13 @@ from backfill.journal import (
     read_journal,
 )
 from backfill.mapping import Mapping
-from backfill.report import ReportWriter, read_report
+from backfill.report import MIN_SECRET_LENGTH, ReportWriter, read_report
 from backfill.sender import AiohttpPoster, Poster, Sender, SendPolicy
 from backfill.source import DEFAULT_CHUNK_ROWS, Chunk, Source
 
 QUEUE_EVENTS_PER_SENDER = 64
+NEEDS_MAPPING = "rerun it with --mapping"
+MAX_MESSAGE_CHARS = 500  # a server's message, cut after the key is scrubbed from all of it
 PROGRESS_INTERVAL = 0.2
 PosterFactory = Callable[[str, dict[str, str], SendPolicy], Poster]
 
@@ -55,6 +57,7 @@ class RunCounts:
     failed: int = 0
     unsent: int = 0
     already_done: int = 0
+    failed_before: int = 0  # of already_done: rows an earlier run put in the report
     retries: int = 0
     failed_by_reason: Counter[str] = field(default_factory=Counter)
 
@@ -87,6 +90,7 @@ class RunSummary:
             "failed": counts.failed,
             "unsent": counts.unsent,
             "already_done": counts.already_done,
+            "failed_before": counts.failed_before,
             "retries": counts.retries,
             "slowdowns": self.slowdowns,
             "failed_by_reason": dict(counts.failed_by_reason.most_common()),
@@ -106,7 +110,7 @@ class Target:
     api: Api
     endpoint: str
     api_key: str
-    policy: SendPolicy = SendPolicy()
+    policy: SendPolicy = field(default_factory=SendPolicy)
 
     def headers(self) -> dict[str, str]:
         return {"Content-Type": "application/json", self.api.key_header: self.api_key}
@@ -300,19 +304,27 @@ class Run:
             elif delivery.kind == "interrupted":
                 self.counts.unsent += 1
             else:
+                message = self._scrub(delivery.message)
                 self._record_failure(
                     RowFailure(
                         row=row,
                         source=self.plan.source_name,
                         stage="send",
-                        reason=_send_reason(delivery.status, delivery.kind, delivery.message),
-                        error=delivery.message,
+                        reason=_send_reason(delivery.status, delivery.kind, message),
+                        error=message,
                         record=chunk.record(row),
                         event=event.as_dict(),
                         status=delivery.status,
                         attempts=delivery.attempts,
                     )
                 )
+
+    def _scrub(self, text: str) -> str:
+        """A server may echo the API key in its message: keep it out of summary and journal."""
+        key = self.target.api_key
+        if len(key) >= MIN_SECRET_LENGTH:
+            text = text.replace(key, "[redacted]")
+        return text[:MAX_MESSAGE_CHARS]
 
     def _record_failure(self, failure: RowFailure) -> None:
         self.counts.failed += 1
@@ -364,6 +376,7 @@ class Run:
             return
         _drop_torn_tail(self.plan.report_path)
         for failure in read_report(self.plan.report_path):
+            self.counts.failed_before += 1
             if failure.row is None:
                 self._skip_bad_lines += 1
             else:
@@ -373,7 +386,7 @@ class Run:
         self._report_progress()
         stopped, message = None, ""
         if self._auth_error is not None:
-            stopped, message = "auth", str(self._auth_error)
+            stopped, message = "auth", self._scrub(str(self._auth_error))
         elif self._stopping.is_set():
             stopped = "interrupted"
         summary = RunSummary(
@@ -547,7 +560,8 @@ def _stored_event_chunks(failures: list[RowFailure], chunk_rows: int) -> Iterato
         sendable = [f for f in numbered if f.event is not None]
         stuck = [f for f in batch if f.event is None or f.row is None]
         for failure in stuck:
-            failure.error = f"{failure.error} (a {failure.stage} failure: rerun it with --mapping)"
+            if NEEDS_MAPPING not in failure.error:
+                failure.error = f"{failure.error} (a {failure.stage} failure: {NEEDS_MAPPING})"
         events = [Event.from_dict(f.event) for f in sendable if f.event is not None]
         yield MappedChunk(
             rows=np.array([f.row for f in numbered], dtype=np.int64),

@@ -20,6 +20,7 @@ import io
 import json
 import math
 import os
+import re
 from collections.abc import Iterable, Iterator
 from decimal import Decimal
 from pathlib import Path
@@ -40,6 +41,7 @@ REPORT_FIELDS = (
     "event",
 )
 PRIVATE_FILE_MODE = 0o600
+MIN_SECRET_LENGTH = 8  # shorter "keys" are test values; scrubbing them would mangle data
 
 
 def encode_value(value: Any) -> Any:
@@ -59,7 +61,10 @@ def encode_value(value: Any) -> Any:
     if isinstance(value, bytes):
         return {"$base64": base64.b64encode(value).decode()}
     if isinstance(value, dict):
-        return {str(k): encode_value(v) for k, v in value.items()}
+        encoded = {str(k): encode_value(v) for k, v in value.items()}
+        if len(encoded) == 1 and next(iter(encoded)) in _DECODERS:
+            return {"$dict": encoded}  # a dict that looks like a tag ({"$date": ...}) stays a dict
+        return encoded
     if isinstance(value, (list, tuple)):
         return [encode_value(v) for v in value]
     if hasattr(value, "isoformat"):  # pandas Timestamp keeps nanoseconds in isoformat
@@ -74,6 +79,7 @@ _DECODERS = {
     "$time": dt.time.fromisoformat,
     "$decimal": Decimal,
     "$base64": base64.b64decode,
+    "$dict": lambda items: {k: decode_value(v) for k, v in items.items()},
 }
 
 
@@ -91,7 +97,10 @@ def decode_value(value: Any) -> Any:
 
 def _parse_datetime(text: str) -> Any:
     """Datetimes with nanoseconds need pandas; others stay plain `datetime`s."""
+    fraction = re.search(r"\.([0-9]+)", text)
     try:
+        if fraction and len(fraction.group(1)) > 6:  # Python 3.11+ would drop the digits
+            raise ValueError(text)
         return dt.datetime.fromisoformat(text)
     except ValueError:
         import pandas as pd
@@ -141,11 +150,11 @@ class ReportWriter:
     def __init__(self, path: str | Path, secrets: Iterable[str] = ()) -> None:
         self.path = Path(path)
         self.is_csv = self.path.suffix.lower() == ".csv"
-        self._secrets = [s for s in secrets if s]
+        self._secrets = [s for s in secrets if len(s) >= MIN_SECRET_LENGTH]
         self.written = 0
         fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, PRIVATE_FILE_MODE)
         self._file = os.fdopen(fd, "w", encoding="utf-8", newline="")
-        if self.is_csv and self._file.tell() == 0:
+        if self.is_csv and os.fstat(fd).st_size == 0:  # tell() is 0 even when appending
             self._write(_csv_line(REPORT_FIELDS))
 
     def write(self, failure: RowFailure) -> None:
@@ -181,8 +190,13 @@ class ReportWriter:
 
 
 def _csv_line(cells: Iterable[Any]) -> str:
+    cells = list(cells)
+    # The writer quotes only "\n" of the line ends, but a reader also ends a row at a lone
+    # "\r" (a server's message may hold one): quote every cell of such a line.
+    carriage = any("\r" in cell for cell in cells if isinstance(cell, str))
     buffer = io.StringIO()
-    csv.writer(buffer, lineterminator="\n").writerow(cells)
+    quoting = csv.QUOTE_ALL if carriage else csv.QUOTE_MINIMAL
+    csv.writer(buffer, lineterminator="\n", quoting=quoting).writerow(cells)
     return buffer.getvalue()
 
 

@@ -17,6 +17,7 @@ import asyncio
 import email.utils
 import json
 import random
+import re
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
@@ -39,6 +40,7 @@ DEFAULT_MAX_RETRIES = 6
 DEFAULT_TIMEOUT = 30.0
 SLOW_DOWN_STATUSES = frozenset({408, 425, 429})
 AUTH_STATUSES = frozenset({401, 403})
+_DELAY_SECONDS = re.compile(r"^[0-9]+(\.[0-9]+)?$")  # RFC 9110 says digits; some send 1.5
 MAX_RETRY_AFTER = 300.0  # a server asking for longer is more likely broken than busy
 BURST_SECONDS = 0.05  # the limiter's bucket holds this much time's worth of requests
 RECOVERY_INTERVAL = 1.0
@@ -65,6 +67,10 @@ class SendPolicy:
             raise ValueError(f"max retries must be 0 or more; got {self.max_retries}")
         if self.timeout <= 0:
             raise ValueError(f"timeout must be positive; got {self.timeout}")
+        if not 0 <= self.backoff_base <= self.backoff_max:
+            raise ValueError(
+                f"backoff needs 0 <= base <= max; got {self.backoff_base}, {self.backoff_max}"
+            )
 
 
 @dataclass(frozen=True)
@@ -99,33 +105,33 @@ def server_message(reply: Reply) -> str:
     try:
         data = json.loads(reply.text)
     except ValueError:
-        return reply.text.strip()[:300]
+        return reply.text.strip()
     if isinstance(data, dict) and data.get("message"):
-        return str(data["message"])[:300]
-    return reply.text.strip()[:300]
+        return str(data["message"])
+    return reply.text.strip()
 
 
 def retry_after_seconds(value: str | None, now: float | None = None) -> float | None:
-    """`Retry-After` as seconds to wait: either delay-seconds or an HTTP date."""
+    """`Retry-After` as seconds to wait: delay-seconds (digits) or an HTTP date."""
     if not value:
         return None
     value = value.strip()
-    try:
+    if _DELAY_SECONDS.match(value):
         seconds = float(value)
-    except ValueError:
+    else:
         try:
             when = email.utils.parsedate_to_datetime(value)
-        except (TypeError, ValueError):
+        except (TypeError, ValueError, IndexError):
             return None
         seconds = when.timestamp() - (time.time() if now is None else now)
     return min(max(seconds, 0.0), MAX_RETRY_AFTER)
 
 
-def check_reply(reply: Reply) -> None:
-    """Raise the `SendError` subclass that says what to do next; return if accepted."""
+def check_reply(reply: Reply) -> int:
+    """Raise the `SendError` subclass that says what to do next; the status if accepted."""
     status = reply.status
     if 200 <= status < 300:
-        return
+        return status
     message = server_message(reply)
     described = f"HTTP {status}: {message}" if message else f"HTTP {status}"
     if status in AUTH_STATUSES:
@@ -200,8 +206,9 @@ class AdaptiveLimiter:
                 return
 
     def _count(self) -> None:
+        """Requests in the current one-second window: what "halve" means with no --rate."""
         now = self._clock()
-        if now - self._recent_start >= 1.0:
+        if self._recent == 0 or now - self._recent_start >= 1.0:
             self._recent, self._recent_start = 0, now
         self._recent += 1
 
@@ -211,7 +218,8 @@ class AdaptiveLimiter:
             self.paused_until = max(self.paused_until, now + retry_after)
         if now - self._last_change < RECOVERY_INTERVAL and self.rate:
             return
-        current = self.rate or max(self._recent / max(now - self._recent_start, 0.1), 2.0)
+        measured = self._recent / max(now - self._recent_start, 0.05)
+        current = self.rate or max(measured, 2.0)
         self._set_rate(max(self.min_rate, current / 2), now)
         self.slowdowns += 1
 
@@ -271,7 +279,7 @@ class Sender:
                 return Delivery(False, attempt - 1, kind="interrupted")
             await self.limiter.acquire()
             try:
-                check_reply(await self.poster.post(body))
+                status = check_reply(await self.poster.post(body))
             except (AuthRejected, EventRejected) as exc:
                 if isinstance(exc, AuthRejected):
                     raise
@@ -283,7 +291,7 @@ class Sender:
                 self.retries += 1
                 continue
             self.limiter.on_success()
-            return Delivery(True, attempt, 200)
+            return Delivery(True, attempt, status)
 
     def _wait_before_retry(self, exc: TransientSendError, attempt: int) -> float:
         if isinstance(exc, RateLimited):

@@ -10,14 +10,18 @@ later, from the mapping. Parquet columns keep the types the file declares.
 
 from __future__ import annotations
 
+import codecs
 import csv
+import functools
 import io
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
@@ -26,11 +30,12 @@ from backfill.errors import SourceError
 DEFAULT_CHUNK_ROWS = 16_384
 PARQUET_BUFFER_BYTES = 1 << 20
 SUPPORTED_FORMATS = ".csv, .csv.gz, .parquet, or a directory of .parquet files"
+_UNDECODED = re.compile("[\udc80-\udcff]")  # bytes that were not UTF-8 (surrogateescape)
 
 
 @dataclass(frozen=True)
 class BadLine:
-    """A CSV line that could not be split into the header's columns."""
+    """A CSV line that could not be split into the header's columns, or was not UTF-8."""
 
     text: str
     reason: str
@@ -171,7 +176,10 @@ class CsvSource(Source):
         return cls(path, _csv_header(path, delimiter), delimiter)
 
     def chunks(self, chunk_rows: int = DEFAULT_CHUNK_ROWS) -> Iterator[Chunk]:
+        marks_before = _NotUtf8.count  # before opening: Arrow reads the first block at once
         reader = self._open_reader(chunk_rows)
+        if reader is None:  # the header and nothing else
+            return
         first_row = 0
         while True:
             try:
@@ -180,20 +188,24 @@ class CsvSource(Source):
                 return
             except (OSError, pa.ArrowException) as exc:
                 raise SourceError(
-                    f"{self.path}: cannot read the CSV after data row {first_row}: {exc}"
+                    f"{self.path}: cannot read the CSV after data row {first_row}: {_explain(exc)}"
                 ) from exc
+            if _NotUtf8.count != marks_before:  # only then: the check costs a full scan
+                batch = self._set_aside_not_utf8(batch)
             bad_lines, self._bad_lines = tuple(self._bad_lines), []
             for start in range(0, max(batch.num_rows, 1), chunk_rows):
                 piece = pa.Table.from_batches([batch.slice(start, chunk_rows)], batch.schema)
                 yield numbered(first_row, piece, bad_lines if start == 0 else ())
                 first_row += piece.num_rows
 
-    def _open_reader(self, chunk_rows: int) -> pacsv.CSVStreamingReader:
+    def _open_reader(self, chunk_rows: int) -> pacsv.CSVStreamingReader | None:
         block_size = min(max(chunk_rows * 256, 1 << 16), 1 << 24)
         try:
             return pacsv.open_csv(
-                pa.input_stream(str(self.path), compression="detect"),
-                read_options=pacsv.ReadOptions(block_size=block_size, use_threads=False),
+                pa.input_stream(str(self.path), compression=_compression(self.path)),
+                read_options=pacsv.ReadOptions(
+                    block_size=block_size, use_threads=False, encoding=_NotUtf8.CODEC
+                ),
                 parse_options=pacsv.ParseOptions(
                     delimiter=self.delimiter,
                     newlines_in_values=True,
@@ -206,24 +218,115 @@ class CsvSource(Source):
                 ),
             )
         except (OSError, pa.ArrowException) as exc:
-            raise SourceError(f"{self.path}: cannot read the CSV: {exc}") from exc
+            if "Empty CSV file" in str(exc):  # Arrow's word for a header without a newline
+                return None
+            raise SourceError(f"{self.path}: cannot read the CSV: {_explain(exc)}") from exc
+
+    def _set_aside_not_utf8(self, batch: pa.RecordBatch) -> pa.RecordBatch:
+        """Lines with a byte that is not UTF-8 become bad lines, as ragged lines do."""
+        reasons: dict[int, str] = {}
+        for name, column in zip(batch.schema.names, batch.columns):
+            found = pc.fill_null(pc.match_substring_regex(column, _NotUtf8.PATTERN), False)
+            for position in np.flatnonzero(found.to_numpy(zero_copy_only=False)).tolist():
+                reasons.setdefault(
+                    position, f"column {name!r} is not UTF-8 text; save the file as UTF-8"
+                )
+        if not reasons:
+            return batch
+        for position, reason in sorted(reasons.items()):
+            cells = [_NotUtf8.shown(column[position].as_py() or "") for column in batch.columns]
+            buffer = io.StringIO()
+            csv.writer(buffer, delimiter=self.delimiter, lineterminator="").writerow(cells)
+            self._bad_lines.append(BadLine(text=buffer.getvalue(), reason=reason))
+        keep = np.ones(batch.num_rows, dtype=bool)
+        keep[list(reasons)] = False
+        return batch.filter(pa.array(keep))
 
     def _skip_bad_line(self, row: pacsv.InvalidRow) -> str:
         reason = f"expected {row.expected_columns} columns, found {row.actual_columns}"
-        self._bad_lines.append(BadLine(text=row.text or "", reason=reason))
+        self._bad_lines.append(BadLine(text=_NotUtf8.shown(row.text or ""), reason=reason))
         return "skip"
+
+
+class _NotUtf8:
+    """A codec for Arrow's CSV reader: UTF-8, except that each byte that is not UTF-8 becomes
+    a private-use character (U+F0000 + the byte). Arrow would otherwise stop the whole file
+    at such a byte, even on a ragged line; this way only its line is set aside."""
+
+    CODEC = "backfill-utf-8-marked"
+    ERRORS = "backfill-mark-not-utf-8"
+    BASE = 0xF0000  # Supplementary Private Use Area-A: no orders file holds these
+    PATTERN = "[\U000f0000-\U000f00ff]"
+    count = 0  # bytes marked so far, in any file: when it has not moved, there is none
+
+    @staticmethod
+    def mark(error: UnicodeError) -> tuple[str, int]:
+        if not isinstance(error, UnicodeDecodeError):
+            raise error
+        _NotUtf8.count += error.end - error.start
+        marked = "".join(
+            chr(_NotUtf8.BASE + byte) for byte in error.object[error.start : error.end]
+        )
+        return marked, error.end
+
+    @staticmethod
+    def shown(text: str) -> str:
+        """Marked bytes written as `\\xe9`, for people."""
+        return "".join(
+            f"\\x{ord(char) - _NotUtf8.BASE:02x}"
+            if _NotUtf8.BASE <= ord(char) <= _NotUtf8.BASE + 0xFF
+            else char
+            for char in text
+        )
+
+    @staticmethod
+    def find(name: str) -> codecs.CodecInfo | None:
+        if name != _NotUtf8.CODEC.replace("-", "_"):  # lookup normalises - to _
+            return None
+        utf8 = codecs.lookup("utf-8")
+        decoder = functools.partial(codecs.getincrementaldecoder("utf-8"), errors=_NotUtf8.ERRORS)
+        return codecs.CodecInfo(
+            utf8.encode, utf8.decode, incrementaldecoder=decoder, name=_NotUtf8.CODEC
+        )
+
+
+codecs.register_error(_NotUtf8.ERRORS, _NotUtf8.mark)
+codecs.register(_NotUtf8.find)
+
+
+def _explain(exc: Exception) -> str:
+    """Arrow's message, with a next step where Arrow's own hint cannot be followed."""
+    if "straddling object" in str(exc):
+        return (
+            "a value of several megabytes, usually from a quote that is never closed; "
+            "check the quotes in the lines that follow"
+        )
+    return str(exc)
+
+
+def _compression(path: Path) -> str | None:
+    """gzip by the name in any case (`ORDERS.CSV.GZ`): Arrow's "detect" knows only `.gz`."""
+    return "gzip" if path.suffix.lower() == ".gz" else None
 
 
 def _csv_header(path: Path, delimiter: str) -> list[str]:
     """The header row, read with Python's csv module so quoting and a BOM are handled."""
     try:
-        stream = pa.input_stream(str(path), compression="detect")
-        text = io.TextIOWrapper(stream, encoding="utf-8-sig", newline="")
+        stream = pa.input_stream(str(path), compression=_compression(path))
+        # Only the header must decode here: bytes further on are the data's business.
+        text = io.TextIOWrapper(stream, encoding="utf-8-sig", errors="surrogateescape", newline="")
         header = next(csv.reader(text, delimiter=delimiter), None)
-    except UnicodeDecodeError as exc:
-        raise SourceError(f"{path}: the header is not UTF-8 text ({exc.reason}).") from exc
     except (OSError, pa.ArrowException, csv.Error) as exc:
         raise SourceError(f"{path}: cannot read the CSV header: {exc}") from exc
     if not header:
         raise SourceError(f"{path}: the file is empty; expected a header line of column names.")
+    undecodable = [name for name in header if _UNDECODED.search(name) or "\0" in name]
+    if undecodable:
+        shown = (
+            undecodable[0].encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+        )
+        raise SourceError(
+            f"{path}: the header is not UTF-8 text (found {shown!r}; UTF-16 or Latin-1?); "
+            "save the file as UTF-8."
+        )
     return header

@@ -159,3 +159,96 @@ def cli(tmp_path: Path) -> Callable[..., CliResult]:
         return run_cli(*args, cwd=tmp_path, env=env, **kw)
 
     return invoke
+
+
+# --- rerun and resume end to end (tests/test_rerun.py, tests/test_resume.py) ------------------
+
+
+def write_sample_mapping(
+    path: Path,
+    *,
+    true_words: tuple[str, ...] = ("premium", "gold"),
+    false_words: tuple[str, ...] = ("basic",),
+) -> Path:
+    """A copy of sample_data/map.yaml with its `isPremiumUser` words replaced: the defaults
+    are the right mapping; leaving a word out makes a wrong one that fails a known set of rows."""
+    import yaml
+
+    raw = yaml.safe_load((SAMPLE / "map.yaml").read_text(encoding="utf-8"))
+    spec = raw["event_data"]["isPremiumUser"]
+    for key in (True, False, "true", "false"):  # YAML reads a bare `true:` key as a boolean
+        spec.pop(key, None)
+    spec["true"], spec["false"] = list(true_words), list(false_words)
+    path.write_text(yaml.safe_dump(raw, sort_keys=False, allow_unicode=True), encoding="utf-8")
+    return path
+
+
+def canonical_event(event: dict[str, Any]) -> str:
+    return json.dumps(event, sort_keys=True, separators=(",", ":"))
+
+
+@dataclass(frozen=True)
+class SampleOutcome:
+    """What a correct run of orders.csv sends: every valid row's exact event, and the bad rows."""
+
+    rows_by_event: dict[str, int]
+    bad_rows: frozenset[int]
+    tiers: dict[int, str]  # valid row -> its `tier` cell, lower case
+
+    @property
+    def valid_rows(self) -> frozenset[int]:
+        return frozenset(self.rows_by_event.values())
+
+    def rows_with_tier(self, *tiers: str) -> frozenset[int]:
+        """Valid rows whose tier is one of `tiers`: those a mapping without the word fails."""
+        return frozenset(row for row, tier in self.tiers.items() if tier in tiers)
+
+    def stored_rows(self, sandbox: SandboxProcess) -> list[int | None]:
+        """The row of each event in the sandbox's store, in arrival order; None: unexpected."""
+        return [self.rows_by_event.get(canonical_event(line["event"])) for line in sandbox.events()]
+
+
+@pytest.fixture(scope="session")
+def sample_outcome(tmp_path_factory: pytest.TempPathFactory) -> SampleOutcome:
+    import csv
+
+    from backfill.validate import mapped_chunks, open_inputs
+
+    mapping = write_sample_mapping(tmp_path_factory.mktemp("sample") / "map.yaml")
+    source, opened = open_inputs(SAMPLE / "orders.csv", mapping)
+    rows_by_event: dict[str, int] = {}
+    bad: set[int] = set()
+    for chunk in mapped_chunks(source, opened):
+        for row, event in chunk.events():
+            rows_by_event[canonical_event(event.as_dict())] = row
+        bad.update(f.row for f in chunk.failures if f.row is not None)
+    with (SAMPLE / "orders.csv").open(encoding="utf-8", newline="") as handle:
+        cells = list(csv.DictReader(handle))
+    valid = set(rows_by_event.values())
+    tiers = {row: cells[row]["tier"].lower() for row in valid}
+    return SampleOutcome(rows_by_event, frozenset(bad), tiers)
+
+
+@pytest.fixture
+def cli_process(tmp_path: Path) -> Iterator[Callable[..., subprocess.Popen[str]]]:
+    """Start `backfill` in the background in `tmp_path`, to signal or kill it part-way;
+    whatever is still running at teardown is killed."""
+    started: list[subprocess.Popen[str]] = []
+
+    def start(*args: str | Path, env: dict[str, str] | None = None) -> subprocess.Popen[str]:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "backfill", *map(str, args)],
+            cwd=tmp_path,
+            env=cli_env() if env is None else env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        started.append(process)
+        return process
+
+    yield start
+    for process in started:
+        if process.poll() is None:
+            process.kill()
+            process.communicate(timeout=10)

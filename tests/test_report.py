@@ -1,0 +1,226 @@
+"""The failure report: written line by line, private to its owner, free of secrets, and
+read back (JSONL or CSV) into the same failures, even after a crash tore its last line."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import stat
+from collections.abc import Iterator
+from decimal import Decimal
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from backfill.errors import ReportError
+from backfill.events import RowFailure
+from backfill.report import REPORT_FIELDS, ReportWriter, read_report
+
+SECRET = "test-key-Zq8sXw3LmN0pRt7vY"
+FAILURES = [
+    RowFailure(
+        row=17,
+        source="orders.csv",
+        stage="mapping",
+        reason="timestamp (column 'created_at') is not a timestamp",
+        error="timestamp (column 'created_at') is not a timestamp: found '31/02/2024'",
+        record={
+            "sku": "00123",
+            "quantity": 3,
+            "total": 49.9,
+            "premium": True,
+            "coupon": None,
+            "created_at": "31/02/2024",
+            "Product Name": 'Gift Card\n"$100", ◎',
+        },
+    ),
+    RowFailure(
+        row=None,
+        source="orders.csv",
+        stage="read",
+        reason="CSV line skipped: expected 3 columns, found 4",
+        error="CSV line skipped: expected 3 columns, found 4: '1,2,3,4'",
+        record={"_line": "1,2,3,4"},
+    ),
+    RowFailure(
+        row=5,
+        source="orders.parquet",
+        stage="send",
+        reason="http 400",
+        error="http 400: Event not found for this API key",
+        record={
+            "when": dt.datetime(2024, 3, 5, 14, 22, 31, 123456, tzinfo=dt.timezone.utc),
+            "day": dt.date(2024, 3, 5),
+            "price": Decimal("49.90"),
+            "big": 2**63 - 1,
+        },
+        event={
+            "timestamp": 1709648551123,
+            "user": {"pubKey": "11111111111111111111111111111111"},
+            "event_name": "STORE_ORDER",
+            "event_data": {"orderAmount": 100, "itemId": "00123", "isPremiumUser": False},
+        },
+        status=400,
+        attempts=3,
+    ),
+]
+
+
+@pytest.fixture
+def private_umask() -> Iterator[None]:
+    """A umask that removes nothing, so the file mode is the writer's own choice."""
+    previous = os.umask(0)
+    try:
+        yield
+    finally:
+        os.umask(previous)
+
+
+def write_report(path: Path, failures: list[RowFailure], secrets: tuple[str, ...] = ()) -> None:
+    with ReportWriter(path, secrets=secrets) as writer:
+        for failure in failures:
+            writer.write(failure)
+        assert writer.written == len(failures)
+
+
+@pytest.mark.parametrize("name", ["failures.jsonl", "failures.csv"])
+def test_a_report_reads_back_into_the_same_failures(tmp_path: Path, name: str) -> None:
+    path = tmp_path / name
+    write_report(path, FAILURES)
+    back = list(read_report(path))
+    assert back == FAILURES
+    assert type(back[0].record["quantity"]) is int
+    assert type(back[2].record["when"]) is dt.datetime
+
+
+@pytest.mark.parametrize("name", ["failures.jsonl", "failures.csv"])
+def test_nanosecond_timestamps_in_a_record_keep_every_digit(tmp_path: Path, name: str) -> None:
+    stamps = {
+        "aware": pd.Timestamp("2024-03-05T14:22:31.123456789", tz="UTC"),
+        "naive": pd.Timestamp("2024-03-05T14:22:31.000000001"),
+        "micro": dt.datetime(2024, 3, 5, 14, 22, 31, 5),
+    }
+    failure = RowFailure(1, "orders.parquet", "mapping", "r", "e", record=stamps)
+    write_report(tmp_path / name, [failure])
+    [back] = read_report(tmp_path / name)
+    assert back.record == stamps
+    assert back.record["aware"].nanosecond == 789
+    assert type(back.record["micro"]) is dt.datetime
+
+
+def test_a_jsonl_report_is_one_object_a_line_with_every_field(tmp_path: Path) -> None:
+    path = tmp_path / "failures.jsonl"
+    write_report(path, FAILURES)
+    lines = path.read_text(encoding="utf-8").split("\n")
+    assert lines[-1] == ""  # every line ends with a newline
+    objects = [json.loads(line) for line in lines[:-1]]
+    assert [list(o) for o in objects] == [list(REPORT_FIELDS)] * 3
+    assert objects[0]["record"]["sku"] == "00123"
+    assert objects[1]["row"] is None
+    assert objects[2]["record"]["when"] == {"$datetime": "2024-03-05T14:22:31.123456+00:00"}
+    assert objects[2]["event"]["event_data"]["orderAmount"] == 100
+
+
+def test_a_csv_report_has_a_header_and_json_cells(tmp_path: Path) -> None:
+    path = tmp_path / "failures.csv"
+    write_report(path, FAILURES[:1])
+    write_report(path, FAILURES[1:])  # appending does not repeat the header
+    text = path.read_text(encoding="utf-8")
+    assert text.startswith(",".join(REPORT_FIELDS) + "\n")
+    assert text.count("row,source,stage") == 1
+    assert list(read_report(path)) == FAILURES
+
+
+@pytest.mark.parametrize("name", ["failures.jsonl", "failures.csv"])
+def test_a_report_is_readable_by_its_owner_only(
+    tmp_path: Path, name: str, private_umask: None
+) -> None:
+    path = tmp_path / name
+    write_report(path, FAILURES)
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+
+
+@pytest.mark.parametrize("name", ["failures.jsonl", "failures.csv"])
+def test_secrets_never_reach_the_report(tmp_path: Path, name: str) -> None:
+    leaky = RowFailure(
+        row=1,
+        source="orders.csv",
+        stage="send",
+        reason="http 401",
+        error=f"http 401: invalid key {SECRET}",
+        record={"note": f"pasted {SECRET} here"},
+        event={"event_data": {"comment": SECRET}},
+        status=401,
+    )
+    path = tmp_path / name
+    write_report(path, [leaky], secrets=(SECRET, ""))
+    text = path.read_text(encoding="utf-8")
+    assert SECRET not in text
+    assert text.count("[redacted]") == 3
+    [back] = read_report(path)
+    assert back.error == "http 401: invalid key [redacted]"
+    assert back.record == {"note": "pasted [redacted] here"}
+
+
+def test_a_torn_last_line_is_an_error_unless_allowed(tmp_path: Path) -> None:
+    path = tmp_path / "failures.jsonl"
+    write_report(path, FAILURES)
+    whole = path.read_bytes()
+    path.write_bytes(whole + whole.split(b"\n")[0][:40])  # a crash in the middle of a line
+    with pytest.raises(ReportError) as caught:
+        list(read_report(path))
+    assert str(caught.value).startswith(f"{path}, line 4: not JSON (")
+    assert list(read_report(path, allow_torn_tail=True)) == FAILURES
+
+
+def test_only_the_last_line_may_be_torn(tmp_path: Path) -> None:
+    path = tmp_path / "failures.jsonl"
+    good = path.with_name("good.jsonl")
+    write_report(good, FAILURES)
+    first, *rest = good.read_text(encoding="utf-8").splitlines(keepends=True)
+    path.write_text(first[:30] + "\n" + "".join(rest), encoding="utf-8")
+    with pytest.raises(ReportError, match=r"line 1: not JSON"):
+        list(read_report(path, allow_torn_tail=True))
+
+
+def test_a_complete_report_loses_nothing_when_torn_tails_are_allowed(tmp_path: Path) -> None:
+    path = tmp_path / "failures.jsonl"
+    write_report(path, FAILURES)
+    assert list(read_report(path, allow_torn_tail=True)) == FAILURES
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        ('{"row": 1}\n', "line 1: expected an object with row, record and event; found dict."),
+        ("[1, 2]\n", "line 1: expected an object with row, record and event; found list."),
+        ("\n", "line 1: empty line; expected one JSON object."),
+    ],
+)
+def test_a_jsonl_file_that_is_not_a_report_fails(
+    tmp_path: Path, content: str, message: str
+) -> None:
+    path = tmp_path / "failures.jsonl"
+    path.write_text(content, encoding="utf-8")
+    with pytest.raises(ReportError) as caught:
+        list(read_report(path))
+    assert str(caught.value) == f"{path}, {message}"
+
+
+def test_a_csv_file_that_is_not_a_report_fails(tmp_path: Path) -> None:
+    path = tmp_path / "orders.csv"
+    path.write_text("row,source\n1,x\n", encoding="utf-8")
+    with pytest.raises(ReportError) as caught:
+        list(read_report(path))
+    assert str(caught.value) == (
+        f"{path}: not a backfill report; the columns ['attempts', 'error', 'event', 'reason', "
+        "'record', 'stage', 'status'] are missing."
+    )
+
+
+def test_a_missing_report_fails(tmp_path: Path) -> None:
+    with pytest.raises(ReportError) as caught:
+        list(read_report(tmp_path / "nope.jsonl"))
+    assert str(caught.value) == f"{tmp_path / 'nope.jsonl'}: no such report file."

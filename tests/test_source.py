@@ -1,0 +1,279 @@
+"""Reading orders files: CSV as text exactly as written, Parquet with its own types, both as
+chunks whose row numbers do not depend on the chunk size."""
+
+from __future__ import annotations
+
+import gzip
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from backfill.errors import SourceError
+from backfill.source import BadLine, CsvSource, ParquetSource, Source, read_source
+
+
+def write_csv(tmp_path: Path, text: str, name: str = "orders.csv", encoding: str = "utf-8") -> Path:
+    path = tmp_path / name
+    path.write_bytes(text.encode(encoding))
+    return path
+
+
+def write_parquet(path: Path, columns: dict[str, Any], row_group_size: int | None = None) -> Path:
+    pq.write_table(pa.table(columns), path, row_group_size=row_group_size)
+    return path
+
+
+def read_all(source: Source, chunk_rows: int = 1000) -> tuple[list[int], list[dict[str, Any]]]:
+    """Row numbers and records of every chunk, in order."""
+    rows: list[int] = []
+    records: list[dict[str, Any]] = []
+    for chunk in source.chunks(chunk_rows):
+        assert len(chunk) == len(chunk.rows)
+        rows += chunk.rows.tolist()
+        records += chunk.table.to_pylist()
+    return rows, records
+
+
+def bad_lines(source: Source, chunk_rows: int = 1000) -> list[BadLine]:
+    return [line for chunk in source.chunks(chunk_rows) for line in chunk.bad_lines]
+
+
+# --- CSV -----------------------------------------------------------------------------------
+
+
+def test_quoted_csv_fields_keep_commas_quotes_and_newlines(tmp_path: Path) -> None:
+    path = write_csv(
+        tmp_path,
+        "id,Product Name,Country/Region\n"
+        '1,"Bundle: Hoodie, Cap","Korea, Republic of"\n'
+        '2,"Gift Card\n$100",Chile\n'
+        '3,"The ""Café"" ◎ mug",Peru\n',
+    )
+    rows, records = read_all(read_source(path))
+    assert rows == [0, 1, 2]
+    assert [r["Product Name"] for r in records] == [
+        "Bundle: Hoodie, Cap",
+        "Gift Card\n$100",
+        'The "Café" ◎ mug',
+    ]
+    assert records[0]["Country/Region"] == "Korea, Republic of"
+
+
+def test_column_names_with_spaces_and_punctuation_are_kept(tmp_path: Path) -> None:
+    path = write_csv(tmp_path, 'Order Date,Country/Region,"a, b",Total ($)\n2024-01-01,FR,x,5\n')
+    source = read_source(path)
+    assert source.columns == ["Order Date", "Country/Region", "a, b", "Total ($)"]
+    assert read_all(source)[1] == [
+        {"Order Date": "2024-01-01", "Country/Region": "FR", "a, b": "x", "Total ($)": "5"}
+    ]
+
+
+def test_csv_values_stay_text_exactly_as_written(tmp_path: Path) -> None:
+    path = write_csv(tmp_path, "sku,total,flag,when,note\n00123,1e3,TRUE,1731596206,\n")
+    source = read_source(path)
+    assert source.schema == pa.schema([(name, pa.string()) for name in source.columns])
+    assert read_all(source)[1] == [
+        {"sku": "00123", "total": "1e3", "flag": "TRUE", "when": "1731596206", "note": ""}
+    ]
+
+
+def test_a_utf8_bom_is_not_part_of_the_first_column_name(tmp_path: Path) -> None:
+    path = write_csv(tmp_path, "\ufefforder_id,name\nORD-1,Café\n")
+    source = read_source(path)
+    assert source.columns == ["order_id", "name"]
+    assert read_all(source)[1] == [{"order_id": "ORD-1", "name": "Café"}]
+
+
+def test_a_semicolon_delimiter_keeps_decimal_commas(tmp_path: Path) -> None:
+    path = write_csv(tmp_path, 'id;total;note\n1;14,95;"a;b"\n')
+    source = read_source(path, delimiter=";")
+    assert source.columns == ["id", "total", "note"]
+    assert read_all(source)[1] == [{"id": "1", "total": "14,95", "note": "a;b"}]
+
+
+def test_a_delimiter_must_be_one_character(tmp_path: Path) -> None:
+    path = write_csv(tmp_path, "a,b\n1,2\n")
+    with pytest.raises(SourceError, match=r"--delimiter must be one character; got ';;'\."):
+        read_source(path, delimiter=";;")
+
+
+@pytest.mark.parametrize("name", ["orders.csv.gz", "ORDERS.CSV.GZ"])
+def test_gzipped_csv_is_read(tmp_path: Path, name: str) -> None:
+    path = tmp_path / name
+    with gzip.open(path, "wt", encoding="utf-8") as handle:
+        handle.write('id,sku\n1,00123\n2,"a\nb"\n')
+    source = read_source(path)
+    assert isinstance(source, CsvSource)
+    assert read_all(source) == ([0, 1], [{"id": "1", "sku": "00123"}, {"id": "2", "sku": "a\nb"}])
+
+
+@pytest.mark.parametrize(
+    "text", ["id,sku\r\n1,a\r\n2,b\r\n", "id,sku\n1,a\n2,b", "id,sku\n1,a\n\n2,b\n"]
+)
+def test_line_endings_and_blank_lines_do_not_make_rows(tmp_path: Path, text: str) -> None:
+    rows, records = read_all(read_source(write_csv(tmp_path, text)))
+    assert rows == [0, 1]
+    assert records == [{"id": "1", "sku": "a"}, {"id": "2", "sku": "b"}]
+
+
+def test_an_empty_csv_fails(tmp_path: Path) -> None:
+    path = write_csv(tmp_path, "")
+    with pytest.raises(SourceError) as caught:
+        read_source(path)
+    assert str(caught.value) == (
+        f"{path}: the file is empty; expected a header line of column names."
+    )
+
+
+def test_a_header_only_csv_has_no_rows(tmp_path: Path) -> None:
+    source = read_source(write_csv(tmp_path, "id,sku\n"))
+    assert source.columns == ["id", "sku"]
+    assert read_all(source) == ([], [])
+    assert bad_lines(source) == []
+
+
+def test_ragged_lines_are_set_aside_and_reading_continues(tmp_path: Path) -> None:
+    path = write_csv(tmp_path, "id,sku\n1,a\n2,b,extra\n3\n4,d\n")
+    source = read_source(path)
+    assert read_all(source) == ([0, 1], [{"id": "1", "sku": "a"}, {"id": "4", "sku": "d"}])
+    assert bad_lines(source) == [
+        BadLine(text="2,b,extra", reason="expected 2 columns, found 3"),
+        BadLine(text="3", reason="expected 2 columns, found 1"),
+    ]
+
+
+def test_a_header_that_is_not_utf8_fails(tmp_path: Path) -> None:
+    path = write_csv(tmp_path, "id,Café\n1,2\n", encoding="latin-1")
+    with pytest.raises(SourceError, match=r"the header is not UTF-8 text"):
+        read_source(path)
+
+
+@pytest.mark.parametrize("name", ["orders.txt", "orders.xlsx", "orders.json", "orders"])
+def test_an_unknown_extension_fails(tmp_path: Path, name: str) -> None:
+    path = tmp_path / name
+    path.write_text("id\n1\n")
+    with pytest.raises(SourceError) as caught:
+        read_source(path)
+    assert str(caught.value) == (
+        f"{path}: cannot tell the format from the name {name!r}; "
+        "expected .csv, .csv.gz, .parquet, or a directory of .parquet files."
+    )
+
+
+def test_a_missing_file_fails(tmp_path: Path) -> None:
+    with pytest.raises(SourceError) as caught:
+        read_source(tmp_path / "nope.csv")
+    assert str(caught.value) == f"{tmp_path / 'nope.csv'}: no such file or directory."
+
+
+# --- Parquet -------------------------------------------------------------------------------
+
+
+def test_parquet_keeps_its_column_types(tmp_path: Path) -> None:
+    path = write_parquet(
+        tmp_path / "orders.parquet",
+        {
+            "sku": pa.array(["00123", None]),
+            "quantity": pa.array([3, None], pa.int64()),
+            "total": pa.array([49.9, 100.0]),
+            "premium": pa.array([True, False]),
+        },
+    )
+    source = read_source(path)
+    assert isinstance(source, ParquetSource)
+    assert source.total_rows == 2
+    assert source.schema.field("quantity").type == pa.int64()
+    assert read_all(source)[1] == [
+        {"sku": "00123", "quantity": 3, "total": 49.9, "premium": True},
+        {"sku": None, "quantity": None, "total": 100.0, "premium": False},
+    ]
+
+
+def test_a_parquet_directory_continues_row_numbers_across_files(tmp_path: Path) -> None:
+    folder = tmp_path / "orders"
+    folder.mkdir()
+    write_parquet(folder / "part-2.parquet", {"id": [4, 5, 6], "s": ["d", "e", "f"]})
+    write_parquet(folder / "part-1.parquet", {"id": [1, 2, 3], "s": ["a", "b", "c"]})
+    write_parquet(folder / "part-3.parquet", {"s": ["g"], "id": [7]})  # column order may differ
+    (folder / "_SUCCESS").write_text("")
+    (folder / "notes.txt").write_text("not data")
+    source = read_source(folder)
+    assert source.total_rows == 7
+    for chunk_rows in (1, 2, 1000):
+        rows, records = read_all(source, chunk_rows)
+        assert rows == list(range(7))
+        assert [r["id"] for r in records] == [1, 2, 3, 4, 5, 6, 7]
+        assert [r["s"] for r in records] == list("abcdefg")
+
+
+def test_a_parquet_directory_with_different_columns_fails(tmp_path: Path) -> None:
+    folder = tmp_path / "orders"
+    folder.mkdir()
+    write_parquet(folder / "a.parquet", {"id": [1], "sku": ["x"]})
+    write_parquet(folder / "b.parquet", {"id": [2], "SKU": ["y"]})
+    with pytest.raises(SourceError) as caught:
+        read_source(folder)
+    assert str(caught.value) == (
+        f"{folder / 'b.parquet'}: its columns differ from a.parquet's (missing ['sku'], "
+        "extra ['SKU']); every file of a directory must have the same columns."
+    )
+
+
+def test_a_directory_without_parquet_files_fails(tmp_path: Path) -> None:
+    (tmp_path / "orders.csv").write_text("id\n1\n")
+    with pytest.raises(SourceError) as caught:
+        read_source(tmp_path)
+    assert str(caught.value) == f"{tmp_path}: the directory holds no .parquet files."
+
+
+def test_a_file_that_is_not_parquet_fails(tmp_path: Path) -> None:
+    path = tmp_path / "orders.parquet"
+    path.write_text("id,sku\n1,a\n")
+    with pytest.raises(SourceError, match=r"orders\.parquet: not a readable Parquet file \("):
+        read_source(path)
+
+
+# --- chunks --------------------------------------------------------------------------------
+
+ROWS = 1500  # with the padding, the CSV spans several of the reader's blocks
+
+
+def many_rows_csv(tmp_path: Path) -> tuple[Path, list[dict[str, str]]]:
+    """A CSV of ROWS rows with quoted newlines, plus two ragged lines that have no row."""
+    lines = ["id,note,pad"]
+    expected = []
+    for number in range(ROWS):
+        note = f"line {number}\nsecond, part" if number % 97 == 0 else f"n{number}"
+        pad = "x" * (100 + number % 200)
+        lines.append(f'{number},"{note}",{pad}')
+        expected.append({"id": str(number), "note": note, "pad": pad})
+        if number in (10, 1200):
+            lines.append("ragged,line")
+    return write_csv(tmp_path, "\n".join(lines) + "\n"), expected
+
+
+@pytest.mark.parametrize("chunk_rows", [1, 7, 1000])
+def test_csv_row_numbers_do_not_depend_on_chunk_size(tmp_path: Path, chunk_rows: int) -> None:
+    path, expected = many_rows_csv(tmp_path)
+    assert path.stat().st_size > 256 * 1000  # more than one block even for 1000 rows
+    source = read_source(path)
+    chunks = list(source.chunks(chunk_rows))
+    assert all(len(chunk) <= chunk_rows for chunk in chunks)
+    assert len(chunks) >= ROWS // chunk_rows
+    assert read_all(source, chunk_rows) == (list(range(ROWS)), expected)
+    assert [line.text for line in bad_lines(source, chunk_rows)] == ["ragged,line"] * 2
+
+
+@pytest.mark.parametrize("chunk_rows", [1, 7, 1000])
+def test_parquet_row_numbers_do_not_depend_on_chunk_size(tmp_path: Path, chunk_rows: int) -> None:
+    ids = list(range(ROWS))
+    path = write_parquet(tmp_path / "orders.parquet", {"id": ids}, row_group_size=400)
+    source = read_source(path)
+    chunks = list(source.chunks(chunk_rows))
+    assert all(len(chunk) <= chunk_rows for chunk in chunks)
+    rows, records = read_all(source, chunk_rows)
+    assert rows == ids
+    assert [r["id"] for r in records] == ids
