@@ -26,10 +26,10 @@ _EXPORTS = {
     "EventMapper": "backfill.events",
     "load_mapping": "backfill.mapping",
     "mapping_from_dict": "backfill.mapping",
-    "preview": "backfill.validate",
+    "preview": "backfill.offline",
     "read_report": "backfill.report",
     "read_source": "backfill.source",
-    "validate": "backfill.validate",
+    "validate": "backfill.offline",
 }
 
 

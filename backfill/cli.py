@@ -21,8 +21,8 @@ from urllib.parse import urlsplit
 import click
 
 if TYPE_CHECKING:
+    from backfill.offline import Preview, ValidationResult
     from backfill.pipeline import Progress, RunPlan, RunSummary, Target
-    from backfill.validate import Preview, ValidationResult
 
 EXIT_OK, EXIT_ROWS_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 API_KEY_ENV = "TORQUE_API_KEY"
@@ -81,7 +81,7 @@ source_argument = click.argument("source", type=click.Path(path_type=Path))
 @delimiter_option
 def preview(source: Path, mapping_path: Path, count: int, delimiter: str) -> None:
     """Show the first mapped events as JSON, each beside its row number."""
-    from backfill.validate import preview as build_preview
+    from backfill.offline import preview as build_preview
 
     with user_errors():
         result = build_preview(source, mapping_path, count, delimiter=delimiter)
@@ -113,7 +113,7 @@ def validate(
     source: Path, mapping_path: Path, report: Path | None, as_json: bool, delimiter: str
 ) -> None:
     """Map every row and check it; nothing is sent. Exit 1 when some rows fail."""
-    from backfill.validate import validate as validate_file
+    from backfill.offline import validate as validate_file
 
     with user_errors():
         result = validate_file(source, mapping_path, report=report, delimiter=delimiter)
@@ -232,8 +232,8 @@ def run(
 ) -> None:
     """Send every mappable row of SOURCE as a Torque custom event."""
     from backfill.mapping import load_mapping
+    from backfill.offline import open_inputs
     from backfill.pipeline import plan_source_run
-    from backfill.validate import open_inputs
 
     if dry_run:
         ctx = click.get_current_context()
@@ -316,6 +316,11 @@ def build_target(sending: dict[str, Any]) -> Target:
                 "to rehearse against a local sandbox."
             )
         key = SANDBOX_KEY
+    if not all("!" <= char <= "~" for char in key):  # never show the key, not even a part
+        raise UsageError(
+            f"{API_KEY_ENV} holds a space, line break or other character that cannot go in "
+            "an HTTP header (a newline left from a file?); set it to the key alone."
+        )
     endpoint = sending["endpoint"] or api.default_endpoint
     if not sending["sandbox"]:
         check_endpoint(endpoint, sending["allow_insecure"])

@@ -305,7 +305,7 @@ def _epoch_integers(
         return _scale_to_ms(raw, unit), []
     if unit == "iso":
         return raw, [Problem(present, "is a number, but the mapping's unit is iso (text)")]
-    magnitude = np.abs(raw)
+    magnitude = np.abs(np.maximum(raw, -_INT64_MAX))  # abs(INT64_MIN) would stay negative
     return np.select(
         [magnitude < 10**11, magnitude < 10**14, magnitude < 10**17],
         [raw * 1000, raw, raw // 1000],

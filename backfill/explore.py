@@ -20,9 +20,9 @@ import pandas as pd
 from backfill.api import Event
 from backfill.events import EventMapper, RowFailure
 from backfill.mapping import Mapping
+from backfill.offline import EXAMPLES_PER_REASON, mapped_chunks, open_inputs
 from backfill.pipeline import records_table
 from backfill.source import DEFAULT_CHUNK_ROWS, Chunk, Source
-from backfill.validate import EXAMPLES_PER_REASON, mapped_chunks, open_inputs
 
 ENVELOPE_COLUMNS = ("row", "timestamp", "pubKey")
 FAILURE_COLUMNS = ("row", "stage", "status", "reason", "error")

@@ -128,8 +128,9 @@ class JournalWriter:
     def __init__(self, path: Path, key: JournalKey, *, append: bool) -> None:
         self.path = path
         flags = os.O_WRONLY | os.O_CREAT | (os.O_APPEND if append else os.O_TRUNC)
-        fd = os.open(path, flags, PRIVATE_FILE_MODE)
-        self._file = os.fdopen(fd, "w", encoding="utf-8")
+        # A raw descriptor: each line reaches the OS in one write(2), with no Python buffer
+        # that a kill -9 could lose.
+        self._fd: int | None = os.open(path, flags, PRIVATE_FILE_MODE)
         self._last_sync = time.monotonic()
         if not append:
             header = {"version": JOURNAL_VERSION, **asdict(key), "started": time.time()}
@@ -143,17 +144,19 @@ class JournalWriter:
         self.sync()
 
     def _write(self, line: str) -> None:
-        self._file.write(line)
-        self._file.flush()
+        if self._fd is None:
+            raise ValueError(f"{self.path}: the journal is closed")
+        os.write(self._fd, line.encode())
         if time.monotonic() - self._last_sync >= FSYNC_INTERVAL:
             self.sync()
 
     def sync(self) -> None:
-        self._file.flush()
-        os.fsync(self._file.fileno())
+        if self._fd is not None:
+            os.fsync(self._fd)
         self._last_sync = time.monotonic()
 
     def close(self) -> None:
-        if not self._file.closed:
+        if self._fd is not None:
             self.sync()
-            self._file.close()
+            os.close(self._fd)
+            self._fd = None

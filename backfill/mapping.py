@@ -13,6 +13,7 @@ import difflib
 import hashlib
 import html
 import re
+import reprlib
 import zoneinfo
 from dataclasses import dataclass
 from pathlib import Path
@@ -144,7 +145,7 @@ def load_mapping(path: str | Path) -> Mapping:
     except yaml.YAMLError as exc:
         where = getattr(exc, "problem_mark", None)
         line = f" at line {where.line + 1}, column {where.column + 1}" if where else ""
-        problem = getattr(exc, "problem", None) or str(exc)
+        problem = getattr(exc, "problem", None) or " ".join(str(exc).split())
         raise MappingError(f"{path}: not valid YAML{line}: {problem}.") from None
     return mapping_from_dict(data, origin=str(path))
 
@@ -214,14 +215,14 @@ def _timestamp(section: Any, origin: str) -> tuple[str, TimestampRule]:
     unit = section.get("unit", "auto")
     if unit not in UNITS:
         raise MappingError(
-            f"{origin}: timestamp.unit: expected one of {', '.join(UNITS)}; found {unit!r}"
-            f"{_suggest(str(unit), UNITS)}."
+            f"{origin}: timestamp.unit: expected one of {', '.join(UNITS)}; found {_shown(unit)}"
+            f"{_suggest(_text(unit), UNITS)}."
         )
     fmt = section.get("format")
     if fmt is not None and (not isinstance(fmt, str) or "%" not in fmt):
         raise MappingError(
             f"{origin}: timestamp.format: expected a strptime format such as '%d/%m/%y'; "
-            f"found {fmt!r}."
+            f"found {_shown(fmt)}."
         )
     if fmt is not None and unit not in ("auto", "iso"):
         raise MappingError(
@@ -234,10 +235,10 @@ def _timestamp(section: Any, origin: str) -> tuple[str, TimestampRule]:
 
 def _check_timezone(timezone: Any, origin: str) -> None:
     try:
-        zoneinfo.ZoneInfo(str(timezone))
+        zoneinfo.ZoneInfo(_text(timezone))
     except (zoneinfo.ZoneInfoNotFoundError, ValueError):
         raise MappingError(
-            f"{origin}: timestamp.timezone: {timezone!r} is not an IANA time zone; "
+            f"{origin}: timestamp.timezone: {_shown(timezone)} is not an IANA time zone; "
             "expected a name such as UTC, Europe/Berlin or America/New_York."
         ) from None
 
@@ -282,7 +283,9 @@ def _field(name: str, spec: Any, origin: str) -> FieldSpec:
         raise MappingError(f"{origin}: {key}: true and false lists need type: boolean.")
     optional = spec.get("optional", False)
     if not isinstance(optional, bool):
-        raise MappingError(f"{origin}: {key}.optional: expected true or false; found {optional!r}.")
+        raise MappingError(
+            f"{origin}: {key}.optional: expected true or false; found {_shown(optional)}."
+        )
     if "default" in spec:
         _check_typed(spec["default"], field_type, f"{key}.default", origin)
     if "column" not in spec:
@@ -304,7 +307,7 @@ def _field_type(spec: dict[str, Any], key: str, origin: str) -> FieldType | None
     if field_type is not None and field_type not in FIELD_TYPES:
         raise MappingError(
             f"{origin}: {key}.type: expected one of {', '.join(FIELD_TYPES)}; "
-            f"found {field_type!r}{_suggest(str(field_type), FIELD_TYPES)}."
+            f"found {_shown(field_type)}{_suggest(_text(field_type), FIELD_TYPES)}."
         )
     if "value" in spec:
         value_type = _json_type(spec["value"])
@@ -315,7 +318,7 @@ def _field_type(spec: dict[str, Any], key: str, origin: str) -> FieldType | None
             )
         if field_type is not None and field_type != value_type:
             raise MappingError(
-                f"{origin}: {key}: the value {spec['value']!r} is a {value_type}, "
+                f"{origin}: {key}: the value {_shown(spec['value'])} is a {value_type}, "
                 f"but type says {field_type}."
             )
         return value_type
@@ -329,7 +332,9 @@ def _word_list(spec: dict[str, Any], word: str, key: str, origin: str) -> tuple[
     if not isinstance(values, list) or not values:
         values = [values]
     if any(isinstance(v, (dict, list)) or v is None for v in values):
-        raise MappingError(f"{origin}: {key}.{word}: expected a list of words; found {values!r}.")
+        raise MappingError(
+            f"{origin}: {key}.{word}: expected a list of words; found {_shown(values)}."
+        )
     return tuple(word for v in values for word in _list_words(v))
 
 
@@ -353,7 +358,7 @@ def _check_typed(value: Any, field_type: FieldType | None, key: str, origin: str
     if found is None or (field_type is not None and found != field_type):
         raise MappingError(
             f"{origin}: {key}: expected a {field_type or 'string, number or boolean'}; "
-            f"found {value!r}."
+            f"found {_shown(value)}."
         )
 
 
@@ -373,16 +378,26 @@ def _filter(expression: Any, origin: str) -> str | None:
     if not isinstance(expression, str) or not expression.strip():
         raise MappingError(
             f"{origin}: filter: expected an expression such as \"status == 'paid'\"; "
-            f"found {expression!r}."
+            f"found {_shown(expression)}."
         )
     try:
-        ast.parse(_BACKTICKED.sub("_column_", expression), mode="eval")
+        tree = ast.parse(_BACKTICKED.sub("_column_", expression), mode="eval")
     except SyntaxError as exc:
         raise MappingError(
             f"{origin}: filter: {expression!r} is not a valid expression ({exc.msg}); "
             "write pandas query syntax, with `backticks` around column names with spaces."
         ) from None
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Attribute) and _UNSAFE_ATTRIBUTE.match(node.attr):
+            raise MappingError(
+                f"{origin}: filter: {expression!r} uses .{node.attr}, which could write files "
+                "or run code; a filter may only compare and convert values."
+            )
     return expression
+
+
+# A mapping may come from someone else: its filter must not write files or reach internals.
+_UNSAFE_ATTRIBUTE = re.compile(r"^(_|to_|pipe$|apply$|map$|agg|aggregate$|transform$|eval$|query$)")
 
 
 def filter_columns(expression: str) -> list[str]:
@@ -423,4 +438,18 @@ def _kind(value: Any) -> str:
         return "a mapping"
     if isinstance(value, list):
         return "a list"
-    return f"{value!r}"
+    return _shown(value)
+
+
+_SHOWN = reprlib.Repr()  # a 1 kB YAML file can hold a list of a billion items (aliases)
+_SHOWN.maxlevel, _SHOWN.maxlist, _SHOWN.maxdict = 2, 6, 6
+_SHOWN.maxstring = _SHOWN.maxother = 400
+
+
+def _shown(value: Any) -> str:
+    """A value from the mapping file for a message: its repr, cut short if it is huge."""
+    return _SHOWN.repr(value)
+
+
+def _text(value: Any) -> str:
+    return value if isinstance(value, str) else _shown(value)

@@ -42,6 +42,8 @@ from backfill.source import DEFAULT_CHUNK_ROWS, Chunk, Source
 
 QUEUE_EVENTS_PER_SENDER = 64
 NEEDS_MAPPING = "rerun it with --mapping"
+MAX_REASONS = 50  # distinct reasons kept in the summary; servers may put values in messages
+OTHER_REASONS = "other reasons (see the report)"
 MAX_MESSAGE_CHARS = 500  # a server's message, cut after the key is scrubbed from all of it
 PROGRESS_INTERVAL = 0.2
 PosterFactory = Callable[[str, dict[str, str], SendPolicy], Poster]
@@ -328,7 +330,9 @@ class Run:
 
     def _record_failure(self, failure: RowFailure) -> None:
         self.counts.failed += 1
-        self.counts.failed_by_reason[failure.reason] += 1
+        by_reason = self.counts.failed_by_reason
+        known = failure.reason in by_reason or len(by_reason) < MAX_REASONS
+        by_reason[failure.reason if known else OTHER_REASONS] += 1
         if self._report is not None:
             self._report.write(failure)
 

@@ -329,7 +329,9 @@ class AiohttpPoster:
         aiohttp = self._aiohttp
         try:
             async with self._session.post(self._url, data=body, headers=self._headers) as reply:
-                text = await reply.text(errors="replace")
+                raw = await reply.read()
+                # An accepted event's body is never looked at: skip decoding it.
+                text = raw.decode("utf-8", "replace") if reply.status >= 300 else ""
                 return Reply(reply.status, reply.headers, text)
         except asyncio.TimeoutError:
             raise TransientSendError("no answer within the timeout", kind="timeout") from None

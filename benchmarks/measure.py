@@ -60,6 +60,8 @@ class Measured:
     max_rss_kb: int
     tree_peak_rss_kb: int | None = None
     tree_max_processes: int | None = None
+    tree_max_threads: int | None = None
+    waited_for_cpu_seconds: float | None = None
     stdout: str = field(default="", repr=False)
     stderr_tail: str = field(default="", repr=False)
 
@@ -97,17 +99,36 @@ class Measured:
             "max_rss_kb": self.max_rss_kb,
             "tree_peak_rss_kb": self.tree_peak_rss_kb,
             "tree_max_processes": self.tree_max_processes,
+            "tree_max_threads": self.tree_max_threads,
+            "waited_for_cpu_seconds": self.waited_for_cpu_seconds,
         }
 
 
+def run_delay_seconds(pid: int) -> float:
+    """Time the process's threads spent runnable but waiting for a CPU, so far.
+
+    On a shared machine this is mostly the noise itself: a run that waited 2 s for a core was
+    slowed by its neighbours, not by its own code. But a process with several busy threads,
+    pinned to one core, also waits for its own threads: read it beside `tree_max_threads`.
+    Read from /proc/PID/task/*/schedstat (Linux).
+    """
+    total = 0
+    for stat in Path(f"/proc/{pid}/task").glob("*/schedstat"):
+        with contextlib.suppress(OSError, ValueError, IndexError):
+            total += int(stat.read_text().split()[1])
+    return total / 1e9
+
+
 class TreeSampler(threading.Thread):
-    """Peak summed RSS and process count of a process's descendants, sampled."""
+    """Peak summed RSS, process count and CPU wait of a process's descendants, sampled."""
 
     def __init__(self, pid: int) -> None:
         super().__init__(daemon=True)
         self.pid = pid
         self.peak_rss_kb = 0
         self.max_processes = 0
+        self.max_threads = 0
+        self.run_delay: dict[int, float] = {}  # pid -> last seen wait; lost: the final <50 ms
         self.stopping = threading.Event()
 
     def run(self) -> None:
@@ -120,10 +141,13 @@ class TreeSampler(threading.Thread):
                 tree = root.children(recursive=True)  # the tool and its children, not `time`
             except psutil.Error:
                 return
-            rss = 0
+            rss = threads = 0
             for process in tree:
                 with contextlib.suppress(psutil.Error):
                     rss += process.memory_info().rss
+                    threads += process.num_threads()
+                    self.run_delay[process.pid] = run_delay_seconds(process.pid)
+            self.max_threads = max(self.max_threads, threads)
             self.peak_rss_kb = max(self.peak_rss_kb, rss // 1024)
             self.max_processes = max(self.max_processes, len(tree))
 
@@ -182,6 +206,8 @@ def run_measured(
         max_rss_kb=int(figures["max_rss_kb"]),
         tree_peak_rss_kb=sampler.peak_rss_kb if sampler else None,
         tree_max_processes=sampler.max_processes if sampler else None,
+        tree_max_threads=sampler.max_threads if sampler else None,
+        waited_for_cpu_seconds=round(sum(sampler.run_delay.values()), 3) if sampler else None,
         stdout=stdout,
         stderr_tail=stderr[-STDERR_TAIL:],
     )

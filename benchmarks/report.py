@@ -27,6 +27,15 @@ def cell(value: object) -> str:
     return str(value)
 
 
+def ratio(value: object) -> str | None:
+    """Ratios always with two decimals, so a column of them lines up."""
+    return f"{value:.2f}" if isinstance(value, int | float) else None
+
+
+def percent(value: object) -> str | None:
+    return f"{value:.0%}" if isinstance(value, int | float) else None
+
+
 def mb(kb: object) -> float | None:
     return round(kb / 1024, 1) if isinstance(kb, int | float) else None
 
@@ -51,6 +60,14 @@ def machine_section(machine: dict) -> str:
     )
 
 
+def waits(entry: dict) -> str | None:
+    """Median seconds each side spent runnable but without a CPU: the machine's noise."""
+    waited = entry.get("waited_for_cpu_seconds")
+    if not waited:
+        return None
+    return f"{waited['backfill']:.2f} / {waited['reference']:.2f}"
+
+
 def throughput_section(entries: list[dict]) -> str:
     rows = [
         (
@@ -59,12 +76,22 @@ def throughput_section(entries: list[dict]) -> str:
             entry["backfill_wall_seconds"],
             entry["backfill"],
             entry["reference"],
-            entry["ratio"],
+            ratio(entry["ratio"]),
             mb(entry["backfill_max_rss_kb"]),
+            waits(entry),
         )
         for entry in entries
     ]
-    header = ("rows", "format", "validate s", "rows/s", "reference rows/s", "ratio", "peak MB")
+    header = (
+        "rows",
+        "format",
+        "validate s",
+        "rows/s",
+        "reference rows/s",
+        "ratio",
+        "peak MB",
+        "waited for CPU s",
+    )
     return table(header, rows)
 
 
@@ -89,14 +116,21 @@ def rss_section(entries: list[dict]) -> str:
 
 def send_section(send: dict) -> str:
     cpu = send["cpu_us_per_event"]
+    busy = send.get("sink_busy") or {}
+    reference = ("reference sender (sending only)", send["reference"], "1.00")
+    whole = ("backfill run, whole process", send["backfill"], ratio(send["ratio"]))
+    own = ("backfill run, its own figure", send["backfill_in_tool"], ratio(send["ratio_in_tool"]))
     rows = [
-        ("reference sender (sending only)", send["reference"], 1.0, cpu["reference"]),
-        ("backfill run, whole process", send["backfill"], send["ratio"], cpu["backfill"]),
-        ("backfill run, its own figure", send["backfill_in_tool"], send["ratio_in_tool"], None),
+        (*reference, cpu["reference"], percent(busy.get("reference"))),
+        (*whole, cpu["backfill"], percent(busy.get("backfill"))),
+        (*own, None, None),
     ]
-    text = table(("sender", "events/s (median)", "ratio", "CPU µs/event"), rows)
+    header = ("sender", "events/s (median)", "ratio", "CPU µs/event", "sink busy")
+    rounds = ", ".join(f"{value:.2f}" for value in send["ratios"])
+    text = table(header, rows)
     text += f"\n\n{send['events']:,} events, concurrency 32, {len(send['ratios'])} rounds; "
-    text += "per-round ratios: " + ", ".join(f"{ratio:.2f}" for ratio in send["ratios"])
+    text += f"per-round ratios (whole process): {rounds}. "
+    text += f"Waited for a CPU (median s, backfill / reference): {waits(send)}."
     for problem in send.get("checks") or []:
         text += f"\n\n**Check:** {problem}"
     return text
@@ -108,9 +142,10 @@ def rate_section(entries: list[dict]) -> str:
             entry["target"],
             entry["events"],
             entry["achieved_mean"],
-            entry["mean_over_target"],
+            ratio(entry["mean_over_target"]),
             entry["worst_1s_window"],
-            entry["worst_over_target"],
+            ratio(entry["worst_over_target"]),
+            entry.get("worst_1s_window_starts_after"),
             entry["sink"]["min_in_any_1s_window"],
             entry["cpu_us_per_event"],
         )
@@ -123,6 +158,7 @@ def rate_section(entries: list[dict]) -> str:
         "mean/target",
         "busiest 1 s",
         "busiest/target",
+        "busiest starts at s",
         "quietest 1 s",
         "CPU µs/event",
     )
@@ -130,8 +166,17 @@ def rate_section(entries: list[dict]) -> str:
 
 
 def cpu_section(entries: list[dict]) -> str:
-    rows = [(entry["who"], entry["what"], entry["cpu_us_per_event"]) for entry in entries]
-    return table(("who", "what", "CPU µs/event (user+sys)"), rows)
+    rows = [
+        (
+            entry["who"],
+            entry["what"],
+            entry.get("events"),
+            entry.get("cpu_seconds"),
+            entry["cpu_us_per_event"],
+        )
+        for entry in entries
+    ]
+    return table(("who", "what", "events", "CPU s", "CPU µs/event (user+sys)"), rows)
 
 
 def startup_section(startup: dict) -> str:

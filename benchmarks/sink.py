@@ -6,11 +6,12 @@ Every POST (any path) is answered 202 with `{"status":"SUCCESS"}`, as Torque ans
 sink does nothing else per request, so that when the harness compares backfill with the
 reference sender, both are limited by the client and not by the server.
 
-- `GET /stats`: `{requests, max_in_any_1s_window, min_in_any_1s_window, first_at, last_at,
-  missing_key, body_bytes, cpu_seconds}`. `first_at` and `last_at` are `time.time()` of the
-  first and last arrival, so another process can compare them with its own launch time.
-  `cpu_seconds` is the sink's own CPU time, so the harness can tell when the sink, not the
-  client, was the bottleneck.
+- `GET /stats`: `{requests, max_in_any_1s_window, max_window_starts_after,
+  min_in_any_1s_window, first_at, last_at, missing_key, body_bytes, cpu_seconds}`.
+  `first_at` and `last_at` are `time.time()` of the first and last arrival, so another
+  process can compare them with its own launch time. `max_window_starts_after` says where the
+  busiest second began (0.0: a burst at the start). `cpu_seconds` is the sink's own CPU time
+  since the reset, so the harness can tell when the sink, not the client, set the pace.
 - `POST /reset` or `GET /reset`: zero everything before the next measurement.
 
 Arrival times are kept (8 bytes each: 1M requests cost 8 MB) rather than bucketed by whole
@@ -26,6 +27,7 @@ import contextlib
 import sys
 import time
 from array import array
+from typing import NamedTuple
 
 import numpy as np
 from aiohttp import web
@@ -61,11 +63,12 @@ class Arrivals:
             self.missing_key += 1
 
     def stats(self) -> dict[str, object]:
-        most, fewest = window_counts(np.frombuffer(self.times, dtype=np.float64))
+        windows = window_counts(np.frombuffer(self.times, dtype=np.float64))
         return {
             "requests": len(self.times),
-            "max_in_any_1s_window": most,
-            "min_in_any_1s_window": fewest,
+            "max_in_any_1s_window": windows.most,
+            "max_window_starts_after": windows.most_starts_after,
+            "min_in_any_1s_window": windows.fewest,
             "first_at": self.first_wall,
             "last_at": self.last_wall,
             "missing_key": self.missing_key,
@@ -74,22 +77,34 @@ class Arrivals:
         }
 
 
-def window_counts(times: np.ndarray, width: float = 1.0) -> tuple[int, int | None]:
+class Windows(NamedTuple):
+    most: int
+    most_starts_after: float | None  # seconds after the first arrival: 0.0 is a start burst
+    fewest: int | None
+
+
+def window_counts(times: np.ndarray, width: float = 1.0) -> Windows:
     """Most and fewest arrivals in any `width`-second window, for sorted arrival times.
 
-    The most is taken over windows that start at an arrival (the busiest window always can
-    be slid to start at one). The fewest only over windows that fit wholly between the first
-    and last arrival, so the ramp-up and the tail are not counted as stalls; None when the
-    arrivals span less than `width`.
+    The busiest window can always be slid to start at an arrival, and the quietest to start
+    just after one (or at the first), so looking at those windows is exact. The fewest is
+    taken only over windows that fit between the first and last arrival, so the ramp-up
+    and the tail do not read as stalls; it is None when the arrivals span less than `width`.
     """
     if len(times) == 0:
-        return 0, None
-    ends = np.searchsorted(times, times + width, side="left")
-    counts = ends - np.arange(len(times))
-    most = int(counts.max())
-    whole = times + width <= times[-1]
-    fewest = int(counts[whole].min()) if whole.any() else None
-    return most, fewest
+        return Windows(0, None, None)
+    counts = np.searchsorted(times, times + width, side="left") - np.arange(len(times))
+    busiest = int(counts.argmax())
+    most, most_after = int(counts[busiest]), round(float(times[busiest] - times[0]), 3)
+    if times[0] + width > times[-1]:
+        return Windows(most, most_after, None)
+    # Windows (t, t + width] just after each arrival t that fit, and [first, first + width).
+    fits = times + width < times[-1]
+    after = np.searchsorted(times, times + width, side="right")
+    after -= np.searchsorted(times, times, side="right")
+    at_first = int(np.searchsorted(times, times[0] + width, side="left"))
+    fewest = min(int(after[fits].min()) if fits.any() else at_first, at_first)
+    return Windows(most, most_after, fewest)
 
 
 def make_app() -> web.Application:

@@ -212,7 +212,7 @@ class SampleOutcome:
 def sample_outcome(tmp_path_factory: pytest.TempPathFactory) -> SampleOutcome:
     import csv
 
-    from backfill.validate import mapped_chunks, open_inputs
+    from backfill.offline import mapped_chunks, open_inputs
 
     mapping = write_sample_mapping(tmp_path_factory.mktemp("sample") / "map.yaml")
     source, opened = open_inputs(SAMPLE / "orders.csv", mapping)

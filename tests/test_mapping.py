@@ -570,3 +570,24 @@ def test_cli_accepts_the_base_mapping(cli: Callable[..., CliResult], tmp_path: P
     result = cli("validate", source, "--mapping", path, "--json")
     assert (result.code, result.stderr) == (0, "")
     assert result.json()["read"] == 0
+
+
+@pytest.mark.parametrize(
+    "expression",
+    [
+        "total.to_csv('/tmp/leak.csv') > 0",
+        "status.__class__ == 1",
+        "total.pipe(print) > 0",
+        "total.apply(len) > 0",
+    ],
+)
+def test_a_filter_that_could_write_files_or_run_code_is_refused(expression: str) -> None:
+    raw = {
+        "event_name": "E",
+        "timestamp": "t",
+        "user": {"pubKey": "w"},
+        "event_data": {"a": "b"},
+        "filter": expression,
+    }
+    with pytest.raises(MappingError, match=r"filter: .* uses \.\w+, which could write files"):
+        mapping_from_dict(raw)

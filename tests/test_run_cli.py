@@ -19,7 +19,7 @@ from conftest import SAMPLE, TEST_KEY, CliResult, SandboxProcess, cli_env
 
 from backfill.api import Event
 from backfill.events import RowFailure
-from backfill.validate import mapped_chunks, open_inputs
+from backfill.offline import mapped_chunks, open_inputs
 
 PARQUET = SAMPLE / "orders.parquet"
 CSV = SAMPLE / "orders.csv"

@@ -28,6 +28,7 @@ from backfill import sender as sender_module
 from backfill.api import TORQUE_INGEST, TORQUE_V1, Api
 from backfill.errors import AuthRejected
 from backfill.mapping import load_mapping
+from backfill.offline import open_inputs
 from backfill.pipeline import Run, RunSummary, Target, plan_source_run
 from backfill.report import read_report
 from backfill.sender import (
@@ -42,7 +43,6 @@ from backfill.sender import (
     backoff_delay,
     retry_after_seconds,
 )
-from backfill.validate import open_inputs
 
 URL = "https://api.torque.so/events"
 BODY = b'{"timestamp":1731596206795}'

@@ -19,8 +19,8 @@ from conftest import CliResult, make_pubkey
 
 from backfill.cli import cli as cli_group
 from backfill.errors import MappingError
+from backfill.offline import preview, validate
 from backfill.report import REPORT_FIELDS, read_report
-from backfill.validate import preview, validate
 
 SAMPLE_COLUMNS = [
     "order_id",
