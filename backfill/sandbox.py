@@ -382,7 +382,9 @@ class Sandbox:
             return self._count(_error(413, exc.text or "Request body too large"))
         if fault == "slow":  # the body is in: a client that times out may still be accepted
             await self._pause()
-        answer = self._check_key(api, request) or self._check_rate() or self._receive(api, raw)
+        answer = _first_answer(
+            lambda: self._check_key(api, request), self._check_rate, lambda: self._receive(api, raw)
+        )
         self._count(answer)
         return _drop(request) if fault == "reset-after" else answer
 
@@ -478,6 +480,16 @@ class Sandbox:
         if answer.status >= 300:
             self._rejected[str(answer.status)] += 1
         return answer
+
+
+def _first_answer(*checks: Callable[[], web.Response | None]) -> web.Response:
+    """The first check that answers. Not `a or b`: before aiohttp 3.10 a Response is an
+    empty mapping, hence falsy."""
+    for check in checks:
+        answer = check()
+        if answer is not None:
+            return answer
+    raise AssertionError("the last check always answers")
 
 
 def _key_bytes(key: str) -> bytes:

@@ -51,7 +51,7 @@ def v1_body(**overrides: Any) -> dict[str, Any]:
 
 @contextlib.asynccontextmanager
 async def serving(
-    timeout: float = 5.0, **options: Any
+    timeout: float = 30.0, **options: Any
 ) -> AsyncIterator[tuple[Sandbox, httpx.AsyncClient]]:
     """A sandbox on a free port and a client pointed at it."""
     async with (
