@@ -14,6 +14,20 @@ from backfill.errors import UsageError
 JsonValue = str | int | float | bool
 
 
+def json_type(value: object) -> str:
+    """The JSON name of a value's type, as messages to the user say it; Torque's three
+    parameter types are among them (a bool is a boolean here, never a number)."""
+    if isinstance(value, bool):
+        return "boolean"
+    if isinstance(value, (int, float)):
+        return "number"
+    if isinstance(value, str):
+        return "string"
+    if value is None:
+        return "null"
+    return "array" if isinstance(value, (list, tuple)) else "object"
+
+
 @dataclass(frozen=True)
 class Event:
     """One custom event, independent of the envelope it will travel in."""

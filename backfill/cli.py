@@ -474,6 +474,7 @@ def _print_summary(summary: RunSummary, sandbox_stats: dict[str, Any] | None) ->
         None: "Done.",
         "interrupted": "Interrupted.",
         "auth": "Stopped: the server refused the API key.",
+        "unreachable": "Stopped: the endpoint cannot be reached; the rest was not sent.",
     }[summary.stopped]
     click.echo(headline)
     click.echo(f"  read          {counts.read:,}")
@@ -493,7 +494,7 @@ def _print_summary(summary: RunSummary, sandbox_stats: dict[str, Any] | None) ->
         click.echo(f"    {count:,} × {reason}")
     if counts.failed or counts.failed_before:
         click.echo(f"Failure report: {summary.report_path}")
-    if summary.stopped == "auth":
+    if summary.stopped in ("auth", "unreachable"):
         click.echo(f"  {summary.message}")
     if summary.stopped is not None and summary.journal_path is not None:
         click.echo("To continue, run the same command again with --resume.")

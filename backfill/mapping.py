@@ -21,6 +21,7 @@ from typing import Any
 
 import yaml
 
+from backfill.api import json_type
 from backfill.convert import FieldType, TimestampRule
 from backfill.errors import MappingError
 
@@ -363,13 +364,9 @@ def _check_typed(value: Any, field_type: FieldType | None, key: str, origin: str
 
 
 def _json_type(value: Any) -> FieldType | None:
-    if isinstance(value, bool):
-        return "boolean"
-    if isinstance(value, (int, float)):
-        return "number"
-    if isinstance(value, str):
-        return "string"
-    return None
+    """The Torque type of a constant or default in the mapping, None if it has none."""
+    found = json_type(value)
+    return found if found in FIELD_TYPES else None  # type: ignore[return-value]
 
 
 def _filter(expression: Any, origin: str) -> str | None:

@@ -37,11 +37,12 @@ from backfill.journal import (
 )
 from backfill.mapping import Mapping
 from backfill.report import MIN_SECRET_LENGTH, ReportWriter, read_report
-from backfill.sender import AiohttpPoster, Poster, Sender, SendPolicy
+from backfill.sender import CONNECT_FAILED, AiohttpPoster, Poster, Sender, SendPolicy
 from backfill.source import DEFAULT_CHUNK_ROWS, Chunk, Source
 
 QUEUE_EVENTS_PER_SENDER = 64
 NEEDS_MAPPING = "rerun it with --mapping"
+UNREACHABLE_AFTER = 20  # events in a row that could not even connect: the server is gone
 MAX_REASONS = 50  # distinct reasons kept in the summary; servers may put values in messages
 OTHER_REASONS = "other reasons (see the report)"
 MAX_MESSAGE_CHARS = 500  # a server's message, cut after the key is scrubbed from all of it
@@ -74,7 +75,7 @@ class RunSummary:
     elapsed: float
     report_path: Path
     journal_path: Path | None
-    stopped: str | None = None  # "interrupted" or "auth", None when the run finished
+    stopped: str | None = None  # "interrupted", "auth" or "unreachable"; None: it finished
     message: str = ""
     slowdowns: int = 0
     total: int | None = None
@@ -162,6 +163,8 @@ class Run:
         self._workers: list[asyncio.Task[None]] = []
         self._reader: list[asyncio.Task[None]] = []
         self._aborted = False
+        self._unreachable_streak = 0
+        self._unreachable = False
         self._done_rows = RowSet()
         self._report: ReportWriter | None = None
         self._journal: JournalWriter | None = None
@@ -299,6 +302,7 @@ class Run:
                 self.counts.unsent += 1
                 self.request_stop()
                 continue
+            self._watch_reachability(delivery.kind)
             if delivery.accepted:
                 self.counts.accepted += 1
                 if self._journal is not None:
@@ -320,6 +324,15 @@ class Run:
                         attempts=delivery.attempts,
                     )
                 )
+
+    def _watch_reachability(self, kind: str) -> None:
+        """A server gone for good would make every remaining row spend all its retries,
+        for days on a large file: stop instead, and let --resume send the rest later."""
+        self._unreachable_streak = self._unreachable_streak + 1 if kind == CONNECT_FAILED else 0
+        limit = max(UNREACHABLE_AFTER, self.target.policy.concurrency)
+        if self._unreachable_streak >= limit and not self._unreachable:
+            self._unreachable = True
+            self.request_stop()
 
     def _scrub(self, text: str) -> str:
         """A server may echo the API key in its message: keep it out of summary and journal."""
@@ -391,6 +404,13 @@ class Run:
         stopped, message = None, ""
         if self._auth_error is not None:
             stopped, message = "auth", self._scrub(str(self._auth_error))
+        elif self._unreachable:
+            stopped = "unreachable"
+            limit = max(UNREACHABLE_AFTER, self.target.policy.concurrency)
+            message = (
+                f"{limit} events in a row could not connect to the endpoint. When it is back, "
+                "--resume sends the rest; `backfill rerun` the report for those that gave up."
+            )
         elif self._stopping.is_set():
             stopped = "interrupted"
         summary = RunSummary(

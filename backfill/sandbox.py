@@ -39,7 +39,7 @@ from typing import IO, TYPE_CHECKING, Any
 
 from aiohttp import web
 
-from backfill.api import APIS, Api, Event
+from backfill.api import APIS, Api, Event, json_type
 from backfill.convert import type_of_column
 from backfill.errors import UsageError
 from backfill.pubkey import pubkey_problem
@@ -130,23 +130,10 @@ def _is_fault_kind(kind: str) -> bool:
     return kind in NAMED_FAULTS or (kind.isdigit() and 400 <= int(kind) <= 599)
 
 
-def _json_type(value: object) -> str:
-    """The JSON name of a decoded value's type, as messages to the user should say it."""
-    if isinstance(value, bool):
-        return "boolean"
-    if isinstance(value, (int, float)):
-        return "number"
-    if isinstance(value, str):
-        return "string"
-    if value is None:
-        return "null"
-    return "array" if isinstance(value, list) else "object"
-
-
 def _describe(value: object) -> str:
     text = json.dumps(value) if not isinstance(value, (dict, list)) else ""
     text = text if len(text) <= 40 else text[:37] + "..."
-    return f"{_json_type(value)} {text}".rstrip()
+    return f"{json_type(value)} {text}".rstrip()
 
 
 def _reject_constant(name: str) -> Any:
@@ -178,7 +165,7 @@ def _decode(raw: bytes) -> dict[str, Any]:
     except ValueError as exc:  # JSONDecodeError, UnicodeDecodeError, NaN/Infinity
         raise ValueError(f"body is not valid JSON: {exc}") from None
     if not isinstance(body, dict):
-        raise ValueError(f"body must be a JSON object, found {_json_type(body)}")
+        raise ValueError(f"body must be a JSON object, found {json_type(body)}")
     return body
 
 
@@ -223,7 +210,7 @@ def _schema_problems(api: Api, schema: EventSchema, data: dict[str, Any]) -> lis
     problems = []
     for name, value in data.items():
         expected = schema.fields.get(name)
-        found = _json_type(value)
+        found = json_type(value)
         if expected is None:
             problems.append(
                 f"body/{api.data_key}/{name} is not a field of event {schema.event_name!r} "

@@ -42,6 +42,7 @@ SLOW_DOWN_STATUSES = frozenset({408, 425, 429})
 AUTH_STATUSES = frozenset({401, 403})
 _DELAY_SECONDS = re.compile(r"^[0-9]+(\.[0-9]+)?$")  # RFC 9110 says digits; some send 1.5
 MAX_RETRY_AFTER = 300.0  # a server asking for longer is more likely broken than busy
+CONNECT_FAILED = "connect failed"  # the kind that says the server is not there at all
 BURST_SECONDS = 0.05  # the limiter's bucket holds this much time's worth of requests
 RECOVERY_INTERVAL = 1.0
 RECOVERY_FACTOR = 1.25
@@ -342,7 +343,7 @@ class AiohttpPoster:
         except aiohttp.ClientConnectorError as exc:
             raise TransientSendError(
                 f"cannot connect to {exc.host}:{exc.port} ({exc.os_error.strerror or exc})",
-                kind="connect failed",
+                kind=CONNECT_FAILED,
             ) from None
         except (aiohttp.ClientError, OSError) as exc:
             raise TransientSendError(
@@ -386,7 +387,7 @@ class HttpxPoster:
             ) from None
         except httpx.ConnectError:
             raise TransientSendError(
-                f"cannot connect to {self._url.host}", kind="connect failed"
+                f"cannot connect to {self._url.host}", kind=CONNECT_FAILED
             ) from None
         except httpx.TransportError as exc:
             raise TransientSendError(

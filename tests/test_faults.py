@@ -27,7 +27,9 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from conftest import CliResult, SandboxProcess, cli_env, make_pubkey
+from conftest import CliResult, SandboxProcess, cli_env, make_pubkey, run_cli
+
+from backfill.pipeline import UNREACHABLE_AFTER
 
 pytestmark = pytest.mark.timeout(180)
 
@@ -325,7 +327,7 @@ def test_a_server_that_dies_and_comes_back_on_the_same_port_gets_every_row(
     assert sum(times - 1 for times in stored.values()) <= concurrency
 
 
-def test_a_server_that_dies_for_good_ends_the_run_with_the_rest_reported_as_unreachable(
+def test_a_server_that_dies_for_good_stops_the_run_and_leaves_the_rest_to_resume(
     tmp_path: Path,
     sandbox_factory: Factory,
     cli_process: Callable[..., subprocess.Popen[str]],
@@ -343,9 +345,12 @@ def test_a_server_that_dies_for_good_ends_the_run_with_the_rest_reported_as_unre
     assert result.code == 1, result.stderr
     assert "Traceback" not in result.stderr
     summary = result.json()
-    assert_accounted(summary, count)
-    assert summary["accepted"] >= 100 and summary["failed"] > 0
-    assert summary["accepted"] + summary["failed"] == count
+    settled = summary["accepted"] + summary["filtered"] + summary["failed"]
+    assert settled + summary["unsent"] == summary["read"] == count
+    assert summary["stopped"] == "unreachable"
+    assert "could not connect" in summary["message"]
+    assert summary["accepted"] >= 100 and summary["failed"] >= UNREACHABLE_AFTER
+    assert summary["unsent"] > 0  # the rest waits for --resume, not for days of retries
     failures = report(tmp_path)
     assert {f["reason"] for f in failures} <= NETWORK_REASONS
     assert "gave up: connect failed" in summary["failed_by_reason"]
@@ -354,11 +359,26 @@ def test_a_server_that_dies_for_good_ends_the_run_with_the_rest_reported_as_unre
     accepted = set(journal_rows(tmp_path))
     reported = {f["row"] for f in failures}
     assert len(accepted) == summary["accepted"] and not accepted & reported
-    assert accepted | reported == set(range(count))  # every row in exactly one place
     stored = stored_ids(sandbox.store)
     assert {f"ORD-{row}" for row in accepted} <= set(stored)  # accepted means the server has it
     # Reported but delivered: only events whose answers died with the server.
     assert len({f"ORD-{row}" for row in reported} & set(stored)) <= concurrency
+
+    back = sandbox_factory(name="back.jsonl")  # the server returns, on another port
+    resumed = run_cli(
+        *run_args(source, mapping, back.endpoint(), "--rate", "0"),
+        "--concurrency",
+        str(concurrency),
+        "--resume",
+        cwd=tmp_path,
+        env=fast_env(),
+    )
+    assert resumed.code == 1, resumed.stderr  # the gave-up rows are still in the report
+    after = resumed.json()
+    assert_accounted(after, count)
+    assert after["failed"] == 0 and after["failed_before"] == len(reported)
+    assert after["accepted"] == count - len(accepted) - len(reported)
+    assert accepted | reported | set(journal_rows(tmp_path)) == set(range(count))
 
 
 def test_a_server_that_is_not_there_reports_every_row_as_unreachable(
