@@ -380,12 +380,10 @@ def execute(
     """Run the plan with a progress bar and Ctrl-C handling; print the summary."""
     import asyncio
 
-    from backfill.pipeline import Run
-
     show_bar = not sending["quiet"] and not sending["as_json"] and sys.stderr.isatty()
     with progress_bar(plan.total_rows, show_bar) as on_progress, user_errors():
         summary, sandbox_stats = asyncio.run(
-            _execute(plan, target, sending["sandbox"], schema, on_progress, Run)
+            _execute(plan, target, sending["sandbox"], schema, on_progress)
         )
     if sending["as_json"]:
         data = summary.as_dict()
@@ -405,18 +403,20 @@ async def _execute(
     use_sandbox: bool,
     schema: Any,
     on_progress: Callable[[Progress], None] | None,
-    run_class: Any,
 ) -> tuple[RunSummary, dict[str, Any] | None]:
+    """The run, inside a sandbox started for it when asked, on this same event loop."""
     import dataclasses
 
+    from backfill.pipeline import Run
+
     if not use_sandbox:
-        return await _run_with_signals(run_class(plan, target, on_progress=on_progress)), None
+        return await _run_with_signals(Run(plan, target, on_progress=on_progress)), None
     from backfill.sandbox import Sandbox, SandboxConfig
 
     config = SandboxConfig(port=0, key=target.api_key, schemas=(schema,) if schema else ())
     async with Sandbox(config) as sandbox:
         local = dataclasses.replace(target, endpoint=sandbox.url + target.api.path)
-        summary = await _run_with_signals(run_class(plan, local, on_progress=on_progress))
+        summary = await _run_with_signals(Run(plan, local, on_progress=on_progress))
         return summary, sandbox.stats()
 
 
