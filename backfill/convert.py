@@ -430,10 +430,10 @@ class PubkeyChecker:
         bad_shape = ~missing & ~shaped
         wrong_length = np.zeros(len(column), dtype=bool)
         candidates = pc.filter(text, pa.array(shaped))
-        distinct = pc.unique(candidates)
-        verdicts = self._verdicts(distinct.to_pylist())
+        distinct = pc.unique(candidates).to_pylist()
+        verdicts = self._verdicts(distinct)
         if not all(verdicts):
-            bad_keys = pa.array([k for k, ok in zip(distinct.to_pylist(), verdicts) if not ok])
+            bad_keys = pa.array([k for k, ok in zip(distinct, verdicts) if not ok], pa.string())
             wrong_length = _mask(pc.is_in(text, value_set=bad_keys)) & shaped
         return Converted(
             text.to_pylist,

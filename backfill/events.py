@@ -100,6 +100,7 @@ class EventMapper:
         self.source_name = source_name
         self.now_ms = int(time.time() * 1000) if now_ms is None else now_ms
         self._pubkeys = PubkeyChecker()
+        self._filter_columns = filter_columns(mapping.filter) if mapping.filter else []
 
     def map_chunk(self, chunk: Chunk) -> MappedChunk:
         table = chunk.table
@@ -131,7 +132,7 @@ class EventMapper:
         expression = self.mapping.filter
         if not expression or table.num_rows == 0:
             return np.ones(table.num_rows, dtype=bool)
-        frame = table.select(filter_columns(expression)).to_pandas()
+        frame = table.select(self._filter_columns).to_pandas()
         try:
             result = frame.eval(expression, engine="python")
         except Exception as exc:  # pandas raises many kinds; all mean the same to the user

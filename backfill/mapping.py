@@ -70,10 +70,7 @@ class Mapping:
     @property
     def columns(self) -> list[str]:
         """Every source column the mapping reads, in order of first use."""
-        used = [self.timestamp_column, self.pubkey_column]
-        used += [spec.column for spec in self.fields if spec.column is not None]
-        used += filter_columns(self.filter) if self.filter else []
-        return list(dict.fromkeys(used))
+        return list(dict.fromkeys(column for _, column in self._column_keys()))
 
     @property
     def fingerprint(self) -> str:

@@ -165,6 +165,7 @@ class Run:
         self._aborted = False
         self._unreachable_streak = 0
         self._unreachable = False
+        self._unreachable_limit = max(UNREACHABLE_AFTER, target.policy.concurrency)
         self._done_rows = RowSet()
         self._report: ReportWriter | None = None
         self._journal: JournalWriter | None = None
@@ -329,8 +330,7 @@ class Run:
         """A server gone for good would make every remaining row spend all its retries,
         for days on a large file: stop instead, and let --resume send the rest later."""
         self._unreachable_streak = self._unreachable_streak + 1 if kind == CONNECT_FAILED else 0
-        limit = max(UNREACHABLE_AFTER, self.target.policy.concurrency)
-        if self._unreachable_streak >= limit and not self._unreachable:
+        if self._unreachable_streak >= self._unreachable_limit and not self._unreachable:
             self._unreachable = True
             self.request_stop()
 
@@ -406,10 +406,10 @@ class Run:
             stopped, message = "auth", self._scrub(str(self._auth_error))
         elif self._unreachable:
             stopped = "unreachable"
-            limit = max(UNREACHABLE_AFTER, self.target.policy.concurrency)
             message = (
-                f"{limit} events in a row could not connect to the endpoint. When it is back, "
-                "--resume sends the rest; `backfill rerun` the report for those that gave up."
+                f"{self._unreachable_limit} events in a row could not connect to the endpoint. "
+                "When it is back, --resume sends the rest; `backfill rerun` the report for "
+                "those that gave up."
             )
         elif self._stopping.is_set():
             stopped = "interrupted"
