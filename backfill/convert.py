@@ -24,7 +24,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from backfill.pubkey import PUBKEY_BYTES, decoded_length, pubkey_problem
+from backfill.pubkey import PUBKEY_BYTES, base58_span, pubkey_problem
 
 FieldType = Literal["string", "number", "boolean"]
 TimestampUnit = Literal["auto", "s", "ms", "us", "ns", "iso"]
@@ -318,6 +318,11 @@ def _timestamp_text(
 ) -> tuple[np.ndarray, list[Problem]]:
     ms = np.zeros(len(text), dtype=np.int64)
     present = ~missing
+    if rule.format is None and rule.unit in ("auto", "iso"):  # ISO text with offsets, or in UTC
+        if not _arrow_iso_ms(text, present, "UTC", ms).any():
+            return ms, []
+        if rule.timezone == "UTC" and not _arrow_iso_ms(text, present, None, ms).any():
+            return ms, []
     is_int = present & _mask(pc.match_substring_regex(text, r"^-?[0-9]{1,18}$"))
     is_decimal = present & _mask(pc.match_substring_regex(text, _DECIMAL_TEXT))
     is_iso = present & ~is_int & ~is_decimal
@@ -373,7 +378,6 @@ def _parse_datetimes(
     """ISO-8601 (or `format`) text: offsets honoured, naive values placed in `timezone`."""
     if rule.format is None:  # RFC 3339 allows a lowercase t and z; pandas does not
         text = pc.utf8_upper(text)
-    series = pd.Series(text.to_pandas(), copy=False)
     if rule.format is not None:
         aware = rows if "%z" in rule.format or "%Z" in rule.format else np.zeros_like(rows)
     else:
@@ -382,6 +386,12 @@ def _parse_datetimes(
     how = rule.format or "ISO8601"
     unparsed = np.zeros(len(out), dtype=bool)
     nonexistent = np.zeros(len(out), dtype=bool)
+    if rule.format is None:  # the common case, without pandas: Arrow's strict ISO parser
+        aware = _arrow_iso_ms(text, aware, "UTC", out)
+        if rule.timezone == "UTC":
+            naive = _arrow_iso_ms(text, naive, None, out)
+    if aware.any() or naive.any():
+        series = pd.Series(text.to_pandas(), copy=False)
     if aware.any():
         parsed = pd.to_datetime(series[aware], format=how, utc=True, errors="coerce")
         unparsed[aware] = _store_ms(parsed, out, aware)
@@ -401,6 +411,22 @@ def _parse_datetimes(
     ]
 
 
+def _arrow_iso_ms(
+    text: pa.Array, rows: np.ndarray, timezone: str | None, out: np.ndarray
+) -> np.ndarray:
+    """Parse `rows` with Arrow into `out` when it takes all of them; return the rows left
+    for pandas (all of them when one value is beyond Arrow's stricter ISO-8601 grammar or
+    the nanosecond range; where both parse a value, they agree)."""
+    if not rows.any():
+        return rows
+    try:
+        stamps = pc.cast(text.filter(pa.array(rows)), pa.timestamp("ns", timezone))
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+        return rows
+    out[rows] = stamps.cast(pa.int64()).to_numpy() // 1_000_000
+    return np.zeros_like(rows)
+
+
 def _store_ms(parsed: pd.Series, out: np.ndarray, rows: np.ndarray) -> np.ndarray:
     """Write parsed datetimes into `out` as floored ms; return which of `rows` did not parse."""
     nat = parsed.isna().to_numpy()
@@ -417,41 +443,46 @@ def _store_ms(parsed: pd.Series, out: np.ndarray, rows: np.ndarray) -> np.ndarra
 
 
 class PubkeyChecker:
-    """Base58 and 32-byte checks, decoding each distinct key once (customers repeat)."""
-
-    def __init__(self, cache_size: int = 200_000) -> None:
-        self._known: dict[str, bool] = {}
-        self._cache_size = cache_size
+    """Base58 and 32-byte checks for a whole column, without decoding a single key."""
 
     def check(self, column: pa.Array) -> Converted:
         missing = missing_mask(column)
         text = pc.cast(column, pa.string())
         shaped = _mask(pc.match_substring_regex(text, r"^[1-9A-HJ-NP-Za-km-z]{32,44}$"))
-        bad_shape = ~missing & ~shaped
-        wrong_length = np.zeros(len(column), dtype=bool)
-        candidates = pc.filter(text, pa.array(shaped))
-        distinct = pc.unique(candidates).to_pylist()
-        verdicts = self._verdicts(distinct)
-        if not all(verdicts):
-            bad_keys = pa.array([k for k, ok in zip(distinct, verdicts) if not ok], pa.string())
-            wrong_length = _mask(pc.is_in(text, value_set=bad_keys)) & shaped
+        wrong_length = shaped & ~_decodes_to_bytes(text, PUBKEY_BYTES)
         return Converted(
             text.to_pylist,
             missing,
             [
-                Problem(bad_shape, "is not a Solana public key", describe_pubkey),
+                Problem(~missing & ~shaped, "is not a Solana public key", describe_pubkey),
                 Problem(wrong_length, "is not a Solana public key", describe_pubkey),
             ],
         )
 
-    def _verdicts(self, keys: list[str]) -> list[bool]:
-        if len(self._known) > self._cache_size:
-            self._known.clear()
-        known = self._known
-        for key in keys:
-            if key not in known:
-                known[key] = decoded_length(key) == PUBKEY_BYTES
-        return [known[key] for key in keys]
+
+def _decodes_to_bytes(text: pa.Array, byte_count: int) -> np.ndarray:
+    """Which base58 values decode to exactly `byte_count` bytes (for well-formed text).
+
+    Each leading '1' is a zero byte; the digits after them must hold a number of the
+    remaining bytes, which `base58_span` turns into two string comparisons."""
+    digits = pc.utf8_ltrim(text, characters="1")
+    digit_count = pc.fill_null(pc.utf8_length(digits), 0).to_numpy(zero_copy_only=False)
+    leading = pc.fill_null(pc.utf8_length(text), 0).to_numpy(zero_copy_only=False) - digit_count
+    result = np.zeros(len(text), dtype=bool)
+    for ones in np.unique(leading).tolist():
+        rows = leading == ones
+        if ones > byte_count:
+            continue
+        low, high = base58_span(byte_count - ones)
+        result[rows] = _in_span(digits.filter(pa.array(rows)), digit_count[rows], low, high)
+    return result
+
+
+def _in_span(digits: pa.Array, count: np.ndarray, low: str, high: str) -> np.ndarray:
+    """low <= digits < high, as numbers: longer is larger, equal lengths compare as text."""
+    at_least_low = (count > len(low)) | ((count == len(low)) & _mask(pc.greater_equal(digits, low)))
+    below_high = (count < len(high)) | ((count == len(high)) & _mask(pc.less(digits, high)))
+    return at_least_low & below_high
 
 
 def describe_pubkey(value: Any) -> str:

@@ -32,7 +32,7 @@ USER_KEYS = ("pubKey",)
 FIELD_KEYS = ("column", "value", "type", "true", "false", "default", "optional")
 FIELD_TYPES: tuple[FieldType, ...] = ("string", "number", "boolean")
 UNITS = ("auto", "s", "ms", "us", "ns", "iso")
-_BACKTICKED = re.compile(r"`([^`]*)`")
+BACKTICKED = re.compile(r"`([^`]*)`")
 
 
 @dataclass(frozen=True)
@@ -375,7 +375,7 @@ def _filter(expression: Any, origin: str) -> str | None:
             f"found {_shown(expression)}."
         )
     try:
-        tree = ast.parse(_BACKTICKED.sub("_column_", expression), mode="eval")
+        tree = ast.parse(BACKTICKED.sub("_column_", expression), mode="eval")
     except SyntaxError as exc:
         raise MappingError(
             f"{origin}: filter: {expression!r} is not a valid expression ({exc.msg}); "
@@ -396,8 +396,8 @@ _UNSAFE_ATTRIBUTE = re.compile(r"^(_|to_|pipe$|apply$|map$|agg|aggregate$|transf
 
 def filter_columns(expression: str) -> list[str]:
     """Column names an expression refers to: bare names and `back ticked` ones."""
-    quoted = _BACKTICKED.findall(expression)
-    tree = ast.parse(_BACKTICKED.sub("_column_", expression), mode="eval")
+    quoted = BACKTICKED.findall(expression)
+    tree = ast.parse(BACKTICKED.sub("_column_", expression), mode="eval")
     bare = [node.id for node in ast.walk(tree) if isinstance(node, ast.Name)]
     builtins = {"_column_", "True", "False", "None"}
     return list(dict.fromkeys(quoted + [name for name in bare if name not in builtins]))

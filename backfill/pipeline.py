@@ -193,7 +193,7 @@ class Run:
             self.target.endpoint, self.target.headers(), self.target.policy
         )
         sender = Sender(poster, self.target.policy)
-        queue: asyncio.Queue[tuple[int, Event, bytes, MappedChunk] | None] = asyncio.Queue(
+        queue: asyncio.Queue[tuple[int, bytes, MappedChunk] | None] = asyncio.Queue(
             self.target.policy.concurrency * QUEUE_EVENTS_PER_SENDER
         )
         ticker = asyncio.create_task(self._tick())
@@ -243,22 +243,22 @@ class Run:
                 return
             chunk, items, remaining = self._apply_limit(*prepared, remaining)
             self._settle_offline(chunk)
-            for row, event, body in items:
+            for row, body in items:
                 if row in self._done_rows:
                     self.counts.already_done += 1
                 elif self._stopping.is_set():
                     self.counts.unsent += 1
                 else:
-                    await queue.put((row, event, body, chunk))
+                    await queue.put((row, body, chunk))
             if remaining == 0:
                 return
 
     def _apply_limit(
         self,
         chunk: MappedChunk,
-        items: list[tuple[int, Event, bytes]],
+        items: list[tuple[int, bytes]],
         remaining: int | None,
-    ) -> tuple[MappedChunk, list[tuple[int, Event, bytes]], int | None]:
+    ) -> tuple[MappedChunk, list[tuple[int, bytes]], int | None]:
         """With --limit, cut the chunk just after the last event that may still go."""
         if remaining is None:
             return chunk, items, None
@@ -292,7 +292,7 @@ class Run:
 
     async def _send_loop(self, queue: asyncio.Queue[Any], sender: Sender) -> None:
         while (item := await queue.get()) is not None:
-            row, event, body, chunk = item
+            row, body, chunk = item
             if self._stopping.is_set():
                 self.counts.unsent += 1
                 continue
@@ -320,7 +320,7 @@ class Run:
                         reason=_send_reason(delivery.status, delivery.kind, message),
                         error=message,
                         record=chunk.record(row),
-                        event=event.as_dict(),
+                        event=self.target.api.parse(json.loads(body)).as_dict(),
                         status=delivery.status,
                         attempts=delivery.attempts,
                     )
@@ -479,18 +479,12 @@ def _drop_torn_tail(path: Path) -> None:
 
 def _next_prepared(
     chunks: Iterator[MappedChunk], api: Api
-) -> tuple[MappedChunk, list[tuple[int, Event, bytes]]] | None:
+) -> tuple[MappedChunk, list[tuple[int, bytes]]] | None:
     """The next chunk with its events serialised: runs in a thread, off the event loop."""
     chunk = next(chunks, None)
     if chunk is None:
         return None
-    items = [(row, event, encode_body(api, event)) for row, event in chunk.events()]
-    return chunk, items
-
-
-def encode_body(api: Api, event: Event) -> bytes:
-    """The request body, serialised once, compactly."""
-    return json.dumps(api.body(event), ensure_ascii=False, separators=(",", ":")).encode()
+    return chunk, list(chunk.bodies(api))
 
 
 def _send_reason(status: int | None, kind: str, message: str) -> str:

@@ -37,6 +37,15 @@ def decoded_length(text: str) -> int | None:
     return leading_ones + (number.bit_length() + 7) // 8
 
 
+def base58_span(byte_count: int) -> tuple[str, str]:
+    """The base58 digits of the smallest number of exactly `byte_count` bytes and of the
+    first one too large: the alphabet is in ASCII order, so (length, text) compares like the
+    number, and a column can be checked with string comparisons instead of decoding it."""
+    if byte_count <= 0:
+        return "", BASE58_ALPHABET[1]
+    return b58encode(b"\x01" + bytes(byte_count - 1)), b58encode(b"\x01" + bytes(byte_count))
+
+
 def pubkey_problem(text: object) -> str | None:
     """Why `text` is not a Solana public key, or None when it is one."""
     if not isinstance(text, str):

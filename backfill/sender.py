@@ -21,9 +21,8 @@ import re
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
-import httpx
 from aiolimiter import AsyncLimiter
 
 from backfill.errors import (
@@ -33,6 +32,9 @@ from backfill.errors import (
     SendError,
     TransientSendError,
 )
+
+if TYPE_CHECKING:
+    import httpx
 
 DEFAULT_RATE = 100.0
 DEFAULT_CONCURRENCY = 16
@@ -317,19 +319,18 @@ class AiohttpPoster:
 
         self._aiohttp = aiohttp
         self._url = url
-        self._headers = dict(headers)
         connector = aiohttp.TCPConnector(limit=policy.concurrency, ttl_dns_cache=300)
         self._session = aiohttp.ClientSession(
             connector=connector,
             timeout=aiohttp.ClientTimeout(total=policy.timeout),
             skip_auto_headers=("User-Agent",),
-            headers={"User-Agent": "backfill"},
+            headers={"User-Agent": "backfill", **headers},  # set once, not merged per request
         )
 
     async def post(self, body: bytes) -> Reply:
         aiohttp = self._aiohttp
         try:
-            async with self._session.post(self._url, data=body, headers=self._headers) as reply:
+            async with self._session.post(self._url, data=body) as reply:
                 raw = await reply.read()
                 # An accepted event's body is never looked at: skip decoding it.
                 text = raw.decode("utf-8", "replace") if reply.status >= 300 else ""
@@ -364,6 +365,9 @@ class HttpxPoster:
         policy: SendPolicy,
         transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
+        import httpx  # only here: production sends with aiohttp, and httpx costs 0.1 s to import
+
+        self._httpx = httpx
         self._url = httpx.URL(url)
         self._headers = dict(headers)
         self._timeout = policy.timeout
@@ -371,6 +375,7 @@ class HttpxPoster:
         self._transport = transport or httpx.AsyncHTTPTransport(limits=limits)
 
     async def post(self, body: bytes) -> Reply:
+        httpx = self._httpx
         request = httpx.Request("POST", self._url, headers=self._headers, content=body)
         timeout = {"connect": self._timeout, "read": self._timeout, "write": self._timeout}
         request.extensions["timeout"] = {**timeout, "pool": self._timeout}

@@ -29,6 +29,7 @@ from backfill.errors import SourceError
 
 DEFAULT_CHUNK_ROWS = 16_384
 PARQUET_BUFFER_BYTES = 1 << 20
+MAX_CSV_BLOCK = 1 << 22  # values up to a few MB; Arrow reads up to 32 blocks ahead
 SUPPORTED_FORMATS = ".csv, .csv.gz, .parquet, or a directory of .parquet files"
 _UNDECODED = re.compile("[\udc80-\udcff]")  # bytes that were not UTF-8 (surrogateescape)
 
@@ -168,6 +169,7 @@ class CsvSource(Source):
         super().__init__(path, pa.schema([(name, pa.string()) for name in columns]), None)
         self.delimiter = delimiter
         self._bad_lines: list[BadLine] = []
+        self._skip_bad_lines = 0
 
     @classmethod
     def open(cls, path: Path, delimiter: str) -> CsvSource:
@@ -176,30 +178,67 @@ class CsvSource(Source):
         return cls(path, _csv_header(path, delimiter), delimiter)
 
     def chunks(self, chunk_rows: int = DEFAULT_CHUNK_ROWS) -> Iterator[Chunk]:
+        """Small blocks (Arrow reads ahead several of them in the background, so their size
+        sets the memory), gathered into chunks of `chunk_rows` (which sets the speed)."""
+        first_row = 0
+        pending: list[pa.RecordBatch] = []
+        bad_lines: list[BadLine] = []
+        for batch in self._batches(chunk_rows):
+            pending.append(batch)
+            bad_lines += self._bad_lines
+            self._bad_lines = []
+            table = pa.Table.from_batches(pending, batch.schema)
+            while table.num_rows >= chunk_rows:
+                yield numbered(first_row, table.slice(0, chunk_rows), tuple(bad_lines))
+                first_row, bad_lines = first_row + chunk_rows, []
+                table = table.slice(chunk_rows)
+            pending = table.to_batches()
+        if pending or bad_lines:
+            table = pa.Table.from_batches(pending, pa.schema(self.schema))
+            yield numbered(first_row, table, tuple(bad_lines))
+
+    def _batches(self, chunk_rows: int) -> Iterator[pa.RecordBatch]:
+        """A value must fit in one block: on a longer one, read on with blocks 8x larger,
+        from where the smaller blocks stopped."""
+        block_size = min(max(chunk_rows * 32, 1 << 16), 1 << 22)
+        done = _CsvProgress()
+        while True:
+            try:
+                yield from self._batches_from(block_size, done)
+                return
+            except SourceError as exc:
+                if not isinstance(exc.__cause__, _ValueTooLong) or block_size >= MAX_CSV_BLOCK:
+                    raise
+                block_size *= 8
+                self._bad_lines = []  # from the block that failed: read again, reported then
+
+    def _batches_from(self, block_size: int, done: _CsvProgress) -> Iterator[pa.RecordBatch]:
+        """Batches after the `done` ones; `done` counts what was handed on so far."""
         marks_before = _NotUtf8.count  # before opening: Arrow reads the first block at once
-        reader = self._open_reader(chunk_rows)
+        self._skip_bad_lines = done.bad_lines
+        reader = self._open_reader(block_size)
         if reader is None:  # the header and nothing else
             return
-        first_row = 0
+        to_skip = done.rows
         while True:
             try:
                 batch = reader.read_next_batch()
             except StopIteration:
                 return
             except (OSError, pa.ArrowException) as exc:
+                cause = _ValueTooLong() if "straddling object" in str(exc) else exc
                 raise SourceError(
-                    f"{self.path}: cannot read the CSV after data row {first_row}: {_explain(exc)}"
-                ) from exc
+                    f"{self.path}: cannot read the CSV after data row {done.rows}: {_explain(exc)}"
+                ) from cause
+            skipped = min(to_skip, batch.num_rows)
+            batch, to_skip = batch.slice(skipped), to_skip - skipped
+            done.rows += batch.num_rows
+            done.bad_lines += len(self._bad_lines)
             if _NotUtf8.count != marks_before:  # only then: the check costs a full scan
                 batch = self._set_aside_not_utf8(batch)
-            bad_lines, self._bad_lines = tuple(self._bad_lines), []
-            for start in range(0, max(batch.num_rows, 1), chunk_rows):
-                piece = pa.Table.from_batches([batch.slice(start, chunk_rows)], batch.schema)
-                yield numbered(first_row, piece, bad_lines if start == 0 else ())
-                first_row += piece.num_rows
+            yield batch
 
-    def _open_reader(self, chunk_rows: int) -> pacsv.CSVStreamingReader | None:
-        block_size = min(max(chunk_rows * 256, 1 << 16), 1 << 24)
+    def _open_reader(self, block_size: int) -> pacsv.CSVStreamingReader | None:
         try:
             return pacsv.open_csv(
                 pa.input_stream(str(self.path), compression=_compression(self.path)),
@@ -243,6 +282,9 @@ class CsvSource(Source):
         return batch.filter(pa.array(keep))
 
     def _skip_bad_line(self, row: pacsv.InvalidRow) -> str:
+        if self._skip_bad_lines:  # seen already, before the blocks grew
+            self._skip_bad_lines -= 1
+            return "skip"
         reason = f"expected {row.expected_columns} columns, found {row.actual_columns}"
         self._bad_lines.append(BadLine(text=_NotUtf8.shown(row.text or ""), reason=reason))
         return "skip"
@@ -292,6 +334,18 @@ class _NotUtf8:
 
 codecs.register_error(_NotUtf8.ERRORS, _NotUtf8.mark)
 codecs.register(_NotUtf8.find)
+
+
+@dataclass
+class _CsvProgress:
+    """Data rows and bad lines handed on so far, to resume from with larger blocks."""
+
+    rows: int = 0
+    bad_lines: int = 0
+
+
+class _ValueTooLong(Exception):
+    """A value longer than the block: Arrow calls it a "straddling object"."""
 
 
 def _explain(exc: Exception) -> str:

@@ -27,7 +27,7 @@ from backfill.convert import (
     to_string,
     type_of_column,
 )
-from backfill.pubkey import b58encode
+from backfill.pubkey import BASE58_ALPHABET, b58encode, decoded_length
 
 NOW_MS = 1_900_000_000_000  # 2030-03-17: a fixed "now", so the tests do not age
 INSTANT_MS = 1_731_596_206_795  # 2024-11-14T14:56:46.795Z, the example in Torque's docs
@@ -505,6 +505,26 @@ def test_pubkeys_must_be_base58_of_32_bytes(value: str, problem: str | None) -> 
         assert failing[0].describe(value) == f"found {value!r}: {problem}"
 
 
+@PROPERTY
+@given(
+    ones=st.integers(min_value=0, max_value=40),
+    digits=st.text(alphabet=BASE58_ALPHABET, min_size=0, max_size=44),
+)
+def test_pubkey_length_check_agrees_with_decoding_the_key(ones: int, digits: str) -> None:
+    text = ("1" * ones + digits.lstrip("1"))[:44] or "1"  # empty is missing, not malformed
+    converted = PubkeyChecker().check(pa.array([text]))
+    expected = 32 <= len(text) <= 44 and decoded_length(text) == 32
+    assert (not problems(converted)) == expected
+
+
+@PROPERTY
+@given(raw=st.binary(min_size=28, max_size=34))
+def test_every_encoded_32_byte_value_is_a_pubkey_and_no_other_length_is(raw: bytes) -> None:
+    text = b58encode(raw)
+    converted = PubkeyChecker().check(pa.array([text]))
+    assert (not problems(converted)) == (len(raw) == 32 and 32 <= len(text) <= 44)
+
+
 # --- properties ----------------------------------------------------------------------------
 
 UNIT_SCALE = {"s": 1, "ms": 1_000, "us": 1_000_000, "ns": 1_000_000_000}  # per second
@@ -566,6 +586,30 @@ def test_iso_text_of_any_aware_datetime_is_the_exact_floored_instant(
         texts.append(text.replace("+00:00", "Z") if zulu else text)
     converted = epoch_ms(texts, TimestampRule(timezone="America/New_York"))
     assert good_values(converted) == [floor_ms(moment) for moment in moments], texts
+
+
+@PROPERTY
+@given(
+    moments=st.lists(
+        st.datetimes(min_value=dt.datetime(1970, 1, 2), max_value=dt.datetime(2029, 12, 31)),
+        min_size=1,
+        max_size=4,
+    ),
+    separator=st.sampled_from(["T", " "]),
+    spoiler=st.sampled_from([None, "2024-02-30 09:15:00", "2024-1-5 10:00"]),
+)
+def test_naive_iso_text_in_utc_is_exact_whichever_parser_takes_the_chunk(
+    moments: list[dt.datetime], separator: str, spoiler: str | None
+) -> None:
+    # Arrow parses a chunk it fully understands; one value beyond its grammar hands the whole
+    # chunk to pandas. Both must give the same instants.
+    texts = [moment.isoformat(sep=separator) for moment in moments]
+    if spoiler is not None:
+        texts.append(spoiler)
+    converted = epoch_ms(texts, TimestampRule(timezone="UTC"))
+    expected = [floor_ms(moment.replace(tzinfo=dt.timezone.utc)) for moment in moments]
+    assert converted.materialize()[: len(moments)] == expected, texts
+    assert not any(problems(converted).get(i) for i in range(len(moments)))
 
 
 @PROPERTY

@@ -145,6 +145,34 @@ def test_ragged_lines_are_set_aside_and_reading_continues(tmp_path: Path) -> Non
     ]
 
 
+@pytest.mark.parametrize("chunk_rows", [7, 1000])
+def test_a_value_longer_than_a_block_is_read_once_with_every_line_around_it(
+    tmp_path: Path, chunk_rows: int
+) -> None:
+    # Blocks start small (memory) and grow when a value does not fit: the lines read before
+    # the growth, good or bad, must be neither read again nor lost.
+    big = "x" * 3_000_000
+    lines = [f"{i},ok" for i in range(20_000)]  # several blocks of 64 kB before the value
+    lines[10_000:10_000] = ["ragged,line,here"]
+    lines += [f'20000,"{big}"', "20001,LATIN1", "a,ragged,line"]
+    lines += [f"{i},ok" for i in range(20_002, 20_100)]
+    path = tmp_path / "orders.csv"
+    text = "id,note\n" + "\n".join(lines) + "\n"
+    path.write_bytes(text.encode().replace(b"LATIN1", "café".encode("latin-1")))
+    source = read_source(path)
+    rows, records = read_all(source, chunk_rows)
+    ids = [record["id"] for record in records]
+    assert ids == [str(i) for i in range(20_001)] + [str(i) for i in range(20_002, 20_100)]
+    assert rows == list(range(len(ids)))
+    assert records[20_000]["note"] == big
+    reasons = [line.reason for line in bad_lines(source, chunk_rows)]
+    assert sorted(reasons) == [
+        "column 'note' is not UTF-8 text; save the file as UTF-8",
+        "expected 2 columns, found 3",
+        "expected 2 columns, found 3",
+    ]
+
+
 def test_a_header_that_is_not_utf8_fails(tmp_path: Path) -> None:
     path = write_csv(tmp_path, "id,Café\n1,2\n", encoding="latin-1")
     with pytest.raises(SourceError, match=r"the header is not UTF-8 text"):
