@@ -183,24 +183,25 @@ class CsvSource(Source):
         first_row = 0
         pending: list[pa.RecordBatch] = []
         bad_lines: list[BadLine] = []
+        schema = pa.schema(self.schema)
         for batch in self._batches(chunk_rows):
+            schema = batch.schema
             pending.append(batch)
             bad_lines += self._bad_lines
             self._bad_lines = []
-            table = pa.Table.from_batches(pending, batch.schema)
+            table = pa.Table.from_batches(pending, schema)
             while table.num_rows >= chunk_rows:
                 yield numbered(first_row, table.slice(0, chunk_rows), tuple(bad_lines))
                 first_row, bad_lines = first_row + chunk_rows, []
                 table = table.slice(chunk_rows)
             pending = table.to_batches()
         if pending or bad_lines:
-            table = pa.Table.from_batches(pending, pa.schema(self.schema))
-            yield numbered(first_row, table, tuple(bad_lines))
+            yield numbered(first_row, pa.Table.from_batches(pending, schema), tuple(bad_lines))
 
     def _batches(self, chunk_rows: int) -> Iterator[pa.RecordBatch]:
         """A value must fit in one block: on a longer one, read on with blocks 8x larger,
         from where the smaller blocks stopped."""
-        block_size = min(max(chunk_rows * 32, 1 << 16), 1 << 22)
+        block_size = min(max(chunk_rows * 32, 1 << 16), MAX_CSV_BLOCK)
         done = _CsvProgress()
         while True:
             try:
@@ -226,10 +227,9 @@ class CsvSource(Source):
             except StopIteration:
                 return
             except (OSError, pa.ArrowException) as exc:
-                cause = _ValueTooLong() if "straddling object" in str(exc) else exc
                 raise SourceError(
                     f"{self.path}: cannot read the CSV after data row {done.rows}: {_explain(exc)}"
-                ) from cause
+                ) from _cause(exc)
             skipped = min(to_skip, batch.num_rows)
             batch, to_skip = batch.slice(skipped), to_skip - skipped
             done.rows += batch.num_rows
@@ -259,7 +259,7 @@ class CsvSource(Source):
         except (OSError, pa.ArrowException) as exc:
             if "Empty CSV file" in str(exc):  # Arrow's word for a header without a newline
                 return None
-            raise SourceError(f"{self.path}: cannot read the CSV: {_explain(exc)}") from exc
+            raise SourceError(f"{self.path}: cannot read the CSV: {_explain(exc)}") from _cause(exc)
 
     def _set_aside_not_utf8(self, batch: pa.RecordBatch) -> pa.RecordBatch:
         """Lines with a byte that is not UTF-8 become bad lines, as ragged lines do."""
@@ -346,6 +346,11 @@ class _CsvProgress:
 
 class _ValueTooLong(Exception):
     """A value longer than the block: Arrow calls it a "straddling object"."""
+
+
+def _cause(exc: Exception) -> Exception:
+    """What a SourceError is raised from: `_ValueTooLong` lets the reader grow its blocks."""
+    return _ValueTooLong() if "straddling object" in str(exc) else exc
 
 
 def _explain(exc: Exception) -> str:
