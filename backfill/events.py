@@ -127,14 +127,18 @@ class EventMapper:
         failed[list(messages)] = True
         failures = self._read_failures(chunk) + self._row_failures(kept, kept_rows, messages)
         ok = ~failed
+
+        def good_rows() -> tuple[list[int], list[str], list[list[Any]]]:
+            return self._good_rows(ok, timestamp, pubkey, columns)
+
         return MappedChunk(
             rows=chunk.rows,
             filtered_rows=chunk.rows[~keep],
             failures=failures,
             event_rows=kept_rows[ok],
             table=table,
-            _build=lambda: self._build_events(ok, timestamp, pubkey, columns),
-            _encode=lambda api: self._encode_bodies(api, ok, timestamp, pubkey, columns),
+            _build=lambda: self._build_events(*good_rows()),
+            _encode=lambda api: self._encode_bodies(api, *good_rows()),
         )
 
     def _convert_field(self, spec: FieldSpec, table: pa.Table) -> _FieldColumn | None:
@@ -227,13 +231,14 @@ class EventMapper:
             for position, record in zip(positions, records)
         ]
 
-    def _build_events(
+    def _good_rows(
         self,
         ok: np.ndarray,
         timestamp: Converted,
         pubkey: Converted,
         columns: list[_FieldColumn | None],
-    ) -> list[Event]:
+    ) -> tuple[list[int], list[str], list[list[Any]]]:
+        """Timestamps, keys and each field's values (or _OMIT) of the rows that map."""
         keep = ok.tolist()
         stamps = _select(timestamp.materialize(), keep)
         keys = _select(pubkey.materialize(), keep)
@@ -241,6 +246,11 @@ class EventMapper:
             self._field_values(spec, column, keep, len(stamps))
             for spec, column in zip(self.mapping.fields, columns)
         ]
+        return stamps, keys, data_columns
+
+    def _build_events(
+        self, stamps: list[int], keys: list[str], data_columns: list[list[Any]]
+    ) -> list[Event]:
         name = self.mapping.event_name
         names = [spec.name for spec in self.mapping.fields]
         events = []
@@ -254,28 +264,17 @@ class EventMapper:
         return events
 
     def _encode_bodies(
-        self,
-        api: Api,
-        ok: np.ndarray,
-        timestamp: Converted,
-        pubkey: Converted,
-        columns: list[_FieldColumn | None],
+        self, api: Api, stamps: list[int], keys: list[str], data_columns: list[list[Any]]
     ) -> list[bytes]:
-        keep = ok.tolist()
-        stamps = _select(timestamp.materialize(), keep)
         members = []
-        for spec, column in zip(self.mapping.fields, columns):
-            if column is None:  # a constant: one text for every event
+        for spec, values in zip(self.mapping.fields, data_columns):
+            if spec.column is None:  # a constant: one text for every event
                 members.append(json_member(spec.name, [spec.value]) * len(stamps))
-                continue
-            values = self._field_values(spec, column, keep, len(stamps))
-            if _OMIT in values:
-                present = [value for value in values if value is not _OMIT]
-                texts = iter(json_member(spec.name, present))
+            elif _OMIT in values:
+                texts = iter(json_member(spec.name, [v for v in values if v is not _OMIT]))
                 members.append([next(texts) if v is not _OMIT else "" for v in values])
             else:
                 members.append(json_member(spec.name, values))
-        keys = _select(pubkey.materialize(), keep)
         return api.encode_many(stamps, keys, self.mapping.event_name, members)
 
     @staticmethod

@@ -10,7 +10,6 @@ chunk whose column types do not fit the comparison, is evaluated by pandas as wr
 from __future__ import annotations
 
 import ast
-import operator
 import re
 from collections.abc import Callable
 from typing import Any
@@ -28,6 +27,10 @@ ArrowMask = Callable[[pa.Table], pa.Array]
 
 class _Unfit(Exception):
     """The compiled filter cannot judge this chunk (a column's type does not fit)."""
+
+
+class _NotCompilable(Exception):
+    """The expression is more than Arrow kernels can run: pandas evaluates it."""
 
 
 class RowFilter:
@@ -121,10 +124,6 @@ def compile_filter(expression: str) -> ArrowMask | None:
         return None
 
 
-class _NotCompilable(Exception):
-    pass
-
-
 def _compile(node: ast.expr, quoted: dict[str, str]) -> ArrowMask:
     if isinstance(node, ast.BoolOp):
         parts = [_compile(value, quoted) for value in node.values]
@@ -176,8 +175,7 @@ def _compile_comparison(
 
 def _membership(table: pa.Table, column: str, values: list[Any], negate: bool) -> pa.Array:
     data = _fitting_column(table, column, values)
-    value_set = pa.array(values, type=data.type) if values else pa.array([], data.type)
-    found = pc.fill_null(pc.is_in(data, value_set=value_set), False)
+    found = pc.fill_null(pc.is_in(data, value_set=pa.array(values, type=data.type)), False)
     return pc.invert(found) if negate else found
 
 
@@ -192,7 +190,7 @@ def _constant(node: ast.expr) -> str | int | float:
         value = _constant(node.operand)
         if isinstance(value, str):
             raise _NotCompilable
-        return operator.neg(value)
+        return -value
     if isinstance(node, ast.Constant) and type(node.value) in (str, int, float):
         return node.value
     raise _NotCompilable
