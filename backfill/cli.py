@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import os
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Coroutine, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -28,6 +28,8 @@ EXIT_OK, EXIT_ROWS_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 API_KEY_ENV = "TORQUE_API_KEY"
 ENDPOINT_ENV = "TORQUE_ENDPOINT"
 BACKOFF_BASE_ENV = "BACKFILL_BACKOFF_BASE"
+EVENT_LOOP_ENV = "BACKFILL_EVENT_LOOP"
+EVENT_LOOPS = ("uvloop", "asyncio")
 SANDBOX_KEY = "sandbox-key"
 LOOPBACK_HOSTS = {"127.0.0.1", "localhost", "::1"}
 
@@ -378,11 +380,11 @@ def execute(
     exit_when_done: bool = True,
 ) -> RunSummary:
     """Run the plan with a progress bar and Ctrl-C handling; print the summary."""
-    import asyncio
-
     show_bar = not sending["quiet"] and not sending["as_json"] and sys.stderr.isatty()
     with progress_bar(plan.total_rows, show_bar) as on_progress, user_errors():
-        summary, sandbox_stats = asyncio.run(
+        run_loop = event_loop_runner()
+        _freeze_start_up_objects()
+        summary, sandbox_stats = run_loop(
             _execute(plan, target, sending["sandbox"], schema, on_progress)
         )
     if sending["as_json"]:
@@ -395,6 +397,36 @@ def execute(
     if exit_when_done:
         sys.exit(_exit_code(summary))
     return summary
+
+
+def _freeze_start_up_objects() -> None:
+    """The modules loaded so far (pandas, pyarrow...) live as long as the process: without
+    this, each full garbage collection walks them all and stalls sending for up to 50 ms."""
+    import gc
+
+    gc.freeze()
+
+
+def event_loop_runner() -> Callable[[Coroutine[Any, Any, Any]], Any]:
+    """uvloop where it is installed (not on Windows): the same run for about a tenth less
+    CPU per request. BACKFILL_EVENT_LOOP=asyncio picks Python's own loop, e.g. to rule the
+    loop out when something looks wrong."""
+    import asyncio
+
+    from backfill.errors import UsageError
+
+    chosen = os.environ.get(EVENT_LOOP_ENV, "").strip().lower()
+    if chosen not in ("", *EVENT_LOOPS):
+        raise UsageError(f"{EVENT_LOOP_ENV}={chosen!r}: expected one of {', '.join(EVENT_LOOPS)}.")
+    if chosen == "asyncio":
+        return asyncio.run
+    try:
+        import uvloop
+    except ImportError:
+        if chosen == "uvloop":
+            raise UsageError(f"{EVENT_LOOP_ENV}=uvloop, but uvloop is not installed.") from None
+        return asyncio.run
+    return uvloop.run
 
 
 async def _execute(

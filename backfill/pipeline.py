@@ -20,7 +20,7 @@ from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import pyarrow as pa
@@ -37,10 +37,18 @@ from backfill.journal import (
 )
 from backfill.mapping import Mapping
 from backfill.report import MIN_SECRET_LENGTH, ReportWriter, read_report
-from backfill.sender import CONNECT_FAILED, AiohttpPoster, Poster, Sender, SendPolicy
+from backfill.sender import (
+    CONNECT_FAILED,
+    AiohttpPoster,
+    Delivery,
+    Poster,
+    Sender,
+    SendPolicy,
+)
 from backfill.source import DEFAULT_CHUNK_ROWS, Chunk, Source
 
 QUEUE_EVENTS_PER_SENDER = 64
+BATCH_EVENTS = 8  # events handed to a sender at once: the queue's cost is per item
 NEEDS_MAPPING = "rerun it with --mapping"
 UNREACHABLE_AFTER = 20  # events in a row that could not even connect: the server is gone
 MAX_REASONS = 50  # distinct reasons kept in the summary; servers may put values in messages
@@ -133,6 +141,13 @@ class RunPlan:
     restart: bool = False
 
 
+class Batch(NamedTuple):
+    """Events for one sender to post in turn, with the chunk that holds their records."""
+
+    items: list[tuple[int, bytes]]
+    chunk: MappedChunk
+
+
 @dataclass
 class Progress:
     done: int
@@ -193,8 +208,8 @@ class Run:
             self.target.endpoint, self.target.headers(), self.target.policy
         )
         sender = Sender(poster, self.target.policy)
-        queue: asyncio.Queue[tuple[int, bytes, MappedChunk] | None] = asyncio.Queue(
-            self.target.policy.concurrency * QUEUE_EVENTS_PER_SENDER
+        queue: asyncio.Queue[Batch | None] = asyncio.Queue(
+            self.target.policy.concurrency * QUEUE_EVENTS_PER_SENDER // BATCH_EVENTS
         )
         ticker = asyncio.create_task(self._tick())
         try:
@@ -229,10 +244,11 @@ class Run:
                 if not task.cancelled() and task.exception() is not None:
                     raise task.exception()  # type: ignore[misc]
 
-    def _drop_queued(self, queue: asyncio.Queue[Any]) -> None:
+    def _drop_queued(self, queue: asyncio.Queue[Batch | None]) -> None:
         while not queue.empty():
-            if queue.get_nowait() is not None:
-                self.counts.unsent += 1
+            batch = queue.get_nowait()
+            if batch is not None:
+                self.counts.unsent += len(batch.items)
 
     async def _read_loop(self, queue: asyncio.Queue[Any]) -> None:
         chunks = self.plan.feed()
@@ -243,15 +259,24 @@ class Run:
                 return
             chunk, items, remaining = self._apply_limit(*prepared, remaining)
             self._settle_offline(chunk)
-            for row, body in items:
-                if row in self._done_rows:
-                    self.counts.already_done += 1
-                elif self._stopping.is_set():
-                    self.counts.unsent += 1
-                else:
-                    await queue.put((row, body, chunk))
+            for start in range(0, len(items), BATCH_EVENTS):
+                if self._stopping.is_set():
+                    self.counts.unsent += len(items) - start
+                    break
+                batch = self._fresh(items[start : start + BATCH_EVENTS])
+                if batch:
+                    await queue.put(Batch(batch, chunk))
             if remaining == 0:
                 return
+
+    def _fresh(self, items: list[tuple[int, bytes]]) -> list[tuple[int, bytes]]:
+        """The items not accepted by an earlier run; those are counted as already done."""
+        done = self._done_rows
+        if not done:
+            return items
+        fresh = [item for item in items if item[0] not in done]
+        self.counts.already_done += len(items) - len(fresh)
+        return fresh
 
     def _apply_limit(
         self,
@@ -290,41 +315,47 @@ class Run:
             else:
                 self._record_failure(failure)
 
-    async def _send_loop(self, queue: asyncio.Queue[Any], sender: Sender) -> None:
-        while (item := await queue.get()) is not None:
-            row, body, chunk = item
-            if self._stopping.is_set():
-                self.counts.unsent += 1
-                continue
+    async def _send_loop(self, queue: asyncio.Queue[Batch | None], sender: Sender) -> None:
+        while (batch := await queue.get()) is not None:
+            unsettled = len(batch.items)
             try:
-                delivery = await sender.deliver(body, give_up=self._stopping.is_set)
-            except AuthRejected as exc:
-                self._auth_error = self._auth_error or exc
-                self.counts.unsent += 1
-                self.request_stop()
-                continue
-            self._watch_reachability(delivery.kind)
-            if delivery.accepted:
-                self.counts.accepted += 1
-                if self._journal is not None:
-                    self._journal.accepted(row)
-            elif delivery.kind == "interrupted":
-                self.counts.unsent += 1
-            else:
-                message = self._scrub(delivery.message)
-                self._record_failure(
-                    RowFailure(
-                        row=row,
-                        source=self.plan.source_name,
-                        stage="send",
-                        reason=_send_reason(delivery.status, delivery.kind, message),
-                        error=message,
-                        record=chunk.record(row),
-                        event=self.target.api.parse(json.loads(body)).as_dict(),
-                        status=delivery.status,
-                        attempts=delivery.attempts,
-                    )
+                for row, body in batch.items:
+                    if self._stopping.is_set():
+                        break
+                    try:
+                        delivery = await sender.deliver(body, give_up=self._stopping.is_set)
+                    except AuthRejected as exc:
+                        self._auth_error = self._auth_error or exc
+                        self.request_stop()
+                        break
+                    unsettled -= 1
+                    self._settle(row, body, batch.chunk, delivery)
+            finally:  # stopped, or cancelled by a second Ctrl-C: the rest of the batch is unsent
+                self.counts.unsent += unsettled
+
+    def _settle(self, row: int, body: bytes, chunk: MappedChunk, delivery: Delivery) -> None:
+        self._watch_reachability(delivery.kind)
+        if delivery.accepted:
+            self.counts.accepted += 1
+            if self._journal is not None:
+                self._journal.accepted(row)
+        elif delivery.kind == "interrupted":
+            self.counts.unsent += 1
+        else:
+            message = self._scrub(delivery.message)
+            self._record_failure(
+                RowFailure(
+                    row=row,
+                    source=self.plan.source_name,
+                    stage="send",
+                    reason=_send_reason(delivery.status, delivery.kind, message),
+                    error=message,
+                    record=chunk.record(row),
+                    event=self.target.api.parse(json.loads(body)).as_dict(),
+                    status=delivery.status,
+                    attempts=delivery.attempts,
                 )
+            )
 
     def _watch_reachability(self, kind: str) -> None:
         """A server gone for good would make every remaining row spend all its retries,
@@ -377,7 +408,7 @@ class Run:
             self._report = ReportWriter(plan.report_path, secrets)
             return
         path = journal_path(plan.report_path)
-        state = read_journal(path)
+        state = None if plan.restart else read_journal(path)  # --restart discards it unread
         resuming = check_journal(path, state, plan)
         if resuming and state is not None:
             self._done_rows = state.accepted

@@ -54,6 +54,7 @@ def machine_section(machine: dict) -> str:
             f"- CPU: {machine['cpu']}, {machine['cores']} cores; RAM {machine['ram_gb']} GB",
             f"- Load average at start: {' '.join(machine['load_average_at_start'])}",
             f"- Python {machine['python']}; {packages}",
+            f"- backfill's event loop: {machine.get('event_loop', 'asyncio')}; references: asyncio",
             f"- Kernel {machine['kernel']}; commit {machine['git_commit'] or '(none)'}",
             f"- Date: {machine['date']}",
         ]

@@ -457,7 +457,7 @@ def machine() -> dict:
     meminfo = Path("/proc/meminfo").read_text().split()
     ram_gb = int(meminfo[meminfo.index("MemTotal:") + 1]) / 1024 / 1024
     versions = {}
-    for package in ("backfill", "pandas", "pyarrow", "aiohttp", "httpx", "numpy"):
+    for package in ("backfill", "pandas", "pyarrow", "aiohttp", "uvloop", "httpx", "numpy"):
         try:
             versions[package] = metadata.version(package)
         except metadata.PackageNotFoundError:
@@ -473,6 +473,9 @@ def machine() -> dict:
         "kernel": platform.release(),
         "python": platform.python_version(),
         "packages": versions,
+        # the tool's loop: uvloop where installed, unless BACKFILL_EVENT_LOOP=asyncio
+        "event_loop": os.environ.get("BACKFILL_EVENT_LOOP")
+        or ("uvloop" if versions["uvloop"] else "asyncio"),
         "git_commit": commit or None,
         "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     }

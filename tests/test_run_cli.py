@@ -10,6 +10,7 @@ from __future__ import annotations
 import functools
 import itertools
 import json
+import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -18,6 +19,8 @@ import pytest
 from conftest import SAMPLE, TEST_KEY, CliResult, SandboxProcess, cli_env
 
 from backfill.api import Event
+from backfill.cli import event_loop_runner
+from backfill.errors import UsageError
 from backfill.events import RowFailure
 from backfill.offline import mapped_chunks, open_inputs
 
@@ -196,6 +199,59 @@ def test_run_sends_every_valid_row_once_with_its_mapped_body_and_reports_the_bad
         assert f"found {failure['record'][column]!r}" in failure["error"]
     assert {f["record"]["order_id"] for f in failures} == set(BAD_ORDERS)
     assert_key_never_written(tmp_path, result)
+
+
+@pytest.mark.parametrize("loop", ["asyncio", "uvloop"])
+def test_run_sends_the_same_events_on_either_event_loop(
+    cli: Cli, sandbox: SandboxProcess, loop: str
+) -> None:
+    result = cli(*run_args(PARQUET, sandbox, "--rate", "0"), env=cli_env(BACKFILL_EVENT_LOOP=loop))
+
+    assert result.code == 1, result.stderr
+    summary = result.json()
+    assert (summary["accepted"], summary["failed"]) == (VALID, BAD)
+    assert_accounted(summary)
+    assert sandbox.stats()["duplicates"] == 0
+    assert stored_events(sandbox) == expected_events(PARQUET)
+
+
+def test_an_unknown_event_loop_exits_2_and_sends_nothing(
+    tmp_path: Path, cli: Cli, sandbox: SandboxProcess
+) -> None:
+    result = cli(*run_args(PARQUET, sandbox), env=cli_env(BACKFILL_EVENT_LOOP="tokio"))
+
+    assert result.code == 2
+    assert result.stderr.strip() == (
+        "Error: BACKFILL_EVENT_LOOP='tokio': expected one of uvloop, asyncio."
+    )
+    assert sandbox.stats()["requests"] == 0
+    assert not list(tmp_path.glob("failures.jsonl*"))  # no report, no journal
+
+
+def test_the_event_loop_is_uvloop_unless_asyncio_is_asked_for(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import asyncio
+
+    import uvloop
+
+    monkeypatch.delenv("BACKFILL_EVENT_LOOP", raising=False)
+    assert event_loop_runner() is uvloop.run
+    monkeypatch.setenv("BACKFILL_EVENT_LOOP", " AsyncIO ")
+    assert event_loop_runner() is asyncio.run
+
+
+def test_without_uvloop_the_run_falls_back_to_asyncio_unless_uvloop_was_asked_for(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import asyncio
+
+    monkeypatch.setitem(sys.modules, "uvloop", None)  # what an install without it looks like
+    monkeypatch.delenv("BACKFILL_EVENT_LOOP", raising=False)
+    assert event_loop_runner() is asyncio.run
+    monkeypatch.setenv("BACKFILL_EVENT_LOOP", "uvloop")
+    with pytest.raises(UsageError, match="uvloop is not installed"):
+        event_loop_runner()
 
 
 # --- the rate, as the server sees it ---------------------------------------------------------

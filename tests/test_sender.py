@@ -674,6 +674,39 @@ def test_run_stops_at_the_first_401_and_sends_nothing_more(tmp_path: Path) -> No
     assert "done" not in (tmp_path / "failures.jsonl.state").read_text()  # not finished
 
 
+def test_a_run_stopped_now_counts_every_row_it_read_including_those_in_flight(
+    tmp_path: Path,
+) -> None:
+    source, mapping_path, _ = make_orders(tmp_path, 400)
+    opened, mapping = open_inputs(source, load_mapping(mapping_path))
+    plan = plan_source_run(opened, mapping, TORQUE_V1, tmp_path / "failures.jsonl", chunk_rows=64)
+    policy = SendPolicy(rate=0, concurrency=4, max_retries=0)
+    target = Target(TORQUE_V1, TORQUE_V1.default_endpoint, TEST_KEY, policy)
+    answered = 0
+
+    async def go() -> RunSummary:
+        run: Run
+
+        async def handler(request: httpx.Request) -> httpx.Response:
+            nonlocal answered
+            if answered == 10:  # the second Ctrl-C, while every sender waits for an answer
+                asyncio.get_running_loop().call_soon(run.abort)
+                await asyncio.sleep(3600)
+            answered += 1
+            return answer(202)
+
+        def poster(url: str, headers: dict[str, str], policy: SendPolicy) -> HttpxPoster:
+            return HttpxPoster(url, headers, policy, transport=httpx.MockTransport(handler))
+
+        run = Run(plan, target, poster_factory=poster)
+        return await asyncio.wait_for(run.execute(), 30)
+
+    summary = asyncio.run(go())
+    assert summary.counts.accepted == answered == 10
+    assert summary.counts.unsent >= 4  # at least the four in flight
+    assert_every_row_accounted_for(summary)
+
+
 def test_a_server_echoing_the_key_does_not_get_it_into_any_output(tmp_path: Path) -> None:
     def handler(request: httpx.Request) -> httpx.Response:
         key = request.headers["x-torque-api-key"]
