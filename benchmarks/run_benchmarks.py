@@ -27,7 +27,7 @@ import sys
 import tempfile
 import traceback
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from datetime import datetime, timezone
 from importlib import metadata
 from pathlib import Path
@@ -515,6 +515,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--only", help=f"comma-separated: {', '.join([*BENCHMARKS, 'cpu'])}")
     parser.add_argument("--rounds", type=int, help="alternating rounds (default 3, quick 2)")
     parser.add_argument(
+        "--send-rows",
+        type=make_orders.parse_rows,
+        help="rows of the unthrottled send benchmark (default 50k), e.g. 1m: start-up weighs less",
+    )
+    parser.add_argument(
         "--tool",
         type=Path,
         default=Path(sys.executable).parent / "backfill",
@@ -524,6 +529,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.quick and args.big:
         parser.error("--quick and --big do not go together")
     plan = make_plan(args.quick, args.big, args.rounds)
+    if args.send_rows:
+        plan = replace(plan, send_rows=args.send_rows)
     names = selected(args.only)
     if not args.tool.exists():
         print(
