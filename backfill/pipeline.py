@@ -261,7 +261,7 @@ class Run:
             self._settle_offline(chunk)
             for start in range(0, len(items), BATCH_EVENTS):
                 if self._stopping.is_set():
-                    self.counts.unsent += len(items) - start
+                    self.counts.unsent += len(self._fresh(items[start:]))
                     break
                 batch = self._fresh(items[start : start + BATCH_EVENTS])
                 if batch:
