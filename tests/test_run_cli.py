@@ -201,7 +201,10 @@ def test_run_sends_every_valid_row_once_with_its_mapped_body_and_reports_the_bad
     assert_key_never_written(tmp_path, result)
 
 
-@pytest.mark.parametrize("loop", ["asyncio", "uvloop"])
+NO_UVLOOP = pytest.mark.skipif(sys.platform == "win32", reason="uvloop is not made for Windows")
+
+
+@pytest.mark.parametrize("loop", ["asyncio", pytest.param("uvloop", marks=NO_UVLOOP)])
 def test_run_sends_the_same_events_on_either_event_loop(
     cli: Cli, sandbox: SandboxProcess, loop: str
 ) -> None:
@@ -233,8 +236,7 @@ def test_the_event_loop_is_uvloop_unless_asyncio_is_asked_for(
 ) -> None:
     import asyncio
 
-    import uvloop
-
+    uvloop = pytest.importorskip("uvloop")  # installed everywhere but Windows
     monkeypatch.delenv("BACKFILL_EVENT_LOOP", raising=False)
     assert event_loop_runner() is uvloop.run
     monkeypatch.setenv("BACKFILL_EVENT_LOOP", " AsyncIO ")
