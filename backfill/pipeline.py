@@ -271,12 +271,13 @@ class Run:
 
     def _fresh(self, items: list[tuple[int, bytes]]) -> list[tuple[int, bytes]]:
         """The items not accepted by an earlier run; those are counted as already done."""
-        done = self._done_rows
-        if not done:
-            return items
-        fresh = [item for item in items if item[0] not in done]
+        fresh = self._not_done(items)
         self.counts.already_done += len(items) - len(fresh)
         return fresh
+
+    def _not_done(self, items: list[tuple[int, bytes]]) -> list[tuple[int, bytes]]:
+        done = self._done_rows
+        return [item for item in items if item[0] not in done] if done else items
 
     def _apply_limit(
         self,
@@ -287,7 +288,7 @@ class Run:
         """With --limit, cut the chunk just after the last event that may still go."""
         if remaining is None:
             return chunk, items, None
-        fresh = [item for item in items if item[0] not in self._done_rows]
+        fresh = self._not_done(items)
         if len(fresh) < remaining:
             return chunk, items, remaining - len(fresh)
         last_row = fresh[remaining - 1][0]
