@@ -22,14 +22,17 @@ from typing import Any
 import yaml
 
 from backfill.api import json_type
-from backfill.convert import FieldType, TimestampRule
+from backfill.convert import FieldType, TimestampRule, type_of_column
 from backfill.errors import MappingError
+from backfill.lookup import Lookup, lookup_from_spec
 
 TOP_KEYS = ("event_name", "timestamp", "user", "event_data", "filter")
 REQUIRED_TOP_KEYS = ("event_name", "timestamp", "user", "event_data")
 TIMESTAMP_KEYS = ("column", "unit", "format", "timezone")
 USER_KEYS = ("pubKey",)
-FIELD_KEYS = ("column", "value", "type", "true", "false", "default", "optional")
+LOOKUP_KEYS = ("lookup", "key")  # with column and value: `value` names the table's column
+PUBKEY_KEYS = ("column", "lookup", "key", "value")
+FIELD_KEYS = ("column", "value", "type", "true", "false", "default", "optional", *LOOKUP_KEYS)
 FIELD_TYPES: tuple[FieldType, ...] = ("string", "number", "boolean")
 UNITS = ("auto", "s", "ms", "us", "ns", "iso")
 BACKTICKED = re.compile(r"`([^`]*)`")
@@ -48,6 +51,7 @@ class FieldSpec:
     default: Any = None
     has_default: bool = False
     optional: bool = False
+    lookup: Lookup | None = None  # the column's value is a key of this table
 
     @property
     def is_constant(self) -> bool:
@@ -66,6 +70,7 @@ class Mapping:
     filter: str | None
     origin: str
     raw: dict[str, Any]
+    pubkey_lookup: Lookup | None = None  # the pubKey column holds keys of this table
 
     @property
     def columns(self) -> list[str]:
@@ -188,15 +193,17 @@ def mapping_from_dict(data: Any, origin: str = "<mapping>") -> Mapping:
             f"found {_kind(event_name)}."
         )
     timestamp_column, rule = _timestamp(data["timestamp"], origin)
+    pubkey_column, pubkey_lookup = _user(data["user"], origin)
     return Mapping(
         event_name=event_name,
         timestamp_column=timestamp_column,
         timestamp_rule=rule,
-        pubkey_column=_user(data["user"], origin),
+        pubkey_column=pubkey_column,
         fields=_fields(data["event_data"], origin),
         filter=_filter(data.get("filter"), origin),
         origin=origin,
         raw=data,
+        pubkey_lookup=pubkey_lookup,
     )
 
 
@@ -241,7 +248,7 @@ def _check_timezone(timezone: Any, origin: str) -> None:
         ) from None
 
 
-def _user(section: Any, origin: str) -> str:
+def _user(section: Any, origin: str) -> tuple[str, Lookup | None]:
     if not isinstance(section, dict):
         raise MappingError(
             f"{origin}: user: expected the key pubKey naming the wallet column; "
@@ -250,7 +257,18 @@ def _user(section: Any, origin: str) -> str:
     _check_keys(section, USER_KEYS, "user.", origin)
     if "pubKey" not in section:
         raise MappingError(f"{origin}: user.pubKey is missing: name the wallet column.")
-    return _column_name(section["pubKey"], "user.pubKey", origin)
+    spec = section["pubKey"]
+    if not isinstance(spec, dict):
+        return _column_name(spec, "user.pubKey", origin), None
+    _check_keys(spec, PUBKEY_KEYS, "user.pubKey.", origin)
+    column = _column_name(spec.get("column"), "user.pubKey.column", origin)
+    if "lookup" not in spec:
+        if len(spec) > 1:
+            raise MappingError(
+                f"{origin}: user.pubKey: key and value go with lookup: name the table."
+            )
+        return column, None
+    return column, lookup_from_spec(spec, "user.pubKey", origin)
 
 
 def _fields(section: Any, origin: str) -> tuple[FieldSpec, ...]:
@@ -273,7 +291,12 @@ def _field(name: str, spec: Any, origin: str) -> FieldSpec:
         )
     spec = {_word(k) if isinstance(k, bool) else k: v for k, v in spec.items()}
     _check_keys(spec, FIELD_KEYS, key + ".", origin)
-    if ("column" in spec) == ("value" in spec):
+    lookup = _field_lookup(spec, key, origin)
+    if lookup is not None:
+        spec = {k: v for k, v in spec.items() if k not in ("lookup", "key", "value")}
+        if "type" not in spec:  # the table's column decides, not the source's
+            spec["type"] = type_of_column(lookup.index().values.type)
+    elif ("column" in spec) == ("value" in spec):
         raise MappingError(f"{origin}: {key}: give exactly one of column or value.")
     field_type = _field_type(spec, key, origin)
     trues, falses = _word_list(spec, "true", key, origin), _word_list(spec, "false", key, origin)
@@ -297,7 +320,16 @@ def _field(name: str, spec: Any, origin: str) -> FieldSpec:
         default=spec.get("default"),
         has_default="default" in spec,
         optional=optional,
+        lookup=lookup,
     )
+
+
+def _field_lookup(spec: dict[str, Any], key: str, origin: str) -> Lookup | None:
+    if "lookup" in spec:
+        return lookup_from_spec(spec, key, origin)
+    if "key" in spec:
+        raise MappingError(f"{origin}: {key}.key goes with lookup: name the table too.")
+    return None
 
 
 def _field_type(spec: dict[str, Any], key: str, origin: str) -> FieldType | None:

@@ -172,7 +172,7 @@ SHAPE_ERRORS = [
     pytest.param(
         changed("event_data.amount", {"column": "total", "typ": "number"}),
         "event_data.amount.typ: unknown key (did you mean 'type'?). "
-        "Expected column, value, type, true, false, default, optional.",
+        "Expected column, value, type, true, false, default, optional, lookup, key.",
         id="field-key-typo",
     ),
     pytest.param(
