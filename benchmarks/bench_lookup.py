@@ -61,7 +61,7 @@ def main() -> None:
                     "timestamp": "t",
                     "user": {"pubKey": spec},
                     "event_data": {"x": "t"},
-                }  # fmt: skip
+                }
             )
         )
         gc.collect()
