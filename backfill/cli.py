@@ -71,6 +71,22 @@ delimiter_option = click.option(
     "--delimiter", default=",", show_default=True, help="CSV field delimiter."
 )
 source_argument = click.argument("source", type=click.Path(path_type=Path))
+ledger_option = click.option(
+    "--ledger",
+    "ledger_path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="The ledger of delivered ids, for mappings with `id:` (default: BACKFILL_LEDGER, "
+    "else the user's data folder; --sandbox: a throwaway one).",
+)
+
+
+def ledger_place(ledger_path: Path | None, sandbox: bool) -> Path:
+    """--ledger, else a throwaway ledger for a rehearsal, else the user's one."""
+    from backfill.id_ledger import default_ledger_path
+
+    if ledger_path is not None:
+        return ledger_path
+    return Path(":memory:") if sandbox else default_ledger_path()
 
 
 # --- preview / validate ----------------------------------------------------------------------
@@ -111,14 +127,42 @@ def _print_preview(result: Preview) -> None:
 )
 @click.option("--json", "as_json", is_flag=True, help="Print the result as one JSON object.")
 @delimiter_option
+@ledger_option
+@click.option(
+    "--endpoint",
+    envvar=ENDPOINT_ENV,
+    help="With `id:`: count the rows new to this endpoint's ledger (default: the API's).",
+)
+@click.option(
+    "--api",
+    "api_name",
+    default="torque-v1",
+    type=click.Choice(["torque-v1", "torque-server", "torque-ingest"]),
+    help="With `id:`: the envelope whose ledger counts.",
+)
 def validate(
-    source: Path, mapping_path: Path, report: Path | None, as_json: bool, delimiter: str
+    source: Path,
+    mapping_path: Path,
+    report: Path | None,
+    as_json: bool,
+    delimiter: str,
+    ledger_path: Path | None = None,
+    endpoint: str | None = None,
+    api_name: str = "torque-v1",
 ) -> None:
     """Map every row and check it; nothing is sent. Exit 1 when some rows fail."""
     from backfill.offline import validate as validate_file
 
     with user_errors():
-        result = validate_file(source, mapping_path, report=report, delimiter=delimiter)
+        result = validate_file(
+            source,
+            mapping_path,
+            report=report,
+            delimiter=delimiter,
+            ledger=ledger_place(ledger_path, sandbox=False),
+            endpoint=endpoint,
+            api=api_name,
+        )
     if as_json:
         click.echo(json.dumps(result.as_dict()))
     else:
@@ -129,6 +173,8 @@ def validate(
 def _print_validation(result: ValidationResult) -> None:
     click.echo(f"{result.source}: read {result.read:,} rows")
     click.echo(f"  would send  {result.mappable:,}")
+    if result.new is not None:
+        click.echo(f"    of which new (ids not in the ledger) {result.new:,}")
     click.echo(f"  filtered    {result.filtered:,}")
     click.echo(f"  failing     {result.failing:,}")
     for reason in result.sorted_reasons():
@@ -224,12 +270,14 @@ def sending_options(function: Callable[..., Any]) -> Callable[..., Any]:
 @click.option("--limit", type=click.IntRange(min=1), help="Send only the first N mappable rows.")
 @click.option("--dry-run", is_flag=True, help="Map and validate everything; send nothing.")
 @delimiter_option
+@ledger_option
 def run(
     source: Path,
     mapping_path: Path,
     limit: int | None,
     dry_run: bool,
     delimiter: str,
+    ledger_path: Path | None,
     **sending: Any,
 ) -> None:
     """Send every mappable row of SOURCE as a Torque custom event."""
@@ -261,6 +309,7 @@ def run(
             limit=limit,
             resume=sending["resume"],
             restart=sending["restart"],
+            ledger_path=ledger_place(ledger_path, sending["sandbox"]),
         )
     schema = _sandbox_schema(mapping, opened) if sending["sandbox"] else None
     execute(plan, target, sending, schema)
@@ -270,7 +319,10 @@ def run(
 @click.argument("report_in", metavar="REPORT", type=click.Path(path_type=Path))
 @mapping_option(required=False)
 @sending_options
-def rerun(report_in: Path, mapping_path: Path | None, **sending: Any) -> None:
+@ledger_option
+def rerun(
+    report_in: Path, mapping_path: Path | None, ledger_path: Path | None, **sending: Any
+) -> None:
     """Send the rows of a failure report again, re-mapped with --mapping if given."""
     from backfill.mapping import load_mapping
     from backfill.rerun import plan_rerun
@@ -286,6 +338,7 @@ def rerun(report_in: Path, mapping_path: Path | None, **sending: Any) -> None:
             new_report,
             resume=sending["resume"],
             restart=sending["restart"],
+            ledger_path=ledger_place(ledger_path, sending["sandbox"]),
         )
     schema = _sandbox_schema(mapping, None) if sending["sandbox"] and mapping else None
     summary = execute(plan, target, sending, schema, exit_when_done=False)
@@ -516,6 +569,8 @@ def _print_summary(summary: RunSummary, sandbox_stats: dict[str, Any] | None) ->
     if counts.already_done:
         click.echo(f"  done before   {counts.already_done:,} (resumed)")
         click.echo(f"    of which failed, in the report: {counts.failed_before:,}")
+    if counts.already_sent:
+        click.echo(f"  already sent  {counts.already_sent:,} (ids in the ledger)")
     if counts.unsent:
         click.echo(f"  not sent      {counts.unsent:,}")
     click.echo(f"  retries       {counts.retries:,}")

@@ -25,7 +25,7 @@ from backfill.errors import MappingError
 from backfill.filter_language import FilterError, filter_columns, parse_filter
 from backfill.lookup import Lookup, lookup_from_spec
 
-TOP_KEYS = ("event_name", "timestamp", "user", "event_data", "filter")
+TOP_KEYS = ("event_name", "timestamp", "user", "event_data", "filter", "id")
 REQUIRED_TOP_KEYS = ("event_name", "timestamp", "user", "event_data")
 TIMESTAMP_KEYS = ("column", "unit", "format", "timezone")
 USER_KEYS = ("pubKey",)
@@ -65,6 +65,7 @@ class Mapping:
     origin: str
     raw: dict[str, Any]
     pubkey_lookup: Lookup | None = None  # the pubKey column holds keys of this table
+    id_column: str | None = None  # the order id that holds across exports (the id ledger)
 
     @property
     def columns(self) -> list[str]:
@@ -93,6 +94,8 @@ class Mapping:
 
     def _column_keys(self) -> list[tuple[str, str]]:
         keys = [("timestamp.column", self.timestamp_column), ("user.pubKey", self.pubkey_column)]
+        if self.id_column is not None:
+            keys.append(("id", self.id_column))
         keys += [
             (f"event_data.{spec.name}.column", spec.column)
             for spec in self.fields
@@ -198,6 +201,7 @@ def mapping_from_dict(data: Any, origin: str = "<mapping>") -> Mapping:
         origin=origin,
         raw=data,
         pubkey_lookup=pubkey_lookup,
+        id_column=None if data.get("id") is None else _column_name(data["id"], "id", origin),
     )
 
 

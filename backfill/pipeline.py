@@ -27,6 +27,8 @@ from backfill.api import Api
 from backfill.cutoff import UNREACHABLE_AFTER, UnreachableCutoff
 from backfill.errors import AuthRejected
 from backfill.events import MappedChunk, RowFailure
+from backfill.id_ledger import IdLedger, LedgerScope
+from backfill.id_screen import screen
 from backfill.rerun import plan_rerun, records_table
 from backfill.run_plan import RunPlan, plan_source_run
 from backfill.run_records import Item, RunCounts, RunRecords
@@ -76,6 +78,7 @@ class RunSummary:
             "failed": counts.failed,
             "unsent": counts.unsent,
             "already_done": counts.already_done,
+            "already_sent": counts.already_sent,
             "failed_before": counts.failed_before,
             "retries": counts.retries,
             "slowdowns": self.slowdowns,
@@ -144,7 +147,7 @@ class Run:
 
     async def execute(self) -> RunSummary:
         started = time.monotonic()
-        records = self.records = RunRecords(self.plan, [self.target.api_key])
+        records = self.records = RunRecords(self.plan, [self.target.api_key], self._ledger())
         target = self.target
         poster = self._poster_factory(target.endpoint, target.headers(), target.policy)
         sender = Sender(poster, target.policy)
@@ -166,6 +169,14 @@ class Run:
             records.counts.retries = sender.retries
             await poster.aclose()
         return self._finish(started, sender, records)
+
+    def _ledger(self) -> IdLedger | None:
+        """The ledger of delivered ids, when the mapping names an `id:`."""
+        plan = self.plan
+        if plan.id_column is None or plan.ledger_path is None:
+            return None
+        scope = LedgerScope.of(self.target.endpoint, self.target.api.name, plan.event_name)
+        return IdLedger(plan.ledger_path, scope, source=plan.source_name)
 
     async def _wait(
         self,
@@ -205,6 +216,12 @@ class Run:
                 return
             chunk, items, remaining = limit_chunk(*prepared, remaining, records.not_done)
             records.settle_offline(chunk)
+            if records.ledger is not None and self.plan.id_column is not None:
+                screened = await asyncio.to_thread(
+                    screen, chunk, items, records.ledger, self.plan.id_column,
+                    self.plan.source_name, records.is_done, records.accepted_before,
+                )  # fmt: skip
+                items = records.apply_screen(screened)
             for start in range(0, len(items), BATCH_EVENTS):
                 if self._stopping.is_set():
                     records.unsent(len(records.fresh(items[start:])))

@@ -15,6 +15,8 @@ from pathlib import Path
 from typing import Any
 
 from backfill.events import MappedChunk, RowFailure
+from backfill.id_ledger import IdLedger
+from backfill.id_screen import Screened
 from backfill.journal import (
     JournalWriter,
     RowSet,
@@ -33,7 +35,8 @@ Item = tuple[int, bytes]  # (row, request body)
 
 @dataclass
 class RunCounts:
-    """Where every row went; `accepted + filtered + failed + unsent + already_done == read`."""
+    """Where every row went; `accepted + filtered + failed + unsent + already_done +
+    already_sent == read`."""
 
     read: int = 0
     accepted: int = 0
@@ -41,22 +44,26 @@ class RunCounts:
     failed: int = 0
     unsent: int = 0
     already_done: int = 0
+    already_sent: int = 0  # skipped: the ledger says an earlier run delivered their ids
     failed_before: int = 0  # of already_done: rows an earlier run put in the report
     retries: int = 0
     failed_by_reason: Counter[str] = field(default_factory=Counter)
 
     @property
     def settled(self) -> int:
-        return self.accepted + self.filtered + self.failed + self.already_done
+        return self.accepted + self.filtered + self.failed + self.already_done + self.already_sent
 
 
 class RunRecords:
     """The report, the journal, the rows an earlier run settled, and the counts."""
 
-    def __init__(self, plan: RunPlan, secrets: list[str]) -> None:
+    def __init__(self, plan: RunPlan, secrets: list[str], ledger: IdLedger | None = None) -> None:
         """Open (or, resuming, reopen) the report and the journal of `plan`."""
         self.plan = plan
         self.counts = RunCounts()
+        self.ledger = ledger
+        self._ids: dict[int, str] = {}  # row -> id of the events queued, for the ledger
+        self._reported_rows: set[int] = set()
         self._done_rows = RowSet()
         self._skip_bad_lines = 0  # report lines without a row: skip as many unnumbered lines
         self._journal: JournalWriter | None = None
@@ -92,6 +99,7 @@ class RunRecords:
                 self._skip_bad_lines += 1
             else:
                 self._done_rows.add(failure.row)
+                self._reported_rows.add(failure.row)
 
     # --- rows an earlier run settled -------------------------------------------------------
 
@@ -99,6 +107,23 @@ class RunRecords:
         """The items an earlier run did not settle."""
         done = self._done_rows
         return [item for item in items if item[0] not in done] if done else items
+
+    def is_done(self, row: int) -> bool:
+        return row in self._done_rows
+
+    def accepted_before(self, row: int) -> bool:
+        return row in self._done_rows and row not in self._reported_rows
+
+    def apply_screen(self, screened: Screened) -> list[Item]:
+        """The ledger's decision on a chunk (id_screen.py), counted and recorded here."""
+        assert self.ledger is not None
+        self.counts.already_sent += screened.already_sent
+        for failure in screened.failures:
+            self.failed(failure)
+        self._ids.update(screened.ids)
+        if screened.settled_ids:
+            self.ledger.record_many(screened.settled_ids)
+        return screened.items
 
     def fresh(self, items: list[Item]) -> list[Item]:
         """The items not settled by an earlier run; those are counted as already done."""
@@ -125,6 +150,8 @@ class RunRecords:
         self.counts.accepted += 1
         if self._journal is not None:
             self._journal.accepted(row)
+        if self.ledger is not None and row in self._ids:
+            self.ledger.record(self._ids.pop(row))
 
     def failed(self, failure: RowFailure) -> None:
         self.counts.failed += 1
@@ -132,6 +159,8 @@ class RunRecords:
         known = failure.reason in by_reason or len(by_reason) < MAX_REASONS
         by_reason[failure.reason if known else OTHER_REASONS] += 1
         self._report.write(failure)
+        if self.ledger is not None and failure.row in self._ids:
+            self.ledger.release(self._ids.pop(failure.row))  # not delivered: a later row may
 
     def unsent(self, count: int) -> None:
         self.counts.unsent += count
@@ -141,6 +170,8 @@ class RunRecords:
     def close(self, summary: dict[str, Any] | None) -> None:
         """Flush and close both files; `summary` marks the journal finished."""
         self._report.close()
+        if self.ledger is not None:
+            self.ledger.close()
         if self._journal is not None:
             if summary is not None:
                 self._journal.finish(summary)
