@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import sys
 from collections.abc import Callable, Coroutine, Iterator
 from contextlib import contextmanager
@@ -70,7 +71,17 @@ def mapping_option(required: bool = True) -> Callable[[Any], Any]:
 delimiter_option = click.option(
     "--delimiter", default=",", show_default=True, help="CSV field delimiter."
 )
-source_argument = click.argument("source", type=click.Path(path_type=Path))
+# Text, not a click.Path: SOURCE may be a glob or an s3:// URL, which a Path would mangle.
+source_argument = click.argument("source")
+
+
+def report_name(source: str) -> str:
+    """The default report's name: the source's last part (`orders-*.csv` for a glob), kept
+    to the characters a file name can hold everywhere."""
+    last = source.rstrip("/\\").replace("\\", "/").rsplit("/", 1)[-1] or "source"
+    return re.sub(r"[^\w.=-]", "_", last) + ".failures.jsonl"
+
+
 ledger_option = click.option(
     "--ledger",
     "ledger_path",
@@ -97,7 +108,7 @@ def ledger_place(ledger_path: Path | None, sandbox: bool) -> Path:
 @mapping_option()
 @click.option("-n", "count", default=5, show_default=True, help="How many events to show.")
 @delimiter_option
-def preview(source: Path, mapping_path: Path, count: int, delimiter: str) -> None:
+def preview(source: str, mapping_path: Path, count: int, delimiter: str) -> None:
     """Show the first mapped events as JSON, each beside its row number."""
     from backfill.offline import preview as build_preview
 
@@ -141,7 +152,7 @@ def _print_preview(result: Preview) -> None:
     help="With `id:`: the envelope whose ledger counts.",
 )
 def validate(
-    source: Path,
+    source: str,
     mapping_path: Path,
     report: Path | None,
     as_json: bool,
@@ -272,7 +283,7 @@ def sending_options(function: Callable[..., Any]) -> Callable[..., Any]:
 @delimiter_option
 @ledger_option
 def run(
-    source: Path,
+    source: str,
     mapping_path: Path,
     limit: int | None,
     dry_run: bool,
@@ -300,7 +311,7 @@ def run(
         mapping = load_mapping(mapping_path)
         opened, mapping = open_inputs(source, mapping, delimiter)
         target = build_target(sending)
-        report = sending["report"] or Path(f"{source.name}.failures.jsonl")
+        report = sending["report"] or Path(report_name(source))
         plan = plan_source_run(
             opened,
             mapping,

@@ -74,8 +74,11 @@ class ValidationResult:
             "would_send": self.mappable,
             "filtered": self.filtered,
             "failing": self.failing,
-            "new": self.new,
-            "already_sent": None if self.new is None else self.mappable - self.new,
+            **(
+                {"new": self.new, "already_sent": self.mappable - self.new}
+                if self.new is not None
+                else {}
+            ),
             "reasons": [
                 {"reason": r.reason, "count": r.count, "example_rows": r.example_rows}
                 for r in self.sorted_reasons()

@@ -51,7 +51,7 @@ def plan_source_run(
         feed=lambda: (mapper.map_chunk(chunk) for chunk in source.chunks(chunk_rows)),
         source_name=source.name,
         report_path=report_path,
-        journal_key=JournalKey.for_source(source.path, mapping.fingerprint, api.name),
+        journal_key=JournalKey(*source.stamp(), mapping=mapping.fingerprint, api=api.name),
         total_rows=source.total_rows,
         limit=limit,
         resume=resume,

@@ -265,7 +265,7 @@ def test_a_missing_source_exits_2_with_one_line(
             "orders.xlsx",
             "x",
             "{path}: cannot tell the format from the name 'orders.xlsx'; expected .csv, "
-            ".csv.gz, .parquet, or a directory of .parquet files.",
+            ".csv.gz, .parquet, a directory or glob of them, or an s3:// URL.",
         ),
         ("orders.csv", "", "{path}: the file is empty; expected a header line of column names."),
     ],
