@@ -147,6 +147,7 @@ def sending_options(function: Callable[..., Any]) -> Callable[..., Any]:
         DEFAULT_CONCURRENCY,
         DEFAULT_MAX_RETRIES,
         DEFAULT_RATE,
+        DEFAULT_RATE_LIMIT_BUDGET,
         DEFAULT_TIMEOUT,
     )
 
@@ -191,6 +192,13 @@ def sending_options(function: Callable[..., Any]) -> Callable[..., Any]:
             default=DEFAULT_TIMEOUT,
             show_default=True,
             help="Seconds to wait for each answer.",
+        ),
+        click.option(
+            "--rate-limit-budget",
+            type=click.FloatRange(min=0),
+            default=DEFAULT_RATE_LIMIT_BUDGET,
+            show_default=True,
+            help="Seconds one event may keep being answered 429 before it goes to the report.",
         ),
         click.option(
             "--report",
@@ -326,11 +334,13 @@ def build_target(sending: dict[str, Any]) -> Target:
     endpoint = sending["endpoint"] or api.default_endpoint
     if not sending["sandbox"]:
         check_endpoint(endpoint, sending["allow_insecure"])
+        check_network(endpoint)
     policy = SendPolicy(
         rate=sending["rate"],
         concurrency=sending["concurrency"],
         max_retries=sending["max_retries"],
         timeout=sending["timeout"],
+        rate_limit_budget=sending["rate_limit_budget"],
         backoff_base=_backoff_base(SendPolicy.backoff_base),
     )
     return Target(api=api, endpoint=endpoint, api_key=key, policy=policy)
@@ -363,6 +373,15 @@ def check_endpoint(endpoint: str, allow_insecure: bool) -> None:
             f"--endpoint {endpoint} is plain http to another machine: the API key would "
             "travel in clear text. Use https, or --allow-insecure if you mean it."
         )
+
+
+def check_network(endpoint: str) -> None:
+    """Proxy and CA settings that cannot work are refused before anything is written."""
+    from backfill.http_client import route_for, ssl_context
+
+    route_for(endpoint)
+    if urlsplit(endpoint).scheme == "https":
+        ssl_context()
 
 
 def _sandbox_schema(mapping: Any, source: Any) -> Any:
@@ -441,14 +460,20 @@ async def _execute(
 
     from backfill.pipeline import Run
 
+    def notice(text: str) -> None:
+        click.echo(f"\n{text}", err=True)
+
     if not use_sandbox:
-        return await _run_with_signals(Run(plan, target, on_progress=on_progress)), None
+        run = Run(plan, target, on_progress=on_progress, on_notice=notice)
+        return await _run_with_signals(run), None
     from backfill.sandbox import Sandbox, SandboxConfig
 
     config = SandboxConfig(port=0, key=target.api_key, schemas=(schema,) if schema else ())
     async with Sandbox(config) as sandbox:
         local = dataclasses.replace(target, endpoint=sandbox.url + target.api.path)
-        summary = await _run_with_signals(Run(plan, local, on_progress=on_progress))
+        summary = await _run_with_signals(
+            Run(plan, local, on_progress=on_progress, on_notice=notice)
+        )
         return summary, sandbox.stats()
 
 
@@ -507,6 +532,7 @@ def _print_summary(summary: RunSummary, sandbox_stats: dict[str, Any] | None) ->
         "interrupted": "Interrupted.",
         "auth": "Stopped: the server refused the API key.",
         "unreachable": "Stopped: the endpoint cannot be reached; the rest was not sent.",
+        "endpoint": f"Stopped: {summary.message}",
     }[summary.stopped]
     click.echo(headline)
     click.echo(f"  read          {counts.read:,}")
@@ -538,7 +564,7 @@ def _print_summary(summary: RunSummary, sandbox_stats: dict[str, Any] | None) ->
 
 
 def _exit_code(summary: RunSummary) -> int:
-    if summary.stopped == "auth":
+    if summary.stopped in ("auth", "endpoint"):
         return EXIT_USAGE
     if summary.stopped == "interrupted":
         return EXIT_INTERRUPTED

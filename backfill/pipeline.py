@@ -26,7 +26,7 @@ import numpy as np
 import pyarrow as pa
 
 from backfill.api import Api, Event
-from backfill.errors import AuthRejected, JournalError, MappingError, UsageError
+from backfill.errors import AuthRejected, EndpointRefused, JournalError, MappingError, UsageError
 from backfill.events import EventMapper, MappedChunk, RowFailure
 from backfill.journal import (
     JournalKey,
@@ -83,7 +83,7 @@ class RunSummary:
     elapsed: float
     report_path: Path
     journal_path: Path | None
-    stopped: str | None = None  # "interrupted", "auth" or "unreachable"; None: it finished
+    stopped: str | None = None  # "interrupted", "auth", "endpoint", "unreachable"; None: finished
     message: str = ""
     slowdowns: int = 0
     total: int | None = None
@@ -167,17 +167,20 @@ class Run:
         *,
         on_progress: Callable[[Progress], None] | None = None,
         poster_factory: PosterFactory | None = None,
+        on_notice: Callable[[str], None] | None = None,
     ) -> None:
         self.plan = plan
         self.target = target
         self.counts = RunCounts()
         self._on_progress = on_progress
+        self._on_notice = on_notice  # things the user should hear now (a long Retry-After)
         self._poster_factory = poster_factory or AiohttpPoster
         self._stopping = asyncio.Event()
-        self._auth_error: AuthRejected | None = None
+        self._auth_error: EndpointRefused | None = None
         self._workers: list[asyncio.Task[None]] = []
         self._reader: list[asyncio.Task[None]] = []
         self._aborted = False
+        self._sender: Sender | None = None
         self._unreachable_streak = 0
         self._unreachable = False
         self._unreachable_limit = max(UNREACHABLE_AFTER, target.policy.concurrency)
@@ -189,8 +192,11 @@ class Run:
     # --- control ---------------------------------------------------------------------------
 
     def request_stop(self) -> None:
-        """Stop reading; senders finish the requests in flight, then the run ends."""
+        """Stop reading; senders finish the requests on the wire, then the run ends.
+        Those waiting (backoff, Retry-After, the rate limit) stop waiting now."""
         self._stopping.set()
+        if self._sender is not None:
+            self._sender.interrupt_waits()
 
     def abort(self) -> None:
         """Stop now: cancel even the requests in flight. The journal stays consistent."""
@@ -207,7 +213,8 @@ class Run:
         poster = self._poster_factory(
             self.target.endpoint, self.target.headers(), self.target.policy
         )
-        sender = Sender(poster, self.target.policy)
+        sender = Sender(poster, self.target.policy, on_notice=self._on_notice)
+        self._sender = sender
         queue: asyncio.Queue[Batch | None] = asyncio.Queue(
             self.target.policy.concurrency * QUEUE_EVENTS_PER_SENDER // BATCH_EVENTS
         )
@@ -325,7 +332,7 @@ class Run:
                         break
                     try:
                         delivery = await sender.deliver(body, give_up=self._stopping.is_set)
-                    except AuthRejected as exc:
+                    except EndpointRefused as exc:
                         self._auth_error = self._auth_error or exc
                         self.request_stop()
                         break
@@ -435,7 +442,8 @@ class Run:
         self._report_progress()
         stopped, message = None, ""
         if self._auth_error is not None:
-            stopped, message = "auth", self._scrub(str(self._auth_error))
+            stopped = "auth" if isinstance(self._auth_error, AuthRejected) else "endpoint"
+            message = self._scrub(str(self._auth_error))
         elif self._unreachable:
             stopped = "unreachable"
             message = (

@@ -26,6 +26,7 @@ import json
 import math
 import random
 import signal
+import ssl
 import time
 from array import array
 from bisect import bisect_left
@@ -95,8 +96,17 @@ class SandboxConfig:
     fault_first_n: int = 0  # faults only hit the first N requests; 0 means all of them
     seed: int = 0
     store: Path | None = None
+    tls_cert: Path | None = None  # serve HTTPS with this certificate chain (PEM)...
+    tls_key: Path | None = None  # ...and its private key (PEM)
+    redirect_to: str | None = None  # answer every event with a redirect to this base URL
+    redirect_status: int = 307
+    fault_retry_after: int | None = None  # Retry-After of injected 429s (default 1) and 5xx
 
     def __post_init__(self) -> None:
+        if (self.tls_cert is None) != (self.tls_key is None):
+            raise UsageError("tls_cert and tls_key go together: give both, or neither.")
+        if not 300 <= self.redirect_status < 400:
+            raise UsageError(f"redirect_status must be a 3xx, not {self.redirect_status}.")
         if self.retry_after_format not in RETRY_AFTER_FORMATS:
             raise UsageError(
                 f"retry_after_format {self.retry_after_format!r} is not one of "
@@ -296,6 +306,7 @@ class Sandbox:
         """Listen on the configured host and port; return the base URL."""
         if self._runner is not None:
             raise RuntimeError("The sandbox is already listening.")
+        tls = self._tls_context()  # before listening: a bad certificate is a UsageError
         self._stopping.clear()
         app = web.Application()
         for api in APIS.values():
@@ -306,11 +317,22 @@ class Sandbox:
         # A short shutdown grace: in-flight "slow" answers are woken by `_stopping` anyway.
         self._runner = web.AppRunner(app, access_log=None, shutdown_timeout=2.0)
         await self._runner.setup()
-        await web.TCPSite(self._runner, self.config.host, self.config.port).start()
+        site = web.TCPSite(self._runner, self.config.host, self.config.port, ssl_context=tls)
+        await site.start()
         port = self._runner.addresses[0][1]
         host = f"[{self.config.host}]" if ":" in self.config.host else self.config.host
-        self._url = f"http://{host}:{port}"
+        self._url = f"{'https' if tls else 'http'}://{host}:{port}"
         return self._url
+
+    def _tls_context(self) -> ssl.SSLContext | None:
+        if self.config.tls_cert is None or self.config.tls_key is None:
+            return None
+        context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        try:
+            context.load_cert_chain(self.config.tls_cert, self.config.tls_key)
+        except (OSError, ssl.SSLError) as exc:
+            raise UsageError(f"--tls-cert/--tls-key cannot be loaded: {exc}") from None
+        return context
 
     async def stop(self) -> None:
         """Stop listening, wake slow answers, close the store; stats stay readable."""
@@ -354,6 +376,11 @@ class Sandbox:
 
     async def _handle(self, api: Api, request: web.Request) -> web.StreamResponse:
         self._arrivals.append(time.monotonic())
+        if self.config.redirect_to is not None:
+            location = self.config.redirect_to.rstrip("/") + request.path
+            return self._count(
+                web.Response(status=self.config.redirect_status, headers={"Location": location})
+            )
         fault = self._draw_fault(len(self._arrivals) - 1)
         if fault is not None:
             self._faults[fault] += 1
@@ -403,9 +430,11 @@ class Sandbox:
         if kind == "429-no-retry-after":
             return _error(429, "Rate limit exceeded")
         status = int(kind)
+        wait = self.config.fault_retry_after
         if status == 429:
-            return _error(429, "Rate limit exceeded", self._retry_after(1))
-        return _error(status, f"Injected fault: {status} {_phrase(status)}")
+            return _error(429, "Rate limit exceeded", self._retry_after(wait or 1))
+        headers = self._retry_after(wait) if wait is not None and status >= 500 else None
+        return _error(status, f"Injected fault: {status} {_phrase(status)}", headers)
 
     def _check_key(self, api: Api, request: web.Request) -> web.Response | None:
         # Never echo or log the received key: the messages below are fixed on purpose.
@@ -546,6 +575,13 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--retry-after-format", choices=RETRY_AFTER_FORMATS, default="seconds")
     parser.add_argument("--schema-json", help='[{"event_name", "fields", "required"}, ...]')
+    parser.add_argument("--tls-cert", type=Path, help="serve HTTPS: certificate chain (PEM)")
+    parser.add_argument("--tls-key", type=Path, help="serve HTTPS: private key (PEM)")
+    parser.add_argument("--redirect-to", help="answer every event with a redirect to this URL")
+    parser.add_argument("--redirect-status", type=int, default=307)
+    parser.add_argument(
+        "--fault-retry-after", type=int, help="Retry-After seconds of injected 429s and 5xx"
+    )
     return parser
 
 
@@ -567,6 +603,11 @@ def _main(argv: Sequence[str] | None = None) -> None:
             fault_first_n=args.fault_first_n,
             seed=args.seed,
             store=args.store,
+            tls_cert=args.tls_cert,
+            tls_key=args.tls_key,
+            redirect_to=args.redirect_to,
+            redirect_status=args.redirect_status,
+            fault_retry_after=args.fault_retry_after,
         )
     except (UsageError, ValueError, KeyError, TypeError) as exc:
         parser.error(f"invalid sandbox settings: {exc}")  # exits 2 with the usage line

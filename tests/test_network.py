@@ -1,0 +1,314 @@
+"""The real network path, end to end: redirects, TLS, proxies, Retry-After, Ctrl-C.
+
+The real CLI in a subprocess against `python -m backfill.sandbox` in another, over 127.0.0.1,
+with certificates made by `trustme` and (for proxies) a real forward proxy, `proxy.py`.
+"""
+
+from __future__ import annotations
+
+import http.server
+import json
+import signal
+import subprocess
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import trustme
+from conftest import CliResult, SandboxProcess, cli_env
+from test_faults import assert_accounted, run_args, stored_ids, write_orders
+
+pytestmark = pytest.mark.timeout(120)
+
+Cli = Callable[..., CliResult]
+Factory = Callable[..., SandboxProcess]
+
+
+# --- a server that only records what reaches it ------------------------------------------------
+
+
+class Recorder:
+    """An HTTP server on 127.0.0.1 that answers 200 to anything and keeps every request."""
+
+    def __init__(self) -> None:
+        self.requests: list[dict[str, Any]] = []
+        recorder = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def _record(self) -> None:
+                length = int(self.headers.get("content-length") or 0)
+                body = self.rfile.read(length) if length else b""
+                recorder.requests.append(
+                    {"method": self.command, "path": self.path, "headers": dict(self.headers)}
+                    | {"body": body.decode("utf-8", "replace")}
+                )
+                self.send_response(200)
+                self.send_header("content-length", "0")
+                self.end_headers()
+
+            do_GET = do_POST = do_PUT = _record
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        self._thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self._thread.start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.fixture
+def recorder() -> Iterator[Recorder]:
+    server = Recorder()
+    yield server
+    server.close()
+
+
+# --- certificates --------------------------------------------------------------------------
+
+
+class Certificates:
+    """A private CA and a certificate it issued for 127.0.0.1 and localhost, as PEM files."""
+
+    def __init__(self, folder: Path) -> None:
+        ca = trustme.CA()
+        issued = ca.issue_cert("127.0.0.1", "localhost")
+        self.ca = folder / "ca.pem"
+        self.cert = folder / "server.pem"
+        self.key = folder / "server.key"
+        ca.cert_pem.write_to_path(str(self.ca))
+        issued.private_key_pem.write_to_path(str(self.key))
+        with self.cert.open("wb") as handle:
+            for blob in issued.cert_chain_pems:
+                handle.write(blob.bytes())
+
+    def sandbox_args(self) -> list[str]:
+        return ["--tls-cert", str(self.cert), "--tls-key", str(self.key)]
+
+
+@pytest.fixture(scope="session")
+def certificates(tmp_path_factory: pytest.TempPathFactory) -> Certificates:
+    return Certificates(tmp_path_factory.mktemp("tls"))
+
+
+def trusting(certificates: Certificates, **extra: str) -> dict[str, str]:
+    """The CLI's environment with the private CA trusted through SSL_CERT_FILE."""
+    return cli_env(SSL_CERT_FILE=str(certificates.ca), BACKFILL_BACKOFF_BASE="0.01", **extra)
+
+
+# --- redirects -----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("status", [301, 307])
+def test_a_redirect_stops_the_run_at_once_and_the_key_never_reaches_its_target(
+    tmp_path: Path, cli: Cli, sandbox_factory: Factory, recorder: Recorder, status: int
+) -> None:
+    count, concurrency = 40, 4
+    source, mapping = write_orders(tmp_path, count)
+    sandbox = sandbox_factory("--redirect-to", recorder.url, "--redirect-status", str(status))
+    args = run_args(source, mapping, sandbox.endpoint(), "--rate", "0")
+    started = time.monotonic()
+    result = cli(*args, "--concurrency", str(concurrency))
+    elapsed = time.monotonic() - started
+
+    assert result.code == 2, result.stderr
+    assert "Traceback" not in result.stderr
+    summary = result.json()
+    assert summary["stopped"] == "endpoint" and summary["accepted"] == 0
+    assert f"HTTP {status}, a redirect to {recorder.url}/events" in summary["message"]
+    assert summary["read"] >= summary["unsent"] > 0
+    assert recorder.requests == []  # neither the key nor the event went to the other origin
+    assert 1 <= sandbox.stats()["requests"] <= concurrency  # only what was already in flight
+    assert not stored_ids(sandbox.store)
+    assert elapsed < 30
+
+
+def test_a_redirect_is_one_line_naming_the_status_and_location_in_the_text_summary(
+    tmp_path: Path, cli: Cli, sandbox_factory: Factory, recorder: Recorder
+) -> None:
+    source, mapping = write_orders(tmp_path, 5)
+    sandbox = sandbox_factory(
+        "--redirect-to", "https://elsewhere.example/", "--redirect-status", "301"
+    )
+    args = [a for a in run_args(source, mapping, sandbox.endpoint()) if a != "--json"]
+    result = cli(*args)
+
+    assert result.code == 2
+    first = result.stdout.splitlines()[0]
+    assert first.startswith("Stopped: the endpoint answered HTTP 301, a redirect to ")
+    assert "https://elsewhere.example/events" in first and "never follows redirects" in first
+    assert result.stdout.count("https://elsewhere.example/events") == 1
+
+
+# --- TLS -----------------------------------------------------------------------------------
+
+
+def test_an_https_sandbox_whose_ca_is_trusted_through_ssl_cert_file_gets_every_row(
+    tmp_path: Path, cli: Cli, sandbox_factory: Factory, certificates: Certificates
+) -> None:
+    count = 30
+    source, mapping = write_orders(tmp_path, count)
+    sandbox = sandbox_factory(*certificates.sandbox_args())
+    assert sandbox.url.startswith("https://127.0.0.1:")
+    result = cli(
+        *run_args(source, mapping, sandbox.endpoint(), "--rate", "0"), env=trusting(certificates)
+    )
+
+    assert result.code == 0, result.stderr
+    summary = result.json()
+    assert_accounted(summary, count)
+    assert summary["accepted"] == count
+    assert sorted(stored_ids(sandbox.store)) == sorted(f"ORD-{i}" for i in range(count))
+
+
+def test_an_https_sandbox_with_an_untrusted_ca_stops_the_run_at_once_saying_how_to_trust_it(
+    tmp_path: Path, cli: Cli, sandbox_factory: Factory, certificates: Certificates
+) -> None:
+    count = 30
+    source, mapping = write_orders(tmp_path, count)
+    sandbox = sandbox_factory(*certificates.sandbox_args())
+    env = cli_env(BACKFILL_BACKOFF_BASE="5")  # a retried certificate error would take minutes
+    env.pop("SSL_CERT_FILE", None)
+    started = time.monotonic()
+    result = cli(*run_args(source, mapping, sandbox.endpoint(), "--concurrency", "4"), env=env)
+    elapsed = time.monotonic() - started
+
+    assert result.code == 2, result.stderr
+    assert "Traceback" not in result.stderr
+    summary = result.json()
+    assert summary["stopped"] == "endpoint" and summary["accepted"] == 0
+    assert summary["retries"] == 0 and summary["failed"] == 0
+    message = summary["message"]
+    assert "certificate" in message and "127.0.0.1" in message and "SSL_CERT_FILE" in message
+    assert sandbox.stats()["accepted"] == 0
+    assert elapsed < 15
+
+
+def test_ssl_cert_file_naming_a_missing_file_is_one_line_and_nothing_is_sent(
+    tmp_path: Path, cli: Cli, sandbox_factory: Factory, certificates: Certificates
+) -> None:
+    source, mapping = write_orders(tmp_path, 3)
+    sandbox = sandbox_factory(*certificates.sandbox_args())
+    env = cli_env(SSL_CERT_FILE=str(tmp_path / "nowhere.pem"))
+    result = cli(*run_args(source, mapping, sandbox.endpoint()), env=env)
+
+    assert result.code == 2
+    assert (
+        result.stderr.strip()
+        == f"Error: SSL_CERT_FILE={tmp_path / 'nowhere.pem'}: no such file; name a PEM CA bundle."
+    )
+    assert sandbox.stats()["requests"] == 0
+
+
+# --- retries that keep their promises ------------------------------------------------------
+
+
+def test_retry_after_on_a_503_is_honoured_by_every_sender(
+    tmp_path: Path, cli: Cli, sandbox_factory: Factory
+) -> None:
+    count = 10
+    source, mapping = write_orders(tmp_path, count)
+    faults = ["--fault", "503=1", "--fault-first-n", "2", "--fault-retry-after", "1"]
+    sandbox = sandbox_factory(*faults)
+    args = run_args(source, mapping, sandbox.endpoint(), "--rate", "0", "--concurrency", "2")
+    started = time.monotonic()
+    result = cli(*args, env=cli_env(BACKFILL_BACKOFF_BASE="0.001"))
+    elapsed = time.monotonic() - started
+    stats = sandbox.stop()
+
+    assert result.code == 0, result.stderr
+    summary = result.json()
+    assert_accounted(summary, count)
+    assert summary["accepted"] == count and summary["retries"] == 2
+    assert stats["faults_injected"] == {"503": 2}
+    # Without Retry-After the backoff would be a millisecond; the server asked for a second.
+    assert elapsed >= 1.0
+
+
+def test_a_429_storm_longer_than_max_retries_still_delivers_every_row(
+    tmp_path: Path, cli: Cli, sandbox_factory: Factory
+) -> None:
+    count, storm = 5, 6
+    source, mapping = write_orders(tmp_path, count)
+    faults = ["--fault", "429-no-retry-after=1", "--fault-first-n", str(storm)]
+    sandbox = sandbox_factory(*faults)
+    args = run_args(source, mapping, sandbox.endpoint(), "--rate", "50", "--concurrency", "1")
+    result = cli(*args, "--max-retries", "1", env=cli_env(BACKFILL_BACKOFF_BASE="0.01"))
+    stats = sandbox.stop()
+
+    assert result.code == 0, result.stderr
+    summary = result.json()
+    assert_accounted(summary, count)
+    assert (summary["accepted"], summary["failed"]) == (count, 0)
+    # The first row alone met six 429s in a row, five more than --max-retries allows failures.
+    assert stats["faults_injected"] == {"429-no-retry-after": storm} and summary["retries"] == storm
+    assert sorted(stored_ids(sandbox.store)) == sorted(f"ORD-{i}" for i in range(count))
+
+
+@pytest.mark.parametrize("fault", ["429", "429-no-retry-after"])
+def test_a_429_that_never_clears_sends_each_row_to_the_report_once_its_budget_is_spent(
+    tmp_path: Path, cli: Cli, sandbox_factory: Factory, fault: str
+) -> None:
+    count = 3
+    source, mapping = write_orders(tmp_path, count)
+    sandbox = sandbox_factory("--fault", f"{fault}=1")
+    args = run_args(source, mapping, sandbox.endpoint(), "--rate", "0", "--concurrency", "3")
+    budget = ["--rate-limit-budget", "0.3", "--max-retries", "0"]
+    result = cli(*args, *budget, env=cli_env(BACKFILL_BACKOFF_BASE="0.01"))
+    stats = sandbox.stop()
+
+    assert result.code == 1, result.stderr
+    summary = result.json()
+    assert_accounted(summary, count)
+    assert summary["failed_by_reason"] == {"gave up: rate limited": count}
+    failures = [json.loads(line) for line in (tmp_path / "failures.jsonl").read_text().splitlines()]
+    for failure in failures:
+        assert failure["status"] == 429 and "--rate-limit-budget" in failure["error"]
+    if fault == "429":  # Retry-After: 1 is beyond the 0.3 s budget: no point waiting for it
+        assert stats["requests"] == count
+    else:  # --max-retries 0, yet retried: a 429 is not a failed attempt
+        assert stats["requests"] > count
+
+
+def test_ctrl_c_during_a_60_second_retry_after_exits_at_once_and_resume_delivers_the_rest(
+    tmp_path: Path,
+    sandbox_factory: Factory,
+    cli: Cli,
+    cli_process: Callable[..., subprocess.Popen[str]],
+) -> None:
+    count = 40
+    source, mapping = write_orders(tmp_path, count)
+    faults = ["--fault", "429=1", "--fault-first-n", "1", "--fault-retry-after", "60"]
+    sandbox = sandbox_factory(*faults)
+    args = run_args(source, mapping, sandbox.endpoint(), "--rate", "0", "--concurrency", "4")
+    process = cli_process(*args)
+    deadline = time.monotonic() + 30
+    while not sandbox.stats()["faults_injected"]:
+        assert process.poll() is None and time.monotonic() < deadline
+        time.sleep(0.02)
+    time.sleep(0.3)  # the 429 is answered; every sender now waits out the 60 s
+    assert process.poll() is None
+    process.send_signal(signal.SIGINT)
+    signalled = time.monotonic()
+    out, err = process.communicate(timeout=30)
+    waited = time.monotonic() - signalled
+
+    assert process.returncode == 130, err
+    assert waited < 2.0
+    summary = json.loads(out)
+    assert summary["stopped"] == "interrupted" and summary["unsent"] > 0
+    assert summary["accepted"] + summary["unsent"] == count and summary["failed"] == 0
+
+    resumed = cli(*args, "--resume")
+    assert resumed.code == 0, resumed.stderr
+    assert resumed.json()["accepted"] == summary["unsent"]
+    stored = stored_ids(sandbox.store)
+    assert sorted(stored) == sorted(f"ORD-{i}" for i in range(count))
+    assert max(stored.values()) == 1
