@@ -8,8 +8,11 @@ from __future__ import annotations
 
 import http.server
 import json
+import os
 import signal
+import socket
 import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -204,6 +207,149 @@ def test_ssl_cert_file_naming_a_missing_file_is_one_line_and_nothing_is_sent(
         result.stderr.strip()
         == f"Error: SSL_CERT_FILE={tmp_path / 'nowhere.pem'}: no such file; name a PEM CA bundle."
     )
+    assert sandbox.stats()["requests"] == 0
+
+
+# --- proxies -------------------------------------------------------------------------------
+
+PROXY_VARIABLES = ("http_proxy", "https_proxy", "no_proxy", "all_proxy")
+
+
+class ForwardProxy:
+    """`proxy.py` (from PyPI) on 127.0.0.1, in its own process group; its access log says
+    which requests and tunnels went through it."""
+
+    def __init__(self, folder: Path) -> None:
+        folder.mkdir(parents=True, exist_ok=True)
+        port_file, self.log = folder / "proxy.port", folder / "proxy.log"
+        command = [sys.executable, "-m", "proxy", "--hostname", "127.0.0.1", "--port", "0"]
+        command += ["--port-file", str(port_file), "--num-workers", "1", "--num-acceptors", "1"]
+        command += ["--log-file", str(self.log), "--log-level", "INFO"]
+        self.process = subprocess.Popen(
+            command,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+        deadline = time.monotonic() + 30
+        while not (port_file.exists() and port_file.read_text().strip()):
+            assert self.process.poll() is None, "proxy.py did not start"
+            assert time.monotonic() < deadline, "proxy.py did not say its port within 30 s"
+            time.sleep(0.05)
+        self.url = f"http://127.0.0.1:{int(port_file.read_text())}"
+
+    def lines_for(self, port: int) -> list[str]:
+        """Access-log lines of requests or tunnels to 127.0.0.1:<port>."""
+        if not self.log.exists():
+            return []
+        text = self.log.read_text(encoding="utf-8", errors="replace")
+        return [line for line in text.splitlines() if f"127.0.0.1:{port}" in line and " - " in line]
+
+    def close(self) -> None:
+        if self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGTERM)
+            try:
+                self.process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.process.pid, signal.SIGKILL)
+                self.process.wait(timeout=10)
+
+
+@pytest.fixture
+def forward_proxy(tmp_path: Path) -> Iterator[ForwardProxy]:
+    proxy = ForwardProxy(tmp_path / "proxy")
+    yield proxy
+    proxy.close()
+
+
+def through(proxy: ForwardProxy | None, upper: bool = True, **extra: str) -> dict[str, str]:
+    """The CLI's environment with only the proxy variables given (in either case)."""
+    env = {k: v for k, v in cli_env().items() if k.lower() not in PROXY_VARIABLES}
+    if proxy is not None:
+        for name in ("http_proxy", "https_proxy"):
+            env[name.upper() if upper else name] = proxy.url
+    return env | extra
+
+
+def port_of(sandbox: SandboxProcess) -> int:
+    return int(sandbox.url.rsplit(":", 1)[1])
+
+
+@pytest.mark.parametrize("upper", [True, False], ids=["HTTP_PROXY", "http_proxy"])
+def test_a_run_goes_through_the_forward_proxy_to_an_http_sandbox(
+    tmp_path: Path, cli: Cli, sandbox_factory: Factory, forward_proxy: ForwardProxy, upper: bool
+) -> None:
+    count = 20
+    source, mapping = write_orders(tmp_path, count)
+    sandbox = sandbox_factory()
+    args = run_args(source, mapping, sandbox.endpoint(), "--rate", "0")
+    result = cli(*args, env=through(forward_proxy, upper))
+
+    assert result.code == 0, result.stderr
+    assert result.json()["accepted"] == count
+    assert sorted(stored_ids(sandbox.store)) == sorted(f"ORD-{i}" for i in range(count))
+    lines = forward_proxy.lines_for(port_of(sandbox))
+    # One access-log line per connection the proxy carried (kept alive across requests).
+    assert lines and all(" POST 127.0.0.1:" in line for line in lines), lines[:3]
+
+
+def test_a_run_goes_through_the_forward_proxy_to_an_https_sandbox_in_a_connect_tunnel(
+    tmp_path: Path,
+    cli: Cli,
+    sandbox_factory: Factory,
+    forward_proxy: ForwardProxy,
+    certificates: Certificates,
+) -> None:
+    count = 20
+    source, mapping = write_orders(tmp_path, count)
+    sandbox = sandbox_factory(*certificates.sandbox_args())
+    env = through(forward_proxy, SSL_CERT_FILE=str(certificates.ca))
+    result = cli(*run_args(source, mapping, sandbox.endpoint(), "--rate", "0"), env=env)
+
+    assert result.code == 0, result.stderr
+    assert result.json()["accepted"] == count
+    assert sorted(stored_ids(sandbox.store)) == sorted(f"ORD-{i}" for i in range(count))
+    lines = forward_proxy.lines_for(port_of(sandbox))
+    assert lines and all(" CONNECT " in line for line in lines), lines[:3]
+    assert not any(" POST " in line for line in lines)  # the proxy saw a tunnel, not events
+
+
+@pytest.mark.parametrize(
+    "no_proxy", ["NO_PROXY=127.0.0.1", "no_proxy=localhost,127.0.0.1", "NO_PROXY=*"]
+)
+def test_no_proxy_sends_directly(
+    tmp_path: Path,
+    cli: Cli,
+    sandbox_factory: Factory,
+    forward_proxy: ForwardProxy,
+    no_proxy: str,
+) -> None:
+    source, mapping = write_orders(tmp_path, 5)
+    sandbox = sandbox_factory()
+    name, value = no_proxy.split("=")
+    env = through(forward_proxy, **{name: value})
+    result = cli(*run_args(source, mapping, sandbox.endpoint(), "--rate", "0"), env=env)
+
+    assert result.code == 0, result.stderr
+    assert result.json()["accepted"] == 5
+    assert forward_proxy.lines_for(port_of(sandbox)) == []
+
+
+def test_a_proxy_that_is_not_there_fails_rows_saying_so(
+    tmp_path: Path, cli: Cli, sandbox_factory: Factory
+) -> None:
+    source, mapping = write_orders(tmp_path, 3)
+    sandbox = sandbox_factory()
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        dead = f"http://127.0.0.1:{probe.getsockname()[1]}"
+    env = through(None, HTTP_PROXY=dead, BACKFILL_BACKOFF_BASE="0.01")
+    args = run_args(source, mapping, sandbox.endpoint(), "--rate", "0", "--max-retries", "1")
+    result = cli(*args, env=env)
+
+    assert result.code == 1, result.stderr
+    assert result.json()["failed_by_reason"] == {"gave up: connect failed": 3}
+    assert "cannot connect to the proxy 127.0.0.1:" in (tmp_path / "failures.jsonl").read_text()
     assert sandbox.stats()["requests"] == 0
 
 
