@@ -15,6 +15,7 @@ tool does them, decided once at start-up and explained when they cannot work.
 
 from __future__ import annotations
 
+import base64
 import os
 import ssl
 import urllib.request
@@ -47,12 +48,12 @@ class Route:
     def __repr__(self) -> str:  # never show proxy credentials
         return f"Route(proxy={self.proxy!r})"
 
-    def proxy_auth(self) -> aiohttp.BasicAuth | None:
-        import aiohttp
-
+    def proxy_headers(self) -> dict[str, str]:
+        """`Proxy-Authorization` for credentials in the proxy's URL (Basic, as curl does)."""
         if self.proxy_user is None:
-            return None
-        return aiohttp.BasicAuth(self.proxy_user, self.proxy_password or "")
+            return {}
+        pair = f"{self.proxy_user}:{self.proxy_password or ''}".encode()
+        return {"Proxy-Authorization": "Basic " + base64.b64encode(pair).decode("ascii")}
 
 
 def ssl_context() -> ssl.SSLContext:

@@ -48,6 +48,7 @@ from backfill.sender import (
 from backfill.source import DEFAULT_CHUNK_ROWS, Chunk, Source
 
 QUEUE_EVENTS_PER_SENDER = 64
+QUEUE_SENDERS = 128  # the queue is sized for this many senders at most (memory stays flat)
 BATCH_EVENTS = 8  # events handed to a sender at once: the queue's cost is per item
 NEEDS_MAPPING = "rerun it with --mapping"
 UNREACHABLE_AFTER = 20  # events in a row that could not even connect: the server is gone
@@ -86,6 +87,7 @@ class RunSummary:
     stopped: str | None = None  # "interrupted", "auth", "endpoint", "unreachable"; None: finished
     message: str = ""
     slowdowns: int = 0
+    network: dict[str, Any] = field(default_factory=dict)  # see Sender.network_report
     total: int | None = None
 
     @property
@@ -104,6 +106,7 @@ class RunSummary:
             "failed_before": counts.failed_before,
             "retries": counts.retries,
             "slowdowns": self.slowdowns,
+            **self.network,
             "failed_by_reason": dict(counts.failed_by_reason.most_common()),
             "elapsed_seconds": round(self.elapsed, 3),
             "events_per_second": round(self.events_per_second, 1),
@@ -155,6 +158,8 @@ class Progress:
     accepted: int
     failed: int
     filtered: int
+    in_flight: int = 0  # requests on the wire now
+    answer_ms: float | None = None  # median answer time of the latest requests
 
 
 class Run:
@@ -183,7 +188,8 @@ class Run:
         self._sender: Sender | None = None
         self._unreachable_streak = 0
         self._unreachable = False
-        self._unreachable_limit = max(UNREACHABLE_AFTER, target.policy.concurrency)
+        fixed = 0 if target.policy.adaptive else target.policy.concurrency
+        self._unreachable_limit = max(UNREACHABLE_AFTER, fixed)
         self._done_rows = RowSet()
         self._report: ReportWriter | None = None
         self._journal: JournalWriter | None = None
@@ -216,7 +222,9 @@ class Run:
         sender = Sender(poster, self.target.policy, on_notice=self._on_notice)
         self._sender = sender
         queue: asyncio.Queue[Batch | None] = asyncio.Queue(
-            self.target.policy.concurrency * QUEUE_EVENTS_PER_SENDER // BATCH_EVENTS
+            min(self.target.policy.concurrency, QUEUE_SENDERS)
+            * QUEUE_EVENTS_PER_SENDER
+            // BATCH_EVENTS
         )
         ticker = asyncio.create_task(self._tick())
         try:
@@ -396,6 +404,8 @@ class Run:
     def _report_progress(self) -> None:
         if self._on_progress is not None:
             counts = self.counts
+            gate = self._sender.gate if self._sender is not None else None
+            answer = gate.median_answer_time() if gate is not None else None
             self._on_progress(
                 Progress(
                     counts.settled,
@@ -403,6 +413,8 @@ class Run:
                     counts.accepted,
                     counts.failed,
                     counts.filtered,
+                    in_flight=gate.in_flight if gate is not None else 0,
+                    answer_ms=None if answer is None else answer * 1000,
                 )
             )
 
@@ -463,6 +475,7 @@ class Run:
             slowdowns=sender.limiter.slowdowns,
             total=self.plan.total_rows,
         )
+        summary.network = sender.network_report(summary.events_per_second)
         if self._report is not None:
             self._report.close()
         if self._journal is not None:

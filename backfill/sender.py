@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
 
 from aiolimiter import AsyncLimiter
 
+from backfill.concurrency import ConcurrencyGate
 from backfill.errors import (
     AuthRejected,
     CertificateRejected,
@@ -40,8 +41,6 @@ from backfill.errors import (
 
 if TYPE_CHECKING:
     import httpx
-
-    from backfill.concurrency import ConcurrencyGate
 
 DEFAULT_RATE = 100.0
 DEFAULT_CONCURRENCY = 16
@@ -215,20 +214,27 @@ class AdaptiveLimiter:
         burst = max(1.0, rate * BURST_SECONDS)
         return AsyncLimiter(burst, burst / rate)
 
-    async def acquire(self) -> None:
+    async def acquire(self) -> bool:
+        """Wait for a token; True when it had to wait (the rate is what holds us back)."""
+        waited = False
         while True:
             now = self._clock()
             if now < self.paused_until:
                 await asyncio.sleep(self.paused_until - now)
+                waited = True
                 continue
             limiter = self._limiter
             if limiter is not None:
+                waited = waited or not limiter.has_capacity()
                 await limiter.acquire()
                 now = self._clock()
                 if now < self.paused_until:  # a 429 paused everyone while this one waited
                     continue
+                if limiter is not self._limiter:  # the rate changed while this one waited:
+                    waited = True  # a token of the old bucket is not one of the new rate's
+                    continue
             self._count(now)
-            return
+            return waited
 
     def _count(self, now: float) -> None:
         """Requests in the current one-second window: what "halve" means with no --rate."""
@@ -301,7 +307,9 @@ class Sender:
         self.poster = poster
         self.policy = policy
         self.limiter = limiter or AdaptiveLimiter(policy.rate)
-        self.gate = gate
+        self.gate = gate or ConcurrencyGate(
+            policy.concurrency, adaptive=policy.adaptive, rate_in_force=self._rate_in_force
+        )
         self.retries = 0
         self.longest_retry_after = 0.0
         self.on_the_wire: set[asyncio.Task[Any]] = set()
@@ -375,31 +383,42 @@ class Sender:
             self.limiter.on_success()
             return Delivery(True, sent, status)
 
+    def network_report(self, achieved: float) -> dict[str, Any]:
+        """What the network did, for the summary: peak in flight, median answer time,
+        the longest Retry-After, and one line when the user's cap held the run back."""
+        answer = self.gate.median_answer_time()
+        note = self.gate.bottleneck(self.policy.rate, achieved)
+        return {
+            "peak_in_flight": self.gate.peak_in_flight,
+            "median_answer_ms": None if answer is None else round(answer * 1000, 1),
+            "longest_retry_after": self.longest_retry_after,
+            "concurrency_note": note or "",
+        }
+
+    def _rate_in_force(self) -> float:
+        return self.limiter.rate
+
     async def _post(self, body: bytes) -> Reply:
-        """One request through the concurrency gate and the rate limit."""
+        """One request through the concurrency gate, then the rate limit, then the wire."""
         gate = self.gate
-        if gate is not None:
-            await gate.acquire()
+        await gate.acquire()
         try:
-            await self.limiter.acquire()
+            gate.rate_waited(await self.limiter.acquire())
             task = asyncio.current_task()
             wire = self.on_the_wire
             wire.add(task)  # type: ignore[arg-type]
-            started = gate.sent() if gate is not None else 0.0
+            started = gate.sent()
             try:
                 reply = await self.poster.post(body)
             except TransientSendError:
-                if gate is not None:
-                    gate.answered(started, overloaded=True)
+                gate.answered(started, overloaded=True)
                 raise
             finally:
                 wire.discard(task)  # type: ignore[arg-type]
-            if gate is not None:
-                gate.answered(started, overloaded=reply.status == 429 or reply.status >= 500)
+            gate.answered(started, overloaded=reply.status == 429 or reply.status >= 500)
             return reply
         finally:
-            if gate is not None:
-                gate.release()
+            gate.release()
 
     def _wait_before_retry(self, exc: TransientSendError, attempt: int) -> float:
         if isinstance(exc, RateLimited):
@@ -460,7 +479,7 @@ class AiohttpPoster:
         route = route_for(url)
         self._options: dict[str, Any] = {"allow_redirects": False}
         if route.proxy is not None:
-            self._options.update(proxy=route.proxy, proxy_auth=route.proxy_auth())
+            self._options.update(proxy=route.proxy, proxy_headers=route.proxy_headers())
         self._session = open_session(url, dict(headers), policy.concurrency, policy.timeout)
 
     async def post(self, body: bytes) -> Reply:

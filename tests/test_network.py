@@ -353,6 +353,21 @@ def test_a_proxy_that_is_not_there_fails_rows_saying_so(
     assert sandbox.stats()["requests"] == 0
 
 
+def test_an_https_proxy_url_is_refused_before_anything_is_written_or_sent(
+    tmp_path: Path, cli: Cli, sandbox_factory: Factory
+) -> None:
+    source, mapping = write_orders(tmp_path, 3)
+    sandbox = sandbox_factory()
+    env = through(None, HTTP_PROXY="https://me:secret@proxy.example:3128")
+    result = cli(*run_args(source, mapping, sandbox.endpoint()), env=env)
+
+    assert result.code == 2
+    assert result.stderr.startswith("Error: HTTP_PROXY is https://proxy.example:3128: only http://")
+    assert "secret" not in result.stderr + result.stdout
+    assert sandbox.stats()["requests"] == 0
+    assert not (tmp_path / "failures.jsonl").exists()
+
+
 # --- retries that keep their promises ------------------------------------------------------
 
 
@@ -458,3 +473,38 @@ def test_ctrl_c_during_a_60_second_retry_after_exits_at_once_and_resume_delivers
     stored = stored_ids(sandbox.store)
     assert sorted(stored) == sorted(f"ORD-{i}" for i in range(count))
     assert max(stored.values()) == 1
+
+
+# --- concurrency that follows the network ----------------------------------------------------
+
+
+def test_auto_concurrency_carries_the_rate_with_in_flight_bounded_by_littles_law(
+    tmp_path: Path, cli: Cli, sandbox_factory: Factory
+) -> None:
+    count, rate, latency = 600, 400, 0.1  # 40 in flight carry it; a fixed 16 could not
+    source, mapping = write_orders(tmp_path, count)
+    sandbox = sandbox_factory("--latency", str(latency))
+    result = cli(*run_args(source, mapping, sandbox.endpoint(), "--rate", str(rate)))
+    stats = sandbox.stop()
+
+    assert result.code == 0, result.stderr
+    summary = result.json()
+    assert summary["accepted"] == count
+    assert 16 < stats["max_in_flight"] <= 2 * rate * latency * 1.2  # latency ± 20 %
+    assert summary["peak_in_flight"] <= 2 * rate * latency * 1.2  # as the client counts them
+    assert summary["median_answer_ms"] >= latency * 1000 * 0.8
+    assert stats["max_requests_in_any_1s_window"] <= 1.1 * rate
+
+
+def test_a_fixed_cap_that_holds_the_rate_back_is_named_in_one_line_of_the_summary(
+    tmp_path: Path, cli: Cli, sandbox_factory: Factory
+) -> None:
+    source, mapping = write_orders(tmp_path, 60)
+    sandbox = sandbox_factory("--latency", "0.05")
+    args = [a for a in run_args(source, mapping, sandbox.endpoint()) if a != "--json"]
+    result = cli(*args, "--rate", "500", "--concurrency", "2")
+
+    assert result.code == 0, result.stderr
+    [line] = [line for line in result.stdout.splitlines() if "cap 2 reached" in line]
+    assert "ms per answer, so at most" in line and "raise --concurrency" in line
+    assert "in flight     2 at most" in result.stdout

@@ -798,3 +798,25 @@ def test_a_401_echoing_the_key_does_not_get_it_into_the_summary(tmp_path: Path) 
     assert TEST_KEY not in json.dumps(summary.as_dict())
     for path in tmp_path.iterdir():
         assert TEST_KEY.encode() not in path.read_bytes(), path.name
+
+
+def test_senders_waiting_when_the_rate_halves_wait_again_at_the_new_rate() -> None:
+    """Two buckets must never drain side by side: that would send at the old rate plus the
+    new one while a 429 asks everyone to slow down."""
+
+    async def go() -> tuple[int, float]:
+        limiter = AdaptiveLimiter(100)
+        for _ in range(10):  # use up the burst
+            await limiter.acquire()
+        waiting = [asyncio.ensure_future(limiter.acquire()) for _ in range(20)]
+        await asyncio.sleep(0)
+        limiter.slow_down(None)  # 100/s -> 50/s while twenty wait on the old bucket
+        started = asyncio.get_running_loop().time()
+        await asyncio.gather(*waiting)
+        return limiter.rate, asyncio.get_running_loop().time() - started
+
+    rate, seconds = asyncio.run(go())
+    assert rate == 50
+    # Twenty tokens at 50/s (less the new bucket's small burst) take well over 0.3 s; drained
+    # at the old rate they took 0.2 s.
+    assert seconds >= 0.3
