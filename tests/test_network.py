@@ -475,6 +475,29 @@ def test_ctrl_c_during_a_60_second_retry_after_exits_at_once_and_resume_delivers
     assert max(stored.values()) == 1
 
 
+def test_a_retry_after_longer_than_five_minutes_is_announced_and_waited_not_cut_short(
+    tmp_path: Path, sandbox_factory: Factory, cli_process: Callable[..., subprocess.Popen[str]]
+) -> None:
+    source, mapping = write_orders(tmp_path, 5)
+    faults = ["--fault", "503=1", "--fault-first-n", "1", "--fault-retry-after", "600"]
+    sandbox = sandbox_factory(*faults)
+    args = run_args(source, mapping, sandbox.endpoint(), "--rate", "0", "--concurrency", "1")
+    process = cli_process(*args)
+    deadline = time.monotonic() + 30
+    while not sandbox.stats()["faults_injected"]:
+        assert process.poll() is None and time.monotonic() < deadline
+        time.sleep(0.02)
+    time.sleep(1.0)  # the 503 is answered; the run now waits out the 10 minutes
+    requests_while_waiting = sandbox.stats()["requests"]
+    process.send_signal(signal.SIGINT)
+    out, err = process.communicate(timeout=30)
+
+    assert process.returncode == 130
+    assert "The server asked to wait 10 min before sending again (HTTP 503" in err
+    assert requests_while_waiting == 1  # not retried early: the one 503, nothing after it
+    assert json.loads(out)["unsent"] == 5
+
+
 # --- concurrency that follows the network ----------------------------------------------------
 
 
