@@ -65,7 +65,7 @@ class MappedChunk:
 
     @property
     def read(self) -> int:
-        return len(self.rows) + sum(1 for f in self.failures if f.row is None)
+        return len(self.rows) + sum(1 for f in self.failures if f.stage == "read")
 
     @property
     def filtered(self) -> int:
@@ -204,7 +204,7 @@ class EventMapper:
     def _read_failures(self, chunk: Chunk, source: str) -> list[RowFailure]:
         return [
             RowFailure(
-                row=None,
+                row=line.row,
                 source=source,
                 stage="read",
                 reason=f"CSV line skipped: {line.reason}",

@@ -210,10 +210,12 @@ def preview(
         result.filtered += mapped.filtered
         found = dict(mapped.events())
         failures = {f.row: f for f in mapped.failures}
-        for position, row in enumerate(chunk.rows.tolist()):
+        positions = {row: position for position, row in enumerate(chunk.rows.tolist())}
+        for row in sorted(set(positions) | {f.row for f in mapped.failures if f.row is not None}):
             if row in found or row in failures:
                 result.rows.append(PreviewRow(row, found.get(row), failures.get(row)))
-                result.records[row] = chunk.table.slice(position, 1).to_pylist()[0]
+                record = failures[row].record if row not in positions else None
+                result.records[row] = record or chunk.table.slice(positions[row], 1).to_pylist()[0]
             if len(result.events) >= n:
                 return result
     return result

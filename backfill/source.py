@@ -8,6 +8,7 @@ the files, checks that they agree on their columns, and chains their chunks.
 from __future__ import annotations
 
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 
 import pyarrow as pa
@@ -67,9 +68,15 @@ class Source:
             return
         first_row = 0
         for file in self.files:
+            records = 0
             for chunk in file.chunks(chunk_rows, self.columns):
-                yield numbered(first_row, chunk.table, chunk.bad_lines, self.name)
-                first_row += len(chunk)
+                lines = tuple(
+                    replace(line, row=None if line.row is None else line.row + first_row)
+                    for line in chunk.bad_lines
+                )
+                yield Chunk(chunk.rows + first_row, chunk.table, lines, self.name)
+                records += len(chunk) + len(lines)
+            first_row += records
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.name!r}: {len(self.columns)} columns>"

@@ -236,10 +236,11 @@ def test_latin_1_cells_and_ragged_latin_1_lines_fail_their_lines_and_the_run_goe
     assert (summary["read"], summary["would_send"], summary["failing"]) == (6002, 6000, 2)
     failures = failures_by_reason(tmp_path / "failures.jsonl")
     [cell] = failures[f"CSV line skipped: {NOT_UTF8}"]
-    assert cell.stage == "read" and cell.row is None
+    assert (cell.stage, cell.row) == ("read", 3)
     assert cell.record["_line"].endswith(",Caf\\xe9 cr\\xe8me")  # the bytes, shown
     [ragged] = failures["CSV line skipped: expected 5 columns, found 3"]
     assert ragged.record["_line"] == "ORD-X,Z\\xfcrich, Bahnhofstra\\xdfe"
+    assert ragged.row == 6000
 
 
 @pytest.mark.parametrize(

@@ -1,0 +1,77 @@
+"""How ONE file is read: a reader per format, opened from a pyarrow filesystem and a path.
+
+A reader knows its file's columns (`schema`), its row count where the format stores one,
+and yields `Chunk`s. Row numbers are the file's own: the 0-based data record, counting
+every record, readable or not (a CSV header is not a record; a value with line breaks is
+one record). A record that cannot be read becomes a `BadLine` under its own number, and
+the rows after it keep theirs. So a row number names the same record in previews, the
+failure report, the journal and the sandbox's store, whatever the chunk size.
+
+What SOURCE names (a file, a directory...) and the order its files are read in is
+`backfill.source`'s job. The filesystem is pyarrow's (`LocalFileSystem` for local files,
+`S3FileSystem` and the like for object stores), so a reader never cares where bytes live.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pyarrow.fs as pafs
+
+from backfill.errors import SourceError
+from backfill.formats.base import DEFAULT_CHUNK_ROWS, BadLine, Chunk, FileReader, numbered
+from backfill.formats.csv_reader import CsvReader
+from backfill.formats.parquet_reader import ParquetReader
+
+__all__ = [
+    "DEFAULT_CHUNK_ROWS",
+    "FILE_FORMATS",
+    "BadLine",
+    "Chunk",
+    "CsvReader",
+    "FileReader",
+    "ParquetReader",
+    "format_of",
+    "numbered",
+    "open_file",
+    "open_local_file",
+]
+
+FILE_FORMATS = ".csv, .csv.gz, .parquet"
+
+
+def format_of(name: str) -> str | None:
+    """`csv` or `parquet` by the file's name, in any case; None when the name does not tell."""
+    lowered = name.lower()
+    if lowered.endswith(".parquet"):
+        return "parquet"
+    if lowered.endswith((".csv", ".csv.gz")):
+        return "csv"
+    return None
+
+
+def open_file(
+    filesystem: pafs.FileSystem,
+    path: str,
+    *,
+    name: str | None = None,
+    delimiter: str = ",",
+) -> FileReader:
+    """Open one file by its name's extension: the header or schema is read, no data yet."""
+    shown = name if name is not None else path
+    file_format = format_of(shown)
+    if file_format == "parquet":
+        return ParquetReader.open(filesystem, path, shown)
+    if file_format == "csv":
+        return CsvReader.open(filesystem, path, shown, delimiter)
+    raise SourceError(
+        f"{shown}: cannot tell the format from the name {Path(shown).name!r}; "
+        f"expected {FILE_FORMATS}."
+    )
+
+
+def open_local_file(path: str | Path, *, delimiter: str = ",") -> FileReader:
+    """A local file, named as given (relative paths stay relative in messages)."""
+    return open_file(
+        pafs.LocalFileSystem(), str(Path(path).resolve()), name=str(path), delimiter=delimiter
+    )
