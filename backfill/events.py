@@ -149,7 +149,7 @@ class EventMapper:
         column = as_array(table.column(spec.column))
         field_type = spec.type or type_of_column(column.type)
         if field_type == "number":
-            converted = to_number(column)
+            converted = to_number(column, spec.decimal, spec.thousands)
         elif field_type == "boolean":
             converted = to_boolean(column, spec.true_values, spec.false_values)
         else:

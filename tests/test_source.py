@@ -16,6 +16,8 @@ from hypothesis import strategies as st
 from backfill.errors import SourceError
 from backfill.source import BadLine, CsvReader, ParquetReader, Source, read_source
 
+TRY_CP1252 = "it looks like cp1252: try --encoding cp1252, or save the file as UTF-8"
+
 
 def write_csv(tmp_path: Path, text: str, name: str = "orders.csv", encoding: str = "utf-8") -> Path:
     path = tmp_path / name
@@ -170,7 +172,7 @@ def test_a_value_longer_than_a_block_is_read_once_with_every_line_around_it(
     assert records[20_000]["note"] == big
     assert [(line.row, line.reason) for line in bad_lines(source, chunk_rows)] == [
         (10_000, "expected 2 columns, found 3"),
-        (20_002, "column 'note' is not UTF-8 text; save the file as UTF-8"),
+        (20_002, f"column 'note' is not UTF-8 text; {TRY_CP1252}"),
         (20_003, "expected 2 columns, found 3"),
     ]
 

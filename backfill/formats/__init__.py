@@ -56,22 +56,32 @@ def open_file(
     *,
     name: str | None = None,
     delimiter: str = ",",
+    encoding: str | None = None,
 ) -> FileReader:
-    """Open one file by its name's extension: the header or schema is read, no data yet."""
+    """Open one file by its name's extension: the header or schema is read, no data yet.
+
+    `encoding` (any codec Python knows) is for text formats; None: UTF-8, or UTF-16 where a
+    byte order mark says so."""
     shown = name if name is not None else path
     file_format = format_of(shown)
     if file_format == "parquet":
         return ParquetReader.open(filesystem, path, shown)
     if file_format == "csv":
-        return CsvReader.open(filesystem, path, shown, delimiter)
+        return CsvReader.open(filesystem, path, shown, delimiter, encoding)
     raise SourceError(
         f"{shown}: cannot tell the format from the name {Path(shown).name!r}; "
         f"expected {FILE_FORMATS}."
     )
 
 
-def open_local_file(path: str | Path, *, delimiter: str = ",") -> FileReader:
+def open_local_file(
+    path: str | Path, *, delimiter: str = ",", encoding: str | None = None
+) -> FileReader:
     """A local file, named as given (relative paths stay relative in messages)."""
     return open_file(
-        pafs.LocalFileSystem(), str(Path(path).resolve()), name=str(path), delimiter=delimiter
+        pafs.LocalFileSystem(),
+        str(Path(path).resolve()),
+        name=str(path),
+        delimiter=delimiter,
+        encoding=encoding,
     )

@@ -8,9 +8,7 @@ are none). Good rows then take the numbers the bad lines did not: every row keep
 
 from __future__ import annotations
 
-import codecs
 import csv
-import functools
 import io
 import re
 from collections.abc import Iterator, Sequence
@@ -24,29 +22,63 @@ import pyarrow.fs as pafs
 
 from backfill.errors import SourceError
 from backfill.formats.base import DEFAULT_CHUNK_ROWS, UNKNOWN_ROW, BadLine, Chunk, FileReader
+from backfill.formats.text_codec import (
+    MARK_PATTERN,
+    Marks,
+    check_encoding,
+    encoding_from_bom,
+    likely_encoding,
+    marking_codec,
+    not_text_reason,
+    shown,
+)
 
 _Numbered = tuple["pa.RecordBatch | None", np.ndarray, list[BadLine]]
 MAX_CSV_BLOCK = 1 << 22  # values up to a few MB; Arrow reads up to 32 blocks ahead
 ARROW_FIRST_DATA_ROW = 2  # Arrow's InvalidRow.number is 1-based and counts the header
-_UNDECODED = re.compile("[\udc80-\udcff]")  # bytes that were not UTF-8 (surrogateescape)
+_UNDECODED = re.compile("[\udc80-\udcff]")  # bytes that did not decode (surrogateescape)
 
 
 class CsvReader(FileReader):
-    """A CSV file with a header row; every column read as text."""
+    """A CSV file with a header row; every column read as text.
+
+    `encoding` is what the file is decoded with: the one asked for, UTF-16 where a byte order
+    mark says so, else UTF-8. `encoding_given` says whether the user chose it.
+    """
 
     def __init__(
-        self, filesystem: pafs.FileSystem, path: str, name: str, header: list[str], delimiter: str
+        self,
+        filesystem: pafs.FileSystem,
+        path: str,
+        name: str,
+        header: list[str],
+        delimiter: str,
+        encoding: str = "utf-8",
+        encoding_given: bool = False,
     ) -> None:
         schema = pa.schema([(column, pa.string()) for column in header])
         super().__init__(filesystem, path, name, schema, None)
         self.delimiter = delimiter
+        self.encoding = encoding
+        self.encoding_given = encoding_given
 
     @classmethod
-    def open(cls, filesystem: pafs.FileSystem, path: str, name: str, delimiter: str) -> CsvReader:
+    def open(
+        cls,
+        filesystem: pafs.FileSystem,
+        path: str,
+        name: str,
+        delimiter: str,
+        encoding: str | None = None,
+    ) -> CsvReader:
         if len(delimiter) != 1:
             raise SourceError(f"--delimiter must be one character; got {delimiter!r}.")
-        header = _csv_header(filesystem, path, name, delimiter)
-        return cls(filesystem, path, name, header, delimiter)
+        if encoding is not None:
+            chosen = check_encoding(encoding)
+        else:
+            chosen = _bom_encoding(filesystem, path, name) or "utf-8"
+        header = _csv_header(filesystem, path, name, delimiter, chosen, encoding is not None)
+        return cls(filesystem, path, name, header, delimiter, chosen, encoding is not None)
 
     def chunks(
         self, chunk_rows: int = DEFAULT_CHUNK_ROWS, columns: Sequence[str] | None = None
@@ -130,7 +162,7 @@ class _CsvPass:
                 self.numbers.forget_pending()  # met again, and numbered then
 
     def _batches_from(self, block_size: int) -> Iterator[_Numbered]:
-        marks_before = _NotUtf8.count  # before opening: Arrow reads the first block at once
+        marks_before = Marks.count  # before opening: Arrow reads the first block at once
         arrow = self._open(block_size)
         if arrow is None:  # the header and nothing else
             return
@@ -150,8 +182,8 @@ class _CsvPass:
             self.rows_done += batch.num_rows
             rows = self.numbers.number(batch.num_rows)
             lines = self.numbers.placed()
-            if _NotUtf8.count != marks_before:  # only then: the check costs a full scan
-                batch, rows, not_text = self._set_aside_not_utf8(batch, rows)
+            if Marks.count != marks_before:  # only then: the check costs a full scan
+                batch, rows, not_text = self._set_aside_not_text(batch, rows)
                 lines = sorted(lines + not_text, key=lambda line: line.row or 0)
             yield batch, rows, lines
 
@@ -160,7 +192,9 @@ class _CsvPass:
             return pacsv.open_csv(
                 self.reader.stream(),
                 read_options=pacsv.ReadOptions(
-                    block_size=block_size, use_threads=False, encoding=_NotUtf8.CODEC
+                    block_size=block_size,
+                    use_threads=False,
+                    encoding=marking_codec(self.reader.encoding),
                 ),
                 parse_options=pacsv.ParseOptions(
                     delimiter=self.reader.delimiter,
@@ -188,30 +222,31 @@ class _CsvPass:
         reason = f"expected {row.expected_columns} columns, found {row.actual_columns}"
         if number is None:
             reason = f"{reason}; {UNKNOWN_ROW}"
-        self.numbers.bad(BadLine(text=_NotUtf8.shown(row.text or ""), reason=reason, row=number))
+        self.numbers.bad(BadLine(text=shown(row.text or ""), reason=reason, row=number))
         return "skip"
 
-    def _set_aside_not_utf8(
+    def _set_aside_not_text(
         self, batch: pa.RecordBatch, rows: np.ndarray
     ) -> tuple[pa.RecordBatch, np.ndarray, list[BadLine]]:
-        """Rows with a byte that is not UTF-8 become bad lines, under their own numbers."""
-        reasons: dict[int, str] = {}
+        """Rows with a byte that did not decode become bad lines, under their own numbers."""
+        first_column: dict[int, str] = {}
         for name, column in zip(batch.schema.names, batch.columns):
-            found = pc.fill_null(pc.match_substring_regex(column, _NotUtf8.PATTERN), False)
+            found = pc.fill_null(pc.match_substring_regex(column, MARK_PATTERN), False)
             for position in np.flatnonzero(found.to_numpy(zero_copy_only=False)).tolist():
-                reasons.setdefault(
-                    position, f"column {name!r} is not UTF-8 text; save the file as UTF-8"
-                )
-        if not reasons:
+                first_column.setdefault(position, name)
+        if not first_column:
             return batch, rows, []
         lines = []
-        for position, reason in sorted(reasons.items()):
-            cells = [_NotUtf8.shown(column[position].as_py() or "") for column in batch.columns]
+        given = self.reader.encoding if self.reader.encoding_given else None
+        for position, name in sorted(first_column.items()):
+            cells = [column[position].as_py() or "" for column in batch.columns]
             buffer = io.StringIO()
             csv.writer(buffer, delimiter=self.reader.delimiter, lineterminator="").writerow(cells)
-            lines.append(BadLine(text=buffer.getvalue(), reason=reason, row=int(rows[position])))
+            reason = not_text_reason(name, given, buffer.getvalue())
+            text = shown(buffer.getvalue())
+            lines.append(BadLine(text=text, reason=reason, row=int(rows[position])))
         keep = np.ones(batch.num_rows, dtype=bool)
-        keep[list(reasons)] = False
+        keep[list(first_column)] = False
         return batch.filter(pa.array(keep)), rows[keep], lines
 
 
@@ -266,52 +301,6 @@ class _RecordNumbers:
         self._pending, self._unknown = [], []
 
 
-class _NotUtf8:
-    """A codec for Arrow's CSV reader: UTF-8, except that each byte that is not UTF-8 becomes
-    a private-use character (U+F0000 + the byte). Arrow would otherwise stop the whole file
-    at such a byte, even on a ragged line; this way only its line is set aside."""
-
-    CODEC = "backfill-utf-8-marked"
-    ERRORS = "backfill-mark-not-utf-8"
-    BASE = 0xF0000  # Supplementary Private Use Area-A: no orders file holds these
-    PATTERN = "[\U000f0000-\U000f00ff]"
-    count = 0  # bytes marked so far, in any file: when it has not moved, there is none
-
-    @staticmethod
-    def mark(error: UnicodeError) -> tuple[str, int]:
-        if not isinstance(error, UnicodeDecodeError):
-            raise error
-        _NotUtf8.count += error.end - error.start
-        marked = "".join(
-            chr(_NotUtf8.BASE + byte) for byte in error.object[error.start : error.end]
-        )
-        return marked, error.end
-
-    @staticmethod
-    def shown(text: str) -> str:
-        """Marked bytes written as `\\xe9`, for people."""
-        return "".join(
-            f"\\x{ord(char) - _NotUtf8.BASE:02x}"
-            if _NotUtf8.BASE <= ord(char) <= _NotUtf8.BASE + 0xFF
-            else char
-            for char in text
-        )
-
-    @staticmethod
-    def find(name: str) -> codecs.CodecInfo | None:
-        if name != _NotUtf8.CODEC.replace("-", "_"):  # lookup normalises - to _
-            return None
-        utf8 = codecs.lookup("utf-8")
-        decoder = functools.partial(codecs.getincrementaldecoder("utf-8"), errors=_NotUtf8.ERRORS)
-        return codecs.CodecInfo(
-            utf8.encode, utf8.decode, incrementaldecoder=decoder, name=_NotUtf8.CODEC
-        )
-
-
-codecs.register_error(_NotUtf8.ERRORS, _NotUtf8.mark)
-codecs.register(_NotUtf8.find)
-
-
 class _ValueTooLong(Exception):
     """A value longer than the block: Arrow calls it a "straddling object"."""
 
@@ -340,24 +329,57 @@ def _open_stream(filesystem: pafs.FileSystem, path: str, name: str) -> pa.Native
     return filesystem.open_input_stream(path, compression=_compression(name))
 
 
-def _csv_header(filesystem: pafs.FileSystem, path: str, name: str, delimiter: str) -> list[str]:
+def _bom_encoding(filesystem: pafs.FileSystem, path: str, name: str) -> str | None:
+    try:
+        with _open_stream(filesystem, path, name) as stream:
+            return encoding_from_bom(stream.read(4))
+    except (OSError, pa.ArrowException) as exc:
+        raise SourceError(f"{name}: cannot read the CSV: {exc}") from exc
+
+
+def _csv_header(
+    filesystem: pafs.FileSystem,
+    path: str,
+    name: str,
+    delimiter: str,
+    encoding: str,
+    encoding_given: bool,
+) -> list[str]:
     """The header row, read with Python's csv module so quoting and a BOM are handled."""
+    text_encoding = "utf-8-sig" if encoding == "utf-8" else encoding
     try:
         stream = _open_stream(filesystem, path, name)
         # Only the header must decode here: bytes further on are the data's business.
-        text = io.TextIOWrapper(stream, encoding="utf-8-sig", errors="surrogateescape", newline="")
+        text = io.TextIOWrapper(
+            stream, encoding=text_encoding, errors="surrogateescape", newline=""
+        )
         header = next(csv.reader(text, delimiter=delimiter), None)
-    except (OSError, pa.ArrowException, csv.Error) as exc:
+    except (OSError, pa.ArrowException, csv.Error, UnicodeError) as exc:
         raise SourceError(f"{name}: cannot read the CSV header: {exc}") from exc
     if not header:
         raise SourceError(f"{name}: the file is empty; expected a header line of column names.")
     undecodable = [column for column in header if _UNDECODED.search(column) or "\0" in column]
     if undecodable:
-        shown = (
-            undecodable[0].encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
-        )
-        raise SourceError(
-            f"{name}: the header is not UTF-8 text (found {shown!r}; UTF-16 or Latin-1?); "
-            "save the file as UTF-8."
-        )
+        raise SourceError(_header_not_text(name, undecodable[0], encoding, encoding_given))
     return header
+
+
+def _header_not_text(name: str, column: str, encoding: str, encoding_given: bool) -> str:
+    found = "".join(
+        f"\\x{ord(char) - 0xDC00:02x}" if 0xDC80 <= ord(char) <= 0xDCFF else char for char in column
+    )
+    if encoding_given:
+        return f"{name}: the header is not {encoding} text (found {found!r}); check --encoding."
+    guess = None if "\0" in column else likely_encoding(column.encode("utf-8", "surrogateescape"))
+    if guess is not None:
+        return (
+            f"{name}: the header is not UTF-8 text (found {found!r}); it looks like {guess}: "
+            f"try --encoding {guess}, or save the file as UTF-8."
+        )
+    if "\0" in column:  # ASCII in UTF-16: a zero byte after (LE) or before (BE) each letter
+        utf16 = "utf-16-be" if column.startswith("\0") else "utf-16-le"
+        return (
+            f"{name}: the header is not UTF-8 text (found {found!r}; UTF-16 without a byte "
+            f"order mark?); try --encoding {utf16}, or save the file as UTF-8."
+        )
+    return f"{name}: the header is not UTF-8 text (found {found!r}); save the file as UTF-8."

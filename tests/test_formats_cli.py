@@ -1,0 +1,139 @@
+"""Exports as shops' tools write them, end to end: the real CLI against a real sandbox
+process on 127.0.0.1 must send exactly the events the bundled UTF-8 sample makes."""
+
+from __future__ import annotations
+
+import csv
+import json
+from collections import Counter
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from click.testing import CliRunner
+from conftest import SAMPLE, CliResult, SandboxProcess, canonical_event
+
+from backfill.cli import cli as cli_group
+from backfill.report import read_report
+
+pytestmark = pytest.mark.timeout(120)
+SEND = ("--rate", "0", "--quiet", "--json")
+
+
+def sample_records() -> tuple[list[str], list[dict[str, str]]]:
+    with (SAMPLE / "orders.csv").open(encoding="utf-8", newline="") as handle:
+        reader = csv.DictReader(handle)
+        return list(reader.fieldnames or []), list(reader)
+
+
+def swap_marks(text: str) -> str:
+    """12.50 -> 12,50 (and a wrong 30,00 -> a wrong 30.00): the same value, the other way."""
+    return text.translate(str.maketrans(".,", ",."))
+
+
+def sent(
+    cli: Callable[..., CliResult], sandbox: SandboxProcess, report: Path, *args: str | Path
+) -> tuple[Counter[str], list[tuple[int | None, str]]]:
+    """Run into `sandbox`; the events it stored, and the report's (row, reason) pairs."""
+    result = cli("run", *args, "--report", report, "--endpoint", sandbox.endpoint(), *SEND)
+    assert result.code == 1, result.stderr  # the sample has bad rows on purpose
+    assert result.json()["unsent"] == 0
+    events = Counter(canonical_event(line["event"]) for line in sandbox.events())
+    failures = sorted((f.row, f.reason) for f in read_report(report))
+    return events, failures
+
+
+def test_a_windows_1252_semicolon_crlf_decimal_comma_export_sends_the_same_events(
+    cli: Callable[..., CliResult],
+    sandbox_factory: Callable[..., SandboxProcess],
+    tmp_path: Path,
+) -> None:
+    header, records = sample_records()
+    export = tmp_path / "export.csv"
+    with export.open("w", encoding="cp1252", errors="replace", newline="") as handle:
+        writer = csv.DictWriter(handle, header, delimiter=";", lineterminator="\r\n")
+        writer.writeheader()
+        for record in records:
+            writer.writerow({**record, "total": swap_marks(record["total"])})
+    data = export.read_bytes()
+    assert b"\r\n" in data and "é".encode("cp1252") in data  # the sample's accents, in cp1252
+    mapping: dict[str, Any] = yaml.safe_load((SAMPLE / "map.yaml").read_text(encoding="utf-8"))
+    mapping["event_data"]["orderAmount"].update({"decimal": ",", "thousands": "."})
+    local_map = tmp_path / "local.yaml"
+    local_map.write_text(yaml.safe_dump(mapping, allow_unicode=True), encoding="utf-8")
+
+    original = sent(
+        cli, sandbox_factory(name="a.jsonl"), tmp_path / "a.failures.jsonl",
+        SAMPLE / "orders.csv", "-m", SAMPLE / "map.yaml",
+    )  # fmt: skip
+    exported = sent(
+        cli, sandbox_factory(name="b.jsonl"), tmp_path / "b.failures.jsonl",
+        export, "-m", local_map, "--delimiter", ";", "--encoding", "cp1252",
+    )  # fmt: skip
+
+    assert sum(original[0].values()) > 2000
+    assert exported[0] == original[0]
+    assert exported[1] == original[1]
+
+
+def write_cp1252_orders(tmp_path: Path) -> tuple[Path, Path]:
+    source = tmp_path / "orders.csv"
+    source.write_bytes(
+        "created_at;wallet;city;total\r\n"
+        f"2024-01-01T00:00:00Z;{WALLET};Zürich;1.234,50\r\n"
+        f"2024-01-02T00:00:00Z;{WALLET};Köln;12\r\n".encode("cp1252")
+    )
+    mapping = tmp_path / "map.yaml"
+    mapping.write_text(
+        "event_name: STORE_ORDER\n"
+        "timestamp: {column: created_at}\n"
+        "user: {pubKey: wallet}\n"
+        "event_data:\n"
+        "  city: city\n"
+        '  amount: {column: total, type: number, decimal: ",", thousands: "."}\n',
+        encoding="utf-8",
+    )
+    return source, mapping
+
+
+WALLET = "3ooVv5ebAEi4UpQ26BPVXxyUv6GPnCB1VfSiNZKkR2Jd"
+READ_AS = ("--delimiter", ";", "--encoding", "cp1252")
+
+
+def test_validate_and_preview_take_the_encoding(tmp_path: Path) -> None:
+    source, mapping = write_cp1252_orders(tmp_path)
+    runner = CliRunner()
+    checked = runner.invoke(
+        cli_group, ["validate", str(source), "-m", str(mapping), "--json", *READ_AS]
+    )
+    assert checked.exit_code == 0, checked.output
+    assert json.loads(checked.stdout)["would_send"] == 2
+    shown = runner.invoke(cli_group, ["preview", str(source), "-m", str(mapping), *READ_AS])
+    assert shown.exit_code == 0, shown.output
+    assert '"city": "Zürich"' in shown.stdout and '"amount": 1234.5' in shown.stdout
+    assert '"city": "Köln"' in shown.stdout and '"amount": 12\n' in shown.stdout
+
+
+def test_without_the_encoding_the_rows_say_which_to_try(tmp_path: Path) -> None:
+    source, mapping = write_cp1252_orders(tmp_path)
+    result = CliRunner().invoke(
+        cli_group, ["validate", str(source), "-m", str(mapping), "--delimiter", ";", "--json"]
+    )
+    assert result.exit_code == 1
+    [reason] = json.loads(result.stdout)["reasons"]
+    assert "it looks like cp1252: try --encoding cp1252" in reason["reason"]
+    assert reason["example_rows"] == [0, 1]
+
+
+def test_an_unknown_encoding_is_a_one_line_error_before_anything_is_sent(
+    tmp_path: Path, cli: Callable[..., CliResult]
+) -> None:
+    source, mapping = write_cp1252_orders(tmp_path)
+    result = cli("run", source, "-m", mapping, "--sandbox", "--encoding", "klingon", *SEND)
+    assert result.code == 2
+    assert result.stderr == (
+        "Error: --encoding 'klingon' is not an encoding Python knows; "
+        "try cp1252, latin-1, utf-16 or utf-8.\n"
+    )
