@@ -68,11 +68,11 @@ def mapping_option(required: bool = True) -> Callable[[Any], Any]:
     )
 
 
-SOURCE_OPTIONS = ("delimiter", "encoding")
+SOURCE_OPTIONS = ("delimiter", "encoding", "sheet")
 
 
 def source_options(function: Callable[..., Any]) -> Callable[..., Any]:
-    """The options that say how SOURCE is read (--delimiter, --encoding); the command
+    """The options that say how SOURCE is read (--delimiter, --encoding, --sheet); the command
     receives them together as `reading`, a dict to pass on as keyword arguments."""
 
     @functools.wraps(function)
@@ -87,6 +87,7 @@ def source_options(function: Callable[..., Any]) -> Callable[..., Any]:
             help="The text encoding of a CSV SOURCE: any Python codec (cp1252, latin-1, "
             "utf-16...). Default: UTF-8, or UTF-16 when the file starts with its byte order mark.",
         ),
+        click.option("--sheet", help="The sheet of an .xlsx SOURCE to read. Default: the first."),
     ]
     for option in reversed(options):
         with_reading = option(with_reading)

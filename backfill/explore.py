@@ -38,6 +38,7 @@ def events_frame(
     *,
     delimiter: str = ",",
     encoding: str | None = None,
+    sheet: str | None = None,
     chunk_rows: int = DEFAULT_CHUNK_ROWS,
 ) -> pd.DataFrame:
     """The events a run would send (the first `limit`), one line each beside its row number.
@@ -48,7 +49,9 @@ def events_frame(
     """
     if limit is not None and limit < 0:
         raise ValueError(f"limit must be 0 or more; got {limit}.")
-    opened_source, opened_mapping = open_inputs(source, mapping, delimiter, encoding=encoding)
+    opened_source, opened_mapping = open_inputs(
+        source, mapping, delimiter, encoding=encoding, sheet=sheet
+    )
     if limit is not None:  # read no more than a few chunks' worth for a small limit
         chunk_rows = min(chunk_rows, max(limit * 4, 1024))
     pairs: list[tuple[int, Event]] = []

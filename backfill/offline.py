@@ -103,14 +103,15 @@ def open_inputs(
     delimiter: str = ",",
     *,
     encoding: str | None = None,
+    sheet: str | None = None,
 ) -> tuple[Source, Mapping]:
     """Open both and check the mapping's columns against the source's, before any row.
-    `delimiter` and `encoding` say how a CSV source is read (see `read_source`)."""
+    `delimiter`, `encoding` and `sheet` say how the source is read (see `read_source`)."""
     opened_mapping = mapping if isinstance(mapping, Mapping) else load_mapping(mapping)
     opened_source = (
         source
         if isinstance(source, Source)
-        else read_source(source, delimiter=delimiter, encoding=encoding)
+        else read_source(source, delimiter=delimiter, encoding=encoding, sheet=sheet)
     )
     opened_mapping.check_columns(opened_source.columns, opened_source.name)
     return opened_source, opened_mapping
@@ -131,11 +132,14 @@ def validate(
     report: str | Path | None = None,
     delimiter: str = ",",
     encoding: str | None = None,
+    sheet: str | None = None,
     chunk_rows: int = DEFAULT_CHUNK_ROWS,
     on_progress: ProgressCallback | None = None,
 ) -> ValidationResult:
     """Map every row, send nothing; optionally write the failure report `run` would write."""
-    opened_source, opened_mapping = open_inputs(source, mapping, delimiter, encoding=encoding)
+    opened_source, opened_mapping = open_inputs(
+        source, mapping, delimiter, encoding=encoding, sheet=sheet
+    )
     result = ValidationResult(opened_source.name, opened_mapping.origin)
     writer = _fresh_report(report)
     try:
@@ -209,9 +213,12 @@ def preview(
     *,
     delimiter: str = ",",
     encoding: str | None = None,
+    sheet: str | None = None,
 ) -> Preview:
     """Map rows from the top until `n` events are found; failures met on the way are kept."""
-    opened_source, opened_mapping = open_inputs(source, mapping, delimiter, encoding=encoding)
+    opened_source, opened_mapping = open_inputs(
+        source, mapping, delimiter, encoding=encoding, sheet=sheet
+    )
     mapper = EventMapper(opened_mapping, opened_source.name)
     result = Preview(rows=[], records={})
     for chunk in opened_source.chunks(max(n * 4, 256)):

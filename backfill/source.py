@@ -82,7 +82,13 @@ class Source:
         return f"<{type(self).__name__} {self.name!r}: {len(self.columns)} columns>"
 
 
-def read_source(path: str | Path, *, delimiter: str = ",", encoding: str | None = None) -> Source:
+def read_source(
+    path: str | Path,
+    *,
+    delimiter: str = ",",
+    encoding: str | None = None,
+    sheet: str | None = None,
+) -> Source:
     """Open what `path` names: the header or schema of each file is read, no data yet."""
     path = Path(path)
     if not path.exists():
@@ -94,7 +100,8 @@ def read_source(path: str | Path, *, delimiter: str = ",", encoding: str | None 
             f"{path}: cannot tell the format from the name {path.name!r}; "
             f"expected {SUPPORTED_FORMATS}."
         )
-    return Source(path, [open_local_file(path, delimiter=delimiter, encoding=encoding)])
+    reader = open_local_file(path, delimiter=delimiter, encoding=encoding, sheet=sheet)
+    return Source(path, [reader])
 
 
 def _parquet_directory(path: Path) -> Source:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import codecs
+import datetime as dt
 import gzip
 from pathlib import Path
 from typing import Any
@@ -13,7 +14,14 @@ import pyarrow.parquet as pq
 import pytest
 
 from backfill.errors import SourceError
-from backfill.formats import CsvReader, FileReader, ParquetReader, format_of, open_file
+from backfill.formats import (
+    CsvReader,
+    FileReader,
+    ParquetReader,
+    XlsxReader,
+    format_of,
+    open_file,
+)
 from backfill.formats.text_codec import likely_encoding
 
 
@@ -169,3 +177,127 @@ def test_the_likely_single_byte_encoding_is_guessed(
     text: str, encoding: str, expected: str | None
 ) -> None:
     assert likely_encoding(text.encode(encoding)) == expected
+
+
+# --- xlsx ------------------------------------------------------------------------------------
+
+
+def write_xlsx(path: Path, sheets: dict[str, list[list[Any]]]) -> Path:
+    """A workbook with one sheet per entry."""
+    import openpyxl
+
+    workbook = openpyxl.Workbook()
+    workbook.remove(workbook.active)
+    for title, rows in sheets.items():
+        sheet = workbook.create_sheet(title)
+        for row in rows:
+            sheet.append(row)
+    workbook.save(path)
+    return path
+
+
+def test_xlsx_cells_keep_what_excel_holds(tmp_path: Path) -> None:
+    when = dt.datetime(2024, 3, 5, 14, 22, 31, 123_456)
+    write_xlsx(
+        tmp_path / "o.xlsx",
+        {"Orders": [
+            ["id", "when", "qty", "total", "paid", "note"],
+            ["00123", when, 3, 49.9, True, "a"],
+            ["00124", when + dt.timedelta(milliseconds=1), 4, 50, False, None],
+        ]},
+    )  # fmt: skip
+    reader = open_file(subtree(tmp_path), "o.xlsx")
+    assert isinstance(reader, XlsxReader)
+    assert reader.total_rows == 2
+    assert [str(field.type) for field in reader.schema] == [
+        "string", "timestamp[ms]", "int64", "double", "bool", "string",
+    ]  # fmt: skip
+    [chunk] = reader.chunks(100)
+    assert chunk.rows.tolist() == [0, 1]
+    assert chunk.table.to_pylist() == [
+        {"id": "00123", "when": dt.datetime(2024, 3, 5, 14, 22, 31, 123_000), "qty": 3,
+         "total": 49.9, "paid": True, "note": "a"},
+        {"id": "00124", "when": dt.datetime(2024, 3, 5, 14, 22, 31, 124_000), "qty": 4,
+         "total": 50.0, "paid": False, "note": None},
+    ]  # fmt: skip
+
+
+def test_xlsx_rows_are_numbered_by_their_place_in_the_sheet(tmp_path: Path) -> None:
+    rows: list[list[Any]] = [["id"], ["a"], [None], ["c"], [None], [None], ["f"], [None]]
+    write_xlsx(tmp_path / "o.xlsx", {"S": rows})
+    reader = open_file(subtree(tmp_path), "o.xlsx")
+    for chunk_rows in (1, 2, 100):
+        numbered = [
+            (r, v["id"])
+            for c in reader.chunks(chunk_rows)
+            for r, v in zip(c.rows.tolist(), c.table.to_pylist())
+        ]
+        assert numbered == [(0, "a"), (2, "c"), (5, "f")]  # Excel rows 2, 4 and 7
+
+
+def test_a_sheet_is_chosen_by_name_and_a_missing_one_is_named(tmp_path: Path) -> None:
+    write_xlsx(tmp_path / "o.xlsx", {"Notes": [["x"], [1]], "Orders": [["id"], ["007"]]})
+    reader = open_file(subtree(tmp_path), "o.xlsx", sheet="Orders")
+    assert [c.table.to_pylist() for c in reader.chunks()] == [[{"id": "007"}]]
+    assert open_file(subtree(tmp_path), "o.xlsx").columns == ["x"]  # the first sheet
+    with pytest.raises(SourceError) as caught:
+        open_file(subtree(tmp_path), "o.xlsx", name="o.xlsx", sheet="orders")
+    assert str(caught.value) == (
+        "o.xlsx: there is no sheet 'orders'; the workbook has 'Notes', 'Orders'."
+    )
+
+
+def test_a_serial_number_in_a_date_column_fails_its_row_saying_what_it_looks_like(
+    tmp_path: Path,
+) -> None:
+    when = dt.datetime(2024, 1, 1, 12, 0)
+    rows = [["id", "when"], ["a", when], ["b", 45292.5], ["c", "45293"], ["d", when]]
+    write_xlsx(tmp_path / "o.xlsx", {"S": rows})
+    reader = open_file(subtree(tmp_path), "o.xlsx")
+    assert reader.schema.field("when").type == pa.timestamp("ms")
+    chunks = list(reader.chunks(100))
+    assert [r for c in chunks for r in c.rows.tolist()] == [0, 3]
+    lines = [line for c in chunks for line in c.bad_lines]
+    assert [(line.row, line.text) for line in lines] == [(1, "b,45292.5"), (2, "c,45293")]
+    assert lines[0].reason == (
+        "column 'when' holds 45292.5, which looks like an Excel serial date "
+        "(2024-01-01 12:00:00) in a cell formatted as text or a number; "
+        "format the column as a date in Excel"
+    )
+
+
+def test_a_column_of_mixed_cells_is_text_that_reads_back_exactly(tmp_path: Path) -> None:
+    when = dt.datetime(2024, 1, 1, 0, 0, 0, 7000)
+    rows = [["v", "w"], [12, when], [12.5, "unknown"], ["N/A", None], [True, when]]
+    write_xlsx(tmp_path / "o.xlsx", {"S": rows})
+    reader = open_file(subtree(tmp_path), "o.xlsx")
+    assert reader.schema.field("v").type == reader.schema.field("w").type == pa.string()
+    [chunk] = reader.chunks()
+    assert chunk.table.to_pydict() == {
+        "v": ["12", "12.5", "N/A", "true"],
+        "w": ["2024-01-01T00:00:00.007", "unknown", None, "2024-01-01T00:00:00.007"],
+    }
+
+
+@pytest.mark.parametrize(
+    ("rows", "message"),
+    [
+        ([], "the sheet is empty; expected a first row of column names."),
+        ([["id", None, "x"], [1, 2, 3]], "the header cell B1 is empty; every column needs a name "
+         "in the first row."),
+        ([["id", "id"], [1, 2]], "the header names 'id' twice."),
+    ],
+)  # fmt: skip
+def test_a_sheet_without_a_proper_header_fails(
+    tmp_path: Path, rows: list[list[Any]], message: str
+) -> None:
+    write_xlsx(tmp_path / "o.xlsx", {"S": rows})
+    with pytest.raises(SourceError) as caught:
+        open_file(subtree(tmp_path), "o.xlsx", name="o.xlsx")
+    assert str(caught.value) == f"o.xlsx: {message}"
+
+
+def test_a_file_that_is_not_a_workbook_fails(tmp_path: Path) -> None:
+    (tmp_path / "o.xlsx").write_text("id\n1\n")
+    with pytest.raises(SourceError, match=r"^o\.xlsx: not a readable \.xlsx workbook \("):
+        open_file(subtree(tmp_path), "o.xlsx", name="o.xlsx")

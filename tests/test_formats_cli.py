@@ -4,7 +4,9 @@ process on 127.0.0.1 must send exactly the events the bundled UTF-8 sample makes
 from __future__ import annotations
 
 import csv
+import datetime as dt
 import json
+import zoneinfo
 from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
@@ -13,7 +15,7 @@ from typing import Any
 import pytest
 import yaml
 from click.testing import CliRunner
-from conftest import SAMPLE, CliResult, SandboxProcess, canonical_event
+from conftest import SAMPLE, CliResult, SandboxProcess, canonical_event, make_pubkey
 
 from backfill.cli import cli as cli_group
 from backfill.report import read_report
@@ -137,3 +139,54 @@ def test_an_unknown_encoding_is_a_one_line_error_before_anything_is_sent(
         "Error: --encoding 'klingon' is not an encoding Python knows; "
         "try cp1252, latin-1, utf-16 or utf-8.\n"
     )
+
+
+def test_an_xlsx_of_thousands_of_rows_maps_exactly(
+    cli: Callable[..., CliResult], sandbox: SandboxProcess, tmp_path: Path
+) -> None:
+    import openpyxl
+
+    start = dt.datetime(2024, 3, 31, 12, 0, 0)  # naive: read in Berlin, in summer time
+    workbook = openpyxl.Workbook(write_only=True)
+    sheet = workbook.create_sheet("Orders")
+    sheet.append(["Order ID", "Ordered at", "Wallet", "Total", "Premium"])
+    expected: Counter[str] = Counter()
+    for i in range(3000):
+        when = start + dt.timedelta(milliseconds=i * 1_000_003)
+        total: int | float = i if i % 2 else i + 0.25
+        order_id = f"{i:06d}"
+        sheet.append([order_id, when, make_pubkey(i % 40), total, i % 3 == 0])
+        stamp = when.replace(tzinfo=zoneinfo.ZoneInfo("Europe/Berlin"))
+        event = {
+            "timestamp": int(stamp.timestamp()) * 1000 + stamp.microsecond // 1000,
+            "user": {"pubKey": make_pubkey(i % 40)},
+            "event_name": "STORE_ORDER",
+            # a column of numbers, some with fractions, is a float column, as in Parquet
+            "event_data": {"orderId": order_id, "amount": float(total), "premium": i % 3 == 0},
+        }
+        expected[canonical_event(event)] += 1
+    sheet.append(["999999", 45292.5, make_pubkey(1), 1, True])  # a date that lost its format
+    source = tmp_path / "orders.xlsx"
+    workbook.save(source)
+    mapping = tmp_path / "map.yaml"
+    mapping.write_text(
+        "event_name: STORE_ORDER\n"
+        "timestamp: {column: Ordered at, timezone: Europe/Berlin}\n"
+        "user: {pubKey: Wallet}\n"
+        "event_data:\n"
+        "  orderId: Order ID\n"
+        "  amount: {column: Total, type: number}\n"
+        "  premium: Premium\n",
+        encoding="utf-8",
+    )
+    report = tmp_path / "failures.jsonl"
+
+    result = cli("run", source, "-m", mapping, "--sheet", "Orders", "--report", report,
+                 "--endpoint", sandbox.endpoint(), *SEND)  # fmt: skip
+
+    assert result.code == 1, result.stderr
+    assert result.json()["accepted"] == 3000
+    assert Counter(canonical_event(line["event"]) for line in sandbox.events()) == expected
+    [failure] = read_report(report)
+    assert (failure.row, failure.stage) == (3000, "read")  # Excel's row 3002
+    assert "looks like an Excel serial date (2024-01-01 12:00:00)" in failure.reason

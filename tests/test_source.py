@@ -183,7 +183,7 @@ def test_a_header_that_is_not_utf8_fails(tmp_path: Path) -> None:
         read_source(path)
 
 
-@pytest.mark.parametrize("name", ["orders.txt", "orders.xlsx", "orders.json", "orders"])
+@pytest.mark.parametrize("name", ["orders.txt", "orders.xls", "orders.json", "orders"])
 def test_an_unknown_extension_fails(tmp_path: Path, name: str) -> None:
     path = tmp_path / name
     path.write_text("id\n1\n")
@@ -191,7 +191,7 @@ def test_an_unknown_extension_fails(tmp_path: Path, name: str) -> None:
         read_source(path)
     assert str(caught.value) == (
         f"{path}: cannot tell the format from the name {name!r}; "
-        "expected .csv, .csv.gz, .parquet, or a directory of .parquet files."
+        "expected .csv, .csv.gz, .parquet, .xlsx, or a directory of .parquet files."
     )
 
 

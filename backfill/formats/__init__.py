@@ -22,6 +22,7 @@ from backfill.errors import SourceError
 from backfill.formats.base import DEFAULT_CHUNK_ROWS, BadLine, Chunk, FileReader, numbered
 from backfill.formats.csv_reader import CsvReader
 from backfill.formats.parquet_reader import ParquetReader
+from backfill.formats.xlsx_reader import XlsxReader
 
 __all__ = [
     "DEFAULT_CHUNK_ROWS",
@@ -31,20 +32,23 @@ __all__ = [
     "CsvReader",
     "FileReader",
     "ParquetReader",
+    "XlsxReader",
     "format_of",
     "numbered",
     "open_file",
     "open_local_file",
 ]
 
-FILE_FORMATS = ".csv, .csv.gz, .parquet"
+FILE_FORMATS = ".csv, .csv.gz, .parquet, .xlsx"
 
 
 def format_of(name: str) -> str | None:
-    """`csv` or `parquet` by the file's name, in any case; None when the name does not tell."""
+    """The format by the file's name, in any case; None when the name does not tell."""
     lowered = name.lower()
     if lowered.endswith(".parquet"):
         return "parquet"
+    if lowered.endswith(".xlsx"):
+        return "xlsx"
     if lowered.endswith((".csv", ".csv.gz")):
         return "csv"
     return None
@@ -57,15 +61,18 @@ def open_file(
     name: str | None = None,
     delimiter: str = ",",
     encoding: str | None = None,
+    sheet: str | None = None,
 ) -> FileReader:
     """Open one file by its name's extension: the header or schema is read, no data yet.
 
     `encoding` (any codec Python knows) is for text formats; None: UTF-8, or UTF-16 where a
-    byte order mark says so."""
+    byte order mark says so. `sheet` is for workbooks; None: the first."""
     shown = name if name is not None else path
     file_format = format_of(shown)
     if file_format == "parquet":
         return ParquetReader.open(filesystem, path, shown)
+    if file_format == "xlsx":
+        return XlsxReader.open(filesystem, path, shown, sheet)
     if file_format == "csv":
         return CsvReader.open(filesystem, path, shown, delimiter, encoding)
     raise SourceError(
@@ -75,7 +82,11 @@ def open_file(
 
 
 def open_local_file(
-    path: str | Path, *, delimiter: str = ",", encoding: str | None = None
+    path: str | Path,
+    *,
+    delimiter: str = ",",
+    encoding: str | None = None,
+    sheet: str | None = None,
 ) -> FileReader:
     """A local file, named as given (relative paths stay relative in messages)."""
     return open_file(
@@ -84,4 +95,5 @@ def open_local_file(
         name=str(path),
         delimiter=delimiter,
         encoding=encoding,
+        sheet=sheet,
     )
