@@ -207,8 +207,8 @@ class EventMapper:
                 row=line.row,
                 source=source,
                 stage="read",
-                reason=f"CSV line skipped: {line.reason}",
-                error=f"CSV line skipped: {line.reason}: {line.text[:200]!r}",
+                reason=f"{line.what} skipped: {line.reason}",
+                error=f"{line.what} skipped: {line.reason}: {line.text[:200]!r}",
                 record={"_line": line.text},
             )
             for line in chunk.bad_lines

@@ -273,7 +273,7 @@ def _fields(section: Any, origin: str) -> tuple[FieldSpec, ...]:
 def _field(name: str, spec: Any, origin: str) -> FieldSpec:
     key = f"event_data.{name}"
     if isinstance(spec, str):
-        return FieldSpec(name=name, column=spec)
+        return FieldSpec(name=name, column=_column_name(spec, key, origin))
     if not isinstance(spec, dict):
         raise MappingError(
             f"{origin}: {key}: expected a column name, or keys such as column and type; "
@@ -423,8 +423,12 @@ def _filter(expression: Any, origin: str) -> str | None:
 
 
 def _column_name(value: Any, key: str, origin: str) -> str:
+    """A column as the source names it. In backticks, as in a filter: `` `customer.wallet` ``
+    is the column `customer.wallet` (a nested field of a JSON Lines source)."""
     if not isinstance(value, str) or not value:
         raise MappingError(f"{origin}: {key}: expected a column name; found {_kind(value)}.")
+    if len(value) > 2 and value.startswith("`") and value.endswith("`"):
+        return value[1:-1]
     return value
 
 

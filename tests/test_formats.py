@@ -17,6 +17,7 @@ from backfill.errors import SourceError
 from backfill.formats import (
     CsvReader,
     FileReader,
+    JsonLinesReader,
     ParquetReader,
     XlsxReader,
     format_of,
@@ -301,3 +302,68 @@ def test_a_file_that_is_not_a_workbook_fails(tmp_path: Path) -> None:
     (tmp_path / "o.xlsx").write_text("id\n1\n")
     with pytest.raises(SourceError, match=r"^o\.xlsx: not a readable \.xlsx workbook \("):
         open_file(subtree(tmp_path), "o.xlsx", name="o.xlsx")
+
+
+# --- JSON Lines ------------------------------------------------------------------------------
+
+JSON_LINES = (
+    '{"id": "00123", "total": 12, "paid": true, "customer": {"wallet": "W1", "tier": "gold"}}\n'
+    "\n"
+    '{"id": "00124", "total": 12.5, "paid": false, "customer": {"wallet": "W2"}, "tags": [1]}\n'
+    '{"id": "00125", "total": "N/A", oops}\n'
+    "[1, 2]\n"
+    '{"id": "00126", "total": "N/A", "big": 123456789012345678901234}\n'
+)
+
+
+@pytest.mark.parametrize("name", ["o.jsonl", "o.ndjson", "o.jsonl.gz", "O.NDJSON.GZ"])
+def test_json_lines_are_read_with_nested_fields_as_dotted_columns(
+    tmp_path: Path, name: str
+) -> None:
+    data = JSON_LINES.encode()
+    (tmp_path / name).write_bytes(gzip.compress(data) if name.lower().endswith(".gz") else data)
+    reader = open_file(subtree(tmp_path), name)
+    assert isinstance(reader, JsonLinesReader)
+    assert reader.total_rows == 5  # the blank line is no record; the broken ones are
+    assert {f.name: str(f.type) for f in reader.schema} == {
+        "id": "string",
+        "total": "string",  # numbers and text: text, each value as JSON
+        "paid": "bool",
+        "customer.wallet": "string",
+        "customer.tier": "string",
+        "tags": "string",
+        "big": "string",  # beyond int64
+    }
+    chunks = list(reader.chunks(2))
+    assert [r for c in chunks for r in c.rows.tolist()] == [0, 2, 5]  # the file's line - 1
+    records = [r for c in chunks for r in c.table.to_pylist()]
+    assert [r["total"] for r in records] == ["12", "12.5", "N/A"]
+    assert [r["customer.wallet"] for r in records] == ["W1", "W2", None]
+    assert records[1]["tags"] == "[1]"
+    assert records[2]["big"] == "123456789012345678901234"
+    lines = [line for c in chunks for line in c.bad_lines]
+    assert [(line.row, line.what, line.text) for line in lines] == [
+        (3, "JSON line", '{"id": "00125", "total": "N/A", oops}'),
+        (4, "JSON line", "[1, 2]"),
+    ]
+    assert (
+        lines[0].reason
+        == "not JSON: Expecting property name enclosed in double quotes at character 33"
+    )
+    assert lines[1].reason == "expected a JSON object ({...}); found list"
+
+
+def test_json_lines_keep_integers_and_floats_apart(tmp_path: Path) -> None:
+    (tmp_path / "o.jsonl").write_text('{"n": 1, "f": 1.5, "x": 2}\n{"n": 2, "f": 2, "x": null}\n')
+    reader = open_file(subtree(tmp_path), "o.jsonl")
+    assert [str(f.type) for f in reader.schema] == ["int64", "double", "int64"]
+    [chunk] = reader.chunks()
+    assert chunk.table.to_pylist() == [{"n": 1, "f": 1.5, "x": 2}, {"n": 2, "f": 2.0, "x": None}]
+
+
+def test_a_json_line_that_is_not_utf8_fails_alone(tmp_path: Path) -> None:
+    (tmp_path / "o.jsonl").write_bytes(b'{"a": "x"}\n{"a": "caf\xe9"}\n{"a": "z"}\n')
+    [chunk] = open_file(subtree(tmp_path), "o.jsonl").chunks()
+    assert chunk.rows.tolist() == [0, 2]
+    [line] = chunk.bad_lines
+    assert (line.row, line.reason) == (1, "not utf-8 text (byte 11)")

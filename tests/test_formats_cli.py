@@ -190,3 +190,52 @@ def test_an_xlsx_of_thousands_of_rows_maps_exactly(
     [failure] = read_report(report)
     assert (failure.row, failure.stage) == (3000, "read")  # Excel's row 3002
     assert "looks like an Excel serial date (2024-01-01 12:00:00)" in failure.reason
+
+
+def test_json_lines_with_nested_fields_and_a_broken_line(
+    cli: Callable[..., CliResult], sandbox: SandboxProcess, tmp_path: Path
+) -> None:
+    lines: list[str] = []
+    expected: Counter[str] = Counter()
+    for i in range(500):
+        order = {
+            "id": f"{i:05d}",
+            "created": f"2024-05-01T10:00:00.{i % 1000:03d}Z",
+            "customer": {"wallet": make_pubkey(i % 7), "address": {"country": "DE"}},
+            "amount": {"value": i + 0.5, "currency": "EUR"},
+        }
+        lines.append(json.dumps(order))
+        event = {
+            "timestamp": 1714557600000 + i % 1000,
+            "user": {"pubKey": make_pubkey(i % 7)},
+            "event_name": "STORE_ORDER",
+            "event_data": {"orderId": f"{i:05d}", "amount": i + 0.5, "country": "DE"},
+        }
+        expected[canonical_event(event)] += 1
+    lines.insert(250, '{"id": "BROKEN", "created": ')  # a webhook cut mid-write
+    source = tmp_path / "orders.ndjson"
+    source.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    mapping = tmp_path / "map.yaml"
+    mapping.write_text(
+        "event_name: STORE_ORDER\n"
+        "timestamp: {column: created}\n"
+        'user: {pubKey: "`customer.wallet`"}\n'
+        "event_data:\n"
+        "  orderId: id\n"
+        '  amount: {column: "`amount.value`", type: number}\n'
+        '  country: "`customer.address.country`"\n'
+        "filter: \"`amount.currency` == 'EUR'\"\n",
+        encoding="utf-8",
+    )
+    report = tmp_path / "failures.jsonl"
+
+    result = cli("run", source, "-m", mapping, "--report", report,
+                 "--endpoint", sandbox.endpoint(), *SEND)  # fmt: skip
+
+    assert result.code == 1, result.stderr
+    assert (result.json()["read"], result.json()["accepted"]) == (501, 500)
+    assert Counter(canonical_event(line["event"]) for line in sandbox.events()) == expected
+    [failure] = read_report(report)
+    assert (failure.row, failure.stage) == (250, "read")  # line 251 of the file
+    assert failure.reason.startswith("JSON line skipped: not JSON: ")
+    assert failure.record == {"_line": '{"id": "BROKEN", "created": '}

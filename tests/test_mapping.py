@@ -630,3 +630,12 @@ def test_decimal_and_thousands_are_kept_on_the_field() -> None:
     amount = mapping_from_dict(data, origin="map.yaml").fields[1]
     assert (amount.decimal, amount.thousands) == (",", " ")
     assert mapping_from_dict(BASE, origin="map.yaml").fields[1].decimal == "."
+
+
+def test_a_column_in_backticks_is_the_column_of_that_name() -> None:
+    data = changed("event_data.orderId", "`customer.id`")
+    data["event_data"]["amount"] = {"column": "`amount.value`", "type": "number"}
+    data["user"]["pubKey"] = "`customer.wallet`"
+    mapping = mapping_from_dict(data, origin="map.yaml")
+    assert mapping.pubkey_column == "customer.wallet"
+    assert [spec.column for spec in mapping.fields[:2]] == ["customer.id", "amount.value"]

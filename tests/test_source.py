@@ -191,7 +191,8 @@ def test_an_unknown_extension_fails(tmp_path: Path, name: str) -> None:
         read_source(path)
     assert str(caught.value) == (
         f"{path}: cannot tell the format from the name {name!r}; "
-        "expected .csv, .csv.gz, .parquet, .xlsx, or a directory of .parquet files."
+        "expected .csv, .csv.gz, .parquet, .xlsx, .jsonl, .ndjson (.gz), "
+        "or a directory of .parquet files."
     )
 
 

@@ -265,7 +265,7 @@ def test_a_missing_source_exits_2_with_one_line(
             "orders.xls",
             "x",
             "{path}: cannot tell the format from the name 'orders.xls'; expected .csv, "
-            ".csv.gz, .parquet, .xlsx, or a directory of .parquet files.",
+            ".csv.gz, .parquet, .xlsx, .jsonl, .ndjson (.gz), or a directory of .parquet files.",
         ),
         (
             "orders.xlsx",

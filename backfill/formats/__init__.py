@@ -21,6 +21,7 @@ import pyarrow.fs as pafs
 from backfill.errors import SourceError
 from backfill.formats.base import DEFAULT_CHUNK_ROWS, BadLine, Chunk, FileReader, numbered
 from backfill.formats.csv_reader import CsvReader
+from backfill.formats.jsonl_reader import JsonLinesReader
 from backfill.formats.parquet_reader import ParquetReader
 from backfill.formats.xlsx_reader import XlsxReader
 
@@ -31,6 +32,7 @@ __all__ = [
     "Chunk",
     "CsvReader",
     "FileReader",
+    "JsonLinesReader",
     "ParquetReader",
     "XlsxReader",
     "format_of",
@@ -39,7 +41,7 @@ __all__ = [
     "open_local_file",
 ]
 
-FILE_FORMATS = ".csv, .csv.gz, .parquet, .xlsx"
+FILE_FORMATS = ".csv, .csv.gz, .parquet, .xlsx, .jsonl, .ndjson (.gz)"
 
 
 def format_of(name: str) -> str | None:
@@ -49,6 +51,8 @@ def format_of(name: str) -> str | None:
         return "parquet"
     if lowered.endswith(".xlsx"):
         return "xlsx"
+    if lowered.endswith((".jsonl", ".ndjson", ".jsonl.gz", ".ndjson.gz")):
+        return "jsonl"
     if lowered.endswith((".csv", ".csv.gz")):
         return "csv"
     return None
@@ -71,6 +75,8 @@ def open_file(
     file_format = format_of(shown)
     if file_format == "parquet":
         return ParquetReader.open(filesystem, path, shown)
+    if file_format == "jsonl":
+        return JsonLinesReader.open(filesystem, path, shown, encoding)
     if file_format == "xlsx":
         return XlsxReader.open(filesystem, path, shown, sheet)
     if file_format == "csv":

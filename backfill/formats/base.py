@@ -24,6 +24,7 @@ class BadLine:
     text: str
     reason: str
     row: int | None = None
+    what: str = "CSV line"  # what the record is, for people: "JSON line", "Excel row"...
 
 
 @dataclass(frozen=True)

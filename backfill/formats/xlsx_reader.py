@@ -91,7 +91,8 @@ class XlsxReader(FileReader):
                     continue  # an empty row: no record, but it keeps its place
                 problem = self._serial_date(values)
                 if problem is not None:
-                    lines.append(BadLine(text=_shown(values), reason=problem, row=number))
+                    line = BadLine(_shown(values), problem, number, what="Excel row")
+                    lines.append(line)
                 else:
                     pending.append((number, values))
                 if len(pending) >= chunk_rows:
