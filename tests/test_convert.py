@@ -139,6 +139,15 @@ def test_micro_and_nanoseconds_are_floored_including_negative_values(
         assert all(problems(converted)[p] == [OUT_OF_RANGE] for p in negative)
 
 
+@pytest.mark.parametrize("epoch_first", [True, False])
+def test_a_text_column_mixing_epochs_and_iso_text_maps_both_in_either_order(
+    epoch_first: bool,
+) -> None:
+    values = ["1731596206795", "1731596206.795", " 2024-11-14T14:56:46.795Z"]
+    values = values if epoch_first else values[::-1]
+    assert good_values(epoch_ms(values)) == [INSTANT_MS] * 3
+
+
 def test_epoch_seconds_too_large_for_milliseconds_fail_instead_of_wrapping() -> None:
     # 18446744073709552 s * 1000 wraps around int64 to 384 ms (1970) if not guarded.
     for array in (pa.array([18_446_744_073_709_552]), pa.array(["18446744073709552"])):
