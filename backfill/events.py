@@ -71,7 +71,7 @@ class MappedChunk:
 
     @property
     def read(self) -> int:
-        return len(self.rows) + sum(1 for f in self.failures if f.row is None)
+        return len(self.rows) + sum(1 for f in self.failures if f.stage == "read")
 
     @property
     def filtered(self) -> int:
@@ -162,7 +162,9 @@ class EventMapper:
         column = as_array(table.column(spec.column))
         field_type = spec.type or type_of_column(column.type)
         if field_type == "number":
-            convert: Callable[[pa.Array], Converted] = to_number
+            convert: Callable[[pa.Array], Converted] = functools.partial(
+                to_number, decimal=spec.decimal, thousands=spec.thousands
+            )
         elif field_type == "boolean":
             convert = functools.partial(
                 to_boolean, true_values=spec.true_values, false_values=spec.false_values
@@ -219,11 +221,11 @@ class EventMapper:
     def _read_failures(self, chunk: Chunk, source: str) -> list[RowFailure]:
         return [
             RowFailure(
-                row=None,
+                row=line.row,
                 source=source,
                 stage="read",
-                reason=f"CSV line skipped: {line.reason}",
-                error=f"CSV line skipped: {line.reason}: {line.text[:200]!r}",
+                reason=f"{line.what} skipped: {line.reason}",
+                error=f"{line.what} skipped: {line.reason}: {line.text[:200]!r}",
                 record={"_line": line.text},
             )
             for line in chunk.bad_lines

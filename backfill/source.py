@@ -13,7 +13,9 @@ import glob
 import os
 import re
 from collections.abc import Iterator, Sequence
+from dataclasses import replace
 from pathlib import Path
+from typing import Any
 from urllib.parse import unquote
 
 import pyarrow as pa
@@ -86,15 +88,27 @@ class Source:
             return
         first_row = 0
         for file in self.files:
+            records = 0
             for chunk in file.chunks(chunk_rows, self.columns):
-                yield numbered(first_row, chunk.table, chunk.bad_lines, self.name)
-                first_row += len(chunk)
+                lines = tuple(
+                    replace(line, row=None if line.row is None else line.row + first_row)
+                    for line in chunk.bad_lines
+                )
+                yield Chunk(chunk.rows + first_row, chunk.table, lines, self.name)
+                records += len(chunk) + len(lines)
+            first_row += records
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.name!r}: {len(self.columns)} columns>"
 
 
-def read_source(path: str | Path, *, delimiter: str = ",") -> Source:
+def read_source(
+    path: str | Path,
+    *,
+    delimiter: str = ",",
+    encoding: str | None = None,
+    sheet: str | None = None,
+) -> Source:
     """Open what `path` names: the header or schema of each file is read, no data yet.
 
     A file; a directory (its files of a known format, found recursively, hive-style
@@ -102,29 +116,30 @@ def read_source(path: str | Path, *, delimiter: str = ",") -> Source:
     or any of these at an object-store URL (`s3://`, and `gs://`, `abfs://` where pyarrow
     has the filesystem), with credentials from the store's own environment and config."""
     text = str(path)
+    options: dict[str, Any] = {"delimiter": delimiter, "encoding": encoding, "sheet": sheet}
     if "://" in text:
-        return _remote_source(text, delimiter)
+        return _remote_source(text, options)
     if _is_glob(text) and not Path(text).exists():
-        return _local_glob(text, delimiter)
+        return _local_glob(text, options)
     path = Path(path)
     if not path.exists():
         raise SourceError(f"{path}: no such file or directory.")
     if path.is_dir():
         local = pafs.LocalFileSystem()
-        return _directory(local, str(path.resolve()), str(path), delimiter, text)
+        return _directory(local, str(path.resolve()), str(path), options, text)
     if format_of(path.name) is None:
         raise SourceError(
             f"{path}: cannot tell the format from the name {path.name!r}; "
             f"expected {SUPPORTED_FORMATS}."
         )
-    return Source(path, [open_local_file(path, delimiter=delimiter)])
+    return Source(path, [open_local_file(path, **options)])
 
 
 def _is_glob(text: str) -> bool:
     return any(char in text for char in "*?[")
 
 
-def _local_glob(pattern: str, delimiter: str) -> Source:
+def _local_glob(pattern: str, options: dict[str, Any]) -> Source:
     """A quoted glob: its files, sorted by path; `**` crosses folders."""
     matches = sorted(
         p for p in glob.glob(pattern, recursive=True) if Path(p).is_file() and _wanted(p)
@@ -134,12 +149,12 @@ def _local_glob(pattern: str, delimiter: str) -> Source:
             f"{pattern}: no {FILE_FORMATS} file matches. (Quote the pattern, so that the "
             "shell leaves it to backfill.)"
         )
-    readers = [open_local_file(p, delimiter=delimiter) for p in matches]
+    readers = [open_local_file(p, **options) for p in matches]
     _check_same_columns(readers)
     return Source(pattern, readers)
 
 
-def _remote_source(url: str, delimiter: str) -> Source:
+def _remote_source(url: str, options: dict[str, Any]) -> Source:
     """An object-store URL, read through pyarrow's filesystem for its scheme."""
     base = url
     if _is_glob(url):
@@ -156,23 +171,23 @@ def _remote_source(url: str, delimiter: str) -> Source:
         ) from None
     if base != url:
         pattern = root.rstrip("/") + "/" + url[len(base) :]
-        return _directory(filesystem, root, base.rstrip("/"), delimiter, url, pattern)
+        return _directory(filesystem, root, base.rstrip("/"), options, url, pattern)
     if info.type == pafs.FileType.File:
         if format_of(root) is None:
             raise SourceError(
                 f"{url}: cannot tell the format from the name; expected {SUPPORTED_FORMATS}."
             )
-        return Source(url, [open_file(filesystem, root, name=url, delimiter=delimiter)])
+        return Source(url, [open_file(filesystem, root, name=url, **options)])
     if info.type == pafs.FileType.NotFound:
         raise SourceError(f"{url}: no such file or prefix.")
-    return _directory(filesystem, root, url.rstrip("/"), delimiter, url)
+    return _directory(filesystem, root, url.rstrip("/"), options, url)
 
 
 def _directory(
     filesystem: pafs.FileSystem,
     root: str,
     shown: str,
-    delimiter: str,
+    options: dict[str, Any],
     name: str,
     pattern: str | None = None,
 ) -> Source:
@@ -196,7 +211,7 @@ def _directory(
     readers = []
     for relative in sorted(found):
         shown_name = f"{shown.rstrip('/')}/{relative}"
-        reader = open_file(filesystem, f"{root}/{relative}", name=shown_name, delimiter=delimiter)
+        reader = open_file(filesystem, f"{root}/{relative}", name=shown_name, **options)
         partitions = _partitions(relative)
         readers.append(PartitionedReader(reader, partitions) if partitions else reader)
     _check_same_columns(readers)

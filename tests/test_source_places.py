@@ -129,8 +129,8 @@ def test_a_glob_with_two_stars_crosses_folders(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("make", "source", "expected"),
     [
-        (lambda root: None, "nothing-*.csv", "no .csv, .csv.gz, .parquet file matches"),
-        (lambda root: (root / "d").mkdir(), "d", "d: holds no .csv, .csv.gz, .parquet files."),
+        (lambda root: None, "nothing-*.csv", r"nothing-\*.csv: no .csv, .* file matches"),
+        (lambda root: (root / "d").mkdir(), "d", r"d: holds no .csv, .csv.gz, .* files."),
     ],
 )
 def test_an_empty_glob_or_directory_is_one_clear_error(
