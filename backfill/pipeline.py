@@ -14,6 +14,7 @@ sends it). The library never prints: progress is a callback, problems are except
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import time
 from collections.abc import Callable, Iterator
@@ -25,7 +26,7 @@ import numpy as np
 
 from backfill.api import Api
 from backfill.cutoff import UNREACHABLE_AFTER, UnreachableCutoff
-from backfill.errors import AuthRejected
+from backfill.errors import AuthRejected, RecordWriteError
 from backfill.events import MappedChunk, RowFailure
 from backfill.rerun import plan_rerun, records_table
 from backfill.run_plan import RunPlan, plan_source_run
@@ -62,6 +63,7 @@ class RunSummary:
     message: str = ""
     slowdowns: int = 0
     total: int | None = None
+    uncertain_path: Path | None = None  # rows sent again whose fate was unknown
 
     @property
     def events_per_second(self) -> float:
@@ -78,6 +80,8 @@ class RunSummary:
             "already_done": counts.already_done,
             "failed_before": counts.failed_before,
             "retries": counts.retries,
+            "uncertain": counts.uncertain,
+            "uncertain_report": str(self.uncertain_path) if self.uncertain_path else None,
             "slowdowns": self.slowdowns,
             "failed_by_reason": dict(counts.failed_by_reason.most_common()),
             "elapsed_seconds": round(self.elapsed, 3),
@@ -144,7 +148,7 @@ class Run:
 
     async def execute(self) -> RunSummary:
         started = time.monotonic()
-        records = self.records = RunRecords(self.plan, [self.target.api_key])
+        records = self.records = RunRecords(self.plan, self.target)
         target = self.target
         poster = self._poster_factory(target.endpoint, target.headers(), target.policy)
         sender = Sender(poster, target.policy)
@@ -154,6 +158,8 @@ class Run:
             concurrency * QUEUE_EVENTS_PER_SENDER // BATCH_EVENTS
         )
         ticker = asyncio.create_task(self._tick())
+        syncer = asyncio.create_task(records.keep_synced(on_error=senders.fail))
+        finished = False
         try:
             workers = [
                 asyncio.create_task(senders.loop(queue, self._stopping)) for _ in range(concurrency)
@@ -161,10 +167,15 @@ class Run:
             reader = asyncio.create_task(self._read_loop(queue, records))
             self._tasks = [*workers, reader]
             await self._wait(reader, workers, queue)
+            finished = True
         finally:
             ticker.cancel()
+            syncer.cancel()
             records.counts.retries = sender.retries
             await poster.aclose()
+            if not finished:  # a failed write, or a bug: close the files, keep the error
+                with contextlib.suppress(RecordWriteError):
+                    records.close(None)
         return self._finish(started, sender, records)
 
     async def _wait(
@@ -178,23 +189,18 @@ class Run:
         except asyncio.CancelledError:
             if not self._aborted:
                 raise
+        except Exception:
+            self._stopping.set()  # the reader failed (a report it could not write...)
+            raise
         finally:
             if self._stopping.is_set():
-                self._drop_queued(queue)
+                _drop_queued(queue, self.records)
             for _ in workers:
                 await queue.put(None)
             await asyncio.gather(*workers, return_exceptions=True)
-            self._drop_queued(queue)
-        if not self._aborted and (self._senders is None or self._senders.auth_error is None):
-            for task in workers:
-                if not task.cancelled() and task.exception() is not None:
-                    raise task.exception()  # type: ignore[misc]
-
-    def _drop_queued(self, queue: asyncio.Queue[Batch | None]) -> None:
-        while not queue.empty():
-            batch = queue.get_nowait()
-            if batch is not None and self.records is not None:
-                self.records.unsent(len(batch.items))
+            _drop_queued(queue, self.records)
+        if self._senders is not None and self._senders.failure is not None:
+            raise self._senders.failure
 
     async def _read_loop(self, queue: asyncio.Queue[Batch | None], records: RunRecords) -> None:
         chunks = self.plan.feed()
@@ -211,6 +217,7 @@ class Run:
                     break
                 batch = records.fresh(items[start : start + BATCH_EVENTS])
                 if batch:
+                    records.resending(batch)
                     await queue.put(Batch(batch, chunk))
             if remaining == 0:
                 return
@@ -246,6 +253,7 @@ class Run:
             message=message,
             slowdowns=sender.limiter.slowdowns,
             total=self.plan.total_rows,
+            uncertain_path=records.uncertain_path if records.counts.uncertain else None,
         )
         finished = stopped is None and self.plan.limit is None
         records.close(summary.as_dict() if finished else None)
@@ -270,26 +278,46 @@ class Senders:
         self.plan = plan
         self.request_stop = request_stop
         self.auth_error: AuthRejected | None = None
+        self.failure: Exception | None = None  # the first error that ended a sender task
         self.cutoff = UnreachableCutoff(target.policy.concurrency)
 
+    def fail(self, exc: Exception) -> None:
+        """Stop the run for an error (a write that failed); the first one is raised."""
+        self.failure = self.failure or exc
+        self.request_stop()
+
     async def loop(self, queue: asyncio.Queue[Batch | None], stopping: asyncio.Event) -> None:
+        try:
+            while (batch := await queue.get()) is not None:
+                await self._post(batch, stopping)
+        except Exception as exc:
+            self.fail(exc)
+            # Keep taking batches until told to end: a reader waiting on a full queue must
+            # never wait for a sender that is gone.
+            while (batch := await queue.get()) is not None:
+                self.records.unsent(len(batch.items))
+
+    async def _post(self, batch: Batch, stopping: asyncio.Event) -> None:
+        """Post the batch's events in turn; each row is marked on the wire just before."""
         records, sender = self.records, self.sender
-        while (batch := await queue.get()) is not None:
-            unsettled = len(batch.items)
-            try:
-                for row, body in batch.items:
-                    if stopping.is_set():
-                        break
-                    try:
-                        delivery = await sender.deliver(body, give_up=stopping.is_set)
-                    except AuthRejected as exc:
-                        self.auth_error = self.auth_error or exc
-                        self.request_stop()
-                        break
+        unsettled = len(batch.items)
+        try:
+            for row, body in batch.items:
+                if stopping.is_set():
+                    break
+                records.on_wire(row)
+                try:
+                    delivery = await sender.deliver(body, give_up=stopping.is_set)
+                except AuthRejected as exc:
+                    self.auth_error = self.auth_error or exc
+                    self.request_stop()
                     unsettled -= 1
-                    self._settle(row, body, batch.chunk, delivery)
-            finally:  # stopped, or cancelled by a second Ctrl-C: the rest of the batch is unsent
-                records.unsent(unsettled)
+                    records.not_kept(row)
+                    break
+                unsettled -= 1
+                self._settle(row, body, batch.chunk, delivery)
+        finally:  # stopped, failed, or cancelled by a second Ctrl-C: the rest is unsent
+            records.unsent(unsettled)
 
     def _settle(self, row: int, body: bytes, chunk: MappedChunk, delivery: Delivery) -> None:
         if self.cutoff.observe(delivery.kind):
@@ -316,6 +344,14 @@ class Senders:
             status=delivery.status,
             attempts=delivery.attempts,
         )
+
+
+def _drop_queued(queue: asyncio.Queue[Batch | None], records: RunRecords | None) -> None:
+    """Batches still queued when the run stops: never sent, so unsent."""
+    while not queue.empty():
+        batch = queue.get_nowait()
+        if batch is not None and records is not None:
+            records.unsent(len(batch.items))
 
 
 def limit_chunk(
