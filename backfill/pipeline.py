@@ -189,8 +189,8 @@ class Run:
         except asyncio.CancelledError:
             if not self._aborted:
                 raise
-        except Exception:
-            self._stopping.set()  # the reader failed (a report it could not write...)
+        except RecordWriteError:
+            self._stopping.set()  # nothing more may be sent that could not be recorded
             raise
         finally:
             if self._stopping.is_set():
