@@ -18,7 +18,8 @@ import contextlib
 import json
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -26,7 +27,7 @@ import numpy as np
 
 from backfill.api import Api
 from backfill.cutoff import UNREACHABLE_AFTER, UnreachableCutoff
-from backfill.errors import AuthRejected, RecordWriteError
+from backfill.errors import AuthRejected, EndpointRefused, RecordWriteError
 from backfill.events import MappedChunk, RowFailure
 from backfill.rerun import plan_rerun, records_table
 from backfill.run_plan import RunPlan, plan_source_run
@@ -48,6 +49,7 @@ __all__ = [
 ]
 
 QUEUE_EVENTS_PER_SENDER = 64
+QUEUE_SENDERS = 128  # the queue is sized for this many senders at most (memory stays flat)
 BATCH_EVENTS = 8  # events handed to a sender at once: the queue's cost is per item
 PROGRESS_INTERVAL = 0.2
 PosterFactory = Callable[[str, dict[str, str], SendPolicy], Poster]
@@ -59,11 +61,12 @@ class RunSummary:
     elapsed: float
     report_path: Path
     journal_path: Path | None
-    stopped: str | None = None  # "interrupted", "auth" or "unreachable"; None: it finished
+    stopped: str | None = None  # "interrupted", "auth", "endpoint", "unreachable"; None: done
     message: str = ""
     slowdowns: int = 0
     total: int | None = None
     uncertain_path: Path | None = None  # rows sent again whose fate was unknown
+    network: dict[str, Any] = field(default_factory=dict)  # see Sender.network_report
 
     @property
     def events_per_second(self) -> float:
@@ -83,6 +86,7 @@ class RunSummary:
             "uncertain": counts.uncertain,
             "uncertain_report": str(self.uncertain_path) if self.uncertain_path else None,
             "slowdowns": self.slowdowns,
+            **self.network,
             "failed_by_reason": dict(counts.failed_by_reason.most_common()),
             "elapsed_seconds": round(self.elapsed, 3),
             "events_per_second": round(self.events_per_second, 1),
@@ -107,6 +111,8 @@ class Progress:
     accepted: int
     failed: int
     filtered: int
+    in_flight: int = 0  # requests on the wire now
+    answer_ms: float | None = None  # median answer time of the latest requests
 
 
 class Run:
@@ -120,11 +126,13 @@ class Run:
         *,
         on_progress: Callable[[Progress], None] | None = None,
         poster_factory: PosterFactory | None = None,
+        on_notice: Callable[[str], None] | None = None,
     ) -> None:
         self.plan = plan
         self.target = target
         self.records: RunRecords | None = None
         self._on_progress = on_progress
+        self._on_notice = on_notice  # what the user should hear now (a long Retry-After)
         self._poster_factory = poster_factory or AiohttpPoster
         self._stopping = asyncio.Event()
         self._senders: Senders | None = None
@@ -136,8 +144,11 @@ class Run:
         return self.records.counts if self.records else RunCounts()
 
     def request_stop(self) -> None:
-        """Stop reading; senders finish the requests in flight, then the run ends."""
+        """Stop reading; senders finish the requests on the wire, then the run ends.
+        Those waiting (backoff, Retry-After, the rate limit) stop waiting now."""
         self._stopping.set()
+        if self._senders is not None:
+            self._senders.sender.interrupt_waits()
 
     def abort(self) -> None:
         """Stop now: cancel even the requests in flight. The journal stays consistent."""
@@ -151,11 +162,11 @@ class Run:
         records = self.records = RunRecords(self.plan, self.target)
         target = self.target
         poster = self._poster_factory(target.endpoint, target.headers(), target.policy)
-        sender = Sender(poster, target.policy)
+        sender = Sender(poster, target.policy, on_notice=self._on_notice)
         senders = self._senders = Senders(sender, records, target, self.plan, self.request_stop)
-        concurrency = target.policy.concurrency
+        concurrency = target.policy.concurrency  # with auto, the gate decides how many post
         queue: asyncio.Queue[Batch | None] = asyncio.Queue(
-            concurrency * QUEUE_EVENTS_PER_SENDER // BATCH_EVENTS
+            min(concurrency, QUEUE_SENDERS) * QUEUE_EVENTS_PER_SENDER // BATCH_EVENTS
         )
         ticker = asyncio.create_task(self._tick())
         syncer = asyncio.create_task(records.keep_synced(on_error=senders.fail))
@@ -231,7 +242,19 @@ class Run:
         if self._on_progress is not None:
             c = self.counts
             total = self.plan.total_rows
-            self._on_progress(Progress(c.settled, total, c.accepted, c.failed, c.filtered))
+            gate = self._senders.sender.gate if self._senders is not None else None
+            answer = gate.median_answer_time() if gate is not None else None
+            self._on_progress(
+                Progress(
+                    c.settled,
+                    total,
+                    c.accepted,
+                    c.failed,
+                    c.filtered,
+                    in_flight=gate.in_flight if gate is not None else 0,
+                    answer_ms=None if answer is None else answer * 1000,
+                )
+            )
 
     def _finish(self, started: float, sender: Sender, records: RunRecords) -> RunSummary:
         self._report_progress()
@@ -239,7 +262,8 @@ class Run:
         assert self._senders is not None
         auth_error, cutoff = self._senders.auth_error, self._senders.cutoff
         if auth_error is not None:
-            stopped, message = "auth", self.target.scrub(str(auth_error))
+            stopped = "auth" if isinstance(auth_error, AuthRejected) else "endpoint"
+            message = self.target.scrub(str(auth_error))
         elif cutoff.tripped:
             stopped, message = "unreachable", cutoff.message()
         elif self._stopping.is_set():
@@ -255,6 +279,7 @@ class Run:
             total=self.plan.total_rows,
             uncertain_path=records.uncertain_path if records.counts.uncertain else None,
         )
+        summary.network = sender.network_report(summary.events_per_second)
         finished = stopped is None and self.plan.limit is None
         records.close(summary.as_dict() if finished else None)
         return summary
@@ -277,9 +302,10 @@ class Senders:
         self.target = target
         self.plan = plan
         self.request_stop = request_stop
-        self.auth_error: AuthRejected | None = None
+        self.auth_error: EndpointRefused | None = None  # 401/403, a redirect, a certificate
         self.failure: Exception | None = None  # the first error that ended a sender task
-        self.cutoff = UnreachableCutoff(target.policy.concurrency)
+        policy = target.policy
+        self.cutoff = UnreachableCutoff(0 if policy.adaptive else policy.concurrency)
 
     def fail(self, exc: Exception) -> None:
         """Stop the run for an error (a write that failed); the first one is raised."""
@@ -298,17 +324,19 @@ class Senders:
                 self.records.unsent(len(batch.items))
 
     async def _post(self, batch: Batch, stopping: asyncio.Event) -> None:
-        """Post the batch's events in turn; each row is marked on the wire just before."""
+        """Post the batch's events in turn; each row is marked on the wire just before its
+        first request leaves (past the gate and the rate limit)."""
         records, sender = self.records, self.sender
         unsettled = len(batch.items)
         try:
             for row, body in batch.items:
                 if stopping.is_set():
                     break
-                records.on_wire(row)
                 try:
-                    delivery = await sender.deliver(body, give_up=stopping.is_set)
-                except AuthRejected as exc:
+                    delivery = await sender.deliver(
+                        body, give_up=stopping.is_set, on_wire=partial(records.on_wire, row)
+                    )
+                except EndpointRefused as exc:
                     self.auth_error = self.auth_error or exc
                     self.request_stop()
                     unsettled -= 1
