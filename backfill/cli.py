@@ -10,6 +10,7 @@ Heavy imports (pandas, pyarrow, aiohttp) happen inside the commands, so `--help`
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import sys
@@ -74,9 +75,32 @@ def mapping_option(required: bool = True) -> Callable[[Any], Any]:
     )
 
 
-delimiter_option = click.option(
-    "--delimiter", default=",", show_default=True, help="CSV field delimiter."
-)
+SOURCE_OPTIONS = ("delimiter", "encoding", "sheet")
+
+
+def source_options(function: Callable[..., Any]) -> Callable[..., Any]:
+    """The options that say how SOURCE is read (--delimiter, --encoding, --sheet); the command
+    receives them together as `reading`, a dict to pass on as keyword arguments."""
+
+    @functools.wraps(function)
+    def with_reading(*args: Any, **kwargs: Any) -> Any:
+        reading = {name: kwargs.pop(name) for name in SOURCE_OPTIONS}
+        return function(*args, reading=reading, **kwargs)
+
+    options = [
+        click.option("--delimiter", default=",", show_default=True, help="CSV field delimiter."),
+        click.option(
+            "--encoding",
+            help="The text encoding of a CSV SOURCE: any Python codec (cp1252, latin-1, "
+            "utf-16...). Default: UTF-8, or UTF-16 when the file starts with its byte order mark.",
+        ),
+        click.option("--sheet", help="The sheet of an .xlsx SOURCE to read. Default: the first."),
+    ]
+    for option in reversed(options):
+        with_reading = option(with_reading)
+    return with_reading
+
+
 source_argument = click.argument("source", type=click.Path(path_type=Path))
 
 
@@ -87,13 +111,13 @@ source_argument = click.argument("source", type=click.Path(path_type=Path))
 @source_argument
 @mapping_option()
 @click.option("-n", "count", default=5, show_default=True, help="How many events to show.")
-@delimiter_option
-def preview(source: Path, mapping_path: Path, count: int, delimiter: str) -> None:
+@source_options
+def preview(source: Path, mapping_path: Path, count: int, reading: dict[str, Any]) -> None:
     """Show the first mapped events as JSON, each beside its row number."""
     from backfill.offline import preview as build_preview
 
     with user_errors():
-        result = build_preview(source, mapping_path, count, delimiter=delimiter)
+        result = build_preview(source, mapping_path, count, **reading)
     _print_preview(result)
 
 
@@ -117,15 +141,15 @@ def _print_preview(result: Preview) -> None:
     help="Write the failure report (.jsonl or .csv), as `run` would.",
 )
 @click.option("--json", "as_json", is_flag=True, help="Print the result as one JSON object.")
-@delimiter_option
+@source_options
 def validate(
-    source: Path, mapping_path: Path, report: Path | None, as_json: bool, delimiter: str
+    source: Path, mapping_path: Path, report: Path | None, as_json: bool, reading: dict[str, Any]
 ) -> None:
     """Map every row and check it; nothing is sent. Exit 1 when some rows fail."""
     from backfill.offline import validate as validate_file
 
     with user_errors():
-        result = validate_file(source, mapping_path, report=report, delimiter=delimiter)
+        result = validate_file(source, mapping_path, report=report, **reading)
     if as_json:
         click.echo(json.dumps(result.as_dict()))
     else:
@@ -255,13 +279,13 @@ def sending_options(function: Callable[..., Any]) -> Callable[..., Any]:
 @sending_options
 @click.option("--limit", type=click.IntRange(min=1), help="Send only the first N mappable rows.")
 @click.option("--dry-run", is_flag=True, help="Map and validate everything; send nothing.")
-@delimiter_option
+@source_options
 def run(
     source: Path,
     mapping_path: Path,
     limit: int | None,
     dry_run: bool,
-    delimiter: str,
+    reading: dict[str, Any],
     **sending: Any,
 ) -> None:
     """Send every mappable row of SOURCE as a Torque custom event."""
@@ -277,12 +301,12 @@ def run(
             mapping_path=mapping_path,
             report=sending["report"],
             as_json=sending["as_json"],
-            delimiter=delimiter,
+            **reading,
         )
         return
     with user_errors():
         mapping = load_mapping(mapping_path)
-        opened, mapping = open_inputs(source, mapping, delimiter)
+        opened, mapping = open_inputs(source, mapping, **reading)
         target = build_target(sending)
         rehearsal = ".sandbox" if sending["sandbox"] else ""  # a rehearsal's records stay apart
         report = sending["report"] or Path(f"{source.name}{rehearsal}.failures.jsonl")
