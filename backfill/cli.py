@@ -2,7 +2,8 @@
 library outcomes into messages and exit codes. The only module that prints or exits.
 
 Exit codes: 0 every row accepted or filtered; 1 some rows are in the failure report;
-2 a usage, mapping, source or key error (nothing sent); 130 interrupted.
+2 a usage, mapping, source or key error (nothing sent); 3 the report or journal could not be
+written (disk full...): the run stopped, continue with --resume; 130 interrupted.
 
 Heavy imports (pandas, pyarrow, aiohttp) happen inside the commands, so `--help` is quick.
 """
@@ -26,23 +27,29 @@ if TYPE_CHECKING:
     from backfill.offline import Preview, ValidationResult
     from backfill.pipeline import Progress, RunPlan, RunSummary, Target
 
-EXIT_OK, EXIT_ROWS_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
+EXIT_OK, EXIT_ROWS_FAILED, EXIT_USAGE, EXIT_WRITE_FAILED, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
 API_KEY_ENV = "TORQUE_API_KEY"
 ENDPOINT_ENV = "TORQUE_ENDPOINT"
 BACKOFF_BASE_ENV = "BACKFILL_BACKOFF_BASE"
 EVENT_LOOP_ENV = "BACKFILL_EVENT_LOOP"
 EVENT_LOOPS = ("uvloop", "asyncio")
 SANDBOX_KEY = "sandbox-key"
-LOOPBACK_HOSTS = {"127.0.0.1", "localhost", "::1"}
+WRITE_FAILED_HINT = (
+    "Stopped with its records consistent: make room, then run the same command again "
+    "(run, rerun: with --resume, which sends only the rest)"
+)
 
 
 @contextmanager
 def user_errors() -> Iterator[None]:
     """A `BackfillError` is the user's to fix: one line on stderr and exit 2, no traceback."""
-    from backfill.errors import BackfillError
+    from backfill.errors import BackfillError, RecordWriteError
 
     try:
         yield
+    except RecordWriteError as exc:  # disk full, file too large: the run stopped cleanly
+        click.echo(f"Error: {exc}. {WRITE_FAILED_HINT}", err=True)
+        sys.exit(EXIT_WRITE_FAILED)
     except BackfillError as exc:
         click.echo(f"Error: {exc}", err=True)
         sys.exit(EXIT_USAGE)
@@ -99,11 +106,11 @@ def source_options(function: Callable[..., Any]) -> Callable[..., Any]:
 source_argument = click.argument("source")
 
 
-def report_name(source: str) -> str:
+def report_name(source: str, rehearsal: str = "") -> str:
     """The default report's name: the source's last part (`orders-*.csv` for a glob), kept
     to the characters a file name can hold everywhere."""
     last = source.rstrip("/\\").replace("\\", "/").rsplit("/", 1)[-1] or "source"
-    return re.sub(r"[^\w.=-]", "_", last) + ".failures.jsonl"
+    return re.sub(r"[^\w.=-]", "_", last) + f"{rehearsal}.failures.jsonl"
 
 
 ledger_option = click.option(
@@ -360,7 +367,8 @@ def run(
         mapping = load_mapping(mapping_path)
         opened, mapping = open_inputs(source, mapping, **reading)
         target = build_target(sending)
-        report = sending["report"] or Path(report_name(source))
+        rehearsal = ".sandbox" if sending["sandbox"] else ""  # a rehearsal's records stay apart
+        report = sending["report"] or Path(report_name(source, rehearsal))
         plan = plan_source_run(
             opened,
             mapping,
@@ -390,7 +398,9 @@ def rerun(
     with user_errors():
         mapping = load_mapping(mapping_path) if mapping_path else None
         target = build_target(sending)
-        new_report = sending["report"] or report_in.with_name(_rerun_name(report_in))
+        new_report = sending["report"] or report_in.with_name(
+            _rerun_name(report_in, rehearsal=sending["sandbox"])
+        )
         plan = plan_rerun(
             report_in,
             mapping,
@@ -410,34 +420,26 @@ def rerun(
     sys.exit(_exit_code(summary))
 
 
-def _rerun_name(report: Path) -> str:
+def _rerun_name(report: Path, *, rehearsal: bool = False) -> str:
     stem = report.name[: -len(report.suffix)] if report.suffix else report.name
-    return f"{stem}.rerun{report.suffix or '.jsonl'}"
+    kind = ".sandbox.rerun" if rehearsal else ".rerun"
+    return f"{stem}{kind}{report.suffix or '.jsonl'}"
 
 
 def build_target(sending: dict[str, Any]) -> Target:
-    """Endpoint, key and policy from the options; refuse what would leak the key."""
+    """Endpoint, key and policy from the options; `Target` refuses what would leak the key."""
     from backfill.api import get_api
-    from backfill.errors import UsageError
     from backfill.sender import SendPolicy
     from backfill.target import Target
 
     api = get_api(sending["api_name"])
     key = os.environ.get(API_KEY_ENV, "")
-    if not key:
-        if not sending["sandbox"]:
-            raise UsageError(
-                f"{API_KEY_ENV} is not set: export your Torque API key, or add --sandbox "
-                "to rehearse against a local sandbox."
-            )
+    if not key and sending["sandbox"]:
         key = SANDBOX_KEY
-    if not all("!" <= char <= "~" for char in key):  # never show the key, not even a part
-        raise UsageError(
-            f"{API_KEY_ENV} holds a space, line break or other character that cannot go in "
-            "an HTTP header (a newline left from a file?); set it to the key alone."
-        )
     endpoint = sending["endpoint"] or api.default_endpoint
-    if not sending["sandbox"]:
+    if sending["sandbox"]:  # the sandbox's own URL replaces it once the sandbox is up
+        endpoint = api.default_endpoint
+    else:  # Target checks them again itself, for library callers
         check_endpoint(endpoint, sending["allow_insecure"])
         check_network(endpoint)
     from backfill.concurrency import AUTO_CAP
@@ -452,7 +454,14 @@ def build_target(sending: dict[str, Any]) -> Target:
         rate_limit_budget=sending["rate_limit_budget"],
         backoff_base=_backoff_base(SendPolicy.backoff_base),
     )
-    return Target(api=api, endpoint=endpoint, api_key=key, policy=policy)
+    return Target(
+        api=api,
+        endpoint=endpoint,
+        api_key=key,
+        policy=policy,
+        allow_insecure=sending["allow_insecure"],
+        rehearsal=sending["sandbox"],
+    )
 
 
 def _backoff_base(default: float) -> float:
@@ -472,16 +481,10 @@ def _backoff_base(default: float) -> float:
 
 
 def check_endpoint(endpoint: str, allow_insecure: bool) -> None:
-    from backfill.errors import UsageError
+    """Kept for callers of the CLI module; the check lives in `backfill.target`."""
+    from backfill.target import check_endpoint as check
 
-    parts = urlsplit(endpoint)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise UsageError(f"--endpoint {endpoint!r} is not an http(s) URL.")
-    if parts.scheme == "http" and parts.hostname not in LOOPBACK_HOSTS and not allow_insecure:
-        raise UsageError(
-            f"--endpoint {endpoint} is plain http to another machine: the API key would "
-            "travel in clear text. Use https, or --allow-insecure if you mean it."
-        )
+    check(endpoint, allow_insecure)
 
 
 def check_network(endpoint: str) -> None:
@@ -662,6 +665,11 @@ def _print_summary(summary: RunSummary, sandbox_stats: dict[str, Any] | None) ->
         click.echo(f"  already sent  {counts.already_sent:,} (ids in the ledger)")
     if counts.unsent:
         click.echo(f"  not sent      {counts.unsent:,}")
+    if counts.uncertain:
+        click.echo(
+            f"  uncertain     {counts.uncertain:,} (sent again after a crash; Torque may "
+            f"hold them twice: {summary.uncertain_path})"
+        )
     click.echo(f"  retries       {counts.retries:,}")
     click.echo(
         f"  elapsed       {summary.elapsed:.1f} s ({summary.events_per_second:,.0f} events/s)"
