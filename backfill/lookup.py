@@ -72,7 +72,7 @@ class LookupIndex:
         if not len(self.keys):
             return pa.nulls(len(text), self.values.type), present
         text = pc.fill_null(text, "")
-        found = pc.search_sorted(self.keys, text).to_numpy(zero_copy_only=False)
+        found = _search_sorted(self.keys, text)
         found = np.minimum(found, len(self.keys) - 1)
         same = pc.equal(self.keys.take(pa.array(found)), text)
         hit = present & pc.fill_null(same, False).to_numpy(zero_copy_only=False)
@@ -248,3 +248,11 @@ def _as_text(array: pa.Array) -> pa.Array:
 def _missing(text: pa.Array) -> np.ndarray:
     empty = pc.or_kleene(pc.is_null(text), pc.equal(pc.utf8_length(text), 0))
     return pc.fill_null(empty, True).to_numpy(zero_copy_only=False).astype(bool)
+
+
+def _search_sorted(keys: pa.Array, text: pa.Array) -> np.ndarray:
+    """Where each text would sit among the sorted keys (numpy where pyarrow is older than 16)."""
+    if hasattr(pc, "search_sorted"):
+        return pc.search_sorted(keys, text).to_numpy(zero_copy_only=False)
+    as_objects = keys.to_numpy(zero_copy_only=False)
+    return np.searchsorted(as_objects, text.to_numpy(zero_copy_only=False))
