@@ -6,8 +6,10 @@ concurrency-limits (Vegas, Gradient2) and Envoy's adaptive concurrency filter:
 
 - Little's law: carrying `rate` events/s at `rtt` seconds per answer takes `rate × rtt`
   requests in flight. While the rate limit is what holds the run back, the gate only keeps
-  enough room for that, with headroom. The very first answer sizes the limit that way, so
-  reaching the rate costs one answer time, not a slow start's several.
+  enough room for that, with headroom. The very first answer already sizes the limit to
+  rate × its answer time (without headroom: a first answer is cold, a new connection, so
+  it over-states the answer time), so reaching the rate costs one answer time, not a slow
+  start's several.
 - Whatever the answer time, the limit stays below 2 × rate × the no-load answer time (with
   a margin: that answer time carries our own and the server's work beyond the network).
 - When senders queue at the gate while the rate limit has tokens to spare, the gate is the
@@ -174,11 +176,9 @@ class ConcurrencyGate:
         That answer came at no load, so it is also the first no-load answer time."""
         self._sized = True
         self._bases.append((now, rtt))
-        rate = self._rate_in_force()
-        if self.adaptive and rate:
-            need = min(HEADROOM * rate * rtt, math.floor(MOST_IN_FLIGHT * rate * rtt))
-            if need > self.limit:
-                self._set_limit(need)
+        need = self._rate_in_force() * rtt
+        if self.adaptive and need > self.limit:
+            self._set_limit(need)
 
     def _remember_base(self, now: float, rtt: float | None) -> float | None:
         if rtt is not None:
