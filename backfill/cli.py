@@ -546,6 +546,50 @@ def _exit_code(summary: RunSummary) -> int:
     return EXIT_ROWS_FAILED if some_failed else EXIT_OK
 
 
+# --- init / plan / schema (issue 15: look before you send) ----------------------------------
+
+
+@cli.command()
+@source_argument
+@click.option("--event-name", default="ORDER", show_default=True, help="The custom event's name.")
+@click.option(
+    "-o",
+    "--output",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Write the draft here instead of stdout.",
+)
+@click.option("--force", is_flag=True, help="Let -o replace an existing file.")
+@delimiter_option
+def init(source: Path, event_name: str, output: Path | None, force: bool, delimiter: str) -> None:
+    """Draft a mapping from a sample of SOURCE, each guess explained in a comment."""
+    from backfill.draft import draft_mapping
+    from backfill.errors import UsageError
+
+    with user_errors():
+        if output is not None and output.exists() and not force:
+            raise UsageError(f"{output} exists; add --force to replace it, or choose another -o.")
+        draft = draft_mapping(source, event_name=event_name, delimiter=delimiter)
+        if output is None:
+            click.echo(draft.text, nl=False)
+            return
+        try:
+            with output.open("w" if force else "x", encoding="utf-8") as handle:
+                handle.write(draft.text)
+        except FileExistsError:
+            raise UsageError(f"{output} exists; add --force to replace it.") from None
+        except OSError as exc:
+            raise UsageError(f"{output}: cannot write the draft ({exc.strerror}).") from None
+    click.echo(f"Draft written to {output}. Next: backfill plan {source} -m {output}", err=True)
+
+
+@cli.command()
+def schema() -> None:
+    """Print the JSON Schema of map.yaml, for editors that complete and check mappings."""
+    from backfill.mapping_schema import mapping_schema
+
+    click.echo(json.dumps(mapping_schema(), indent=2))
+
+
 # --- sandbox ---------------------------------------------------------------------------------
 
 
