@@ -125,7 +125,9 @@ class EventMapper:
         messages = self._failure_messages(kept, timestamp, pubkey, columns)
         failed = np.zeros(kept.num_rows, dtype=bool)
         failed[list(messages)] = True
-        failures = self._read_failures(chunk) + self._row_failures(kept, kept_rows, messages)
+        source = chunk.source or self.source_name
+        failures = self._read_failures(chunk, source)
+        failures += self._row_failures(kept, kept_rows, messages, source)
         ok = ~failed
 
         def good_rows() -> tuple[list[int], list[str], list[list[Any]]]:
@@ -199,11 +201,11 @@ class EventMapper:
                     )
         return messages
 
-    def _read_failures(self, chunk: Chunk) -> list[RowFailure]:
+    def _read_failures(self, chunk: Chunk, source: str) -> list[RowFailure]:
         return [
             RowFailure(
                 row=None,
-                source=self.source_name,
+                source=source,
                 stage="read",
                 reason=f"CSV line skipped: {line.reason}",
                 error=f"CSV line skipped: {line.reason}: {line.text[:200]!r}",
@@ -213,7 +215,11 @@ class EventMapper:
         ]
 
     def _row_failures(
-        self, table: pa.Table, rows: np.ndarray, messages: dict[int, list[tuple[str, str]]]
+        self,
+        table: pa.Table,
+        rows: np.ndarray,
+        messages: dict[int, list[tuple[str, str]]],
+        source: str,
     ) -> list[RowFailure]:
         if not messages:
             return []
@@ -222,7 +228,7 @@ class EventMapper:
         return [
             RowFailure(
                 row=int(rows[position]),
-                source=self.source_name,
+                source=source,
                 stage="mapping",
                 reason="; ".join(reason for reason, _ in messages[position]),
                 error="; ".join(message for _, message in messages[position]),
