@@ -26,7 +26,7 @@ import pyarrow as pa
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
-from backfill.source import CsvSource, ParquetSource, Source, read_source
+from backfill.source import CsvReader, FileReader, ParquetReader, Source, read_source
 
 SAMPLE_ROWS = 3_000
 HEAD_ROWS = 1_000
@@ -34,6 +34,7 @@ STRETCHES = 20
 STRETCH_BYTES = 1 << 16
 WHOLE_FILE_BYTES = 8 << 20
 MAX_GROUPS = 30
+MAX_FILES = 30
 MAX_BAD_SHARE = 0.2
 
 
@@ -51,95 +52,96 @@ class Sample:
 
 
 def sample_source(path: str | Path, *, delimiter: str = ",", rows: int = SAMPLE_ROWS) -> Sample:
-    """Open `path` as `run` would (same errors for a bad file) and sample its rows."""
+    """Open `path` as `run` would (same errors for a bad file) and sample its rows; a
+    directory's files are sampled alike, a share of the rows each."""
     source = read_source(path, delimiter=delimiter)
-    if isinstance(source, ParquetSource):
-        return _parquet_sample(source, rows)
-    if isinstance(source, CsvSource):
-        return _csv_sample(source, rows)
-    return Sample(source, _head(source, rows), f"the first {rows:,} rows")
-
-
-def _head(source: Source, rows: int) -> pa.Table:
-    for chunk in source.chunks(rows):
-        return chunk.table
-    return source.schema.empty_table()
-
-
-def _parquet_sample(source: ParquetSource, rows: int) -> Sample:
-    groups = [
-        (file, group)
-        for file in source.files
-        for group in range(pq.ParquetFile(file).metadata.num_row_groups)
-    ]
-    if not groups:
-        return Sample(source, source.schema.empty_table(), "no rows")
-    picked = [groups[i] for i in _spread(len(groups), min(MAX_GROUPS, len(groups)))]
-    per_group = math.ceil(rows / len(picked))
-    tables = []
-    for file, group in picked:
-        reader = pq.ParquetFile(file, pre_buffer=False)
-        batches = reader.iter_batches(
-            batch_size=per_group, row_groups=[group], columns=source.columns
-        )
-        batch = next(batches, None)
-        if batch is not None:
-            tables.append(pa.Table.from_batches([batch]))
-    table = pa.concat_tables(tables, promote_options="permissive") if tables else _head(source, 0)
-    how = (
-        f"the first {per_group:,} rows of {len(picked)} of {len(groups)} row groups"
-        if len(groups) > 1
-        else f"the first {table.num_rows:,} rows (the file has one row group)"
+    files = [source.files[i] for i in _spread(len(source.files), MAX_FILES)]
+    per_file = max(1, math.ceil(rows / max(len(files), 1)))
+    tables, how = [], ""
+    for reader in files:
+        table, how = _sample_file(reader, per_file, source.columns)
+        tables.append(table.select(source.columns))
+    table = (
+        pa.concat_tables(tables, promote_options="permissive")
+        if tables
+        else source.schema.empty_table()
     )
+    if len(files) > 1:
+        how = f"{table.num_rows:,} rows from {len(files)} of its {len(source.files)} files"
     return Sample(source, table, how)
 
 
+def _sample_file(reader: FileReader, rows: int, columns: list[str]) -> tuple[pa.Table, str]:
+    if isinstance(reader, ParquetReader):
+        return _parquet_sample(reader, rows, columns)
+    if isinstance(reader, CsvReader):
+        return _csv_sample(reader, rows)
+    table = _head(reader, rows, columns)
+    return table, f"the first {table.num_rows:,} rows"
+
+
+def _head(reader: FileReader, rows: int, columns: list[str] | None = None) -> pa.Table:
+    for chunk in reader.chunks(max(rows, 1), columns):
+        return chunk.table.slice(0, rows)
+    return reader.schema.empty_table()
+
+
 def _spread(total: int, count: int) -> list[int]:
-    return sorted(set(np.linspace(0, total - 1, count).round().astype(int).tolist()))
+    if total <= 0:
+        return []
+    return sorted(set(np.linspace(0, total - 1, min(count, total)).round().astype(int).tolist()))
 
 
-def _csv_sample(source: CsvSource, rows: int) -> Sample:
-    path = source.path
-    compressed = path.suffix.lower() == ".gz"
-    size = path.stat().st_size
-    if compressed or size <= WHOLE_FILE_BYTES:
-        table = _csv_all_or_head(source, rows, whole=not compressed)
-        how = (
-            f"the first {table.num_rows:,} rows (a gzip file cannot be sought in)"
-            if compressed
-            else f"{table.num_rows:,} rows evenly spaced over the whole file"
-        )
-        return Sample(source, table, how)
-    head = _head(source, min(HEAD_ROWS, rows))
+def _parquet_sample(reader: ParquetReader, rows: int, columns: list[str]) -> tuple[pa.Table, str]:
+    with reader.filesystem.open_input_file(reader.path) as handle:
+        parquet = pq.ParquetFile(handle, pre_buffer=False)
+        groups = parquet.metadata.num_row_groups
+        picked = _spread(groups, MAX_GROUPS)
+        per_group = math.ceil(rows / max(len(picked), 1))
+        tables = []
+        for group in picked:
+            batches = parquet.iter_batches(
+                batch_size=per_group, row_groups=[group], columns=columns
+            )
+            batch = next(batches, None)
+            if batch is not None:
+                tables.append(pa.Table.from_batches([batch]))
+    table = pa.concat_tables(tables) if tables else reader.schema.empty_table()
+    if groups > 1:
+        return table, f"the first {per_group:,} rows of {len(picked)} of its {groups} row groups"
+    return table, f"the first {table.num_rows:,} rows (the file has one row group)"
+
+
+def _csv_sample(reader: CsvReader, rows: int) -> tuple[pa.Table, str]:
+    compressed = reader.name.lower().endswith(".gz")
+    size = reader.filesystem.get_file_info(reader.path).size or 0
+    if compressed:
+        table = _head(reader, rows)
+        return table, f"the first {table.num_rows:,} rows (a gzip file cannot be sought in)"
+    if size <= WHOLE_FILE_BYTES:
+        tables = [chunk.table for chunk in reader.chunks()]
+        table = pa.concat_tables(tables) if tables else reader.schema.empty_table()
+        if table.num_rows > rows:
+            table = table.take(pa.array(_spread(table.num_rows, rows)))
+        return table, f"{table.num_rows:,} rows evenly spaced over the whole file"
+    head = _head(reader, min(HEAD_ROWS, rows))
     per_stretch = max(1, (rows - head.num_rows) // STRETCHES)
     offsets = np.linspace(size * 0.05, size - STRETCH_BYTES, STRETCHES).astype(int).tolist()
     tables = [head]
-    with path.open("rb") as handle:
+    with reader.filesystem.open_input_file(reader.path) as handle:
         for offset in offsets:
-            stretch = _stretch(handle, max(offset, 0), source, per_stretch)
+            stretch = _stretch(handle, max(offset, 0), reader, per_stretch)
             if stretch is not None:
                 tables.append(stretch)
-    table = pa.concat_tables([t.cast(source.schema) for t in tables])
+    table = pa.concat_tables([t.cast(reader.schema) for t in tables])
     how = (
         f"{table.num_rows:,} rows: the first {head.num_rows:,} and "
         f"{len(tables) - 1} stretches at evenly spaced places in the file"
     )
-    return Sample(source, table, how)
+    return table, how
 
 
-def _csv_all_or_head(source: CsvSource, rows: int, *, whole: bool) -> pa.Table:
-    if not whole:
-        return _head(source, rows)
-    tables = [chunk.table for chunk in source.chunks()]
-    table = pa.concat_tables(tables) if tables else source.schema.empty_table()
-    if table.num_rows <= rows:
-        return table
-    return table.take(pa.array(_spread(table.num_rows, rows)))
-
-
-def _stretch(
-    handle: io.BufferedReader, offset: int, source: CsvSource, rows: int
-) -> pa.Table | None:
+def _stretch(handle: pa.NativeFile, offset: int, reader: CsvReader, rows: int) -> pa.Table | None:
     """Whole lines after `offset`, parsed with the header's columns; None if unusable."""
     handle.seek(offset)
     data = handle.read(STRETCH_BYTES)
@@ -157,12 +159,12 @@ def _stretch(
     try:
         table = pacsv.read_csv(
             io.BytesIO(text),
-            read_options=pacsv.ReadOptions(column_names=source.columns, use_threads=False),
+            read_options=pacsv.ReadOptions(column_names=reader.columns, use_threads=False),
             parse_options=pacsv.ParseOptions(
-                delimiter=source.delimiter, newlines_in_values=True, invalid_row_handler=count_bad
+                delimiter=reader.delimiter, newlines_in_values=True, invalid_row_handler=count_bad
             ),
             convert_options=pacsv.ConvertOptions(
-                column_types={name: pa.string() for name in source.columns},
+                column_types={name: pa.string() for name in reader.columns},
                 strings_can_be_null=False,
                 quoted_strings_can_be_null=False,
             ),
