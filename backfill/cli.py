@@ -217,10 +217,19 @@ def sending_options(function: Callable[..., Any]) -> Callable[..., Any]:
     return function
 
 
+yes_option = click.option(
+    "--yes",
+    "-y",
+    is_flag=True,
+    help="Do not ask before sending to a real endpoint (asked only on a terminal).",
+)
+
+
 @cli.command()
 @source_argument
 @mapping_option()
 @sending_options
+@yes_option
 @click.option("--limit", type=click.IntRange(min=1), help="Send only the first N mappable rows.")
 @click.option("--dry-run", is_flag=True, help="Map and validate everything; send nothing.")
 @delimiter_option
@@ -263,6 +272,9 @@ def run(
             restart=sending["restart"],
         )
     schema = _sandbox_schema(mapping, opened) if sending["sandbox"] else None
+    confirm_before_sending(
+        sending, target, lambda: _source_headline(opened, mapping, report, sending, limit)
+    )
     execute(plan, target, sending, schema)
 
 
@@ -270,6 +282,7 @@ def run(
 @click.argument("report_in", metavar="REPORT", type=click.Path(path_type=Path))
 @mapping_option(required=False)
 @sending_options
+@yes_option
 def rerun(report_in: Path, mapping_path: Path | None, **sending: Any) -> None:
     """Send the rows of a failure report again, re-mapped with --mapping if given."""
     from backfill.mapping import load_mapping
@@ -288,6 +301,7 @@ def rerun(report_in: Path, mapping_path: Path | None, **sending: Any) -> None:
             restart=sending["restart"],
         )
     schema = _sandbox_schema(mapping, None) if sending["sandbox"] and mapping else None
+    confirm_before_sending(sending, target, lambda: _feed_headline(plan, sending))
     summary = execute(plan, target, sending, schema, exit_when_done=False)
     if not sending["as_json"]:
         click.echo(
@@ -295,6 +309,51 @@ def rerun(report_in: Path, mapping_path: Path | None, **sending: Any) -> None:
             f"{summary.counts.failed:,} still failing."
         )
     sys.exit(_exit_code(summary))
+
+
+def confirm_before_sending(
+    sending: dict[str, Any], target: Target, headline: Callable[[], list[str]]
+) -> None:
+    """On a terminal, show what is about to go to a real endpoint and ask first.
+
+    Asked only when stdin and stderr are both terminals (the question goes to stderr, so
+    `--json` output stays clean): a script, a pipe or a cron job is never asked and never
+    waits. `--sandbox` and `--yes` skip it. The headline comes from a full `plan` pass,
+    which costs what `validate` costs: small beside sending at any rate a real endpoint takes.
+    """
+    if sending["sandbox"] or sending.get("yes") or not _interactive():
+        return
+    click.echo("Planning (every row is mapped; nothing is sent)...", err=True)
+    with user_errors():
+        lines = headline()
+    click.echo("\n".join(lines), err=True)
+    click.echo(f"  to {target.endpoint} ({target.api.name})", err=True)
+    try:
+        answer = click.confirm("Send them?", default=False, err=True)
+    except click.Abort:  # Ctrl-D or Ctrl-C at the question
+        answer = False
+    if not answer:
+        click.echo("Nothing was sent.", err=True)
+        sys.exit(EXIT_OK)
+
+
+def _interactive() -> bool:
+    return sys.stdin.isatty() and sys.stderr.isatty()
+
+
+def _source_headline(
+    source: Any, mapping: Any, report: Path, sending: dict[str, Any], limit: int | None
+) -> list[str]:
+    from backfill.plan import plan, plan_headline
+
+    return plan_headline(plan(source, mapping, rate=sending["rate"], report=report), limit)
+
+
+def _feed_headline(run_plan: RunPlan, sending: dict[str, Any]) -> list[str]:
+    """For rerun: its rows are few (a report), so they are mapped as the run will."""
+    from backfill.plan import feed_headline
+
+    return feed_headline(run_plan.feed(), run_plan.source_name, sending["rate"])
 
 
 def _rerun_name(report: Path) -> str:
@@ -580,6 +639,77 @@ def init(source: Path, event_name: str, output: Path | None, force: bool, delimi
         except OSError as exc:
             raise UsageError(f"{output}: cannot write the draft ({exc.strerror}).") from None
     click.echo(f"Draft written to {output}. Next: backfill plan {source} -m {output}", err=True)
+
+
+@cli.command()
+@source_argument
+@mapping_option()
+@click.option(
+    "--rate",
+    type=click.FloatRange(min=0),
+    default=100.0,
+    show_default=True,
+    help="Events per second the run would send at, for the ETA (0: no limit).",
+)
+@click.option(
+    "--report",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="The run's failure report, beside which its journal is (default as run).",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print the plan as one JSON object.")
+@delimiter_option
+def plan(
+    source: Path,
+    mapping_path: Path,
+    rate: float,
+    report: Path | None,
+    as_json: bool,
+    delimiter: str,
+) -> None:
+    """Map everything, send nothing: what a run would send, when, how long, and warnings."""
+    from backfill.plan import plan as plan_run
+
+    with user_errors():
+        result = plan_run(source, mapping_path, rate=rate, report=report, delimiter=delimiter)
+    if as_json:
+        click.echo(json.dumps(result.as_dict()))
+    else:
+        _print_plan(result)
+    sys.exit(EXIT_ROWS_FAILED if result.counts.failing else EXIT_OK)
+
+
+def _print_plan(result: Any) -> None:
+    from backfill.plan import format_ms
+
+    counts = result.counts
+    click.echo(f"{counts.source}: read {counts.read:,} rows")
+    click.echo(f"  would send    {counts.mappable:,}")
+    click.echo(f"  filtered      {counts.filtered:,}")
+    click.echo(f"  failing       {counts.failing:,}  (backfill validate shows why)")
+    click.echo(f"  already sent  {result.already_sent:,}")
+    click.echo(f"  requests      {result.requests:,}{_eta_words(result)}")
+    click.echo(f"  first         {format_ms(result.first_timestamp)}")
+    click.echo(f"  last          {format_ms(result.last_timestamp)}")
+    if result.by_month:
+        click.echo("  events per month (UTC):")
+        widest = max(result.by_month.values())
+        for month, count in result.by_month.items():
+            bar = "#" * max(1, round(40 * count / widest))
+            click.echo(f"    {month}  {count:>10,}  {bar}")
+    if result.warnings:
+        click.echo("\nWarnings:")
+    for warning in result.warnings:
+        rows = ", ".join(str(r) for r in warning.example_rows)
+        click.echo(f"  [{warning.code}] {warning.count:,} × {warning.message}")
+        click.echo(f"      e.g. rows {rows}")
+
+
+def _eta_words(result: Any) -> str:
+    from backfill.plan import duration_words
+
+    if result.eta_seconds is None:
+        return " (no rate limit)"
+    return f" at {result.rate:g}/s: about {duration_words(result.eta_seconds)}"
 
 
 @cli.command()

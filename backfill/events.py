@@ -59,6 +59,7 @@ class MappedChunk:
     failures: list[RowFailure]
     event_rows: np.ndarray
     table: pa.Table | None = field(repr=False, default=None)
+    timestamp: Converted | None = field(repr=False, default=None)  # of the kept rows: for plan
     _build: Any = field(repr=False, default=None)
     _encode: Any = field(repr=False, default=None)
     _positions: dict[int, int] | None = field(repr=False, default=None)
@@ -139,6 +140,7 @@ class EventMapper:
             failures=failures,
             event_rows=kept_rows[ok],
             table=table,
+            timestamp=timestamp,
             _build=lambda: self._build_events(*good_rows()),
             _encode=lambda api: self._encode_bodies(api, *good_rows()),
         )
