@@ -8,11 +8,9 @@ the key (`event_data.orderAmount.type`), what was found and what was expected, w
 
 from __future__ import annotations
 
-import ast
 import difflib
 import hashlib
 import html
-import re
 import reprlib
 import zoneinfo
 from dataclasses import dataclass
@@ -24,6 +22,7 @@ import yaml
 from backfill.api import json_type
 from backfill.convert import FieldType, TimestampRule
 from backfill.errors import MappingError
+from backfill.filter_language import FilterError, filter_columns, parse_filter
 
 TOP_KEYS = ("event_name", "timestamp", "user", "event_data", "filter")
 REQUIRED_TOP_KEYS = ("event_name", "timestamp", "user", "event_data")
@@ -32,7 +31,6 @@ USER_KEYS = ("pubKey",)
 FIELD_KEYS = ("column", "value", "type", "true", "false", "default", "optional")
 FIELD_TYPES: tuple[FieldType, ...] = ("string", "number", "boolean")
 UNITS = ("auto", "s", "ms", "us", "ns", "iso")
-BACKTICKED = re.compile(r"`([^`]*)`")
 
 
 @dataclass(frozen=True)
@@ -48,10 +46,6 @@ class FieldSpec:
     default: Any = None
     has_default: bool = False
     optional: bool = False
-
-    @property
-    def is_constant(self) -> bool:
-        return self.column is None
 
 
 @dataclass(frozen=True)
@@ -367,6 +361,7 @@ def _json_type(value: Any) -> FieldType | None:
 
 
 def _filter(expression: Any, origin: str) -> str | None:
+    """The filter's text, once it has parsed and passed the allow-list (filter_language)."""
     if expression is None:
         return None
     if not isinstance(expression, str) or not expression.strip():
@@ -375,32 +370,10 @@ def _filter(expression: Any, origin: str) -> str | None:
             f"found {_shown(expression)}."
         )
     try:
-        tree = ast.parse(BACKTICKED.sub("_column_", expression), mode="eval")
-    except SyntaxError as exc:
-        raise MappingError(
-            f"{origin}: filter: {expression!r} is not a valid expression ({exc.msg}); "
-            "write pandas query syntax, with `backticks` around column names with spaces."
-        ) from None
-    for node in ast.walk(tree):
-        if isinstance(node, ast.Attribute) and _UNSAFE_ATTRIBUTE.match(node.attr):
-            raise MappingError(
-                f"{origin}: filter: {expression!r} uses .{node.attr}, which could write files "
-                "or run code; a filter may only compare and convert values."
-            )
+        parse_filter(expression)
+    except FilterError as exc:
+        raise MappingError(f"{origin}: filter: {exc}") from None
     return expression
-
-
-# A mapping may come from someone else: its filter must not write files or reach internals.
-_UNSAFE_ATTRIBUTE = re.compile(r"^(_|to_|pipe$|apply$|map$|agg|aggregate$|transform$|eval$|query$)")
-
-
-def filter_columns(expression: str) -> list[str]:
-    """Column names an expression refers to: bare names and `back ticked` ones."""
-    quoted = BACKTICKED.findall(expression)
-    tree = ast.parse(BACKTICKED.sub("_column_", expression), mode="eval")
-    bare = [node.id for node in ast.walk(tree) if isinstance(node, ast.Name)]
-    builtins = {"_column_", "True", "False", "None"}
-    return list(dict.fromkeys(quoted + [name for name in bare if name not in builtins]))
 
 
 def _column_name(value: Any, key: str, origin: str) -> str:

@@ -231,14 +231,18 @@ def test_validate_streams_in_chunks_with_the_same_counts_and_progress(
         assert result.reasons_frame()["count"].sum() == 72
 
 
-def test_validate_stops_at_a_filter_that_fails(tmp_path: Path, sample_csv: Path) -> None:
+def test_validate_stops_at_a_filter_that_does_not_fit_the_column_types(
+    tmp_path: Path, sample_csv: Path
+) -> None:
     mapping = tmp_path / "map.yaml"
     mapping.write_text(
         "event_name: E\ntimestamp: created_at\nuser: {pubKey: wallet}\n"
         "event_data: {q: quantity}\nfilter: quantity > 2\n",
         encoding="utf-8",
     )
-    with pytest.raises(MappingError, match=r"filter: 'quantity > 2' failed on rows 0-"):
+    with pytest.raises(
+        MappingError, match=r"filter: `quantity > 2` compares column 'quantity' \(text in "
+    ):
         validate(sample_csv, mapping)
 
 
