@@ -83,8 +83,8 @@ def draft_mapping(
     taken.add(pubkey_column)
     fields = _field_drafts(sample.table, taken)
     if chosen is None:  # nothing parses as a time: name a column so the draft still loads
-        fallback = next(n for n in sample.table.column_names if n not in taken or not fields)
-        chosen_column = fallback
+        names = sample.table.column_names
+        chosen_column = next((n for n in names if n not in taken), names[0])
     else:
         chosen_column = chosen.column
     text = _render(
@@ -298,6 +298,8 @@ def _render(
         )
         lines.append(line)
         lines += [f"  {extra}" for extra in item.extra]
+    if not any(item.active for item in fields):  # event_data may not be empty
+        lines.append("  channel: {value: backfill}   # a constant: no other column to send")
     lines += _filter_lines(sample.table)
     return "\n".join(lines) + "\n"
 

@@ -293,3 +293,9 @@ def test_a_file_without_times_or_wallets_still_drafts_a_mapping_that_loads(
     assert data["event_data"]
     validated = cli("validate", source, "-m", out)
     assert validated.code == 1, validated.stderr
+
+
+def test_a_file_with_only_a_time_and_a_wallet_drafts_a_constant_field(tmp_path: Path) -> None:
+    rows = [[f"2024-01-0{i + 1}T10:00:00Z", make_pubkey(i + 1)] for i in range(5)]
+    data = drafted(draft_mapping(write_csv(tmp_path / "o.csv", ["at", "wallet"], rows)).text)
+    assert data["event_data"] == {"channel": {"value": "backfill"}}
