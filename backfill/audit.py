@@ -1,9 +1,8 @@
 """The timestamp audit of `backfill plan`: what in the times (and wallets, and ids) of a file
 looks like a mistake before it becomes a few million irreversible events.
 
-Fed chunk by chunk with the rows the filter keeps, it holds counters and a few example rows,
-not the rows: memory stays flat, except for the duplicate-id check, which keeps 8 bytes (a
-64-bit hash) per event, the least an exact answer needs.
+Fed chunk by chunk with the rows the filter keeps, it holds counters, a few example rows
+and bounded structures (see `duplicates`), never the rows: memory stays flat.
 
 Checks (codes in `--json`): `future` and `before_2009` (values after now, or before the
 shop could have existed), `unit_mismatch` (epoch magnitudes that say another unit than the
@@ -25,6 +24,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from backfill.duplicates import DuplicateIds, value_hashes
 from backfill.mapping import Mapping
 
 EXAMPLE_ROWS = 5
@@ -90,8 +90,7 @@ class TimestampAudit:
         self.all_midnight = True
         self.wallets: Counter[str] = Counter()
         self.wallet_rows: dict[str, list[int]] = {}
-        self.id_hashes: list[np.ndarray] = []
-        self.id_rows: list[np.ndarray] = []
+        self.duplicates = DuplicateIds()
 
     def warn(self, code: str, message: str, rows: np.ndarray) -> None:
         if len(rows):
@@ -143,8 +142,7 @@ class TimestampAudit:
         self._count_wallets(rows, wallets)
         if ids is not None and len(rows):
             present = ~_mask(pc.is_null(ids))
-            self.id_hashes.append(value_hashes(ids)[present])
-            self.id_rows.append(rows[present])
+            self.duplicates.add(rows[present], value_hashes(ids)[present])
 
     # --- the checks --------------------------------------------------------------------
 
@@ -275,27 +273,20 @@ class TimestampAudit:
         ]
 
     def _duplicate_warning(self) -> list[AuditWarning]:
-        if not self.id_hashes:
+        found = self.duplicates.result()
+        if found is None:
             return []
-        hashes = np.concatenate(self.id_hashes)
-        ordered = np.sort(hashes)  # a sort is quicker than an argsort: find out first
-        if not (ordered[1:] == ordered[:-1]).any():
-            return []
-        del ordered
-        rows = np.concatenate(self.id_rows)
-        order = np.argsort(hashes, kind="stable")
-        ordered = hashes[order]
-        repeat = np.zeros(len(hashes), bool)
-        repeat[order[1:]] = ordered[1:] == ordered[:-1]  # every occurrence after the first
-        if not repeat.any():
-            return []
-        warning = AuditWarning(
-            "duplicate_ids",
-            f"{self.id_column} values that occur more than once: each would be sent as another "
-            "order (one line per item? an export made twice?)",
-        )
-        warning.add(np.sort(rows[repeat]))
-        return [warning]
+        count, rows, approximate = found
+        about = "about " if approximate else ""
+        return [
+            AuditWarning(
+                "duplicate_ids",
+                f"{self.id_column} values that occur more than once ({about}{count:,} repeats): "
+                "each would be sent as another order (one line per item? an export made twice?)",
+                count,
+                rows,
+            )
+        ]
 
 
 def _mask(array: pa.Array | pa.ChunkedArray) -> np.ndarray:
@@ -303,60 +294,3 @@ def _mask(array: pa.Array | pa.ChunkedArray) -> np.ndarray:
     if isinstance(filled, pa.ChunkedArray):
         filled = filled.combine_chunks()
     return filled.to_numpy(zero_copy_only=False).astype(bool, copy=False)
-
-
-_FNV_PRIME = np.uint64(0x100000001B3)
-
-
-def value_hashes(values: pa.Array) -> np.ndarray:
-    """A 64-bit hash of each value, vectorised (no Python object per value): integers as
-    themselves, anything else through its text, hashed polynomially over its UTF-8 bytes and
-    mixed (splitmix64) so that similar ids spread."""
-    if pa.types.is_integer(values.type):
-        raw = pc.fill_null(pc.cast(values, pa.int64()), 0).to_numpy().view(np.uint64)
-        return _mix(raw)
-    text = (
-        pc.cast(values, pa.large_string()).combine_chunks()
-        if isinstance(values, pa.ChunkedArray)
-        else pc.cast(values, pa.large_string())
-    )
-    _, offsets_buffer, data_buffer = text.buffers()
-    offsets = np.frombuffer(offsets_buffer, np.int64)[text.offset : text.offset + len(text) + 1]
-    data = (
-        np.frombuffer(data_buffer, np.uint8) if data_buffer is not None else np.zeros(0, np.uint8)
-    )
-    lengths = np.diff(offsets)
-    if len(lengths) and lengths.min() == lengths.max() > 0:  # one length: 8 bytes a step
-        return _fixed_width_hashes(data[offsets[0] : offsets[-1]], len(text), int(lengths[0]))
-    starts = offsets[:-1] - offsets[0]
-    span = data[offsets[0] : offsets[-1]].astype(np.uint64) + np.uint64(1)
-    if not len(span):
-        return _mix(lengths.astype(np.uint64))
-    position = np.arange(len(span)) - np.repeat(starts, lengths)
-    powers = np.cumprod(np.full(int(lengths.max()), _FNV_PRIME, np.uint64))
-    with np.errstate(over="ignore"):
-        terms = span * powers[position]
-        sums = np.zeros(len(text), np.uint64)
-        filled = lengths > 0
-        sums[filled] = np.add.reduceat(terms, starts[filled])
-        return _mix(sums ^ (lengths.astype(np.uint64) << np.uint64(56)))
-
-
-def _fixed_width_hashes(data: np.ndarray, count: int, width: int) -> np.ndarray:
-    padded = -(-width // 8) * 8
-    cells = np.zeros((count, padded), np.uint8)
-    cells[:, :width] = data.reshape(count, width)
-    words = cells.view(np.uint64)
-    hashes = np.full(count, np.uint64(width), np.uint64)
-    with np.errstate(over="ignore"):
-        for column in range(words.shape[1]):
-            hashes = _mix(hashes * _FNV_PRIME + words[:, column])
-    return hashes
-
-
-def _mix(values: np.ndarray) -> np.ndarray:
-    with np.errstate(over="ignore"):
-        z = values + np.uint64(0x9E3779B97F4A7C15)
-        z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
-        z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
-        return z ^ (z >> np.uint64(31))

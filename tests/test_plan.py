@@ -229,3 +229,20 @@ def test_one_wallet_with_an_outsized_share_is_flagged(tmp_path: Path) -> None:
     assert found["wallet_concentration"]["example_rows"] == [0, 4, 8, 12, 16]
     assert busy in found["wallet_concentration"]["message"]
     assert "25%" in found["wallet_concentration"]["message"]
+
+
+def test_beyond_the_exact_limit_duplicates_are_estimated_in_fixed_memory(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from backfill import duplicates
+
+    monkeypatch.setattr(duplicates, "EXACT_IDS", 50)
+    assert audit(tmp_path, clean_rows()) == {}  # nothing flagged on a clean file
+    rows = clean_rows()
+    for i in range(200, 240):
+        rows[i]["order_id"] = rows[i - 150]["order_id"]
+    found = audit(tmp_path, rows)
+    assert set(found) == {"duplicate_ids"}
+    assert found["duplicate_ids"]["count"] == 40  # 300 ids in 2^28 bits: no false repeat
+    assert found["duplicate_ids"]["example_rows"] == [200, 201, 202, 203, 204]
+    assert "(about 40 repeats)" in found["duplicate_ids"]["message"]
