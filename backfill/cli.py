@@ -244,7 +244,7 @@ def run(
     """Send every mappable row of SOURCE as a Torque custom event."""
     from backfill.mapping import load_mapping
     from backfill.offline import open_inputs
-    from backfill.pipeline import plan_source_run
+    from backfill.run_plan import plan_source_run
 
     if dry_run:
         ctx = click.get_current_context()
@@ -286,7 +286,7 @@ def run(
 def rerun(report_in: Path, mapping_path: Path | None, **sending: Any) -> None:
     """Send the rows of a failure report again, re-mapped with --mapping if given."""
     from backfill.mapping import load_mapping
-    from backfill.pipeline import plan_rerun
+    from backfill.rerun import plan_rerun
 
     with user_errors():
         mapping = load_mapping(mapping_path) if mapping_path else None
@@ -365,8 +365,8 @@ def build_target(sending: dict[str, Any]) -> Target:
     """Endpoint, key and policy from the options; refuse what would leak the key."""
     from backfill.api import get_api
     from backfill.errors import UsageError
-    from backfill.pipeline import Target
     from backfill.sender import SendPolicy
+    from backfill.target import Target
 
     api = get_api(sending["api_name"])
     key = os.environ.get(API_KEY_ENV, "")

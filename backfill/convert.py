@@ -64,12 +64,6 @@ class Converted:
     problems: list[Problem] = field(default_factory=list)
     values: np.ndarray | None = None  # the values as one array, where they are (epoch ms)
 
-    def failed(self) -> np.ndarray:
-        result = np.zeros(len(self.missing), dtype=bool)
-        for problem in self.problems:
-            result |= problem.mask
-        return result
-
 
 def _mask(array: pa.Array | pa.ChunkedArray) -> np.ndarray:
     """A pyarrow boolean result as a numpy mask, nulls counted as False."""
@@ -236,7 +230,9 @@ def to_epoch_ms(column: pa.Array, rule: TimestampRule, now_ms: int | None = None
         problems = [_gap_problem(gap & ~missing, rule.timezone)]
     elif pa.types.is_integer(kind):
         ms, problems = _epoch_integers(pc.cast(column, pa.int64()), ~missing, rule.unit)
-    elif pa.types.is_floating(kind) or pa.types.is_decimal(kind):
+    elif pa.types.is_floating(kind):
+        ms, problems = _epoch_floats(column, ~missing, rule.unit)
+    elif pa.types.is_decimal(kind):
         ms, problems = _timestamp_text(pc.cast(column, pa.string()), missing, rule)
     else:
         text = pc.utf8_trim_whitespace(pc.cast(column, pa.string()))
@@ -314,6 +310,34 @@ def _epoch_integers(
     ), []
 
 
+def _epoch_floats(
+    column: pa.Array, present: np.ndarray, unit: TimestampUnit
+) -> tuple[np.ndarray, list[Problem]]:
+    """Float epochs (pandas writes an integer column with a gap as float64). A float's value
+    is its shortest round-tripping decimal, `repr`'s digits: integral values below 2^53
+    (2^24 for float32) are exact integers; the rest go through those digits, which Arrow's
+    cast to text writes."""
+    if unit == "iso":
+        return np.zeros(len(column), dtype=np.int64), [
+            Problem(present, "is a number, but the mapping's unit is iso (text)")
+        ]
+    values = pc.fill_null(column, 0).to_numpy(zero_copy_only=False).astype(np.float64)
+    finite = np.isfinite(values)
+    exact_below = 2.0 ** (np.finfo(column.type.to_pandas_dtype()).nmant + 1)
+    integral = present & finite & (np.abs(values) < exact_below) & (values == np.floor(values))
+    ms = np.zeros(len(column), dtype=np.int64)
+    if integral.any():
+        ints = pa.array(np.where(integral, values, 0).astype(np.int64))
+        ms[integral] = _epoch_integers(ints, integral, unit)[0][integral]
+    fractional = present & finite & ~integral
+    problems = [Problem(present & ~finite, "is not a finite number")]
+    if fractional.any():
+        digits = pc.cast(column, pa.string())  # shortest round-trip digits, maybe 1.5e+12
+        bad = _decimal_epochs(digits, fractional, unit, ms)
+        problems.append(Problem(bad, "is not an epoch number in the mapping's unit"))
+    return ms, problems
+
+
 def _timestamp_text(
     text: pa.Array, missing: np.ndarray, rule: TimestampRule
 ) -> tuple[np.ndarray, list[Problem]]:
@@ -352,10 +376,16 @@ def _timestamp_text(
 def _decimal_epochs(
     text: pa.Array, rows: np.ndarray, unit: TimestampUnit, out: np.ndarray
 ) -> np.ndarray:
-    """Epochs with a fraction ("1731596206.795"): exact through Decimal, floored to the ms."""
+    """Epochs with a fraction ("1731596206.795"): exact decimal arithmetic, floored to the
+    ms. Plain positive decimals are done by Arrow string kernels; the rest (a sign, an
+    exponent, many digits) through Python's Decimal."""
     bad = np.zeros(len(out), dtype=bool)
     positions = np.flatnonzero(rows)
-    values = text.take(pa.array(positions)).to_pylist()
+    subset = text.take(pa.array(positions))
+    plain, plain_ms = _plain_decimal_ms(subset, unit)
+    out[positions[plain]] = plain_ms[plain]
+    positions = positions[~plain]
+    values = subset.filter(pa.array(~plain)).to_pylist()
     for position, value in zip(positions, values):
         try:
             number = Decimal(value)
@@ -365,12 +395,41 @@ def _decimal_epochs(
         chosen = unit
         if unit in ("auto", "iso"):
             magnitude = abs(number)
-            tiers = ((10**11, "s"), (10**14, "ms"), (10**17, "us"))  # as _epoch_integers
-            chosen = next((name for limit, name in tiers if magnitude < limit), "ns")
+            chosen = next((name for limit, name in _AUTO_TIERS if magnitude < limit), "ns")
         multiply, divide = MS_PER_UNIT[chosen]
         ms = int((number * multiply / divide).to_integral_value(rounding="ROUND_FLOOR"))
         out[position] = min(max(ms, -_INT64_MAX), _INT64_MAX)  # fails the range check
     return bad
+
+
+_PLAIN_DECIMAL = r"^(?P<whole>[0-9]{1,15})(?P<fraction>(?:\.[0-9]*)?)$"  # ".795" or ""
+_AUTO_TIERS = ((10**11, "s"), (10**14, "ms"), (10**17, "us"))  # as _epoch_integers
+
+
+def _plain_decimal_ms(text: pa.Array, unit: TimestampUnit) -> tuple[np.ndarray, np.ndarray]:
+    """Which values are plain positive decimals of at most 15 whole digits, and their floored
+    ms, exactly, with integer arithmetic: whole * 1000 + the first three fraction digits."""
+    parts = pc.extract_regex(text, _PLAIN_DECIMAL)
+    plain = _mask(pc.is_valid(parts))
+    if not plain.any():
+        return plain, np.zeros(len(text), dtype=np.int64)
+    whole_text = pc.if_else(plain, pc.struct_field(parts, "whole"), "0")
+    whole = pc.cast(whole_text, pa.int64()).to_numpy(zero_copy_only=False)
+    fraction = pc.fill_null(pc.struct_field(parts, "fraction"), "")
+    first_three = pc.utf8_slice_codeunits(pc.utf8_rpad(fraction, 4, "0"), 1, 4)
+    thousandths = pc.cast(pc.if_else(plain, first_three, "0"), pa.int64()).to_numpy(
+        zero_copy_only=False
+    )
+    if unit in ("auto", "iso"):
+        tier = np.select([whole < limit for limit, _ in _AUTO_TIERS], [1, 2, 3], 4)
+    else:
+        tier = np.full(len(whole), {"s": 1, "ms": 2, "us": 3, "ns": 4}[unit])
+    ms = np.select(
+        [tier == 1, tier == 2, tier == 3],
+        [whole * 1000 + thousandths, whole, whole // 1000],
+        whole // 1_000_000,
+    )
+    return plain, ms
 
 
 def _parse_datetimes(

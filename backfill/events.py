@@ -4,10 +4,14 @@ Conversions run column by column over the whole chunk (see `convert`); Python ob
 made only for rows that fail (their original record and message) and, when asked, for the
 events themselves. `validate` therefore never builds an event it would throw away, and
 `run` asks for request bodies, which are written column by column without any `Event`.
+
+Events are made along one path only: the request bodies. An `Event` (for `preview`, the
+notebooks, a report) is the documented body read back, so it cannot differ from what is sent.
 """
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -16,7 +20,7 @@ from typing import Any, Literal
 import numpy as np
 import pyarrow as pa
 
-from backfill.api import Api, Event, json_member
+from backfill.api import TORQUE_V1, Api, Event, json_member
 from backfill.convert import (
     Converted,
     Problem,
@@ -60,8 +64,8 @@ class MappedChunk:
     event_rows: np.ndarray
     table: pa.Table | None = field(repr=False, default=None)
     timestamp: Converted | None = field(repr=False, default=None)  # of the kept rows: for plan
-    _build: Any = field(repr=False, default=None)
-    _encode: Any = field(repr=False, default=None)
+    _build: Any = field(repr=False, default=None)  # events given as they are (a report's)
+    _encode: Any = field(repr=False, default=None)  # api -> bodies: the one path of a mapper
     _positions: dict[int, int] | None = field(repr=False, default=None)
 
     @property
@@ -81,10 +85,16 @@ class MappedChunk:
         return self.table.slice(self._positions[row], 1).to_pylist()[0]
 
     def events(self) -> Iterator[tuple[int, Event]]:
-        """(row number, event) for each row that maps, made on demand."""
-        if self._build is None or not len(self.event_rows):
+        """(row number, event) for each row that maps, made on demand: the torque-v1 bodies
+        read back (or, for a report's stored events, the events as they were)."""
+        if not len(self.event_rows):
             return iter(())
-        return zip(self.event_rows.tolist(), self._build())
+        if self._build is not None:
+            return zip(self.event_rows.tolist(), self._build())
+        if self._encode is None:
+            return iter(())
+        bodies = self._encode(TORQUE_V1)
+        return zip(self.event_rows.tolist(), (TORQUE_V1.parse(json.loads(b)) for b in bodies))
 
     def bodies(self, api: Api) -> Iterator[tuple[int, bytes]]:
         """(row number, request body) for each row that maps. A chunk mapped here writes
@@ -141,7 +151,6 @@ class EventMapper:
             event_rows=kept_rows[ok],
             table=table,
             timestamp=timestamp,
-            _build=lambda: self._build_events(*good_rows()),
             _encode=lambda api: self._encode_bodies(api, *good_rows()),
         )
 
@@ -255,21 +264,6 @@ class EventMapper:
             for spec, column in zip(self.mapping.fields, columns)
         ]
         return stamps, keys, data_columns
-
-    def _build_events(
-        self, stamps: list[int], keys: list[str], data_columns: list[list[Any]]
-    ) -> list[Event]:
-        name = self.mapping.event_name
-        names = [spec.name for spec in self.mapping.fields]
-        events = []
-        for index, (stamp, key) in enumerate(zip(stamps, keys)):
-            data = {}
-            for field_name, values in zip(names, data_columns):
-                value = values[index]
-                if value is not _OMIT:
-                    data[field_name] = value
-            events.append(Event(stamp, key, name, data))
-        return events
 
     def _encode_bodies(
         self, api: Api, stamps: list[int], keys: list[str], data_columns: list[list[Any]]

@@ -21,7 +21,7 @@ from backfill.api import Event
 from backfill.events import EventMapper, RowFailure
 from backfill.mapping import Mapping
 from backfill.offline import EXAMPLES_PER_REASON, mapped_chunks, open_inputs
-from backfill.pipeline import records_table
+from backfill.rerun import records_table
 from backfill.source import DEFAULT_CHUNK_ROWS, Chunk, Source
 
 ENVELOPE_COLUMNS = ("row", "timestamp", "pubKey")

@@ -293,7 +293,7 @@ class _Walker:
         if isinstance(node, ast.Compare):
             return self.comparison(node, depth)
         if isinstance(node, ast.Call) and _called(node) in TESTS:
-            return self.test(node, depth)
+            return self.check(node, depth)
         value = self.value(node, depth)
         if isinstance(value, Column):
             return Truth(value, text)
@@ -334,7 +334,7 @@ class _Walker:
             )
         return choices
 
-    def test(self, node: ast.Call, depth: int) -> Check:
+    def check(self, node: ast.Call, depth: int) -> Check:
         name = _called(node)
         arguments = self.arguments(node, 2 if name in TESTS_WITH_TEXT else 1)
         pattern = None

@@ -62,7 +62,6 @@ class RowSet:
     def __init__(self) -> None:
         self._bits = np.zeros(1024, dtype=bool)
         self.count = 0
-        self.unnumbered = 0  # CSV lines without a row number (skipped by the parser)
 
     def add(self, row: int) -> None:
         if row >= len(self._bits):
@@ -75,13 +74,6 @@ class RowSet:
 
     def __contains__(self, row: object) -> bool:
         return isinstance(row, int) and 0 <= row < len(self._bits) and bool(self._bits[row])
-
-    def mask(self, rows: np.ndarray) -> np.ndarray:
-        """Which of `rows` are in the set, vectorised."""
-        inside = rows < len(self._bits)
-        result = np.zeros(len(rows), dtype=bool)
-        result[inside] = self._bits[rows[inside]]
-        return result
 
     def __len__(self) -> int:
         return self.count
@@ -120,6 +112,58 @@ def read_journal(path: Path) -> JournalState | None:
             elif line.startswith("done"):
                 finished = True
     return JournalState(key=key, accepted=accepted, finished=finished)
+
+
+def check_journal(
+    path: Path,
+    state: JournalState | None,
+    key: JournalKey | None,
+    *,
+    resume: bool,
+    restart: bool,
+) -> bool:
+    """Decide from an earlier journal whether this run resumes; refuse what would resend."""
+    if restart:
+        return False
+    if state is None:
+        if resume:
+            raise JournalError(
+                f"--resume: there is no journal at {path} to resume; "
+                "check --report, or run without --resume to start."
+            )
+        return False
+    wanted = asdict(key) if key else {}
+    differs = [
+        k
+        for k in ("source", "size", "mtime_ns", "mapping", "api")
+        if state.key.get(k) != wanted.get(k)
+    ]
+    if differs:
+        raise JournalError(
+            f"{path} belongs to another backfill (its {', '.join(differs)} differ from this "
+            "run's). Use --report to write elsewhere, or --restart to discard that journal."
+        )
+    if resume:
+        return True
+    accepted = len(state.accepted)
+    if state.finished:
+        raise JournalError(
+            f"this source was already sent with this mapping ({accepted:,} rows accepted; "
+            f"journal {path}). Nothing was sent. Use --restart to send everything again."
+        )
+    raise JournalError(
+        f"an unfinished run of this source exists ({accepted:,} rows accepted so far; "
+        f"journal {path}). Nothing was sent. Continue it with --resume, or start over "
+        "with --restart (rows already accepted would be sent again)."
+    )
+
+
+def drop_torn_tail(path: Path) -> None:
+    """A crash mid-write leaves a last line without its newline: cut it off."""
+    with path.open("rb+") as handle:
+        data = handle.read()
+        if data and not data.endswith(b"\n"):
+            handle.truncate(data.rfind(b"\n") + 1)
 
 
 class JournalWriter:

@@ -145,7 +145,9 @@ def plan(
         if sent is not None or ledger is not None:
             done = np.zeros(len(mapped.event_rows), dtype=bool)
             if sent is not None:
-                done |= sent.mask(mapped.event_rows)
+                done |= np.fromiter(
+                    (row in sent for row in mapped.event_rows.tolist()), bool, len(done)
+                )
             if ledger is not None:
                 done |= ledger(chunk, mapped.event_rows)
             result.already_sent += int(done.sum())

@@ -179,7 +179,7 @@ class _Binder:
         if isinstance(node, Membership):
             return self.membership(node)
         if isinstance(node, Check):
-            return self.test(node)
+            return self.check(node)
         return self.truth(node)
 
     def value(self, node: Value) -> _Bound:
@@ -261,7 +261,7 @@ class _Binder:
 
         return member
 
-    def test(self, node: Check) -> ArrowMask:
+    def check(self, node: Check) -> ArrowMask:
         value = self.value(node.value)
         compute = value.compute
         if node.name in ("isna", "notna"):

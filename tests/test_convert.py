@@ -9,6 +9,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import math
+from decimal import Decimal
 from typing import Any
 
 import pyarrow as pa
@@ -19,6 +20,7 @@ from hypothesis import strategies as st
 from backfill.convert import (
     FUTURE_SLACK_MS,
     Converted,
+    Problem,
     PubkeyChecker,
     TimestampRule,
     to_boolean,
@@ -561,6 +563,118 @@ def test_auto_unit_recognises_any_epoch_since_1973(ms: int, unit: str, as_text: 
     expected = raw * 1000 // UNIT_SCALE[unit]
     column = [str(raw)] if as_text else pa.array([raw], pa.int64())
     assert good_values(epoch_ms(column)) == [expected]
+
+
+MS_PER = {"s": (1000, 1), "ms": (1, 1), "us": (1, 1000), "ns": (1, 1_000_000)}
+FAR_FUTURE_MS = 2**62  # a "now" that keeps the range check out of the way of exactness
+
+
+def decimal_epoch_ms(value: Decimal, unit: str) -> int:
+    """The README's rule, with exact decimal arithmetic: auto picks the unit by magnitude."""
+    if unit == "auto":
+        tiers = ((10**11, "s"), (10**14, "ms"), (10**17, "us"))
+        unit = next((name for limit, name in tiers if abs(value) < limit), "ns")
+    multiply, divide = MS_PER[unit]
+    return math.floor(value * multiply / divide)
+
+
+def expect_epochs(converted: Converted, expected: list[int], now_ms: int) -> None:
+    """Rows in range map to exactly `expected`; rows out of range fail as out of range."""
+    in_range = [0 <= ms <= now_ms + FUTURE_SLACK_MS for ms in expected]
+    found = problems(converted)
+    assert found == {i: [OUT_OF_RANGE] for i, ok in enumerate(in_range) if not ok}
+    values = converted.materialize()
+    assert [v for v, ok in zip(values, in_range) if ok] == [
+        e for e, ok in zip(expected, in_range) if ok
+    ]
+
+
+float_epochs = st.one_of(
+    st.floats(min_value=0, max_value=2e18, allow_nan=False),
+    st.integers(min_value=0, max_value=2**53).map(float),
+    st.decimals(min_value=0, max_value=NOW_MS // 1000, places=3).map(float),  # s.mmm
+    st.floats(min_value=-1e12, max_value=0, allow_nan=False),
+)
+
+
+@PROPERTY
+@given(
+    values=st.lists(st.one_of(float_epochs, st.none(), st.just(math.nan)), min_size=1, max_size=6),
+    unit=st.sampled_from(["auto", "s", "ms", "us", "ns"]),
+)
+def test_float_epochs_are_their_shortest_decimal_exactly_in_every_unit(
+    values: list[float | None], unit: str
+) -> None:
+    converted = epoch_ms(pa.array(values, pa.float64()), TimestampRule(unit=unit), FAR_FUTURE_MS)
+    gaps = [v is None or math.isnan(v) for v in values]
+    assert converted.missing.tolist() == gaps
+    present = [i for i, gap in enumerate(gaps) if not gap]
+    expected = [decimal_epoch_ms(Decimal(repr(values[i])), unit) for i in present]
+    kept = Converted(
+        lambda: [converted.materialize()[i] for i in present],
+        converted.missing[present],
+        [Problem(p.mask[present], p.reason) for p in converted.problems],
+    )
+    expect_epochs(kept, expected, FAR_FUTURE_MS)
+
+
+@PROPERTY
+@given(
+    number=st.integers(min_value=-(2**53), max_value=2**53),
+    unit=st.sampled_from(["auto", "s", "ms", "us", "ns"]),
+)
+def test_an_integral_float_within_2_53_maps_like_the_same_integer(number: int, unit: str) -> None:
+    rule = TimestampRule(unit=unit)
+    as_float = epoch_ms(pa.array([float(number)], pa.float64()), rule, FAR_FUTURE_MS)
+    as_int = epoch_ms(pa.array([number], pa.int64()), rule, FAR_FUTURE_MS)
+    assert as_float.materialize() == as_int.materialize()
+    assert problems(as_float) == problems(as_int)
+
+
+@PROPERTY
+@given(
+    text=st.from_regex(r"-?[0-9]{1,20}\.[0-9]{1,12}", fullmatch=True),
+    unit=st.sampled_from(["auto", "s", "ms", "us", "ns"]),
+)
+def test_decimal_epoch_text_is_exact_in_every_unit(text: str, unit: str) -> None:
+    converted = epoch_ms([text], TimestampRule(unit=unit), NOW_MS)
+    expected = decimal_epoch_ms(Decimal(text), unit)
+    expected = min(max(expected, -(2**63 - 1)), 2**63 - 1)
+    expect_epochs(converted, [expected], NOW_MS)
+
+
+@pytest.mark.parametrize(
+    ("value", "unit", "expected"),
+    [
+        (1731596206.795, "s", INSTANT_MS),  # 1731596206.7949998 in binary: the digits count
+        (1731596206.795, "auto", INSTANT_MS),
+        (1731596206795.0, "ms", INSTANT_MS),
+        (1731596206795.0, "auto", INSTANT_MS),
+        (1731596206795999.0, "us", INSTANT_MS),
+        (1731596206795999.0, "auto", INSTANT_MS),
+        (1.731596206795e18, "ns", INSTANT_MS),
+        (1.731596206795e18, "auto", INSTANT_MS),
+        (1731596206.0001, "s", 1_731_596_206_000),
+    ],
+)
+def test_float_epochs_of_the_issue_map_exactly(value: float, unit: str, expected: int) -> None:
+    converted = epoch_ms(pa.array([value, None, math.nan], pa.float64()), TimestampRule(unit=unit))
+    assert converted.materialize()[0] == expected
+    assert converted.missing.tolist() == [False, True, True]
+    assert problems(converted) == {}
+
+
+def test_a_float32_epoch_is_its_own_shortest_digits() -> None:
+    # float32 holds 1731596206 as 1731596160, whose shortest float32 digits are 1.7315962e9
+    converted = epoch_ms(pa.array([1731596206.0, 1_000_000.0], pa.float32()), TimestampRule("s"))
+    assert converted.materialize() == [1_731_596_200_000, 1_000_000_000]
+
+
+def test_float_epochs_that_are_not_finite_or_meant_as_iso_fail() -> None:
+    converted = epoch_ms(pa.array([math.inf, -math.inf, 1731596206795.0]))
+    assert problems(converted) == {0: [NOT_FINITE], 1: [NOT_FINITE]}
+    converted = epoch_ms(pa.array([1731596206795.0]), TimestampRule(unit="iso"))
+    assert problems(converted) == {0: ["is a number, but the mapping's unit is iso (text)"]}
 
 
 offsets = st.integers(min_value=-14 * 60, max_value=14 * 60).map(

@@ -29,7 +29,7 @@ import pyarrow.parquet as pq
 import pytest
 from conftest import CliResult, SandboxProcess, cli_env, make_pubkey, run_cli
 
-from backfill.pipeline import UNREACHABLE_AFTER
+from backfill.cutoff import UNREACHABLE_AFTER
 
 pytestmark = pytest.mark.timeout(180)
 

@@ -10,13 +10,16 @@ from __future__ import annotations
 import functools
 import itertools
 import json
+import math
 import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
-from conftest import SAMPLE, TEST_KEY, CliResult, SandboxProcess, cli_env
+from conftest import SAMPLE, TEST_KEY, CliResult, SandboxProcess, cli_env, make_pubkey
 
 from backfill.api import Event
 from backfill.cli import event_loop_runner
@@ -445,3 +448,70 @@ def test_sandbox_mode_needs_no_key_and_says_what_it_accepted(tmp_path: Path, cli
     assert "  accepted      2,632" in lines
     assert "  failed        72" in lines
     assert "Sandbox: 2,632 events accepted, 0 duplicates." in lines
+
+
+# --- float epochs --------------------------------------------------------------------------
+
+FLOAT_EPOCHS = {  # column -> (float64 values with gaps, the exact ms each must arrive as)
+    "at_s": (
+        [1731596206.795, None, 1700000000.001, math.nan, 1600000000.999],
+        [1_731_596_206_795, None, 1_700_000_000_001, None, 1_600_000_000_999],
+    ),
+    "at_ms": (
+        [1731596206795.0, None, 1700000000001.0, math.nan, 1600000000999.0],
+        [1_731_596_206_795, None, 1_700_000_000_001, None, 1_600_000_000_999],
+    ),
+    "at_us": (
+        [1731596206795999.0, None, 1700000000001000.0, math.nan, 1600000000999999.0],
+        [1_731_596_206_795, None, 1_700_000_000_001, None, 1_600_000_000_999],
+    ),
+}
+
+
+@pytest.mark.parametrize(
+    ("column", "unit"), [("at_s", "s"), ("at_ms", "auto"), ("at_us", "us"), ("at_s", "auto")]
+)
+def test_float64_epoch_columns_with_gaps_arrive_exactly(
+    tmp_path: Path, cli: Cli, sandbox_factory: Factory, column: str, unit: str
+) -> None:
+    values, expected = FLOAT_EPOCHS[column]
+    wallets = [make_pubkey(i) for i in range(len(values))]
+    source = tmp_path / "orders.parquet"
+    pq.write_table(
+        pa.table(
+            {
+                "order_id": [f"ORD-{i}" for i in range(len(values))],
+                "wallet": wallets,
+                **{name: pa.array(v, pa.float64()) for name, (v, _) in FLOAT_EPOCHS.items()},
+            }
+        ),
+        source,
+    )
+    mapping = tmp_path / "map.yaml"
+    mapping.write_text(
+        f"event_name: E\ntimestamp: {{column: {column}, unit: {unit}}}\n"
+        "user: {pubKey: wallet}\nevent_data: {orderId: order_id}\n",
+        encoding="utf-8",
+    )
+    sandbox = sandbox_factory()
+    result = cli(
+        "run",
+        source,
+        "--mapping",
+        mapping,
+        "--endpoint",
+        sandbox.endpoint(),
+        "--json",
+        "--rate",
+        "0",
+        "--report",
+        "failures.jsonl",
+    )
+    assert result.code == 1, result.stderr  # the two gaps are in the report
+    arrived = {
+        e["event"]["event_data"]["orderId"]: e["event"]["timestamp"] for e in sandbox.events()
+    }
+    assert arrived == {f"ORD-{i}": ms for i, ms in enumerate(expected) if ms is not None}
+    assert all(type(ms) is int for ms in arrived.values())
+    failed = {line["row"]: line["reason"] for line in report_lines(tmp_path)}
+    assert failed == {i: f"timestamp (column '{column}') is missing" for i in (1, 3)}

@@ -1,0 +1,110 @@
+"""`rerun`: the rows of a failure report sent again, as a `RunPlan` like any other run.
+
+With a mapping, each row is mapped again from its original values (the report keeps them
+exactly); without one, the stored events are sent as they were, and rows that never had an
+event stay in the new report, saying that they need `--mapping`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+
+from backfill.api import Api, Event
+from backfill.errors import MappingError, UsageError
+from backfill.events import EventMapper, MappedChunk, RowFailure
+from backfill.journal import JournalKey
+from backfill.mapping import Mapping
+from backfill.report import read_report
+from backfill.run_plan import RunPlan
+from backfill.source import DEFAULT_CHUNK_ROWS, Chunk
+
+NEEDS_MAPPING = "rerun it with --mapping"
+
+
+def plan_rerun(
+    report: Path,
+    mapping: Mapping | None,
+    api: Api,
+    new_report: Path,
+    *,
+    chunk_rows: int = DEFAULT_CHUNK_ROWS,
+    resume: bool = False,
+    restart: bool = False,
+) -> RunPlan:
+    """Failed rows again: re-mapped from their records, or their stored events resent."""
+    if new_report.resolve() == report.resolve():
+        raise UsageError(f"--report {new_report} is the input report; choose another file.")
+    failures = list(read_report(report))
+    source_name = failures[0].source if failures else str(report)
+    if mapping is not None:
+        columns = list(dict.fromkeys(k for f in failures for k in f.record))
+        if failures:
+            mapping.check_columns(columns, f"the records of {report}")
+        feed = lambda: _remapped_chunks(failures, mapping, source_name, chunk_rows)  # noqa: E731
+        fingerprint = mapping.fingerprint
+    else:
+        feed = lambda: _stored_event_chunks(failures, chunk_rows)  # noqa: E731
+        fingerprint = "stored-events"
+    return RunPlan(
+        feed=feed,
+        source_name=source_name,
+        report_path=new_report,
+        journal_key=JournalKey.for_source(report, fingerprint, api.name),
+        total_rows=len(failures),
+        resume=resume,
+        restart=restart,
+    )
+
+
+def _batches(items: list[RowFailure], size: int) -> Iterator[list[RowFailure]]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
+
+
+def _remapped_chunks(
+    failures: list[RowFailure], mapping: Mapping, source_name: str, chunk_rows: int
+) -> Iterator[MappedChunk]:
+    mapper = EventMapper(mapping, source_name)
+    for batch in _batches([f for f in failures if f.row is not None], chunk_rows):
+        rows = np.array([f.row for f in batch], dtype=np.int64)
+        yield mapper.map_chunk(Chunk(rows, records_table(batch)))
+    unnumbered = [f for f in failures if f.row is None]
+    if unnumbered:
+        yield _unchanged(unnumbered)
+
+
+def _stored_event_chunks(failures: list[RowFailure], chunk_rows: int) -> Iterator[MappedChunk]:
+    for batch in _batches(failures, chunk_rows):
+        numbered = [f for f in batch if f.row is not None]
+        sendable = [f for f in numbered if f.event is not None]
+        stuck = [f for f in batch if f.event is None or f.row is None]
+        for failure in stuck:
+            if NEEDS_MAPPING not in failure.error:
+                failure.error = f"{failure.error} (a {failure.stage} failure: {NEEDS_MAPPING})"
+        events = [Event.from_dict(f.event) for f in sendable if f.event is not None]
+        yield MappedChunk(
+            rows=np.array([f.row for f in numbered], dtype=np.int64),
+            filtered_rows=np.array([], dtype=np.int64),
+            failures=stuck,
+            event_rows=np.array([f.row for f in sendable], dtype=np.int64),
+            table=records_table(numbered),
+            _build=lambda events=events: events,
+        )
+
+
+def records_table(failures: list[RowFailure]) -> pa.Table:
+    """The records as a table, each column's type inferred from all of its values."""
+    columns = list(dict.fromkeys(key for f in failures for key in f.record))
+    try:
+        return pa.table({c: pa.array([f.record.get(c) for f in failures]) for c in columns})
+    except (pa.ArrowException, TypeError, ValueError) as exc:
+        raise MappingError(f"the report's records cannot form a table: {exc}") from None
+
+
+def _unchanged(failures: list[RowFailure]) -> MappedChunk:
+    empty = np.array([], dtype=np.int64)
+    return MappedChunk(rows=empty, filtered_rows=empty, failures=failures, event_rows=empty)

@@ -1,0 +1,55 @@
+"""What a run sends and where its records go: a `RunPlan`, made from a source or a report.
+
+A plan is made before anything is opened or sent, so every mistake in the inputs is found
+first; `Run` (pipeline.py) carries it out. `plan_rerun` (rerun.py) makes one from a report.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from backfill.api import Api
+from backfill.events import EventMapper, MappedChunk
+from backfill.journal import JournalKey
+from backfill.mapping import Mapping
+from backfill.source import DEFAULT_CHUNK_ROWS, Source
+
+
+@dataclass(frozen=True)
+class RunPlan:
+    """What to send and where its record goes; `feed` yields mapped chunks in row order."""
+
+    feed: Callable[[], Iterator[MappedChunk]]
+    source_name: str
+    report_path: Path
+    journal_key: JournalKey | None
+    total_rows: int | None = None
+    limit: int | None = None
+    resume: bool = False
+    restart: bool = False
+
+
+def plan_source_run(
+    source: Source,
+    mapping: Mapping,
+    api: Api,
+    report_path: Path,
+    *,
+    chunk_rows: int = DEFAULT_CHUNK_ROWS,
+    limit: int | None = None,
+    resume: bool = False,
+    restart: bool = False,
+) -> RunPlan:
+    mapper = EventMapper(mapping, source.name)
+    return RunPlan(
+        feed=lambda: (mapper.map_chunk(chunk) for chunk in source.chunks(chunk_rows)),
+        source_name=source.name,
+        report_path=report_path,
+        journal_key=JournalKey.for_source(source.path, mapping.fingerprint, api.name),
+        total_rows=source.total_rows,
+        limit=limit,
+        resume=resume,
+        restart=restart,
+    )
