@@ -19,7 +19,7 @@ import yaml
 from backfill.convert import PubkeyChecker, missing_mask
 from backfill.mapping import mapping_from_dict
 from backfill.sampling import SAMPLE_ROWS, Sample, sample_source
-from backfill.time_guess import TimestampGuess, guess_timestamps
+from backfill.time_guess import TimestampGuess, failed_rows, guess_timestamps
 
 DEFAULT_EVENT_NAME = "ORDER"
 WALLET_SHARE = 0.9  # of the sampled values present: a few bad keys are the report's business
@@ -109,7 +109,7 @@ def _wallet_column(table: pa.Table, skip: set[str]) -> str | None:
             continue
         converted = checker.check(column)
         present = ~converted.missing
-        valid = int((present & ~converted.failed()).sum())
+        valid = int((present & ~failed_rows(converted)).sum())
         if valid and valid >= WALLET_SHARE * int(present.sum()):
             score = (valid, int(bool(_WALLET_NAME.search(name))), name)
             best = max(best, score) if best else score

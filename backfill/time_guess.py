@@ -19,7 +19,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from backfill.convert import TimestampRule, missing_mask, to_epoch_ms
+from backfill.convert import Converted, TimestampRule, missing_mask, to_epoch_ms
 
 PARSE_SHARE = 0.98
 YEAR_2000_MS = 946_684_800_000
@@ -87,13 +87,21 @@ def _guess_column(name: str, column: pa.Array, now_ms: int, position: int) -> Ti
     return _format_guess(name, text, present, values, now_ms, position)
 
 
+def failed_rows(converted: Converted) -> np.ndarray:
+    """The rows with any problem (missing values aside)."""
+    failed = np.zeros(len(converted.missing), dtype=bool)
+    for problem in converted.problems:
+        failed |= problem.mask
+    return failed
+
+
 def _parsed(
     column: pa.Array, present: np.ndarray, rule: TimestampRule, now_ms: int
 ) -> tuple[np.ndarray, np.ndarray]:
     """(ms, ok) under `rule`: ok where the value converts and lies after 2000."""
     converted = to_epoch_ms(column, rule, now_ms)
     ms = np.array(converted.materialize(), dtype=np.int64)
-    ok = present & ~converted.failed() & (ms >= YEAR_2000_MS)
+    ok = present & ~failed_rows(converted) & (ms >= YEAR_2000_MS)
     return ms, ok
 
 
