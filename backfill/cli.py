@@ -142,11 +142,29 @@ def _print_validation(result: ValidationResult) -> None:
 # --- run / rerun -----------------------------------------------------------------------------
 
 
+class ConcurrencyType(click.ParamType):
+    """`auto`, or a hard cap from 1 to MAX_CONCURRENCY; converts to None for auto."""
+
+    name = "auto|N"
+
+    def convert(self, value: Any, param: Any, ctx: Any) -> int | None:
+        from backfill.concurrency import MAX_CONCURRENCY
+
+        if value is None or isinstance(value, int):
+            return value
+        text = str(value).strip().lower()
+        if text == "auto":
+            return None
+        if text.isdigit() and 1 <= int(text) <= MAX_CONCURRENCY:
+            return int(text)
+        self.fail(f"{value!r} is not auto or a number from 1 to {MAX_CONCURRENCY}.", param, ctx)
+
+
 def sending_options(function: Callable[..., Any]) -> Callable[..., Any]:
     from backfill.sender import (
-        DEFAULT_CONCURRENCY,
         DEFAULT_MAX_RETRIES,
         DEFAULT_RATE,
+        DEFAULT_RATE_LIMIT_BUDGET,
         DEFAULT_TIMEOUT,
     )
 
@@ -173,10 +191,10 @@ def sending_options(function: Callable[..., Any]) -> Callable[..., Any]:
         ),
         click.option(
             "--concurrency",
-            type=click.IntRange(min=1, max=1024),
-            default=DEFAULT_CONCURRENCY,
+            type=ConcurrencyType(),
+            default="auto",
             show_default=True,
-            help="Requests in flight at most.",
+            help="Requests in flight: auto (follows the rate and answer times) or at most N.",
         ),
         click.option(
             "--max-retries",
@@ -191,6 +209,13 @@ def sending_options(function: Callable[..., Any]) -> Callable[..., Any]:
             default=DEFAULT_TIMEOUT,
             show_default=True,
             help="Seconds to wait for each answer.",
+        ),
+        click.option(
+            "--rate-limit-budget",
+            type=click.FloatRange(min=0),
+            default=DEFAULT_RATE_LIMIT_BUDGET,
+            show_default=True,
+            help="Seconds one event may keep being answered 429 before it goes to the report.",
         ),
         click.option(
             "--report",
@@ -385,11 +410,17 @@ def build_target(sending: dict[str, Any]) -> Target:
     endpoint = sending["endpoint"] or api.default_endpoint
     if not sending["sandbox"]:
         check_endpoint(endpoint, sending["allow_insecure"])
+        check_network(endpoint)
+    from backfill.concurrency import AUTO_CAP
+
+    fixed = sending["concurrency"]
     policy = SendPolicy(
         rate=sending["rate"],
-        concurrency=sending["concurrency"],
+        concurrency=AUTO_CAP if fixed is None else fixed,
+        adaptive=fixed is None,
         max_retries=sending["max_retries"],
         timeout=sending["timeout"],
+        rate_limit_budget=sending["rate_limit_budget"],
         backoff_base=_backoff_base(SendPolicy.backoff_base),
     )
     return Target(api=api, endpoint=endpoint, api_key=key, policy=policy)
@@ -422,6 +453,15 @@ def check_endpoint(endpoint: str, allow_insecure: bool) -> None:
             f"--endpoint {endpoint} is plain http to another machine: the API key would "
             "travel in clear text. Use https, or --allow-insecure if you mean it."
         )
+
+
+def check_network(endpoint: str) -> None:
+    """Proxy and CA settings that cannot work are refused before anything is written."""
+    from backfill.http_client import route_for, ssl_context
+
+    route_for(endpoint)
+    if urlsplit(endpoint).scheme == "https":
+        ssl_context()
 
 
 def _sandbox_schema(mapping: Any, source: Any) -> Any:
@@ -500,14 +540,20 @@ async def _execute(
 
     from backfill.pipeline import Run
 
+    def notice(text: str) -> None:
+        click.echo(f"\n{text}", err=True)
+
     if not use_sandbox:
-        return await _run_with_signals(Run(plan, target, on_progress=on_progress)), None
+        run = Run(plan, target, on_progress=on_progress, on_notice=notice)
+        return await _run_with_signals(run), None
     from backfill.sandbox import Sandbox, SandboxConfig
 
     config = SandboxConfig(port=0, key=target.api_key, schemas=(schema,) if schema else ())
     async with Sandbox(config) as sandbox:
         local = dataclasses.replace(target, endpoint=sandbox.url + target.api.path)
-        summary = await _run_with_signals(Run(plan, local, on_progress=on_progress))
+        summary = await _run_with_signals(
+            Run(plan, local, on_progress=on_progress, on_notice=notice)
+        )
         return summary, sandbox.stats()
 
 
@@ -551,7 +597,14 @@ def progress_bar(total: int | None, enabled: bool) -> Iterator[Callable[[Progres
 
     def update(progress: Progress) -> None:
         bar.update(progress.done - bar.n)
-        bar.set_postfix(accepted=progress.accepted, failed=progress.failed, refresh=False)
+        answer = "-" if progress.answer_ms is None else f"{progress.answer_ms:.0f}ms"
+        bar.set_postfix(
+            accepted=progress.accepted,
+            failed=progress.failed,
+            in_flight=progress.in_flight,
+            answer=answer,
+            refresh=False,
+        )
 
     try:
         yield update
@@ -566,6 +619,7 @@ def _print_summary(summary: RunSummary, sandbox_stats: dict[str, Any] | None) ->
         "interrupted": "Interrupted.",
         "auth": "Stopped: the server refused the API key.",
         "unreachable": "Stopped: the endpoint cannot be reached; the rest was not sent.",
+        "endpoint": f"Stopped: {summary.message}",
     }[summary.stopped]
     click.echo(headline)
     click.echo(f"  read          {counts.read:,}")
@@ -581,6 +635,14 @@ def _print_summary(summary: RunSummary, sandbox_stats: dict[str, Any] | None) ->
     click.echo(
         f"  elapsed       {summary.elapsed:.1f} s ({summary.events_per_second:,.0f} events/s)"
     )
+    network = summary.network
+    if network.get("median_answer_ms") is not None:
+        click.echo(
+            f"  in flight     {network['peak_in_flight']:,} at most, "
+            f"{network['median_answer_ms']:,.0f} ms per answer (median)"
+        )
+    if network.get("concurrency_note"):
+        click.echo(f"  {network['concurrency_note']}")
     for reason, count in counts.failed_by_reason.most_common(10):
         click.echo(f"    {count:,} × {reason}")
     if counts.failed or counts.failed_before:
@@ -597,7 +659,7 @@ def _print_summary(summary: RunSummary, sandbox_stats: dict[str, Any] | None) ->
 
 
 def _exit_code(summary: RunSummary) -> int:
-    if summary.stopped == "auth":
+    if summary.stopped in ("auth", "endpoint"):
         return EXIT_USAGE
     if summary.stopped == "interrupted":
         return EXIT_INTERRUPTED
@@ -723,51 +785,21 @@ def schema() -> None:
 # --- sandbox ---------------------------------------------------------------------------------
 
 
-@cli.command()
-@click.option("--port", default=8787, show_default=True, help="Port on 127.0.0.1 (0: any free).")
-@click.option(
-    "--mapping",
-    "mapping_paths",
-    multiple=True,
-    type=click.Path(dir_okay=False, path_type=Path),
-    help="Accept only this mapping's event and fields (repeatable).",
+@cli.command(
+    context_settings={"ignore_unknown_options": True, "allow_extra_args": True},
+    add_help_option=False,
 )
-@click.option("--key", help="Accept only this API key (default: any non-empty key).")
-@click.option("--rate", type=click.FloatRange(min=0), help="Answer 429 above this many events/s.")
-@click.option(
-    "--fail-rate",
-    type=click.FloatRange(0, 1),
-    default=0.0,
-    help="Share of requests answered with a random 503.",
-)
-@click.option(
-    "--store",
-    type=click.Path(dir_okay=False, path_type=Path),
-    help="Append accepted events to this JSONL file.",
-)
-def sandbox(
-    port: int,
-    mapping_paths: tuple[Path, ...],
-    key: str | None,
-    rate: float | None,
-    fail_rate: float,
-    store: Path | None,
-) -> None:
-    """A local Torque-compatible endpoint, to rehearse a backfill before production."""
-    from backfill.mapping import load_mapping
-    from backfill.sandbox import SandboxConfig, schema_from_mapping, serve
+@click.argument("options", nargs=-1, type=click.UNPROCESSED)
+def sandbox(options: tuple[str, ...]) -> None:
+    """A local Torque-compatible endpoint, to rehearse a backfill before production.
 
-    with user_errors():
-        schemas = tuple(schema_from_mapping(load_mapping(p), None) for p in mapping_paths)
-    config = SandboxConfig(
-        port=port, key=key, schemas=schemas, rate=rate or None, fail_rate=fail_rate, store=store
-    )
+    Takes the same options as `python -m backfill.sandbox` (see `backfill sandbox --help`):
+    --port, --mapping, --key, --rate, faults, --latency, --capacity, --tls-cert/--tls-key,
+    --redirect-to.
+    """
+    from backfill.sandbox_command import main as sandbox_main
 
-    def ready(url: str) -> None:
-        click.echo(f"Sandbox listening on {url}  (POST {url}/events; Ctrl-C to stop)")
-
-    stats = serve(config, on_ready=ready)
-    click.echo(json.dumps(stats, indent=2))
+    sandbox_main(list(options), prog="backfill sandbox")
 
 
 def main() -> None:

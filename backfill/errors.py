@@ -9,7 +9,10 @@ The tree::
      ├── ReportError              a failure report that cannot be read back
      ├── JournalError             an unfinished or foreign journal stands in the way
      └── SendError                talking to the events endpoint
-          ├── AuthRejected        401/403: every further row would fail, so the run stops
+          ├── EndpointRefused     every further row would fail the same way: the run stops
+          │    ├── AuthRejected         401/403: the key is refused
+          │    ├── RedirectRefused      3xx: the endpoint is wrong (never followed)
+          │    └── CertificateRejected  TLS: the server's certificate does not verify
           ├── EventRejected       4xx: this event is invalid; never retried
           └── TransientSendError  worth another try: 408/425/429, 5xx, timeouts, resets
                └── RateLimited    the server asked us to slow down (may carry Retry-After)
@@ -55,8 +58,20 @@ class SendError(BackfillError):
         self.kind = kind or (f"http {status}" if status is not None else "error")
 
 
-class AuthRejected(SendError):
+class EndpointRefused(SendError):
+    """An answer that every further row would meet too: stop the whole run at once."""
+
+
+class AuthRejected(EndpointRefused):
     """The server refused the API key: stop the whole run."""
+
+
+class RedirectRefused(EndpointRefused):
+    """A 3xx: following it would carry the key elsewhere and deliver nothing."""
+
+
+class CertificateRejected(EndpointRefused):
+    """The server's TLS certificate does not verify: a wrong host or an untrusted CA."""
 
 
 class EventRejected(SendError):
@@ -64,11 +79,8 @@ class EventRejected(SendError):
 
 
 class TransientSendError(SendError):
-    """A failure that another attempt may not repeat."""
-
-
-class RateLimited(TransientSendError):
-    """The server asked to slow down; `retry_after` is in seconds when it said how long."""
+    """A failure that another attempt may not repeat; `retry_after` is in seconds when the
+    server said how long to wait (a 503 may, as a 429 does)."""
 
     def __init__(
         self,
@@ -80,3 +92,7 @@ class RateLimited(TransientSendError):
     ) -> None:
         super().__init__(message, status=status, kind=kind)
         self.retry_after = retry_after
+
+
+class RateLimited(TransientSendError):
+    """The server asked to slow down (408, 425, 429)."""

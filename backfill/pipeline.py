@@ -17,7 +17,7 @@ import asyncio
 import json
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -25,7 +25,7 @@ import numpy as np
 
 from backfill.api import Api
 from backfill.cutoff import UNREACHABLE_AFTER, UnreachableCutoff
-from backfill.errors import AuthRejected
+from backfill.errors import AuthRejected, EndpointRefused
 from backfill.events import MappedChunk, RowFailure
 from backfill.rerun import plan_rerun, records_table
 from backfill.run_plan import RunPlan, plan_source_run
@@ -47,6 +47,7 @@ __all__ = [
 ]
 
 QUEUE_EVENTS_PER_SENDER = 64
+QUEUE_SENDERS = 128  # the queue is sized for this many senders at most (memory stays flat)
 BATCH_EVENTS = 8  # events handed to a sender at once: the queue's cost is per item
 PROGRESS_INTERVAL = 0.2
 PosterFactory = Callable[[str, dict[str, str], SendPolicy], Poster]
@@ -58,10 +59,11 @@ class RunSummary:
     elapsed: float
     report_path: Path
     journal_path: Path | None
-    stopped: str | None = None  # "interrupted", "auth" or "unreachable"; None: it finished
+    stopped: str | None = None  # "interrupted", "auth", "endpoint", "unreachable"; None: done
     message: str = ""
     slowdowns: int = 0
     total: int | None = None
+    network: dict[str, Any] = field(default_factory=dict)  # see Sender.network_report
 
     @property
     def events_per_second(self) -> float:
@@ -79,6 +81,7 @@ class RunSummary:
             "failed_before": counts.failed_before,
             "retries": counts.retries,
             "slowdowns": self.slowdowns,
+            **self.network,
             "failed_by_reason": dict(counts.failed_by_reason.most_common()),
             "elapsed_seconds": round(self.elapsed, 3),
             "events_per_second": round(self.events_per_second, 1),
@@ -103,6 +106,8 @@ class Progress:
     accepted: int
     failed: int
     filtered: int
+    in_flight: int = 0  # requests on the wire now
+    answer_ms: float | None = None  # median answer time of the latest requests
 
 
 class Run:
@@ -116,11 +121,13 @@ class Run:
         *,
         on_progress: Callable[[Progress], None] | None = None,
         poster_factory: PosterFactory | None = None,
+        on_notice: Callable[[str], None] | None = None,
     ) -> None:
         self.plan = plan
         self.target = target
         self.records: RunRecords | None = None
         self._on_progress = on_progress
+        self._on_notice = on_notice  # what the user should hear now (a long Retry-After)
         self._poster_factory = poster_factory or AiohttpPoster
         self._stopping = asyncio.Event()
         self._senders: Senders | None = None
@@ -132,8 +139,11 @@ class Run:
         return self.records.counts if self.records else RunCounts()
 
     def request_stop(self) -> None:
-        """Stop reading; senders finish the requests in flight, then the run ends."""
+        """Stop reading; senders finish the requests on the wire, then the run ends.
+        Those waiting (backoff, Retry-After, the rate limit) stop waiting now."""
         self._stopping.set()
+        if self._senders is not None:
+            self._senders.sender.interrupt_waits()
 
     def abort(self) -> None:
         """Stop now: cancel even the requests in flight. The journal stays consistent."""
@@ -147,11 +157,11 @@ class Run:
         records = self.records = RunRecords(self.plan, [self.target.api_key])
         target = self.target
         poster = self._poster_factory(target.endpoint, target.headers(), target.policy)
-        sender = Sender(poster, target.policy)
+        sender = Sender(poster, target.policy, on_notice=self._on_notice)
         senders = self._senders = Senders(sender, records, target, self.plan, self.request_stop)
-        concurrency = target.policy.concurrency
+        concurrency = target.policy.concurrency  # with auto, the gate decides how many post
         queue: asyncio.Queue[Batch | None] = asyncio.Queue(
-            concurrency * QUEUE_EVENTS_PER_SENDER // BATCH_EVENTS
+            min(concurrency, QUEUE_SENDERS) * QUEUE_EVENTS_PER_SENDER // BATCH_EVENTS
         )
         ticker = asyncio.create_task(self._tick())
         try:
@@ -224,7 +234,19 @@ class Run:
         if self._on_progress is not None:
             c = self.counts
             total = self.plan.total_rows
-            self._on_progress(Progress(c.settled, total, c.accepted, c.failed, c.filtered))
+            gate = self._senders.sender.gate if self._senders is not None else None
+            answer = gate.median_answer_time() if gate is not None else None
+            self._on_progress(
+                Progress(
+                    c.settled,
+                    total,
+                    c.accepted,
+                    c.failed,
+                    c.filtered,
+                    in_flight=gate.in_flight if gate is not None else 0,
+                    answer_ms=None if answer is None else answer * 1000,
+                )
+            )
 
     def _finish(self, started: float, sender: Sender, records: RunRecords) -> RunSummary:
         self._report_progress()
@@ -232,7 +254,8 @@ class Run:
         assert self._senders is not None
         auth_error, cutoff = self._senders.auth_error, self._senders.cutoff
         if auth_error is not None:
-            stopped, message = "auth", self.target.scrub(str(auth_error))
+            stopped = "auth" if isinstance(auth_error, AuthRejected) else "endpoint"
+            message = self.target.scrub(str(auth_error))
         elif cutoff.tripped:
             stopped, message = "unreachable", cutoff.message()
         elif self._stopping.is_set():
@@ -247,6 +270,7 @@ class Run:
             slowdowns=sender.limiter.slowdowns,
             total=self.plan.total_rows,
         )
+        summary.network = sender.network_report(summary.events_per_second)
         finished = stopped is None and self.plan.limit is None
         records.close(summary.as_dict() if finished else None)
         return summary
@@ -269,8 +293,9 @@ class Senders:
         self.target = target
         self.plan = plan
         self.request_stop = request_stop
-        self.auth_error: AuthRejected | None = None
-        self.cutoff = UnreachableCutoff(target.policy.concurrency)
+        self.auth_error: EndpointRefused | None = None  # 401/403, a redirect, a certificate
+        policy = target.policy
+        self.cutoff = UnreachableCutoff(0 if policy.adaptive else policy.concurrency)
 
     async def loop(self, queue: asyncio.Queue[Batch | None], stopping: asyncio.Event) -> None:
         records, sender = self.records, self.sender
@@ -282,7 +307,7 @@ class Senders:
                         break
                     try:
                         delivery = await sender.deliver(body, give_up=stopping.is_set)
-                    except AuthRejected as exc:
+                    except EndpointRefused as exc:
                         self.auth_error = self.auth_error or exc
                         self.request_stop()
                         break

@@ -17,7 +17,6 @@ as a separate process.
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import contextlib
 import hashlib
@@ -26,6 +25,7 @@ import json
 import math
 import random
 import signal
+import ssl
 import time
 from array import array
 from bisect import bisect_left
@@ -53,6 +53,7 @@ NAMED_FAULTS = ("reset-before", "reset-after", "slow", "429-no-retry-after")
 RETRY_AFTER_FORMATS = ("seconds", "http-date")
 MIN_MS_TIMESTAMP = 10**11  # 1973-03-03 in milliseconds, 5138 AD in seconds: smaller means seconds
 STATS_PATH = "/_sandbox/stats"
+LATENCY_JITTER = 0.2  # each answer takes latency × (1 ± this), uniformly
 _SUCCESS = b'{"status":"SUCCESS","data":{"accepted":true}}'
 
 
@@ -95,8 +96,19 @@ class SandboxConfig:
     fault_first_n: int = 0  # faults only hit the first N requests; 0 means all of them
     seed: int = 0
     store: Path | None = None
+    tls_cert: Path | None = None  # serve HTTPS with this certificate chain (PEM)...
+    tls_key: Path | None = None  # ...and its private key (PEM)
+    redirect_to: str | None = None  # answer every event with a redirect to this base URL
+    redirect_status: int = 307
+    fault_retry_after: int | None = None  # Retry-After of injected 429s (default 1) and 5xx
+    latency: float = 0.0  # seconds each answer takes, ± LATENCY_JITTER
+    capacity: int | None = None  # in flight beyond this, answers slow down in proportion
 
     def __post_init__(self) -> None:
+        if (self.tls_cert is None) != (self.tls_key is None):
+            raise UsageError("tls_cert and tls_key go together: give both, or neither.")
+        if not 300 <= self.redirect_status < 400:
+            raise UsageError(f"redirect_status must be a 3xx, not {self.redirect_status}.")
         if self.retry_after_format not in RETRY_AFTER_FORMATS:
             raise UsageError(
                 f"retry_after_format {self.retry_after_format!r} is not one of "
@@ -104,8 +116,10 @@ class SandboxConfig:
             )
         if self.rate is not None and not self.rate > 0:
             raise UsageError(f"rate must be a positive number of events/second, not {self.rate}.")
-        if self.fault_first_n < 0 or self.slow_seconds < 0:
-            raise UsageError("fault_first_n and slow_seconds cannot be negative.")
+        if self.fault_first_n < 0 or self.slow_seconds < 0 or self.latency < 0:
+            raise UsageError("fault_first_n, slow_seconds and latency cannot be negative.")
+        if self.capacity is not None and self.capacity < 1:
+            raise UsageError(f"capacity must be at least 1 request in flight, not {self.capacity}.")
         table = self.fault_table()
         for kind, probability in table.items():
             if not _is_fault_kind(kind):
@@ -237,6 +251,22 @@ def _error(status: int, message: str, headers: dict[str, str] | None = None) -> 
     return web.Response(text=body, status=status, content_type="application/json", headers=headers)
 
 
+def _timeline(arrivals: Sequence[float], loads: Sequence[int]) -> list[dict[str, float]]:
+    """Per second since the first request: requests, and the most and mean in flight."""
+    seconds: dict[int, list[int]] = {}
+    for moment, load in zip(arrivals, loads):
+        seconds.setdefault(int(moment - arrivals[0]), []).append(load)
+    return [
+        {
+            "second": second,
+            "requests": len(v),
+            "max_in_flight": max(v),
+            "mean_in_flight": round(sum(v) / len(v), 1),
+        }
+        for second, v in sorted(seconds.items())
+    ]
+
+
 def _max_in_window(times: Sequence[float], width: float = 1.0) -> int:
     """Most timestamps in any half-open window [t, t + width); `times` must be sorted."""
     best = start = 0
@@ -253,10 +283,15 @@ class Sandbox:
     __slots__ = (
         "_accepted",
         "_arrivals",
+        "_connections",
         "_fault_table",
         "_faults",
         "_hashes",
+        "_in_flight",
+        "_jitter",
         "_key",
+        "_loads",
+        "_peak_in_flight",
         "_rejected",
         "_rng",
         "_runner",
@@ -274,8 +309,12 @@ class Sandbox:
         self._schemas = {schema.event_name: schema for schema in self.config.schemas}
         self._fault_table = self.config.fault_table()
         self._rng = random.Random(self.config.seed)
+        self._jitter = random.Random(self.config.seed + 1)  # apart, so faults stay the same
+        self._in_flight = self._peak_in_flight = 0
         # Monotonic times, appended in order so they are already sorted for window scans.
         self._arrivals = array("d")
+        self._loads = array("i")  # requests in flight at each arrival, this one included
+        self._connections: set[Any] = set()  # client (host, port): one TLS handshake each
         self._accepted = array("d")
         self._hashes: set[bytes] = set()  # digests of accepted bodies, to count duplicates
         self._rejected: Counter[str] = Counter()
@@ -296,6 +335,7 @@ class Sandbox:
         """Listen on the configured host and port; return the base URL."""
         if self._runner is not None:
             raise RuntimeError("The sandbox is already listening.")
+        tls = self._tls_context()  # before listening: a bad certificate is a UsageError
         self._stopping.clear()
         app = web.Application()
         for api in APIS.values():
@@ -306,11 +346,22 @@ class Sandbox:
         # A short shutdown grace: in-flight "slow" answers are woken by `_stopping` anyway.
         self._runner = web.AppRunner(app, access_log=None, shutdown_timeout=2.0)
         await self._runner.setup()
-        await web.TCPSite(self._runner, self.config.host, self.config.port).start()
+        site = web.TCPSite(self._runner, self.config.host, self.config.port, ssl_context=tls)
+        await site.start()
         port = self._runner.addresses[0][1]
         host = f"[{self.config.host}]" if ":" in self.config.host else self.config.host
-        self._url = f"http://{host}:{port}"
+        self._url = f"{'https' if tls else 'http'}://{host}:{port}"
         return self._url
+
+    def _tls_context(self) -> ssl.SSLContext | None:
+        if self.config.tls_cert is None or self.config.tls_key is None:
+            return None
+        context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        try:
+            context.load_cert_chain(self.config.tls_cert, self.config.tls_key)
+        except (OSError, ssl.SSLError) as exc:
+            raise UsageError(f"--tls-cert/--tls-key cannot be loaded: {exc}") from None
+        return context
 
     async def stop(self) -> None:
         """Stop listening, wake slow answers, close the store; stats stay readable."""
@@ -341,6 +392,12 @@ class Sandbox:
             "faults_injected": dict(sorted(self._faults.items())),
             "max_requests_in_any_1s_window": _max_in_window(self._arrivals),
             "max_accepted_in_any_1s_window": _max_in_window(self._accepted),
+            "max_in_flight": self._peak_in_flight,
+            "connections": len(self._connections),
+            "accepted_span_seconds": (
+                self._accepted[-1] - self._accepted[0] if len(self._accepted) > 1 else 0.0
+            ),
+            "timeline": _timeline(self._arrivals, self._loads),
         }
 
     async def _stats_handler(self, request: web.Request) -> web.Response:
@@ -353,7 +410,23 @@ class Sandbox:
         return handle
 
     async def _handle(self, api: Api, request: web.Request) -> web.StreamResponse:
+        self._in_flight += 1
+        self._peak_in_flight = max(self._peak_in_flight, self._in_flight)
+        self._loads.append(self._in_flight)
+        if request.transport is not None:
+            self._connections.add(request.transport.get_extra_info("peername"))
+        try:
+            return await self._answer(api, request)
+        finally:
+            self._in_flight -= 1
+
+    async def _answer(self, api: Api, request: web.Request) -> web.StreamResponse:
         self._arrivals.append(time.monotonic())
+        if self.config.redirect_to is not None:
+            location = self.config.redirect_to.rstrip("/") + request.path
+            return self._count(
+                web.Response(status=self.config.redirect_status, headers={"Location": location})
+            )
         fault = self._draw_fault(len(self._arrivals) - 1)
         if fault is not None:
             self._faults[fault] += 1
@@ -367,22 +440,33 @@ class Sandbox:
             return _drop(request)
         except web.HTTPRequestEntityTooLarge as exc:
             return self._count(_error(413, exc.text or "Request body too large"))
+        if self.config.latency:
+            await asyncio.sleep(self._answer_time())  # cheap: thousands a second
         if fault == "slow":  # the body is in: a client that times out may still be accepted
-            await self._pause()
+            await self._pause(self.config.slow_seconds)
         answer = _first_answer(
             lambda: self._check_key(api, request), self._check_rate, lambda: self._receive(api, raw)
         )
         self._count(answer)
         return _drop(request) if fault == "reset-after" else answer
 
-    async def _pause(self) -> None:
-        """Sleep `slow_seconds`, cut short by `stop()`, which waits for these answers."""
+    def _answer_time(self) -> float:
+        """The latency with jitter, stretched when more requests are in flight than the
+        capacity: a server that queues, so more load means slower answers, not more."""
+        seconds = self.config.latency * (1 + LATENCY_JITTER * (2 * self._jitter.random() - 1))
+        capacity = self.config.capacity
+        if capacity is not None and self._in_flight > capacity:
+            seconds *= self._in_flight / capacity
+        return seconds
+
+    async def _pause(self, seconds: float) -> None:
+        """Sleep, cut short by `stop()`, which waits for these answers."""
         task = asyncio.current_task()
         assert task is not None
         self._slow.add(task)
         try:
             with contextlib.suppress(asyncio.TimeoutError):
-                await asyncio.wait_for(self._stopping.wait(), self.config.slow_seconds)
+                await asyncio.wait_for(self._stopping.wait(), seconds)
         finally:
             self._slow.discard(task)
 
@@ -403,9 +487,11 @@ class Sandbox:
         if kind == "429-no-retry-after":
             return _error(429, "Rate limit exceeded")
         status = int(kind)
+        wait = self.config.fault_retry_after
         if status == 429:
-            return _error(429, "Rate limit exceeded", self._retry_after(1))
-        return _error(status, f"Injected fault: {status} {_phrase(status)}")
+            return _error(429, "Rate limit exceeded", self._retry_after(wait or 1))
+        headers = self._retry_after(wait) if wait is not None and status >= 500 else None
+        return _error(status, f"Injected fault: {status} {_phrase(status)}", headers)
 
     def _check_key(self, api: Api, request: web.Request) -> web.Response | None:
         # Never echo or log the received key: the messages below are fixed on purpose.
@@ -520,59 +606,7 @@ def _schemas_from_json(text: str) -> tuple[EventSchema, ...]:
     )
 
 
-def _fault(text: str) -> tuple[str, float]:
-    kind, sep, probability = text.partition("=")
-    if not sep:
-        raise argparse.ArgumentTypeError(f"expected KIND=PROBABILITY, found {text!r}")
-    try:
-        return kind, float(probability)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{probability!r} is not a probability") from None
-
-
-def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="python -m backfill.sandbox", description="Run a Torque-compatible sandbox."
-    )
-    parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--port", type=int, default=8787, help="0 picks a free port")
-    parser.add_argument("--store", type=Path, help="JSON Lines file of accepted events")
-    parser.add_argument("--key", help="the only API key accepted (default: any non-empty)")
-    parser.add_argument("--rate", type=float, help="accepted events per second before 429")
-    parser.add_argument("--fault", type=_fault, action="append", default=[], metavar="KIND=P")
-    parser.add_argument("--fail-rate", type=float, default=0.0, help="shorthand for 503=P")
-    parser.add_argument("--fault-first-n", type=int, default=0)
-    parser.add_argument("--slow-seconds", type=float, default=2.0)
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--retry-after-format", choices=RETRY_AFTER_FORMATS, default="seconds")
-    parser.add_argument("--schema-json", help='[{"event_name", "fields", "required"}, ...]')
-    return parser
-
-
-def _main(argv: Sequence[str] | None = None) -> None:
-    """The subprocess entry for tests; the real CLI calls `serve` and does its own printing."""
-    parser = _parser()
-    args = parser.parse_args(argv)
-    try:
-        config = SandboxConfig(
-            host=args.host,
-            port=args.port,
-            key=args.key,
-            schemas=_schemas_from_json(args.schema_json) if args.schema_json else (),
-            rate=args.rate,
-            retry_after_format=args.retry_after_format,
-            fail_rate=args.fail_rate,
-            faults=dict(args.fault),
-            slow_seconds=args.slow_seconds,
-            fault_first_n=args.fault_first_n,
-            seed=args.seed,
-            store=args.store,
-        )
-    except (UsageError, ValueError, KeyError, TypeError) as exc:
-        parser.error(f"invalid sandbox settings: {exc}")  # exits 2 with the usage line
-    stats = serve(config, lambda url: print(f"listening on {url}", flush=True))
-    print(json.dumps(stats), flush=True)
-
-
 if __name__ == "__main__":
-    _main()
+    from backfill.sandbox_command import main
+
+    main()

@@ -6,9 +6,11 @@ layer is the cost at thousands of events a second, and aiohttp's is the lightest
 `HttpxPoster` around any `httpx.AsyncBaseTransport`, so unit tests use `httpx.MockTransport`.
 
 Retry decisions look at the exception class (see `errors`), never at message text:
-401/403 stop the run; other 4xx are final for the row; 408/425/429, 5xx, timeouts and
-dropped connections are retried with full-jitter exponential backoff, and a 429 slows the
-whole run down through the shared `AdaptiveLimiter`, not just the one request.
+401/403, a 3xx (never followed) and a certificate that does not verify stop the run; other
+4xx are final for the row; 408/425/429, 5xx, timeouts and dropped connections are retried
+with full-jitter exponential backoff. `Retry-After` (on any status) pauses every sender; a
+429 also slows the whole run down through the shared `AdaptiveLimiter`, and is not a failed
+attempt: 429s are bounded per row by time (`rate_limit_budget`), not by `max_retries`.
 """
 
 from __future__ import annotations
@@ -25,10 +27,14 @@ from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
 
 from aiolimiter import AsyncLimiter
 
+from backfill.concurrency import ConcurrencyGate
 from backfill.errors import (
     AuthRejected,
+    CertificateRejected,
+    EndpointRefused,
     EventRejected,
     RateLimited,
+    RedirectRefused,
     SendError,
     TransientSendError,
 )
@@ -40,11 +46,14 @@ DEFAULT_RATE = 100.0
 DEFAULT_CONCURRENCY = 16
 DEFAULT_MAX_RETRIES = 6
 DEFAULT_TIMEOUT = 30.0
+DEFAULT_RATE_LIMIT_BUDGET = 1800.0  # seconds a row may spend being answered 429
 SLOW_DOWN_STATUSES = frozenset({408, 425, 429})
 AUTH_STATUSES = frozenset({401, 403})
 _DELAY_SECONDS = re.compile(r"^[0-9]+(\.[0-9]+)?$")  # RFC 9110 says digits; some send 1.5
-MAX_RETRY_AFTER = 300.0  # a server asking for longer is more likely broken than busy
+LONG_RETRY_AFTER = 300.0  # a server asking for longer is told to the user (it may be broken)
+MAX_RETRY_AFTER = 7 * 86400.0  # beyond a week the value is nonsense: read as a week
 CONNECT_FAILED = "connect failed"  # the kind that says the server is not there at all
+RATE_LIMITED = "rate limited"  # the kind of a row whose 429s outlasted its budget
 BURST_SECONDS = 0.05  # the limiter's bucket holds this much time's worth of requests
 RECOVERY_INTERVAL = 1.0
 RECOVERY_FACTOR = 1.25
@@ -60,6 +69,8 @@ class SendPolicy:
     timeout: float = DEFAULT_TIMEOUT
     backoff_base: float = 0.5
     backoff_max: float = 30.0
+    rate_limit_budget: float = DEFAULT_RATE_LIMIT_BUDGET  # seconds of 429s per row at most
+    adaptive: bool = False  # concurrency follows the network, up to `concurrency`
 
     def __post_init__(self) -> None:
         if self.rate < 0:
@@ -70,6 +81,8 @@ class SendPolicy:
             raise ValueError(f"max retries must be 0 or more; got {self.max_retries}")
         if self.timeout <= 0:
             raise ValueError(f"timeout must be positive; got {self.timeout}")
+        if self.rate_limit_budget < 0:
+            raise ValueError(f"rate limit budget must be 0 or more; got {self.rate_limit_budget}")
         if not 0 <= self.backoff_base <= self.backoff_max:
             raise ValueError(
                 f"backoff needs 0 <= base <= max; got {self.backoff_base}, {self.backoff_max}"
@@ -133,8 +146,17 @@ def check_reply(reply: Reply) -> int:
     status = reply.status
     if 200 <= status < 300:
         return status
+    if 300 <= status < 400:
+        location = reply.headers.get("location") or "(no Location header)"
+        raise RedirectRefused(
+            f"the endpoint answered HTTP {status}, a redirect to {location}. backfill never "
+            "follows redirects: the API key would travel to another address, and a redirected "
+            "POST delivers nothing. Check --endpoint.",
+            status=status,
+        )
     message = server_message(reply)
     described = f"HTTP {status}: {message}" if message else f"HTTP {status}"
+    retry_after = retry_after_seconds(reply.headers.get("retry-after"))
     if status in AUTH_STATUSES:
         raise AuthRejected(
             f"the server refused the API key ({described}); check TORQUE_API_KEY "
@@ -142,10 +164,9 @@ def check_reply(reply: Reply) -> int:
             status=status,
         )
     if status in SLOW_DOWN_STATUSES:
-        retry_after = retry_after_seconds(reply.headers.get("retry-after"))
         raise RateLimited(described, status=status, retry_after=retry_after)
     if status >= 500:
-        raise TransientSendError(described, status=status)
+        raise TransientSendError(described, status=status, retry_after=retry_after)
     raise EventRejected(message or described, status=status)
 
 
@@ -193,20 +214,27 @@ class AdaptiveLimiter:
         burst = max(1.0, rate * BURST_SECONDS)
         return AsyncLimiter(burst, burst / rate)
 
-    async def acquire(self) -> None:
+    async def acquire(self) -> bool:
+        """Wait for a token; True when it had to wait (the rate is what holds us back)."""
+        waited = False
         while True:
             now = self._clock()
             if now < self.paused_until:
                 await asyncio.sleep(self.paused_until - now)
+                waited = True
                 continue
             limiter = self._limiter
             if limiter is not None:
+                waited = waited or not limiter.has_capacity()
                 await limiter.acquire()
                 now = self._clock()
                 if now < self.paused_until:  # a 429 paused everyone while this one waited
                     continue
+                if limiter is not self._limiter:  # the rate changed while this one waited:
+                    waited = True  # a token of the old bucket is not one of the new rate's
+                    continue
             self._count(now)
-            return
+            return waited
 
     def _count(self, now: float) -> None:
         """Requests in the current one-second window: what "halve" means with no --rate."""
@@ -214,10 +242,18 @@ class AdaptiveLimiter:
             self._recent, self._recent_start = 0, now
         self._recent += 1
 
+    def pause(self, seconds: float) -> bool:
+        """Every sender waits `seconds` from now; True when that extends the pause."""
+        until = self._clock() + seconds
+        if until <= self.paused_until:
+            return False
+        self.paused_until = until
+        return True
+
     def slow_down(self, retry_after: float | None) -> None:
         now = self._clock()
         if retry_after:
-            self.paused_until = max(self.paused_until, now + retry_after)
+            self.pause(retry_after)
         if now - self._last_change < RECOVERY_INTERVAL and self.rate:
             return
         measured = self._recent / max(now - self._recent_start, 0.05)
@@ -251,7 +287,10 @@ def backoff_delay(attempt: int, policy: SendPolicy, rng: random.Random) -> float
 
 
 class Sender:
-    """Sends bodies until accepted, finally rejected, or out of retries."""
+    """Sends bodies until accepted, finally rejected, or out of retries (or 429 budget).
+
+    Every wait between attempts is an `await` a stopping run may cancel: `on_the_wire`
+    holds the tasks whose request is out, the only ones a first Ctrl-C waits for."""
 
     def __init__(
         self,
@@ -259,77 +298,194 @@ class Sender:
         policy: SendPolicy,
         limiter: AdaptiveLimiter | None = None,
         *,
+        gate: ConcurrencyGate | None = None,
         sleep: Callable[[float], Awaitable[Any]] = asyncio.sleep,
+        clock: Callable[[], float] = time.monotonic,
         rng: random.Random | None = None,
+        on_notice: Callable[[str], None] | None = None,
     ) -> None:
         self.poster = poster
         self.policy = policy
         self.limiter = limiter or AdaptiveLimiter(policy.rate)
+        self.gate = gate or ConcurrencyGate(
+            policy.concurrency, adaptive=policy.adaptive, rate_in_force=self._rate_in_force
+        )
         self.retries = 0
+        self.longest_retry_after = 0.0
+        self.on_the_wire: set[asyncio.Task[Any]] = set()
+        self._delivering: set[asyncio.Task[Any]] = set()
+        self._interrupted: set[asyncio.Task[Any]] = set()
         self._sleep = sleep
+        self._clock = clock
         self._rng = rng or random.Random()
+        self._on_notice = on_notice
 
     async def deliver(self, body: bytes, give_up: Callable[[], bool] = lambda: False) -> Delivery:
-        """Raises `AuthRejected` (the whole run must stop); every other outcome is returned.
+        """Raises `EndpointRefused` (the whole run must stop); every other outcome is returned.
 
         `give_up` is asked before each retry: an interrupted run does not start new
-        attempts, and the row stays unsent (so `--resume` sends it)."""
-        attempt = 0
+        attempts, and the row stays unsent (so `--resume` sends it). `interrupt_waits` ends
+        a delivery that is waiting (backoff, Retry-After, rate limit) the same way."""
+        task = asyncio.current_task()
+        assert task is not None
+        self._delivering.add(task)
+        try:
+            return await self._deliver(body, give_up)
+        except asyncio.CancelledError:
+            if task not in self._interrupted:
+                raise
+            self._interrupted.discard(task)
+            uncancel = getattr(task, "uncancel", None)  # Python 3.11+: keep the count right
+            if uncancel is not None:
+                uncancel()
+            return Delivery(False, 0, kind="interrupted")
+        finally:
+            self._delivering.discard(task)
+
+    def interrupt_waits(self) -> None:
+        """End every delivery that is waiting rather than on the wire (a first Ctrl-C)."""
+        for task in self._delivering - self.on_the_wire:
+            if task not in self._interrupted:
+                self._interrupted.add(task)
+                task.cancel()
+
+    async def _deliver(self, body: bytes, give_up: Callable[[], bool]) -> Delivery:
+        sent = failures = limited = 0
+        limited_since: float | None = None
         while True:
-            attempt += 1
-            if attempt > 1 and give_up():
-                return Delivery(False, attempt - 1, kind="interrupted")
-            await self.limiter.acquire()
+            if sent and give_up():
+                return Delivery(False, sent, kind="interrupted")
+            sent += 1
             try:
-                status = check_reply(await self.poster.post(body))
-            except (AuthRejected, EventRejected) as exc:
-                if isinstance(exc, AuthRejected):
-                    raise
-                return Delivery(False, attempt, exc.status, exc.kind, str(exc))
+                status = check_reply(await self._post(body))
+            except EndpointRefused:
+                raise
+            except EventRejected as exc:
+                return Delivery(False, sent, exc.status, exc.kind, str(exc))
             except TransientSendError as exc:
-                if attempt > self.policy.max_retries:
-                    return Delivery(False, attempt, exc.status, exc.kind, _gave_up(exc, attempt))
-                await self._sleep(self._wait_before_retry(exc, attempt))
+                if exc.status == 429:  # slow down, not a failure: bounded by time instead
+                    limited += 1
+                    now = self._clock()
+                    limited_since = now if limited_since is None else limited_since
+                    wait = self._wait_before_retry(exc, limited)
+                    if now + wait - limited_since > self.policy.rate_limit_budget:
+                        return Delivery(False, sent, 429, RATE_LIMITED, self._spent(exc, sent))
+                else:
+                    failures += 1
+                    if failures > self.policy.max_retries:
+                        return Delivery(False, sent, exc.status, exc.kind, _gave_up(exc, sent))
+                    wait = self._wait_before_retry(exc, failures)
+                if give_up():
+                    return Delivery(False, sent, kind="interrupted")
+                await self._sleep(wait)
                 self.retries += 1
                 continue
             self.limiter.on_success()
-            return Delivery(True, attempt, status)
+            return Delivery(True, sent, status)
+
+    def network_report(self, achieved: float) -> dict[str, Any]:
+        """What the network did, for the summary: peak in flight, median answer time,
+        the longest Retry-After, and one line when the user's cap held the run back."""
+        answer = self.gate.median_answer_time()
+        note = self.gate.bottleneck(self.policy.rate, achieved)
+        return {
+            "peak_in_flight": self.gate.peak_in_flight,
+            "median_answer_ms": None if answer is None else round(answer * 1000, 1),
+            "longest_retry_after": self.longest_retry_after,
+            "concurrency_note": note or "",
+        }
+
+    def _rate_in_force(self) -> float:
+        return self.limiter.rate
+
+    async def _post(self, body: bytes) -> Reply:
+        """One request through the concurrency gate, then the rate limit, then the wire."""
+        gate = self.gate
+        await gate.acquire()
+        try:
+            gate.rate_waited(await self.limiter.acquire())
+            task = asyncio.current_task()
+            wire = self.on_the_wire
+            wire.add(task)  # type: ignore[arg-type]
+            started = gate.sent()
+            try:
+                reply = await self.poster.post(body)
+            except TransientSendError:
+                gate.answered(started, overloaded=True)
+                raise
+            finally:
+                wire.discard(task)  # type: ignore[arg-type]
+            gate.answered(started, overloaded=reply.status == 429 or reply.status >= 500)
+            return reply
+        finally:
+            gate.release()
 
     def _wait_before_retry(self, exc: TransientSendError, attempt: int) -> float:
         if isinstance(exc, RateLimited):
-            self.limiter.slow_down(exc.retry_after)
-            if exc.retry_after is not None:
-                return exc.retry_after * (1 + 0.1 * self._rng.random())
-        return backoff_delay(attempt, self.policy, self._rng)
+            self.limiter.slow_down(None)
+        if exc.retry_after is None:
+            return backoff_delay(attempt, self.policy, self._rng)
+        self._honour_retry_after(exc)
+        return exc.retry_after * (1 + 0.1 * self._rng.random())
+
+    def _honour_retry_after(self, exc: TransientSendError) -> None:
+        """Pause every sender for as long as the server asked; say so when that is long."""
+        seconds = exc.retry_after or 0.0
+        extended = self.limiter.pause(seconds)
+        if seconds > self.longest_retry_after:
+            self.longest_retry_after = seconds
+        if extended and seconds > LONG_RETRY_AFTER and self._on_notice is not None:
+            self._on_notice(
+                f"The server asked to wait {_duration(seconds)} before sending again "
+                f"(HTTP {exc.status}, Retry-After). Waiting as asked; Ctrl-C stops, and "
+                "--resume continues later."
+            )
+
+    def _spent(self, exc: SendError, attempts: int) -> str:
+        budget = self.policy.rate_limit_budget
+        return (
+            f"{exc} (rate limited for more than {_duration(budget)}, the --rate-limit-budget; "
+            f"{attempts} attempts)"
+        )
 
 
 def _gave_up(exc: SendError, attempts: int) -> str:
     return f"{exc} (gave up after {attempts} attempts)"
 
 
+def _duration(seconds: float) -> str:
+    if seconds < 120:
+        return f"{seconds:g} s"
+    if seconds < 7200:
+        return f"{seconds / 60:.0f} min"
+    return f"{seconds / 3600:.1f} h"
+
+
 # --- posters -------------------------------------------------------------------------------
 
 
 class AiohttpPoster:
-    """POSTs through one aiohttp session whose connection pool matches the concurrency."""
+    """POSTs through one aiohttp session (see `http_client`): connections kept alive, the
+    pool as large as the concurrency, certificates verified, the environment's proxy, and
+    redirects never followed."""
 
     def __init__(self, url: str, headers: Mapping[str, str], policy: SendPolicy) -> None:
         import aiohttp
 
+        from backfill.http_client import open_session, route_for
+
         self._aiohttp = aiohttp
         self._url = url
-        connector = aiohttp.TCPConnector(limit=policy.concurrency, ttl_dns_cache=300)
-        self._session = aiohttp.ClientSession(
-            connector=connector,
-            timeout=aiohttp.ClientTimeout(total=policy.timeout),
-            skip_auto_headers=("User-Agent",),
-            headers={"User-Agent": "backfill", **headers},  # set once, not merged per request
-        )
+        route = route_for(url)
+        self._options: dict[str, Any] = {"allow_redirects": False}
+        if route.proxy is not None:
+            self._options.update(proxy=route.proxy, proxy_headers=route.proxy_headers())
+        self._session = open_session(url, dict(headers), policy.concurrency, policy.timeout)
 
     async def post(self, body: bytes) -> Reply:
         aiohttp = self._aiohttp
         try:
-            async with self._session.post(self._url, data=body) as reply:
+            async with self._session.post(self._url, data=body, **self._options) as reply:
                 raw = await reply.read()
                 # An accepted event's body is never looked at: skip decoding it.
                 text = raw.decode("utf-8", "replace") if reply.status >= 300 else ""
@@ -340,11 +496,21 @@ class AiohttpPoster:
             raise TransientSendError(
                 "the server closed the connection without answering", kind="disconnected"
             ) from None
+        except aiohttp.ClientConnectorCertificateError as exc:
+            raise _certificate_rejected(exc.host, exc.port, exc.certificate_error) from None
+        except aiohttp.ClientProxyConnectionError as exc:
+            raise TransientSendError(
+                f"cannot connect to the proxy {exc.host}:{exc.port} "
+                f"({exc.os_error.strerror or exc})",
+                kind=CONNECT_FAILED,
+            ) from None
         except aiohttp.ClientConnectorError as exc:
             raise TransientSendError(
                 f"cannot connect to {exc.host}:{exc.port} ({exc.os_error.strerror or exc})",
                 kind=CONNECT_FAILED,
             ) from None
+        except aiohttp.ClientHttpProxyError as exc:
+            raise _proxy_refused(exc.status, exc.message) from None
         except (aiohttp.ClientError, OSError) as exc:
             raise TransientSendError(
                 f"the connection failed ({type(exc).__name__})", kind="connection error"
@@ -352,6 +518,28 @@ class AiohttpPoster:
 
     async def aclose(self) -> None:
         await self._session.close()
+
+
+def _certificate_rejected(host: str, port: int | None, error: BaseException) -> SendError:
+    from backfill.http_client import PRIVATE_CA_HINT
+
+    reason = getattr(error, "verify_message", None) or getattr(error, "reason", None) or error
+    where = f"{host}:{port}" if port else host
+    return CertificateRejected(
+        f"the TLS certificate of {where} does not verify ({reason}); {PRIVATE_CA_HINT}."
+    )
+
+
+def _proxy_refused(status: int, message: str) -> SendError:
+    """The proxy answered the tunnel or request itself: 407/403 will not change by retrying."""
+    described = f"the proxy answered HTTP {status} ({message})"
+    if status in (403, 407):
+        return EndpointRefused(
+            f"{described}; check the credentials and the proxy in HTTPS_PROXY / HTTP_PROXY, "
+            "or NO_PROXY.",
+            status=status,
+        )
+    return TransientSendError(described, status=status, kind=f"proxy http {status}")
 
 
 class HttpxPoster:

@@ -133,7 +133,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--url", required=True, help="e.g. http://127.0.0.1:PORT/events")
     parser.add_argument("--events", type=make_orders.parse_rows, default=20_000)
-    parser.add_argument("--concurrency", type=int, default=32)
+    parser.add_argument("--concurrency", "-c", type=int, default=32)
     parser.add_argument("--key-header", default="x-torque-api-key")
     args = parser.parse_args(argv)
     build_started = time.perf_counter()

@@ -7,8 +7,11 @@ import contextlib
 import json
 import os
 import signal
+import subprocess
 import sys
 import time
+import urllib.error
+import urllib.request
 from collections.abc import AsyncIterator
 from email.utils import parsedate_to_datetime
 from pathlib import Path
@@ -498,3 +501,73 @@ def test_schema_json_option_builds_event_schemas() -> None:
         ]
     )
     assert _schemas_from_json(text) == (ORDER_SCHEMA,)
+
+
+# --- one command, two names ------------------------------------------------------------------
+
+
+def _options(help_text: str) -> list[str]:
+    return sorted({word for word in help_text.split() if word.startswith("--")})
+
+
+def test_backfill_sandbox_and_python_m_backfill_sandbox_take_the_same_options() -> None:
+    def help_of(*command: str) -> str:
+        done = subprocess.run(
+            [sys.executable, "-m", *command, "--help"], capture_output=True, text=True, timeout=60
+        )
+        assert done.returncode == 0, done.stderr
+        return done.stdout
+
+    via_cli = _options(help_of("backfill", "sandbox"))
+    via_module = _options(help_of("backfill.sandbox"))
+    assert via_cli == via_module
+    for option in ("--latency", "--capacity", "--tls-cert", "--tls-key", "--redirect-to"):
+        assert option in via_cli
+    assert "--fault" in via_cli and "--mapping" in via_cli and "--fault-retry-after" in via_cli
+
+
+REDIRECT_ARGS = ["--redirect-to", "https://elsewhere.example", "--redirect-status", "308"]
+
+
+class NoRedirects(urllib.request.HTTPRedirectHandler):
+    def redirect_request(self, *args: Any, **kwargs: Any) -> None:
+        return None
+
+
+def test_backfill_sandbox_injects_faults_and_redirects_like_the_module() -> None:
+    process = subprocess.Popen(
+        [sys.executable, "-m", "backfill", "sandbox", "--port", "0", *REDIRECT_ARGS],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert process.stdout is not None
+        url = process.stdout.readline().split()[-1]
+        request = urllib.request.Request(
+            url + "/events", data=b"{}", headers={"x-torque-api-key": KEY}, method="POST"
+        )
+        opener = urllib.request.build_opener(NoRedirects())
+        with pytest.raises(urllib.error.HTTPError) as caught:
+            opener.open(request, timeout=10)
+        assert caught.value.code == 308
+        assert caught.value.headers["Location"] == "https://elsewhere.example/events"
+    finally:
+        process.send_signal(signal.SIGTERM)
+        out, _ = process.communicate(timeout=30)
+    stats = json.loads(out.splitlines()[-1])
+    assert stats["requests"] == 1 and stats["rejected_by_status"] == {"308": 1}
+
+
+def test_the_sandbox_slows_its_answers_by_latency_and_beyond_its_capacity() -> None:
+    async def timed(count: int, **options: Any) -> tuple[float, dict[str, Any]]:
+        async with serving(**options) as (sandbox, client):
+            started = time.monotonic()
+            await asyncio.gather(*(post(client, v1_body()) for _ in range(count)))
+            return time.monotonic() - started, sandbox.stats()
+
+    alone, _ = asyncio.run(timed(1, latency=0.2))
+    assert alone >= 0.2 * 0.8
+    crowded, stats = asyncio.run(timed(8, latency=0.2, capacity=2))
+    assert stats["max_in_flight"] == 8 and stats["accepted"] == 8
+    assert crowded >= 0.2 * 0.8 * 8 / 2  # four times the latency: 8 in flight for capacity 2

@@ -26,7 +26,7 @@ from conftest import TEST_KEY, make_pubkey
 
 from backfill import sender as sender_module
 from backfill.api import TORQUE_INGEST, TORQUE_V1, Api
-from backfill.errors import AuthRejected
+from backfill.errors import AuthRejected, RedirectRefused
 from backfill.mapping import load_mapping
 from backfill.offline import open_inputs
 from backfill.pipeline import Run, RunSummary, Target, plan_source_run
@@ -113,7 +113,8 @@ def deliver(
         transport = httpx.MockTransport(timed)
         poster = HttpxPoster(URL, {TORQUE_V1.key_header: TEST_KEY}, policy, transport=transport)
         limiter = AdaptiveLimiter(policy.rate, clock=clock)
-        sender = Sender(poster, policy, limiter, sleep=clock.sleep, rng=rng or random.Random(1))
+        jitter = rng or random.Random(1)
+        sender = Sender(poster, policy, limiter, sleep=clock.sleep, clock=clock, rng=jitter)
         try:
             return await sender.deliver(BODY, give_up=give_up), sender
         finally:
@@ -195,6 +196,69 @@ def test_a_rejection_without_json_reports_the_start_of_the_body() -> None:
     handler, _ = scripted(httpx.Response(400, text="  <html>Bad Request</html>\n"))
     delivery, _, _ = deliver(handler)
     assert delivery.message == "<html>Bad Request</html>"
+
+
+@pytest.mark.parametrize("status", [301, 302, 303, 307, 308])
+def test_a_redirect_is_refused_at_once_naming_the_status_and_location(status: int) -> None:
+    handler, seen = scripted(answer(status, Location="https://elsewhere.example/events"))
+    with pytest.raises(RedirectRefused) as caught:
+        deliver(handler)
+    assert caught.value.status == status and len(seen) == 1
+    assert f"HTTP {status}, a redirect to https://elsewhere.example/events" in str(caught.value)
+
+
+def test_a_429_is_not_a_failed_attempt_but_spends_the_rows_time_budget() -> None:
+    handler, seen = scripted(*[answer(429, "slow down", **{"Retry-After": "10"})] * 5, answer(202))
+    policy = SendPolicy(rate=1000, max_retries=0, rate_limit_budget=60)
+    delivery, sender, _ = deliver(handler, policy)
+    assert delivery.accepted and delivery.attempts == 6 and sender.retries == 5
+
+    handler, seen = scripted(answer(429, "slow down", **{"Retry-After": "10"}))
+    delivery, _, _ = deliver(handler, SendPolicy(rate=1000, max_retries=9, rate_limit_budget=25))
+    assert not delivery.accepted and delivery.kind == "rate limited" and delivery.status == 429
+    assert len(seen) == 3 and "--rate-limit-budget" in delivery.message  # 0 s, ~10 s, ~20 s
+
+
+def test_retry_after_on_a_503_pauses_every_sender_and_a_long_one_is_announced() -> None:
+    handler, _ = scripted(answer(503, "busy", **{"Retry-After": "900"}), answer(202))
+    notices: list[str] = []
+    clock = FakeClock()
+
+    async def go() -> Delivery:
+        transport = httpx.MockTransport(handler)
+        policy = SendPolicy(rate=1000)
+        poster = HttpxPoster(URL, {}, policy, transport=transport)
+        limiter = AdaptiveLimiter(policy.rate, clock=clock)
+        sender = Sender(
+            poster, policy, limiter, sleep=clock.sleep, clock=clock, on_notice=notices.append
+        )
+        delivery = await sender.deliver(BODY)
+        assert limiter.paused_until == pytest.approx(1000.0 + 900.0)
+        assert limiter.rate == 1000  # a 503 pauses; only a 429 also halves the rate
+        return delivery
+
+    assert asyncio.run(go()).accepted
+    assert 900 <= clock.sleeps[0] <= 990  # waited in full: never retried early
+    [notice] = notices
+    assert "asked to wait 15 min" in notice and "HTTP 503" in notice
+
+
+def test_interrupting_a_delivery_that_waits_ends_it_at_once_as_interrupted() -> None:
+    handler, seen = scripted(answer(429, "slow down", **{"Retry-After": "60"}))
+
+    async def go() -> Delivery:
+        policy = SendPolicy(rate=1000)
+        poster = HttpxPoster(URL, {}, policy, transport=httpx.MockTransport(handler))
+        sender = Sender(poster, policy)
+        task = asyncio.create_task(sender.deliver(BODY))
+        while not seen:
+            await asyncio.sleep(0)
+        await asyncio.sleep(0.01)
+        sender.interrupt_waits()  # the first Ctrl-C, during the 60 s wait
+        return await asyncio.wait_for(task, 1)
+
+    delivery = asyncio.run(go())
+    assert delivery.kind == "interrupted" and not delivery.accepted and len(seen) == 1
 
 
 @pytest.mark.parametrize("status", [401, 403])
@@ -350,10 +414,11 @@ def test_give_up_stops_retrying_as_interrupted() -> None:
         ("nan", None),
         ("inf", None),
         ("1_000", None),
-        ("86400", MAX_RETRY_AFTER),  # a day is more likely a broken server than a busy one
+        ("86400", 86400.0),  # a day: waited in full, and the user is told (see the Sender)
+        ("99999999", MAX_RETRY_AFTER),  # years: nonsense, read as the longest wait
         ("Wed, 21 Oct 2015 07:28:10 GMT", 10.0),
         ("Wed, 21 Oct 2015 07:27:00 GMT", 0.0),  # a date in the past: go now
-        ("Thu, 22 Oct 2015 07:28:00 GMT", MAX_RETRY_AFTER),
+        ("Thu, 22 Oct 2015 07:28:00 GMT", 86400.0),
         (None, None),
         ("", None),
         ("soon", None),
@@ -733,3 +798,25 @@ def test_a_401_echoing_the_key_does_not_get_it_into_the_summary(tmp_path: Path) 
     assert TEST_KEY not in json.dumps(summary.as_dict())
     for path in tmp_path.iterdir():
         assert TEST_KEY.encode() not in path.read_bytes(), path.name
+
+
+def test_senders_waiting_when_the_rate_halves_wait_again_at_the_new_rate() -> None:
+    """Two buckets must never drain side by side: that would send at the old rate plus the
+    new one while a 429 asks everyone to slow down."""
+
+    async def go() -> tuple[int, float]:
+        limiter = AdaptiveLimiter(100)
+        for _ in range(10):  # use up the burst
+            await limiter.acquire()
+        waiting = [asyncio.ensure_future(limiter.acquire()) for _ in range(20)]
+        await asyncio.sleep(0)
+        limiter.slow_down(None)  # 100/s -> 50/s while twenty wait on the old bucket
+        started = asyncio.get_running_loop().time()
+        await asyncio.gather(*waiting)
+        return limiter.rate, asyncio.get_running_loop().time() - started
+
+    rate, seconds = asyncio.run(go())
+    assert rate == 50
+    # Twenty tokens at 50/s (less the new bucket's small burst) take well over 0.3 s; drained
+    # at the old rate they took 0.2 s.
+    assert seconds >= 0.3

@@ -1,0 +1,204 @@
+"""How many requests may be in flight: a gate every sender passes before the rate limit.
+
+With a fixed `--concurrency N` the gate is a plain limit of N that also measures answer
+times. With `--concurrency auto` the limit follows the network, after Netflix's
+concurrency-limits (Vegas, Gradient2) and Envoy's adaptive concurrency filter:
+
+- Little's law: carrying `rate` events/s at `rtt` seconds per answer takes `rate × rtt`
+  requests in flight. While the rate limit is what holds the run back, the gate only keeps
+  enough room for that, with headroom (never more than 2 × rate × answer time).
+- When senders queue at the gate while the rate limit has tokens to spare, the gate is the
+  bottleneck: the limit grows (doubling at first, like TCP's slow start, then by √limit),
+  as long as answers do not slow down.
+- When answers take longer than the no-load answer time by more than TOLERANCE, the server
+  is queueing our requests: the limit shrinks in proportion (Gradient2), so the run settles
+  near what the server can carry instead of piling requests on it.
+- A 429, a 5xx or a failed connection shrinks it by a quarter (at most once per window).
+
+Decisions are made once per window (a few answer times), from the window's median answer
+time; the no-load answer time is the lowest window median of the last BASE_SECONDS.
+`cap` stays a hard limit, and the library never prints: `bottleneck()` says when the cap
+is what held the run back, for the CLI to print.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import statistics
+import time
+from collections import deque
+from collections.abc import Callable
+
+INITIAL_LIMIT = 8
+AUTO_CAP = 2048  # `--concurrency auto`: far above what any sensible rate × answer time needs
+MAX_CONCURRENCY = 4096  # the highest `--concurrency N`
+TOLERANCE = 1.3  # answers this much slower than at no load mean the server is queueing
+BACKOFF_FACTOR = 0.75
+HEADROOM = 1.5  # in flight kept available per unit of rate × answer time
+SMOOTHING = 0.5  # how far one window moves the limit toward a lower target
+MIN_WINDOW_SECONDS = 0.1
+WINDOW_ANSWER_TIMES = 3
+MIN_WINDOW_SAMPLES = 8
+BASE_SECONDS = 30.0  # how far back the no-load answer time is remembered
+RATE_BOUND_SHARE = 0.5  # share of requests that waited for the rate limit: the rate binds
+RECENT_SAMPLES = 256  # answer times behind the progress bar's median
+
+
+class ConcurrencyGate:
+    """`await gate.acquire()` before the rate limit; `gate.release()` after the answer."""
+
+    def __init__(
+        self,
+        cap: int,
+        *,
+        adaptive: bool,
+        rate_in_force: Callable[[], float] = lambda: 0.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        if cap < 1:
+            raise ValueError(f"the concurrency cap must be at least 1; got {cap}")
+        self.cap = cap
+        self.adaptive = adaptive
+        self.limit = min(cap, INITIAL_LIMIT) if adaptive else cap
+        self.holders = 0  # senders past the gate: on the wire, or waiting for the rate limit
+        self.in_flight = 0  # requests on the wire
+        self.peak_in_flight = 0
+        self.recent: deque[float] = deque(maxlen=RECENT_SAMPLES)
+        self._rate_in_force = rate_in_force
+        self._clock = clock
+        self._waiters: deque[asyncio.Future[None]] = deque()
+        self._slow_start = True
+        self._bases: deque[tuple[float, float]] = deque()  # (when, window median)
+        self._cap_windows = 0  # windows in which the cap, not the network, held senders back
+        self._cap_rtt = 0.0
+        self._new_window(clock())
+
+    # --- the gate ------------------------------------------------------------------------
+
+    async def acquire(self) -> None:
+        if self.holders < self.limit and not self._waiters:
+            self.holders += 1
+            if self.holders == self.limit:  # no slot left for the next sender
+                self._full += 1
+            return
+        self._full += 1
+        waiter = asyncio.get_running_loop().create_future()
+        self._waiters.append(waiter)
+        try:
+            await waiter  # the slot is handed over: `holders` already counts this sender
+        except asyncio.CancelledError:
+            if waiter.done() and not waiter.cancelled():
+                self.release()  # handed a slot just as we were cancelled: pass it on
+            else:
+                self._waiters.remove(waiter)
+            raise
+
+    def release(self) -> None:
+        self.holders -= 1
+        self._wake()
+
+    def _wake(self) -> None:
+        while self._waiters and self.holders < self.limit:
+            waiter = self._waiters.popleft()
+            if not waiter.done():
+                self.holders += 1
+                waiter.set_result(None)
+
+    # --- measurements --------------------------------------------------------------------
+
+    def rate_waited(self, waited: bool) -> None:
+        """Whether this request had to wait for the rate limit: then the rate binds."""
+        self._requests += 1
+        self._rate_waits += waited
+
+    def sent(self) -> float:
+        self.in_flight += 1
+        if self.in_flight > self.peak_in_flight:
+            self.peak_in_flight = self.in_flight
+        return self._clock()
+
+    def answered(self, started: float, *, overloaded: bool) -> None:
+        self.in_flight -= 1
+        now = self._clock()
+        if overloaded:
+            self._overloaded = True
+        else:
+            rtt = now - started
+            self._samples.append(rtt)
+            self.recent.append(rtt)
+        if now - self._window_start >= self._window_length() and (
+            self._overloaded or len(self._samples) >= MIN_WINDOW_SAMPLES
+        ):
+            self._decide(now)
+
+    def median_answer_time(self) -> float | None:
+        return statistics.median(self.recent) if self.recent else None
+
+    # --- decisions -----------------------------------------------------------------------
+
+    def _window_length(self) -> float:
+        typical = self._samples[len(self._samples) // 2] if self._samples else 0.0
+        return max(MIN_WINDOW_SECONDS, WINDOW_ANSWER_TIMES * typical)
+
+    def _new_window(self, now: float) -> None:
+        self._window_start = now
+        self._samples: list[float] = []
+        self._overloaded = False
+        self._full = 0
+        self._rate_waits = 0
+        self._requests = 0
+
+    def _decide(self, now: float) -> None:
+        rtt = statistics.median(self._samples) if self._samples else None
+        base = self._remember_base(now, rtt)
+        saturated = self._full > 0 and self._rate_waits <= RATE_BOUND_SHARE * max(self._requests, 1)
+        if saturated and self.limit >= self.cap and rtt is not None:
+            self._cap_windows += 1
+            self._cap_rtt = rtt
+        if self.adaptive:
+            self._set_limit(self._next_limit(rtt, base, saturated))
+        self._new_window(now)
+
+    def _remember_base(self, now: float, rtt: float | None) -> float | None:
+        if rtt is not None:
+            self._bases.append((now, rtt))
+        while self._bases and now - self._bases[0][0] > BASE_SECONDS:
+            self._bases.popleft()
+        return min(value for _, value in self._bases) if self._bases else None
+
+    def _next_limit(self, rtt: float | None, base: float | None, saturated: bool) -> float:
+        limit = float(self.limit)
+        if self._overloaded:
+            self._slow_start = False
+            return limit * BACKOFF_FACTOR
+        if rtt is None or base is None:
+            return limit
+        rate = self._rate_in_force()
+        # Little's law: what carries the rate in force at the no-load answer time, with room;
+        # and never more than twice what it takes at the answer time seen now.
+        need = rate * base * HEADROOM + 1 if rate else 1.0
+        most = max(need, 2 * rate * rtt) if rate else math.inf
+        if saturated and rtt > base * TOLERANCE:  # slower answers as load grows: it queues
+            self._slow_start = False
+            target = limit * TOLERANCE * base / rtt
+            value = limit - SMOOTHING * (limit - target)
+        elif saturated:
+            value = limit * 2 if self._slow_start else limit + math.sqrt(limit)
+        else:
+            value = limit
+        return min(max(value, need), most)
+
+    def _set_limit(self, value: float) -> None:
+        self.limit = max(1, min(self.cap, math.ceil(value)))
+        self._wake()
+
+    def bottleneck(self, rate: float, achieved: float) -> str | None:
+        """One line when the cap held the run below the rate asked for, else None."""
+        if not self._cap_windows or not rate or achieved >= 0.9 * rate or not self._cap_rtt:
+            return None
+        most = self.cap / self._cap_rtt
+        return (
+            f"cap {self.cap} reached at {self._cap_rtt * 1000:.0f} ms per answer, so at most "
+            f"{most:,.0f} events/s; raise --concurrency (or use auto)."
+        )

@@ -1,0 +1,281 @@
+"""The network benchmarks of issue 13: run by hand, never by the test suite.
+
+    .venv/bin/python benchmarks/network.py                    # everything, 10-20 minutes
+    .venv/bin/python benchmarks/network.py --only rate --rounds 1
+    .venv/bin/python benchmarks/network.py --only capacity,tls
+
+Every figure is the whole `backfill run` process (or a reference sender) against the sandbox
+(`python -m backfill.sandbox`) in another process, over 127.0.0.1:
+
+- `rate`: nothing but `--rate` (concurrency auto) for rate x sandbox latency. The delivered
+  rate is accepted events over the span from the first to the last acceptance, as the server
+  saw it (the process's start-up is reported apart); the busiest one-second window and the
+  most requests in flight are the server's counts.
+- `capacity`: a sandbox whose answers slow down beyond `--capacity` requests in flight;
+  unthrottled (`--rate 0`), auto against a fixed 256: in flight and answers per second over time.
+- `tls`: unthrottled over HTTPS (a `trustme` CA trusted through SSL_CERT_FILE): backfill
+  against a plain aiohttp sender and an httpx sender posting the same bodies; the server
+  counts connections, each one a TLS handshake.
+
+The results go to stdout as Markdown and to benchmarks/out/network.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+HERE = Path(__file__).resolve().parent
+DATA = HERE / "data"
+OUT = HERE / "out"
+MAPPING = HERE / "map.yaml"
+RATES = (100, 1000, 5000)
+LATENCIES = (0.02, 0.08, 0.25)
+SENDING_SECONDS = 6.0
+PY = sys.executable
+
+
+def orders(rows: int) -> Path:
+    path = DATA / f"orders_{rows}.parquet"
+    if not path.exists():
+        DATA.mkdir(parents=True, exist_ok=True)
+        subprocess.run(
+            [PY, str(HERE / "make_orders.py"), "--rows", str(rows), "--out", str(path)], check=True
+        )
+    return path
+
+
+class Sandbox:
+    def __init__(self, *args: str, env: dict[str, str] | None = None) -> None:
+        self.process = subprocess.Popen(
+            [PY, "-m", "backfill.sandbox", "--port", "0", *args],
+            stdout=subprocess.PIPE,
+            text=True,
+            env=env,
+        )
+        assert self.process.stdout is not None
+        self.url = self.process.stdout.readline().split()[-1]
+
+    def stop(self) -> dict[str, Any]:
+        self.process.send_signal(signal.SIGTERM)
+        out, _ = self.process.communicate(timeout=60)
+        return json.loads([line for line in out.splitlines() if line.startswith("{")][-1])
+
+
+def backfill(url: str, rows: int, *args: str, env: dict[str, str]) -> dict[str, Any]:
+    with tempfile.TemporaryDirectory() as folder:
+        started = time.perf_counter()
+        source = orders(max(rows * 21 // 20 + 100, 1000))  # 5 % of the orders are filtered
+        command = [PY, "-m", "backfill", "run", str(source), "--mapping", str(MAPPING)]
+        command += ["--endpoint", url + "/events", "--limit", str(rows), "--json", "--quiet"]
+        done = subprocess.run(
+            [*command, "--report", str(Path(folder) / "r.jsonl"), *args],
+            capture_output=True,
+            text=True,
+            env=env,
+            timeout=900,
+        )
+        wall = time.perf_counter() - started
+    if done.returncode != 0:
+        raise RuntimeError(f"backfill exited {done.returncode}: {done.stderr[-2000:]}")
+    return {**json.loads(done.stdout), "wall_seconds": round(wall, 2)}
+
+
+def env_with(**extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.lower().endswith("_proxy")}
+    env["TORQUE_API_KEY"] = "bench-key"
+    return env | extra
+
+
+# --- rate x latency --------------------------------------------------------------------------
+
+
+def rate_cell(rate: int, latency: float, rounds: int) -> dict[str, Any]:
+    rows = int(rate * SENDING_SECONDS)
+    runs = []
+    for _ in range(rounds):
+        sandbox = Sandbox("--latency", str(latency))
+        summary = backfill(sandbox.url, rows, "--rate", str(rate), env=env_with())
+        stats = sandbox.stop()
+        span = stats["accepted_span_seconds"] or 1e-9
+        runs.append(
+            {
+                "delivered_per_s": round((stats["accepted"] - 1) / span, 1),
+                "max_1s_window": stats["max_requests_in_any_1s_window"],
+                "server_max_in_flight": stats["max_in_flight"],
+                "client_peak_in_flight": summary["peak_in_flight"],
+                "median_answer_ms": summary["median_answer_ms"],
+                "wall_seconds": summary["wall_seconds"],
+                "accepted": summary["accepted"],
+            }
+        )
+    delivered = statistics.median(r["delivered_per_s"] for r in runs)
+    return {
+        "rate": rate,
+        "latency_ms": latency * 1000,
+        "delivered_per_s": delivered,
+        "ratio": round(delivered / rate, 3),
+        "max_1s_window": max(r["max_1s_window"] for r in runs),
+        "max_in_flight": max(r["server_max_in_flight"] for r in runs),
+        "bound_2rl": 2 * rate * latency,
+        "median_answer_ms": statistics.median(r["median_answer_ms"] for r in runs),
+        "runs": runs,
+    }
+
+
+# --- a server that slows with load -----------------------------------------------------------
+
+
+def capacity_runs(rows: int) -> list[dict[str, Any]]:
+    results = []
+    for concurrency in ("auto", "256"):
+        sandbox = Sandbox("--latency", "0.05", "--capacity", "20")
+        args = ("--rate", "0", "--concurrency", concurrency)
+        summary = backfill(sandbox.url, rows, *args, env=env_with())
+        stats = sandbox.stop()
+        results.append(
+            {
+                "concurrency": concurrency,
+                "delivered_per_s": round(stats["accepted"] / stats["accepted_span_seconds"], 1),
+                "median_answer_ms": summary["median_answer_ms"],
+                "server_max_in_flight": stats["max_in_flight"],
+                "timeline": stats["timeline"],
+            }
+        )
+    return results
+
+
+# --- unthrottled over TLS --------------------------------------------------------------------
+
+
+def tls_runs(rows: int, rounds: int) -> dict[str, Any]:
+    import trustme
+
+    folder = Path(tempfile.mkdtemp())
+    ca = trustme.CA()
+    issued = ca.issue_cert("127.0.0.1")
+    ca.cert_pem.write_to_path(str(folder / "ca.pem"))
+    issued.private_key_pem.write_to_path(str(folder / "key.pem"))
+    (folder / "cert.pem").write_bytes(b"".join(b.bytes() for b in issued.cert_chain_pems))
+    tls = ("--tls-cert", str(folder / "cert.pem"), "--tls-key", str(folder / "key.pem"))
+    env = env_with(SSL_CERT_FILE=str(folder / "ca.pem"))
+    senders = {
+        "backfill": lambda url: backfill(url, rows, "--rate", "0", env=env),
+        "aiohttp": lambda url: reference(url, rows, "reference_sender.py", env),
+        "httpx": lambda url: reference(url, rows, "httpx_sender.py", env),
+    }
+    figures: dict[str, list[dict[str, Any]]] = {name: [] for name in senders}
+    for _ in range(rounds):
+        for name, send in senders.items():
+            sandbox = Sandbox(*tls, env=env)
+            summary = send(sandbox.url)
+            stats = sandbox.stop()
+            figures[name].append(
+                {
+                    "per_s": round(stats["accepted"] / stats["accepted_span_seconds"], 1),
+                    "connections": stats["connections"],
+                    "server_max_in_flight": stats["max_in_flight"],
+                    "client_peak_in_flight": summary.get("peak_in_flight"),
+                }
+            )
+    medians = {name: statistics.median(r["per_s"] for r in runs) for name, runs in figures.items()}
+    return {"medians": medians, "runs": figures}
+
+
+def reference(url: str, rows: int, script: str, env: dict[str, str]) -> dict[str, Any]:
+    done = subprocess.run(
+        [PY, str(HERE / script), "--url", url + "/events", "--events", str(rows), "-c", "32"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=900,
+        check=True,
+    )
+    return json.loads(done.stdout.splitlines()[-1])
+
+
+# --- report ----------------------------------------------------------------------------------
+
+
+def markdown(results: dict[str, Any]) -> str:
+    lines = []
+    if "rate" in results:
+        lines += [
+            "| --rate | latency | delivered/s (median) | ratio | max 1-s window | max in flight"
+            " (server) | 2 × rate × latency | median answer |",
+            "| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+        ]
+        for cell in results["rate"]:
+            lines.append(
+                f"| {cell['rate']} | {cell['latency_ms']:.0f} ms | {cell['delivered_per_s']:,.0f}"
+                f" | {cell['ratio']:.2f} | {cell['max_1s_window']:,} | {cell['max_in_flight']:,}"
+                f" | {cell['bound_2rl']:,.0f} | {cell['median_answer_ms']:.0f} ms |"
+            )
+    if "capacity" in results:
+        for run in results["capacity"]:
+            lines += [
+                "",
+                f"--concurrency {run['concurrency']}: {run['delivered_per_s']:,.0f} events/s, "
+                f"median answer {run['median_answer_ms']:.0f} ms, "
+                f"at most {run['server_max_in_flight']} in flight",
+                "",
+                "| second | requests | mean in flight | max in flight |",
+                "| ---: | ---: | ---: | ---: |",
+            ]
+            lines += [
+                f"| {t['second']} | {t['requests']} | {t['mean_in_flight']} "
+                f"| {t['max_in_flight']} |"
+                for t in run["timeline"]
+            ]
+    if "tls" in results:
+        medians = results["tls"]["medians"]
+        lines += ["", "| sender (TLS, unthrottled) | events/s (median) | vs aiohttp |"]
+        lines += ["| --- | ---: | ---: |"]
+        for name, value in medians.items():
+            lines.append(f"| {name} | {value:,.0f} | {value / medians['aiohttp']:.2f} |")
+        for run in results["tls"]["runs"]["backfill"]:
+            lines.append(
+                f"\nbackfill: {run['connections']} connections (TLS handshakes) for "
+                f"{run['client_peak_in_flight']} requests in flight at most"
+            )
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--only", default="rate,capacity,tls")
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--rates", default=",".join(map(str, RATES)))
+    parser.add_argument("--latencies", default=",".join(map(str, LATENCIES)))
+    args = parser.parse_args()
+    only = set(args.only.split(","))
+    results: dict[str, Any] = {"rounds": args.rounds, "started": time.strftime("%FT%TZ")}
+    OUT.mkdir(exist_ok=True)
+    if "rate" in only:
+        results["rate"] = []
+        for rate in map(int, args.rates.split(",")):
+            for latency in map(float, args.latencies.split(",")):
+                cell = rate_cell(rate, latency, args.rounds)
+                results["rate"].append(cell)
+                print(json.dumps({k: v for k, v in cell.items() if k != "runs"}), flush=True)
+                (OUT / "network.json").write_text(json.dumps(results, indent=1))
+    if "capacity" in only:
+        results["capacity"] = capacity_runs(8000)
+        (OUT / "network.json").write_text(json.dumps(results, indent=1))
+    if "tls" in only:
+        results["tls"] = tls_runs(20000, args.rounds)
+        (OUT / "network.json").write_text(json.dumps(results, indent=1))
+    print(markdown(results))
+
+
+if __name__ == "__main__":
+    main()

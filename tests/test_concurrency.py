@@ -1,0 +1,137 @@
+"""The concurrency gate on a fake clock: a cap that holds, a limit that follows Little's law
+when the rate binds, settles near a queueing server's capacity, and backs off on overload."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+
+import pytest
+
+from backfill.concurrency import AUTO_CAP, INITIAL_LIMIT, ConcurrencyGate
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 100.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+async def step(
+    gate: ConcurrencyGate,
+    clock: Clock,
+    demand: int,
+    answer_time: Callable[[int], float],
+    rate: float = 0.0,
+    overloaded: bool = False,
+) -> int:
+    """`demand` senders try the gate at once; those let through are answered together after
+    `answer_time(in flight)`; with a rate, requests beyond rate × answer time wait for it."""
+    tries = [asyncio.ensure_future(gate.acquire()) for _ in range(demand)]
+    await asyncio.sleep(0)
+    through = sum(task.done() for task in tries)
+    for task in tries:
+        if not task.done():
+            task.cancel()
+    await asyncio.gather(*tries, return_exceptions=True)
+    seconds = answer_time(through)
+    starts = []
+    for index in range(through):
+        gate.rate_waited(bool(rate) and index >= rate * seconds)
+        starts.append(gate.sent())
+    clock.now += seconds
+    for started in starts:
+        gate.answered(started, overloaded=overloaded)
+    for _ in range(through):
+        gate.release()
+    return through
+
+
+def run_steps(gate: ConcurrencyGate, clock: Clock, count: int, **kw: object) -> list[int]:
+    async def go() -> list[int]:
+        return [await step(gate, clock, **kw) for _ in range(count)]  # type: ignore[arg-type]
+
+    return asyncio.run(go())
+
+
+def test_a_fixed_cap_is_never_exceeded_and_never_moves() -> None:
+    clock = Clock()
+    gate = ConcurrencyGate(16, adaptive=False, clock=clock)
+    through = run_steps(gate, clock, 30, demand=100, answer_time=lambda n: 0.05)
+    assert max(through) == 16 and gate.limit == 16 and gate.peak_in_flight == 16
+
+
+def test_auto_grows_to_carry_the_rate_by_littles_law_and_no_further() -> None:
+    clock = Clock()
+    rate, latency = 1000.0, 0.08  # 80 requests in flight carry it
+    gate = ConcurrencyGate(AUTO_CAP, adaptive=True, rate_in_force=lambda: rate, clock=clock)
+    assert gate.limit == INITIAL_LIMIT
+    through = run_steps(gate, clock, 60, demand=300, answer_time=lambda n: latency, rate=rate)
+    assert rate * latency <= gate.limit <= 2 * rate * latency
+    assert max(through[-20:]) <= 2 * rate * latency
+    assert min(through[-20:]) >= rate * latency
+
+
+def test_auto_settles_near_a_queueing_servers_capacity_instead_of_piling_up() -> None:
+    clock = Clock()
+    capacity, latency = 40, 0.05
+
+    def answer_time(in_flight: int) -> float:  # beyond capacity, answers slow in proportion
+        return latency * max(1.0, in_flight / capacity)
+
+    gate = ConcurrencyGate(AUTO_CAP, adaptive=True, clock=clock)
+    through = run_steps(gate, clock, 300, demand=200, answer_time=answer_time)
+    settled = through[-100:]
+    assert capacity * 0.8 <= min(settled) and max(settled) <= capacity * 1.6, settled[-10:]
+
+
+def test_overload_shrinks_the_limit_by_a_quarter_per_window() -> None:
+    clock = Clock()
+    gate = ConcurrencyGate(AUTO_CAP, adaptive=True, clock=clock)
+    run_steps(gate, clock, 20, demand=200, answer_time=lambda n: 0.05)
+    before = gate.limit
+    run_steps(gate, clock, 4, demand=200, answer_time=lambda n: 0.05, overloaded=True)
+    assert 1 <= gate.limit < before * 0.75
+
+
+def test_the_cap_holding_back_the_rate_is_said_in_one_line() -> None:
+    clock = Clock()
+    gate = ConcurrencyGate(16, adaptive=False, rate_in_force=lambda: 1500.0, clock=clock)
+    run_steps(gate, clock, 30, demand=100, answer_time=lambda n: 0.08, rate=1500.0)
+    note = gate.bottleneck(rate=1500.0, achieved=195.0)
+    assert note == (
+        "cap 16 reached at 80 ms per answer, so at most 200 events/s; "
+        "raise --concurrency (or use auto)."
+    )
+    assert gate.bottleneck(rate=1500.0, achieved=1450.0) is None  # the rate was reached
+
+
+def test_a_sender_cancelled_while_waiting_leaves_no_trace_and_one_handed_a_slot_passes_it_on() -> (
+    None
+):
+    async def go() -> tuple[int, int]:
+        gate = ConcurrencyGate(1, adaptive=False)
+        await gate.acquire()
+        first = asyncio.ensure_future(gate.acquire())
+        second = asyncio.ensure_future(gate.acquire())
+        await asyncio.sleep(0)
+        gate.release()  # hands the slot to `first`...
+        first.cancel()  # ...which is cancelled before it runs: the slot goes to `second`
+        await asyncio.gather(first, return_exceptions=True)
+        await asyncio.wait_for(second, 1)
+        third = asyncio.ensure_future(gate.acquire())
+        await asyncio.sleep(0)
+        third.cancel()
+        await asyncio.gather(third, return_exceptions=True)
+        gate.release()
+        return gate.holders, len(gate._waiters)
+
+    assert asyncio.run(go()) == (0, 0)
+
+
+@pytest.mark.parametrize("cap", [0, -1])
+def test_a_cap_below_one_is_refused(cap: int) -> None:
+    with pytest.raises(ValueError, match="at least 1"):
+        ConcurrencyGate(cap, adaptive=True)
