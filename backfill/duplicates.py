@@ -71,43 +71,52 @@ class DuplicateIds:
     def _filter(self, rows: np.ndarray, hashes: np.ndarray) -> None:
         """Repeats among `hashes`: those the filter has seen, and later ones of a value that
         occurs more than once in this batch; then the batch goes into the filter."""
-        assert self.bloom is not None
-        values, first, inverse = np.unique(hashes, return_index=True, return_inverse=True)
-        again = np.ones(len(hashes), bool)
-        again[first] = False
-        seen = self._contains(values)
-        repeat = again | seen[inverse]
+        positions = self._positions(hashes)
+        seen = self._contains(positions)
+        ordered = np.sort(hashes)
+        again = np.zeros(len(hashes), bool)
+        if (ordered[1:] == ordered[:-1]).any():  # rare: only then the costlier argsort
+            order = np.argsort(hashes, kind="stable")
+            again[order[1:]] = hashes[order[1:]] == hashes[order[:-1]]
+        repeat = seen | again
         self.repeats += int(repeat.sum())
         room = EXAMPLE_ROWS - len(self.example_rows)
-        if room > 0:
+        if room > 0 and repeat.any():
             self.example_rows += [int(r) for r in rows[repeat][:room]]
         fill = 1 - math.exp(-BLOOM_HASHES * self.inserted / BLOOM_BITS)
-        self.expected_false += len(values) * fill**BLOOM_HASHES
-        self._insert(values)
-        self.inserted += len(values)
+        self.expected_false += len(hashes) * fill**BLOOM_HASHES
+        self._insert(positions)
+        self.inserted += len(hashes)
 
-    def _positions(self, values: np.ndarray) -> list[np.ndarray]:
+    def _positions(self, values: np.ndarray) -> list[tuple[np.ndarray, np.ndarray]]:
+        """(byte, bit mask) of each of the BLOOM_HASHES bits of each value."""
         with np.errstate(over="ignore"):
             first = values & np.uint64(BLOOM_BITS - 1)
             step = (values >> np.uint64(32)) | np.uint64(1)
-            return [
-                (first + np.uint64(i) * step) & np.uint64(BLOOM_BITS - 1)
-                for i in range(BLOOM_HASHES)
-            ]
+            found = []
+            for i in range(BLOOM_HASHES):
+                position = (first + np.uint64(i) * step) & np.uint64(BLOOM_BITS - 1)
+                bit = (position & np.uint64(7)).astype(np.uint8)
+                found.append(((position >> np.uint64(3)).astype(np.int64), np.uint8(1) << bit))
+            return found
 
-    def _contains(self, values: np.ndarray) -> np.ndarray:
+    def _contains(self, positions: list[tuple[np.ndarray, np.ndarray]]) -> np.ndarray:
         assert self.bloom is not None
-        found = np.ones(len(values), bool)
-        for position in self._positions(values):
-            byte, bit = position >> np.uint64(3), (position & np.uint64(7)).astype(np.uint8)
-            found &= ((self.bloom[byte] >> bit) & 1).astype(bool)
+        found = np.ones(len(positions[0][0]), bool)
+        for byte, mask in positions:
+            found &= (self.bloom[byte] & mask) != 0
         return found
 
-    def _insert(self, values: np.ndarray) -> None:
+    def _insert(self, positions: list[tuple[np.ndarray, np.ndarray]]) -> None:
+        """Set the bits. A plain fancy-indexed OR loses a bit when two land in one byte in the
+        same step (the last write wins): those few are set again until none is missing,
+        which is much quicker than `np.bitwise_or.at`."""
         assert self.bloom is not None
-        for position in self._positions(values):
-            byte, bit = position >> np.uint64(3), (position & np.uint64(7)).astype(np.uint8)
-            np.bitwise_or.at(self.bloom, byte, np.left_shift(np.uint8(1), bit))
+        for byte, mask in positions:
+            while len(byte):
+                self.bloom[byte] |= mask
+                lost = (self.bloom[byte] & mask) == 0
+                byte, mask = byte[lost], mask[lost]
 
 
 _FNV_PRIME = np.uint64(0x100000001B3)
