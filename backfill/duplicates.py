@@ -4,9 +4,9 @@ Each id is reduced to a 64-bit hash, computed column-wise without a Python objec
 Up to `EXACT_IDS` events the check is exact (8 bytes a hash and 8 a row number, sorted at
 the end). Beyond that the hashes go into a Bloom filter of `BLOOM_BITS` bits (32 MB) and the
 count becomes an estimate: a repeat is an id the filter says it has seen, which is wrong for
-a small share of new ids (`false_repeat_chance`: about 0.07 % at 10 million). The warning then says
-"about", and fires only when the repeats clearly exceed the expected false ones. Memory
-stays flat whatever the file's size.
+a small share of new ids (`false_repeat_chance`: 0.1 % of new ids at 10 million, 0.03 %
+over such a file). The warning then says "about", and fires only when the repeats clearly
+exceed the expected false ones. Memory stays flat whatever the file's size.
 """
 
 from __future__ import annotations
