@@ -9,6 +9,7 @@ Heavy imports (pandas, pyarrow, aiohttp) happen inside the commands, so `--help`
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import sys
@@ -67,9 +68,32 @@ def mapping_option(required: bool = True) -> Callable[[Any], Any]:
     )
 
 
-delimiter_option = click.option(
-    "--delimiter", default=",", show_default=True, help="CSV field delimiter."
-)
+SOURCE_OPTIONS = ("delimiter", "encoding", "sheet")
+
+
+def source_options(function: Callable[..., Any]) -> Callable[..., Any]:
+    """The options that say how SOURCE is read (--delimiter, --encoding, --sheet); the command
+    receives them together as `reading`, a dict to pass on as keyword arguments."""
+
+    @functools.wraps(function)
+    def with_reading(*args: Any, **kwargs: Any) -> Any:
+        reading = {name: kwargs.pop(name) for name in SOURCE_OPTIONS}
+        return function(*args, reading=reading, **kwargs)
+
+    options = [
+        click.option("--delimiter", default=",", show_default=True, help="CSV field delimiter."),
+        click.option(
+            "--encoding",
+            help="The text encoding of a CSV SOURCE: any Python codec (cp1252, latin-1, "
+            "utf-16...). Default: UTF-8, or UTF-16 when the file starts with its byte order mark.",
+        ),
+        click.option("--sheet", help="The sheet of an .xlsx SOURCE to read. Default: the first."),
+    ]
+    for option in reversed(options):
+        with_reading = option(with_reading)
+    return with_reading
+
+
 source_argument = click.argument("source", type=click.Path(path_type=Path))
 
 
@@ -80,13 +104,13 @@ source_argument = click.argument("source", type=click.Path(path_type=Path))
 @source_argument
 @mapping_option()
 @click.option("-n", "count", default=5, show_default=True, help="How many events to show.")
-@delimiter_option
-def preview(source: Path, mapping_path: Path, count: int, delimiter: str) -> None:
+@source_options
+def preview(source: Path, mapping_path: Path, count: int, reading: dict[str, Any]) -> None:
     """Show the first mapped events as JSON, each beside its row number."""
     from backfill.offline import preview as build_preview
 
     with user_errors():
-        result = build_preview(source, mapping_path, count, delimiter=delimiter)
+        result = build_preview(source, mapping_path, count, **reading)
     _print_preview(result)
 
 
@@ -110,15 +134,15 @@ def _print_preview(result: Preview) -> None:
     help="Write the failure report (.jsonl or .csv), as `run` would.",
 )
 @click.option("--json", "as_json", is_flag=True, help="Print the result as one JSON object.")
-@delimiter_option
+@source_options
 def validate(
-    source: Path, mapping_path: Path, report: Path | None, as_json: bool, delimiter: str
+    source: Path, mapping_path: Path, report: Path | None, as_json: bool, reading: dict[str, Any]
 ) -> None:
     """Map every row and check it; nothing is sent. Exit 1 when some rows fail."""
     from backfill.offline import validate as validate_file
 
     with user_errors():
-        result = validate_file(source, mapping_path, report=report, delimiter=delimiter)
+        result = validate_file(source, mapping_path, report=report, **reading)
     if as_json:
         click.echo(json.dumps(result.as_dict()))
     else:
@@ -257,13 +281,13 @@ yes_option = click.option(
 @yes_option
 @click.option("--limit", type=click.IntRange(min=1), help="Send only the first N mappable rows.")
 @click.option("--dry-run", is_flag=True, help="Map and validate everything; send nothing.")
-@delimiter_option
+@source_options
 def run(
     source: Path,
     mapping_path: Path,
     limit: int | None,
     dry_run: bool,
-    delimiter: str,
+    reading: dict[str, Any],
     **sending: Any,
 ) -> None:
     """Send every mappable row of SOURCE as a Torque custom event."""
@@ -279,12 +303,12 @@ def run(
             mapping_path=mapping_path,
             report=sending["report"],
             as_json=sending["as_json"],
-            delimiter=delimiter,
+            **reading,
         )
         return
     with user_errors():
         mapping = load_mapping(mapping_path)
-        opened, mapping = open_inputs(source, mapping, delimiter)
+        opened, mapping = open_inputs(source, mapping, **reading)
         target = build_target(sending)
         report = sending["report"] or Path(f"{source.name}.failures.jsonl")
         plan = plan_source_run(
@@ -680,8 +704,10 @@ def _exit_code(summary: RunSummary) -> int:
     help="Write the draft here instead of stdout.",
 )
 @click.option("--force", is_flag=True, help="Let -o replace an existing file.")
-@delimiter_option
-def init(source: Path, event_name: str, output: Path | None, force: bool, delimiter: str) -> None:
+@source_options
+def init(
+    source: Path, event_name: str, output: Path | None, force: bool, reading: dict[str, Any]
+) -> None:
     """Draft a mapping from a sample of SOURCE, each guess explained in a comment."""
     from backfill.draft import draft_mapping
     from backfill.errors import UsageError
@@ -689,7 +715,7 @@ def init(source: Path, event_name: str, output: Path | None, force: bool, delimi
     with user_errors():
         if output is not None and output.exists() and not force:
             raise UsageError(f"{output} exists; add --force to replace it, or choose another -o.")
-        draft = draft_mapping(source, event_name=event_name, delimiter=delimiter)
+        draft = draft_mapping(source, event_name=event_name, **reading)
         if output is None:
             click.echo(draft.text, nl=False)
             return
@@ -719,20 +745,20 @@ def init(source: Path, event_name: str, output: Path | None, force: bool, delimi
     help="The run's failure report, beside which its journal is (default as run).",
 )
 @click.option("--json", "as_json", is_flag=True, help="Print the plan as one JSON object.")
-@delimiter_option
+@source_options
 def plan(
     source: Path,
     mapping_path: Path,
     rate: float,
     report: Path | None,
     as_json: bool,
-    delimiter: str,
+    reading: dict[str, Any],
 ) -> None:
     """Map everything, send nothing: what a run would send, when, how long, and warnings."""
     from backfill.plan import plan as plan_run
 
     with user_errors():
-        result = plan_run(source, mapping_path, rate=rate, report=report, delimiter=delimiter)
+        result = plan_run(source, mapping_path, rate=rate, report=report, **reading)
     if as_json:
         click.echo(json.dumps(result.as_dict()))
     else:

@@ -12,6 +12,7 @@ timestamp (text and floats go through decimal digits); micro- and nanoseconds ar
 
 from __future__ import annotations
 
+import re
 import time
 import zoneinfo
 from collections.abc import Callable, Sequence
@@ -116,7 +117,9 @@ def to_string(column: pa.Array) -> Converted:
 # --- numbers -------------------------------------------------------------------------------
 
 
-def to_number(column: pa.Array) -> Converted:
+def to_number(column: pa.Array, decimal: str = ".", thousands: str | None = None) -> Converted:
+    """Numbers from numbers, or from text written with `decimal` and, optionally, digits
+    grouped in threes by `thousands` ("1.234,50" with `,` and `.`); nothing else is guessed."""
     missing = missing_mask(column)
     kind = column.type
     if pa.types.is_integer(kind):
@@ -126,7 +129,25 @@ def to_number(column: pa.Array) -> Converted:
     if pa.types.is_boolean(kind):
         problem = Problem(~missing, "is a boolean, not a number")
         return Converted(lambda: [None] * len(column), missing, [problem])
-    return _number_text(pc.utf8_trim_whitespace(pc.cast(column, pa.string())), missing)
+    text = pc.utf8_trim_whitespace(pc.cast(column, pa.string()))
+    if decimal != "." or thousands is not None:
+        text = local_number_text(text, decimal, thousands)
+    return _number_text(text, missing)
+
+
+def local_number_text(text: pa.Array, decimal: str, thousands: str | None) -> pa.Array:
+    """Numbers written the local way, rewritten the way `_number_text` reads them: `1234.50`.
+    Text that is not a number written that way becomes text that is no number at all."""
+    point = f"[{decimal}]"
+    plain = rf"^[+-]?([0-9]+{point}?[0-9]*|{point}[0-9]+)([eE][+-]?[0-9]+)?$"
+    valid = pc.match_substring_regex(text, plain)
+    if thousands is not None:
+        grouped = rf"^[+-]?[0-9]{{1,3}}([{thousands}][0-9]{{3}})+({point}[0-9]*)?$"
+        valid = pc.or_(valid, pc.match_substring_regex(text, grouped))
+        text = pc.replace_substring(text, thousands, "")
+    if decimal != ".":
+        text = pc.replace_substring(text, decimal, ".")
+    return pc.if_else(pc.fill_null(valid, False), text, "not a number")
 
 
 def _integers(column: pa.Array, missing: np.ndarray) -> Converted:
@@ -343,7 +364,8 @@ def _timestamp_text(
 ) -> tuple[np.ndarray, list[Problem]]:
     ms = np.zeros(len(text), dtype=np.int64)
     present = ~missing
-    if rule.format is None and rule.unit in ("auto", "iso"):  # ISO text with offsets, or in UTC
+    if rule.format is None and rule.unit in ("auto", "iso") and not _starts_as_epoch(text, present):
+        # ISO text with offsets, or in UTC, all parsed by Arrow at once
         if not _arrow_iso_ms(text, present, "UTC", ms).any():
             return ms, []
         if rule.timezone == "UTC" and not _arrow_iso_ms(text, present, None, ms).any():
@@ -371,6 +393,19 @@ def _timestamp_text(
         else:
             problems.extend(_parse_datetimes(text, is_iso, rule, ms))
     return ms, problems
+
+
+def _starts_as_epoch(text: pa.Array, present: np.ndarray) -> bool:
+    """Whether the first value is epoch digits: then Arrow's ISO parser would fail on the
+    column (slowly), so the per-kind path below takes it straight away."""
+    first = np.flatnonzero(present)[:1]
+    if not len(first):
+        return False
+    value = text[int(first[0])].as_py()
+    return bool(_EPOCH_SHAPE.match(value))
+
+
+_EPOCH_SHAPE = re.compile(r"-?[0-9]+(\.[0-9]+)?$")
 
 
 def _decimal_epochs(

@@ -71,10 +71,14 @@ def draft_mapping(
     *,
     event_name: str = DEFAULT_EVENT_NAME,
     delimiter: str = ",",
+    encoding: str | None = None,
+    sheet: str | None = None,
     sample_rows: int = SAMPLE_ROWS,
 ) -> Draft:
     """Sample `path` and draft a mapping for it; the text loads with `load_mapping`."""
-    sample = sample_source(path, delimiter=delimiter, rows=sample_rows)
+    sample = sample_source(
+        path, delimiter=delimiter, encoding=encoding, sheet=sheet, rows=sample_rows
+    )
     guesses = guess_timestamps(sample.table)
     chosen = guesses[0] if guesses else None
     wallet = _wallet_column(sample.table, {chosen.column} if chosen else set())

@@ -70,7 +70,7 @@ class MappedChunk:
 
     @property
     def read(self) -> int:
-        return len(self.rows) + sum(1 for f in self.failures if f.row is None)
+        return len(self.rows) + sum(1 for f in self.failures if f.stage == "read")
 
     @property
     def filtered(self) -> int:
@@ -160,7 +160,7 @@ class EventMapper:
         column = as_array(table.column(spec.column))
         field_type = spec.type or type_of_column(column.type)
         if field_type == "number":
-            converted = to_number(column)
+            converted = to_number(column, spec.decimal, spec.thousands)
         elif field_type == "boolean":
             converted = to_boolean(column, spec.true_values, spec.false_values)
         else:
@@ -215,11 +215,11 @@ class EventMapper:
     def _read_failures(self, chunk: Chunk, source: str) -> list[RowFailure]:
         return [
             RowFailure(
-                row=None,
+                row=line.row,
                 source=source,
                 stage="read",
-                reason=f"CSV line skipped: {line.reason}",
-                error=f"CSV line skipped: {line.reason}: {line.text[:200]!r}",
+                reason=f"{line.what} skipped: {line.reason}",
+                error=f"{line.what} skipped: {line.reason}: {line.text[:200]!r}",
                 record={"_line": line.text},
             )
             for line in chunk.bad_lines

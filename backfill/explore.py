@@ -37,6 +37,8 @@ def events_frame(
     limit: int | None = None,
     *,
     delimiter: str = ",",
+    encoding: str | None = None,
+    sheet: str | None = None,
     chunk_rows: int = DEFAULT_CHUNK_ROWS,
 ) -> pd.DataFrame:
     """The events a run would send (the first `limit`), one line each beside its row number.
@@ -47,7 +49,9 @@ def events_frame(
     """
     if limit is not None and limit < 0:
         raise ValueError(f"limit must be 0 or more; got {limit}.")
-    opened_source, opened_mapping = open_inputs(source, mapping, delimiter)
+    opened_source, opened_mapping = open_inputs(
+        source, mapping, delimiter, encoding=encoding, sheet=sheet
+    )
     if limit is not None:  # read no more than a few chunks' worth for a small limit
         chunk_rows = min(chunk_rows, max(limit * 4, 1024))
     pairs: list[tuple[int, Event]] = []
@@ -139,14 +143,14 @@ def remap_failures(
     """Map the records of failed rows again with a (corrected) mapping, as `rerun` would.
 
     Returns the events that now map (as `events_frame` shows them) and the rows that still
-    fail, with their new reasons. Lines a CSV parser skipped have no row number and no
-    columns, so no mapping can fix them: they stay failing as they were. Rows the mapping's
+    fail, with their new reasons. Records that could not be read (`read` failures) have
+    no columns, so no mapping can fix them: they stay failing as they were. Rows the mapping's
     filter drops are in neither. A mapping naming a column the records lack raises
     `MappingError` before any row is mapped.
     """
     failures = list(failures)
-    numbered = [f for f in failures if f.row is not None]
-    unreadable = [f for f in failures if f.row is None]
+    numbered = [f for f in failures if f.row is not None and f.stage != "read"]
+    unreadable = [f for f in failures if f.row is None or f.stage == "read"]
     if not numbered:
         return _events_to_frame([], mapping), unreadable
     columns = list(dict.fromkeys(key for f in numbered for key in f.record))

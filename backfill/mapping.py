@@ -28,7 +28,19 @@ TOP_KEYS = ("event_name", "timestamp", "user", "event_data", "filter")
 REQUIRED_TOP_KEYS = ("event_name", "timestamp", "user", "event_data")
 TIMESTAMP_KEYS = ("column", "unit", "format", "timezone")
 USER_KEYS = ("pubKey",)
-FIELD_KEYS = ("column", "value", "type", "true", "false", "default", "optional")
+FIELD_KEYS = (
+    "column",
+    "value",
+    "type",
+    "true",
+    "false",
+    "default",
+    "optional",
+    "decimal",
+    "thousands",
+)
+DECIMAL_MARKS = (".", ",")
+THOUSANDS_MARKS = (".", ",", " ", "'", "\u00a0", "\u202f")  # the last two: (narrow) no-break spaces
 FIELD_TYPES: tuple[FieldType, ...] = ("string", "number", "boolean")
 UNITS = ("auto", "s", "ms", "us", "ns", "iso")
 
@@ -46,6 +58,8 @@ class FieldSpec:
     default: Any = None
     has_default: bool = False
     optional: bool = False
+    decimal: str = "."  # how a number written as text marks its fraction
+    thousands: str | None = None  # how it groups digits in threes, if it does
 
 
 @dataclass(frozen=True)
@@ -259,7 +273,7 @@ def _fields(section: Any, origin: str) -> tuple[FieldSpec, ...]:
 def _field(name: str, spec: Any, origin: str) -> FieldSpec:
     key = f"event_data.{name}"
     if isinstance(spec, str):
-        return FieldSpec(name=name, column=spec)
+        return FieldSpec(name=name, column=_column_name(spec, key, origin))
     if not isinstance(spec, dict):
         raise MappingError(
             f"{origin}: {key}: expected a column name, or keys such as column and type; "
@@ -280,6 +294,7 @@ def _field(name: str, spec: Any, origin: str) -> FieldSpec:
         )
     if "default" in spec:
         _check_typed(spec["default"], field_type, f"{key}.default", origin)
+    decimal, thousands = _number_marks(spec, field_type, key, origin)
     if "column" not in spec:
         return FieldSpec(name=name, value=spec["value"], type=field_type)
     return FieldSpec(
@@ -291,7 +306,38 @@ def _field(name: str, spec: Any, origin: str) -> FieldSpec:
         default=spec.get("default"),
         has_default="default" in spec,
         optional=optional,
+        decimal=decimal,
+        thousands=thousands,
     )
+
+
+def _number_marks(
+    spec: dict[str, Any], field_type: FieldType | None, key: str, origin: str
+) -> tuple[str, str | None]:
+    """`decimal` and `thousands`: how numbers written as text mark fractions and groups."""
+    if "decimal" not in spec and "thousands" not in spec:
+        return ".", None
+    if field_type != "number" or "column" not in spec:
+        raise MappingError(
+            f"{origin}: {key}: decimal and thousands need a column and type: number."
+        )
+    decimal = spec.get("decimal", ".")
+    if decimal not in DECIMAL_MARKS:
+        raise MappingError(
+            f'{origin}: {key}.decimal: expected "." or ","; found {_shown(decimal)}.'
+        )
+    thousands = spec.get("thousands")
+    if thousands is not None and thousands not in THOUSANDS_MARKS:
+        shown = ", ".join(repr(mark) for mark in THOUSANDS_MARKS)
+        raise MappingError(
+            f"{origin}: {key}.thousands: expected one of {shown}; found {_shown(thousands)}."
+        )
+    if thousands == decimal:
+        raise MappingError(
+            f"{origin}: {key}: decimal and thousands are both {decimal!r}; a number such as "
+            f"1{decimal}234 could then be read two ways."
+        )
+    return decimal, thousands
 
 
 def _field_type(spec: dict[str, Any], key: str, origin: str) -> FieldType | None:
@@ -377,8 +423,12 @@ def _filter(expression: Any, origin: str) -> str | None:
 
 
 def _column_name(value: Any, key: str, origin: str) -> str:
+    """A column as the source names it. In backticks, as in a filter: `` `customer.wallet` ``
+    is the column `customer.wallet` (a nested field of a JSON Lines source)."""
     if not isinstance(value, str) or not value:
         raise MappingError(f"{origin}: {key}: expected a column name; found {_kind(value)}.")
+    if len(value) > 2 and value.startswith("`") and value.endswith("`"):
+        return value[1:-1]
     return value
 
 

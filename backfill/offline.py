@@ -98,12 +98,20 @@ class ValidationResult:
 
 
 def open_inputs(
-    source: str | Path | Source, mapping: str | Path | Mapping, delimiter: str = ","
+    source: str | Path | Source,
+    mapping: str | Path | Mapping,
+    delimiter: str = ",",
+    *,
+    encoding: str | None = None,
+    sheet: str | None = None,
 ) -> tuple[Source, Mapping]:
-    """Open both and check the mapping's columns against the source's, before any row."""
+    """Open both and check the mapping's columns against the source's, before any row.
+    `delimiter`, `encoding` and `sheet` say how the source is read (see `read_source`)."""
     opened_mapping = mapping if isinstance(mapping, Mapping) else load_mapping(mapping)
     opened_source = (
-        source if isinstance(source, Source) else read_source(source, delimiter=delimiter)
+        source
+        if isinstance(source, Source)
+        else read_source(source, delimiter=delimiter, encoding=encoding, sheet=sheet)
     )
     opened_mapping.check_columns(opened_source.columns, opened_source.name)
     return opened_source, opened_mapping
@@ -123,11 +131,15 @@ def validate(
     *,
     report: str | Path | None = None,
     delimiter: str = ",",
+    encoding: str | None = None,
+    sheet: str | None = None,
     chunk_rows: int = DEFAULT_CHUNK_ROWS,
     on_progress: ProgressCallback | None = None,
 ) -> ValidationResult:
     """Map every row, send nothing; optionally write the failure report `run` would write."""
-    opened_source, opened_mapping = open_inputs(source, mapping, delimiter)
+    opened_source, opened_mapping = open_inputs(
+        source, mapping, delimiter, encoding=encoding, sheet=sheet
+    )
     result = ValidationResult(opened_source.name, opened_mapping.origin)
     writer = _fresh_report(report)
     try:
@@ -200,9 +212,13 @@ def preview(
     n: int = 5,
     *,
     delimiter: str = ",",
+    encoding: str | None = None,
+    sheet: str | None = None,
 ) -> Preview:
     """Map rows from the top until `n` events are found; failures met on the way are kept."""
-    opened_source, opened_mapping = open_inputs(source, mapping, delimiter)
+    opened_source, opened_mapping = open_inputs(
+        source, mapping, delimiter, encoding=encoding, sheet=sheet
+    )
     mapper = EventMapper(opened_mapping, opened_source.name)
     result = Preview(rows=[], records={})
     for chunk in opened_source.chunks(max(n * 4, 256)):
@@ -210,10 +226,12 @@ def preview(
         result.filtered += mapped.filtered
         found = dict(mapped.events())
         failures = {f.row: f for f in mapped.failures}
-        for position, row in enumerate(chunk.rows.tolist()):
+        positions = {row: position for position, row in enumerate(chunk.rows.tolist())}
+        for row in sorted(set(positions) | {f.row for f in mapped.failures if f.row is not None}):
             if row in found or row in failures:
                 result.rows.append(PreviewRow(row, found.get(row), failures.get(row)))
-                result.records[row] = chunk.table.slice(position, 1).to_pylist()[0]
+                record = failures[row].record if row not in positions else None
+                result.records[row] = record or chunk.table.slice(positions[row], 1).to_pylist()[0]
             if len(result.events) >= n:
                 return result
     return result

@@ -361,7 +361,7 @@ def limit_chunk(
     trimmed = MappedChunk(
         rows=chunk.rows[:cut],
         filtered_rows=chunk.filtered_rows[np.isin(chunk.filtered_rows, chunk.rows[:cut])],
-        failures=[f for f in chunk.failures if f.row is None or f.row in kept_rows],
+        failures=[f for f in chunk.failures if f.row is None or f.row <= last_row],
         event_rows=chunk.event_rows[np.isin(chunk.event_rows, chunk.rows[:cut])],
         table=chunk.table,
     )

@@ -118,6 +118,8 @@ def plan(
     rate: float = DEFAULT_RATE,
     report: str | Path | None = None,
     delimiter: str = ",",
+    encoding: str | None = None,
+    sheet: str | None = None,
     chunk_rows: int = DEFAULT_CHUNK_ROWS,
     now_ms: int | None = None,
     on_progress: Callable[[int], None] | None = None,
@@ -127,7 +129,9 @@ def plan(
     `report` is where the run's failure report (and so its journal) would be: by default
     `<source name>.failures.jsonl` in the current directory, as `run` has it.
     """
-    opened_source, opened_mapping = open_inputs(source, mapping, delimiter)
+    opened_source, opened_mapping = open_inputs(
+        source, mapping, delimiter, encoding=encoding, sheet=sheet
+    )
     now_ms = int(time.time() * 1000) if now_ms is None else now_ms
     report_path = Path(report) if report else Path(f"{opened_source.path.name}.failures.jsonl")
     sent = journal_accepted(opened_source, opened_mapping, report_path)

@@ -69,19 +69,19 @@ def _remapped_chunks(
     failures: list[RowFailure], mapping: Mapping, source_name: str, chunk_rows: int
 ) -> Iterator[MappedChunk]:
     mapper = EventMapper(mapping, source_name)
-    for batch in _batches([f for f in failures if f.row is not None], chunk_rows):
+    for batch in _batches([f for f in failures if _remappable(f)], chunk_rows):
         rows = np.array([f.row for f in batch], dtype=np.int64)
         yield mapper.map_chunk(Chunk(rows, records_table(batch)))
-    unnumbered = [f for f in failures if f.row is None]
+    unnumbered = [f for f in failures if not _remappable(f)]
     if unnumbered:
         yield _unchanged(unnumbered)
 
 
 def _stored_event_chunks(failures: list[RowFailure], chunk_rows: int) -> Iterator[MappedChunk]:
     for batch in _batches(failures, chunk_rows):
-        numbered = [f for f in batch if f.row is not None]
+        numbered = [f for f in batch if _remappable(f)]
         sendable = [f for f in numbered if f.event is not None]
-        stuck = [f for f in batch if f.event is None or f.row is None]
+        stuck = [f for f in batch if f.event is None or not _remappable(f)]
         for failure in stuck:
             if NEEDS_MAPPING not in failure.error:
                 failure.error = f"{failure.error} (a {failure.stage} failure: {NEEDS_MAPPING})"
@@ -94,6 +94,11 @@ def _stored_event_chunks(failures: list[RowFailure], chunk_rows: int) -> Iterato
             table=records_table(numbered),
             _build=lambda events=events: events,
         )
+
+
+def _remappable(failure: RowFailure) -> bool:
+    """A row with columns; a record that could not be read has only its raw text."""
+    return failure.row is not None and failure.stage != "read"
 
 
 def records_table(failures: list[RowFailure]) -> pa.Table:

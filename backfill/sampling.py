@@ -51,10 +51,17 @@ class Sample:
         return self.table.num_rows
 
 
-def sample_source(path: str | Path, *, delimiter: str = ",", rows: int = SAMPLE_ROWS) -> Sample:
+def sample_source(
+    path: str | Path,
+    *,
+    delimiter: str = ",",
+    encoding: str | None = None,
+    sheet: str | None = None,
+    rows: int = SAMPLE_ROWS,
+) -> Sample:
     """Open `path` as `run` would (same errors for a bad file) and sample its rows; a
     directory's files are sampled alike, a share of the rows each."""
-    source = read_source(path, delimiter=delimiter)
+    source = read_source(path, delimiter=delimiter, encoding=encoding, sheet=sheet)
     files = [source.files[i] for i in _spread(len(source.files), MAX_FILES)]
     per_file = max(1, math.ceil(rows / max(len(files), 1)))
     tables, how = [], ""

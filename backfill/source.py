@@ -8,6 +8,7 @@ the files, checks that they agree on their columns, and chains their chunks.
 from __future__ import annotations
 
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 
 import pyarrow as pa
@@ -67,15 +68,27 @@ class Source:
             return
         first_row = 0
         for file in self.files:
+            records = 0
             for chunk in file.chunks(chunk_rows, self.columns):
-                yield numbered(first_row, chunk.table, chunk.bad_lines, self.name)
-                first_row += len(chunk)
+                lines = tuple(
+                    replace(line, row=None if line.row is None else line.row + first_row)
+                    for line in chunk.bad_lines
+                )
+                yield Chunk(chunk.rows + first_row, chunk.table, lines, self.name)
+                records += len(chunk) + len(lines)
+            first_row += records
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.name!r}: {len(self.columns)} columns>"
 
 
-def read_source(path: str | Path, *, delimiter: str = ",") -> Source:
+def read_source(
+    path: str | Path,
+    *,
+    delimiter: str = ",",
+    encoding: str | None = None,
+    sheet: str | None = None,
+) -> Source:
     """Open what `path` names: the header or schema of each file is read, no data yet."""
     path = Path(path)
     if not path.exists():
@@ -87,7 +100,8 @@ def read_source(path: str | Path, *, delimiter: str = ",") -> Source:
             f"{path}: cannot tell the format from the name {path.name!r}; "
             f"expected {SUPPORTED_FORMATS}."
         )
-    return Source(path, [open_local_file(path, delimiter=delimiter)])
+    reader = open_local_file(path, delimiter=delimiter, encoding=encoding, sheet=sheet)
+    return Source(path, [reader])
 
 
 def _parquet_directory(path: Path) -> Source:

@@ -63,6 +63,7 @@ def epoch_columns(rows: int) -> dict[str, pa.Array]:
         "float64 ms, 5% gaps": pa.array(np.where(gaps, np.nan, ms.astype(float)), from_pandas=True),
         "float64 seconds.mmm": pa.array(ms / 1000.0),
         "text seconds.mmm": pa.array([f"{m // 1000}.{m % 1000:03d}" for m in ms.tolist()]),
+        "text ms digits": pa.array([str(m) for m in ms.tolist()]),
         "int64 ms": pa.array(ms),
     }
 

@@ -43,7 +43,10 @@ event_data:
   amount: {column: total, type: number}
   note: {column: note, type: string}
 """
-NOT_UTF8 = "column 'note' is not UTF-8 text; save the file as UTF-8"
+NOT_UTF8 = (
+    "column 'note' is not UTF-8 text; it looks like cp1252: try --encoding cp1252, "
+    "or save the file as UTF-8"
+)
 
 Cli = Callable[..., CliResult]
 Factory = Callable[..., SandboxProcess]
@@ -176,8 +179,8 @@ def huge_field_csv(tmp_path: Path) -> Path:
 UNREADABLE = {  # how to make the file, what the one line says
     "missing": (lambda tmp: tmp / "nope.csv", "no such file or directory"),
     "empty-csv": (write("orders.csv", b""), "the file is empty"),
-    "utf-16-csv": (
-        write("orders.csv", good_csv(3).decode().encode("utf-16")),
+    "utf-16-csv-without-bom": (
+        write("orders.csv", good_csv(3).decode().encode("utf-16-le")),
         "the header is not UTF-8 text",
     ),
     "binary-garbage-csv": (write("orders.csv", bytes(range(256)) * 40), "not UTF-8 text"),
@@ -208,9 +211,9 @@ def test_the_python_entry_point_says_the_same_without_a_traceback(
     tmp_path: Path, cli: Cli, mapping: Path
 ) -> None:
     path = tmp_path / "orders.csv"
-    path.write_bytes(good_csv(3).decode().encode("utf-16"))
+    path.write_bytes(good_csv(3).decode().encode("utf-16-le"))
     line = one_line_error(cli("validate", path, "--mapping", mapping), path)
-    assert "UTF-16" in line and "save the file as UTF-8" in line
+    assert "UTF-16 without a byte order mark?); try --encoding utf-16-le" in line
 
 
 # --- broken lines: set aside, the rest goes on -----------------------------------------------
@@ -236,10 +239,11 @@ def test_latin_1_cells_and_ragged_latin_1_lines_fail_their_lines_and_the_run_goe
     assert (summary["read"], summary["would_send"], summary["failing"]) == (6002, 6000, 2)
     failures = failures_by_reason(tmp_path / "failures.jsonl")
     [cell] = failures[f"CSV line skipped: {NOT_UTF8}"]
-    assert cell.stage == "read" and cell.row is None
+    assert (cell.stage, cell.row) == ("read", 3)
     assert cell.record["_line"].endswith(",Caf\\xe9 cr\\xe8me")  # the bytes, shown
     [ragged] = failures["CSV line skipped: expected 5 columns, found 3"]
     assert ragged.record["_line"] == "ORD-X,Z\\xfcrich, Bahnhofstra\\xdfe"
+    assert ragged.row == 6000
 
 
 @pytest.mark.parametrize(

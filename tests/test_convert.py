@@ -14,7 +14,7 @@ from typing import Any
 
 import pyarrow as pa
 import pytest
-from hypothesis import given, settings
+from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 from backfill.convert import (
@@ -137,6 +137,15 @@ def test_micro_and_nanoseconds_are_floored_including_negative_values(
         negative = [position for position, ms in enumerate(expected) if ms < 0]
         assert sorted(problems(converted)) == negative
         assert all(problems(converted)[p] == [OUT_OF_RANGE] for p in negative)
+
+
+@pytest.mark.parametrize("epoch_first", [True, False])
+def test_a_text_column_mixing_epochs_and_iso_text_maps_both_in_either_order(
+    epoch_first: bool,
+) -> None:
+    values = ["1731596206795", "1731596206.795", " 2024-11-14T14:56:46.795Z"]
+    values = values if epoch_first else values[::-1]
+    assert good_values(epoch_ms(values)) == [INSTANT_MS] * 3
 
 
 def test_epoch_seconds_too_large_for_milliseconds_fail_instead_of_wrapping() -> None:
@@ -786,3 +795,101 @@ def test_custom_boolean_words_round_trip_in_any_case(
     texts = [_random_case(word, flips) for word in words]
     converted = to_boolean(pa.array(texts), trues, [w.upper() for w in falses])
     assert good_values(converted) == [True] * len(trues) + [False] * len(falses)
+
+
+# --- numbers written the local way (decimal / thousands) -----------------------------------
+
+LOCAL_STYLES = [(",", "."), (",", " "), (",", None), (".", ","), (".", "'"), (",", "\u202f")]
+
+
+@pytest.mark.parametrize(
+    ("text", "decimal", "thousands", "expected"),
+    [
+        ("1.234,50", ",", ".", 1234.5),
+        ("1.234", ",", ".", 1234),
+        ("12,50", ",", None, 12.5),
+        ("-1 234 567,125", ",", " ", -1234567.125),
+        ("1,234.5", ".", ",", 1234.5),
+        ("1'000'000", ".", "'", 1000000),
+        ("1234,5", ",", ".", 1234.5),  # grouping is optional
+        (",5", ",", None, 0.5),
+        ("9.007.199.254.740.992", ",", ".", 2**53),
+        ("1,5e3", ",", None, 1500.0),
+    ],
+)
+def test_numbers_written_the_local_way_are_exact_and_integers_stay_int(
+    text: str, decimal: str, thousands: str | None, expected: int | float
+) -> None:
+    [value] = good_values(to_number(pa.array([text]), decimal, thousands))
+    assert value == expected
+    assert type(value) is type(expected)
+
+
+@pytest.mark.parametrize(
+    ("text", "decimal", "thousands", "reason"),
+    [
+        ("1.234,50", ",", None, NOT_A_NUMBER),  # a thousands mark the mapping does not name
+        ("1234.5", ",", None, NOT_A_NUMBER),  # the other decimal mark: never guessed
+        ("1.23,5", ",", ".", NOT_A_NUMBER),  # groups of three only
+        ("1.2345,5", ",", ".", NOT_A_NUMBER),
+        (".234,5", ",", ".", NOT_A_NUMBER),
+        ("1,2,3", ",", ".", NOT_A_NUMBER),
+        ("1.234.567.890.123.456.789", ",", ".", BEYOND_2_53),
+        ("9.007.199.254.740.993", ",", ".", BEYOND_2_53),
+    ],
+)
+def test_local_numbers_written_another_way_fail(
+    text: str, decimal: str, thousands: str | None, reason: str
+) -> None:
+    converted = to_number(pa.array(["1", text]), decimal, thousands)
+    assert problems(converted) == {1: [reason]}
+
+
+def test_local_marks_do_not_touch_number_columns() -> None:
+    assert good_values(to_number(pa.array([1234, 5]), ",", ".")) == [1234, 5]
+    assert good_values(to_number(pa.array([12.5]), ",", ".")) == [12.5]
+
+
+def local_text(number: Decimal, decimal: str, thousands: str | None) -> str:
+    """`number` as a person in that locale writes it: 1234567.5 -> 1.234.567,5."""
+    sign, digits = ("-", str(-number)) if number < 0 else ("", str(number))
+    whole, _, fraction = digits.partition(".")
+    if thousands is not None:
+        groups = [whole[max(i - 3, 0) : i] for i in range(len(whole), 0, -3)][::-1]
+        whole = thousands.join(groups)
+    return sign + whole + (decimal + fraction if fraction else "")
+
+
+@PROPERTY
+@given(
+    number=st.decimals(min_value=-(10**12), max_value=10**12, places=3),
+    style=st.sampled_from(LOCAL_STYLES),
+    integral=st.booleans(),
+)
+def test_a_local_number_reads_as_the_same_number_written_plainly(
+    number: Decimal, style: tuple[str, str | None], integral: bool
+) -> None:
+    if integral:
+        number = number.to_integral_value()
+    decimal, thousands = style
+    local = local_text(number, decimal, thousands)
+    [value] = good_values(to_number(pa.array([local]), decimal, thousands))
+    [plain] = good_values(to_number(pa.array([str(number)])))
+    assert value == plain and type(value) is type(plain), (local, str(number))
+    assert (type(value) is int) == ("." not in str(number))
+
+
+@PROPERTY
+@given(
+    whole=st.integers(min_value=10, max_value=10**12),
+    after=st.sampled_from([1, 2, 4, 5, 7, 8]),
+    style=st.sampled_from([s for s in LOCAL_STYLES if s[1] is not None]),
+)
+def test_a_thousands_mark_out_of_place_is_not_a_number(
+    whole: int, after: int, style: tuple[str, str]
+) -> None:
+    decimal, thousands = style
+    digits = str(whole)
+    assume(after < len(digits))  # a mark with a group of digits that is not three after it
+    text = digits[:-after] + thousands + digits[-after:]
+    assert problems(to_number(pa.array([text]), decimal, thousands)) == {0: [NOT_A_NUMBER]}

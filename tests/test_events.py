@@ -590,11 +590,11 @@ def test_a_ragged_csv_line_is_a_read_failure_and_the_run_continues(tmp_path: Pat
     [chunk] = map_file(path, mapping({"sku": "sku"}))
     assert chunk.read == 3
     assert [event["event_data"] for event in bodies(chunk).values()] == [{"sku": "a"}, {"sku": "c"}]
-    assert chunk.event_rows.tolist() == [0, 1]
+    assert chunk.event_rows.tolist() == [0, 2]  # the rows after a bad line keep their numbers
     line = f"{STAMP},{KEY},b,extra"
     assert chunk.failures == [
         RowFailure(
-            row=None,
+            row=1,
             source=str(path),
             stage="read",
             reason="CSV line skipped: expected 3 columns, found 4",
@@ -630,7 +630,7 @@ def mixed_orders(tmp_path: Path) -> tuple[Path, Path]:
     lines = [",".join(header)]
     for number, record in enumerate(records):
         lines.append(",".join(f'"{cell}"' if "\n" in cell else cell for cell in record))
-        if number in (5, 600, 1100):
+        if number in RAGGED_AFTER:
             lines.append("ragged,line")
     csv_path = tmp_path / "orders.csv"
     csv_path.write_text("\n".join(lines) + "\n", encoding="utf-8")
@@ -638,6 +638,14 @@ def mixed_orders(tmp_path: Path) -> tuple[Path, Path]:
     columns = {name: [record[i] for record in records] for i, name in enumerate(header)}
     pq.write_table(pa.table(columns), parquet_path, row_group_size=250)
     return csv_path, parquet_path
+
+
+RAGGED_AFTER = (5, 600, 1100)
+
+
+def csv_row(number: int) -> int:
+    """The CSV's row of order `number`: the ragged lines before it are records too."""
+    return number + sum(1 for after in RAGGED_AFTER if after < number)
 
 
 STREAM_MAPPING = mapping(
@@ -681,9 +689,15 @@ def test_the_mixed_file_read_whole_has_every_kind_of_outcome(
     assert csv["read"] == STREAM_ROWS + 3
     assert parquet["read"] == STREAM_ROWS
     assert len(csv["filtered"]) == len(range(0, STREAM_ROWS, 7))
-    assert [f for f in csv["failures"] if f[0] is not None] == parquet["failures"] != []
-    assert [f[1] for f in csv["failures"] if f[0] is None] == ["read"] * 3
-    assert csv["events"] == parquet["events"]
+    as_csv_rows = {number: csv_row(number) for number in range(STREAM_ROWS)}
+    parquet_failures = [(as_csv_rows[f[0]], *f[1:]) for f in parquet["failures"]]
+    assert [f for f in csv["failures"] if f[1] != "read"] == parquet_failures != []
+    assert [(f[0], f[1]) for f in csv["failures"] if f[1] == "read"] == [
+        (6, "read"),
+        (602, "read"),
+        (1103, "read"),
+    ]
+    assert csv["events"] == [(as_csv_rows[row], event) for row, event in parquet["events"]]
     assert len(csv["events"]) > STREAM_ROWS // 2
 
 

@@ -300,8 +300,9 @@ def test_remap_failures_maps_a_column_that_is_empty_in_every_failed_record() -> 
     assert events["amount"].tolist() == [0, 0]
 
 
-def test_remap_failures_leaves_unreadable_csv_lines_failing() -> None:
-    line = failure(None, "CSV line skipped", stage="read", record={"_line": "a,b"})
+@pytest.mark.parametrize("row", [4, None], ids=["numbered", "number-unknown"])
+def test_remap_failures_leaves_unreadable_csv_lines_failing(row: int | None) -> None:
+    line = failure(row, "CSV line skipped", stage="read", record={"_line": "a,b"})
 
     events, still_failing = remap_failures([line], small_mapping())
 

@@ -173,7 +173,7 @@ SHAPE_ERRORS = [
     pytest.param(
         changed("event_data.amount", {"column": "total", "typ": "number"}),
         "event_data.amount.typ: unknown key (did you mean 'type'?). "
-        "Expected column, value, type, true, false, default, optional.",
+        "Expected column, value, type, true, false, default, optional, decimal, thousands.",
         id="field-key-typo",
     ),
     pytest.param(
@@ -206,6 +206,36 @@ SHAPE_ERRORS = [
         changed("event_data.amount", {"value": [1, 2]}),
         "event_data.amount.value: expected text, a number or true/false; found a list.",
         id="constant-not-a-scalar",
+    ),
+    pytest.param(
+        changed("event_data.amount", {"column": "total", "type": "number", "decimal": ";"}),
+        'event_data.amount.decimal: expected "." or ","; found \';\'.',
+        id="decimal-not-a-mark",
+    ),
+    pytest.param(
+        changed("event_data.amount", {"column": "total", "type": "number", "thousands": "_"}),
+        "event_data.amount.thousands: expected one of '.', ',', ' ', \"'\", '\\xa0', "
+        "'\\u202f'; found '_'.",
+        id="thousands-not-a-mark",
+    ),
+    pytest.param(
+        changed(
+            "event_data.amount",
+            {"column": "total", "type": "number", "decimal": ",", "thousands": ","},
+        ),
+        "event_data.amount: decimal and thousands are both ','; a number such as 1,234 could "
+        "then be read two ways.",
+        id="decimal-equals-thousands",
+    ),
+    pytest.param(
+        changed("event_data.amount", {"column": "total", "thousands": "."}),
+        "event_data.amount: decimal and thousands need a column and type: number.",
+        id="thousands-without-number-type",
+    ),
+    pytest.param(
+        changed("event_data.channel", {"value": 5, "decimal": ","}),
+        "event_data.channel: decimal and thousands need a column and type: number.",
+        id="decimal-on-a-constant",
     ),
     pytest.param(
         changed("event_data.premium", {"column": "tier", "true": ["premium"]}),
@@ -591,3 +621,21 @@ def test_a_filter_that_could_write_files_or_run_code_is_refused(expression: str)
     }
     with pytest.raises(MappingError, match=r"^<mapping>: filter: attribute access \(`\w+\.\w+`\)"):
         mapping_from_dict(raw)
+
+
+def test_decimal_and_thousands_are_kept_on_the_field() -> None:
+    data = changed(
+        "event_data.amount", {"column": "total", "type": "number", "decimal": ",", "thousands": " "}
+    )
+    amount = mapping_from_dict(data, origin="map.yaml").fields[1]
+    assert (amount.decimal, amount.thousands) == (",", " ")
+    assert mapping_from_dict(BASE, origin="map.yaml").fields[1].decimal == "."
+
+
+def test_a_column_in_backticks_is_the_column_of_that_name() -> None:
+    data = changed("event_data.orderId", "`customer.id`")
+    data["event_data"]["amount"] = {"column": "`amount.value`", "type": "number"}
+    data["user"]["pubKey"] = "`customer.wallet`"
+    mapping = mapping_from_dict(data, origin="map.yaml")
+    assert mapping.pubkey_column == "customer.wallet"
+    assert [spec.column for spec in mapping.fields[:2]] == ["customer.id", "amount.value"]

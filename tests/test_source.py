@@ -10,9 +10,13 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from backfill.errors import SourceError
 from backfill.source import BadLine, CsvReader, ParquetReader, Source, read_source
+
+TRY_CP1252 = "it looks like cp1252: try --encoding cp1252, or save the file as UTF-8"
 
 
 def write_csv(tmp_path: Path, text: str, name: str = "orders.csv", encoding: str = "utf-8") -> Path:
@@ -138,10 +142,10 @@ def test_a_header_only_csv_has_no_rows(tmp_path: Path) -> None:
 def test_ragged_lines_are_set_aside_and_reading_continues(tmp_path: Path) -> None:
     path = write_csv(tmp_path, "id,sku\n1,a\n2,b,extra\n3\n4,d\n")
     source = read_source(path)
-    assert read_all(source) == ([0, 1], [{"id": "1", "sku": "a"}, {"id": "4", "sku": "d"}])
+    assert read_all(source) == ([0, 3], [{"id": "1", "sku": "a"}, {"id": "4", "sku": "d"}])
     assert bad_lines(source) == [
-        BadLine(text="2,b,extra", reason="expected 2 columns, found 3"),
-        BadLine(text="3", reason="expected 2 columns, found 1"),
+        BadLine(text="2,b,extra", reason="expected 2 columns, found 3", row=1),
+        BadLine(text="3", reason="expected 2 columns, found 1", row=2),
     ]
 
 
@@ -163,13 +167,13 @@ def test_a_value_longer_than_a_block_is_read_once_with_every_line_around_it(
     rows, records = read_all(source, chunk_rows)
     ids = [record["id"] for record in records]
     assert ids == [str(i) for i in range(20_001)] + [str(i) for i in range(20_002, 20_100)]
-    assert rows == list(range(len(ids)))
+    bad_records = {10_000, 20_002, 20_003}  # each line is one record: its index is its row
+    assert rows == [row for row in range(len(lines)) if row not in bad_records]
     assert records[20_000]["note"] == big
-    reasons = [line.reason for line in bad_lines(source, chunk_rows)]
-    assert sorted(reasons) == [
-        "column 'note' is not UTF-8 text; save the file as UTF-8",
-        "expected 2 columns, found 3",
-        "expected 2 columns, found 3",
+    assert [(line.row, line.reason) for line in bad_lines(source, chunk_rows)] == [
+        (10_000, "expected 2 columns, found 3"),
+        (20_002, f"column 'note' is not UTF-8 text; {TRY_CP1252}"),
+        (20_003, "expected 2 columns, found 3"),
     ]
 
 
@@ -179,7 +183,7 @@ def test_a_header_that_is_not_utf8_fails(tmp_path: Path) -> None:
         read_source(path)
 
 
-@pytest.mark.parametrize("name", ["orders.txt", "orders.xlsx", "orders.json", "orders"])
+@pytest.mark.parametrize("name", ["orders.txt", "orders.xls", "orders.json", "orders"])
 def test_an_unknown_extension_fails(tmp_path: Path, name: str) -> None:
     path = tmp_path / name
     path.write_text("id\n1\n")
@@ -187,7 +191,8 @@ def test_an_unknown_extension_fails(tmp_path: Path, name: str) -> None:
         read_source(path)
     assert str(caught.value) == (
         f"{path}: cannot tell the format from the name {name!r}; "
-        "expected .csv, .csv.gz, .parquet, or a directory of .parquet files."
+        "expected .csv, .csv.gz, .parquet, .xlsx, .jsonl, .ndjson (.gz), "
+        "or a directory of .parquet files."
     )
 
 
@@ -269,30 +274,45 @@ def test_a_file_that_is_not_parquet_fails(tmp_path: Path) -> None:
 ROWS = 1500  # with the padding, the CSV spans several of the reader's blocks
 
 
-def many_rows_csv(tmp_path: Path) -> tuple[Path, list[dict[str, str]]]:
-    """A CSV of ROWS rows with quoted newlines, plus two ragged lines that have no row."""
+def many_rows_csv(tmp_path: Path) -> tuple[Path, list[int], list[dict[str, str]]]:
+    """A CSV of ROWS good records with quoted newlines, and two ragged ones after records
+    10 and 1200: the good rows' numbers, and their values."""
     lines = ["id,note,pad"]
-    expected = []
+    rows, expected = [], []
     for number in range(ROWS):
         note = f"line {number}\nsecond, part" if number % 97 == 0 else f"n{number}"
         pad = "x" * (100 + number % 200)
+        rows.append(len(lines) - 1)  # the header is not a record; a quoted newline is no new one
         lines.append(f'{number},"{note}",{pad}')
         expected.append({"id": str(number), "note": note, "pad": pad})
         if number in (10, 1200):
             lines.append("ragged,line")
-    return write_csv(tmp_path, "\n".join(lines) + "\n"), expected
+    return write_csv(tmp_path, "\n".join(lines) + "\n"), rows, expected
 
 
 @pytest.mark.parametrize("chunk_rows", [1, 7, 1000])
 def test_csv_row_numbers_do_not_depend_on_chunk_size(tmp_path: Path, chunk_rows: int) -> None:
-    path, expected = many_rows_csv(tmp_path)
+    path, rows, expected = many_rows_csv(tmp_path)
     assert path.stat().st_size > 256 * 1000  # more than one block even for 1000 rows
     source = read_source(path)
     chunks = list(source.chunks(chunk_rows))
     assert all(len(chunk) <= chunk_rows for chunk in chunks)
     assert len(chunks) >= ROWS // chunk_rows
-    assert read_all(source, chunk_rows) == (list(range(ROWS)), expected)
-    assert [line.text for line in bad_lines(source, chunk_rows)] == ["ragged,line"] * 2
+    assert read_all(source, chunk_rows) == (rows, expected)
+    assert [(line.row, line.text) for line in bad_lines(source, chunk_rows)] == [
+        (11, "ragged,line"),
+        (1202, "ragged,line"),
+    ]
+
+
+def test_each_chunk_covers_the_records_after_the_chunk_before(tmp_path: Path) -> None:
+    path, _, _ = many_rows_csv(tmp_path)
+    covered: list[int] = []
+    for chunk in read_source(path).chunks(7):
+        numbers = sorted(chunk.rows.tolist() + [line.row for line in chunk.bad_lines])
+        assert not covered or numbers[0] > covered[-1]
+        covered += numbers
+    assert covered == list(range(ROWS + 2))
 
 
 @pytest.mark.parametrize("chunk_rows", [1, 7, 1000])
@@ -305,3 +325,29 @@ def test_parquet_row_numbers_do_not_depend_on_chunk_size(tmp_path: Path, chunk_r
     rows, records = read_all(source, chunk_rows)
     assert rows == ids
     assert [r["id"] for r in records] == ids
+
+
+@settings(
+    max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    kinds=st.lists(st.sampled_from(["good", "multiline", "ragged", "blank-before"]), max_size=40),
+    chunk_rows=st.sampled_from([1, 3, 50]),
+)
+def test_every_record_keeps_its_own_number_whatever_surrounds_it(
+    tmp_path: Path, kinds: list[str], chunk_rows: int
+) -> None:
+    lines, good, ragged = ["id,note"], [], []
+    for number, kind in enumerate(kinds):
+        if kind == "ragged":
+            lines.append(f"{number},a,b")
+            ragged.append(number)
+            continue
+        if kind == "blank-before":
+            lines.append("")  # a blank line is no record
+        lines.append(f'{number},"two\nlines"' if kind == "multiline" else f"{number},x")
+        good.append(number)
+    source = read_source(write_csv(tmp_path, "\n".join(lines) + "\n", name="p.csv"))
+    rows, records = read_all(source, chunk_rows)
+    assert rows == good == [int(record["id"]) for record in records]
+    assert [line.row for line in bad_lines(source, chunk_rows)] == ragged

@@ -262,10 +262,16 @@ def test_a_missing_source_exits_2_with_one_line(
     ("name", "content", "message"),
     [
         (
+            "orders.xls",
+            "x",
+            "{path}: cannot tell the format from the name 'orders.xls'; expected .csv, "
+            ".csv.gz, .parquet, .xlsx, .jsonl, .ndjson (.gz), or a directory of .parquet files.",
+        ),
+        (
             "orders.xlsx",
             "x",
-            "{path}: cannot tell the format from the name 'orders.xlsx'; expected .csv, "
-            ".csv.gz, .parquet, or a directory of .parquet files.",
+            "{path}: not a readable .xlsx workbook (an .xlsx file is a zip archive; this one is "
+            "not: open it in Excel and save it as .xlsx).",
         ),
         ("orders.csv", "", "{path}: the file is empty; expected a header line of column names."),
     ],

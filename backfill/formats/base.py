@@ -1,0 +1,88 @@
+"""What every reader hands on: chunks of one file's rows under the file's own row numbers."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.fs as pafs
+
+DEFAULT_CHUNK_ROWS = 16_384
+UNKNOWN_ROW = "its row number is unknown"
+
+
+@dataclass(frozen=True)
+class BadLine:
+    """A record that could not be read (ragged, not text in the file's encoding, not JSON...).
+
+    `row` is its own number in the file, like any other row's; None only where the reader
+    truly cannot know it (then `reason` says so).
+    """
+
+    text: str
+    reason: str
+    row: int | None = None
+    what: str = "CSV line"  # what the record is, for people: "JSON line", "Excel row"...
+
+
+@dataclass(frozen=True)
+class Chunk:
+    """A slice of one file: `rows[i]` is the row number of `table`'s i-th row.
+
+    `source` names the file. `bad_lines` are the records among this chunk's that could not
+    be read; they still have to be accounted for in the report. The numbers of a chunk's
+    rows and bad lines are all above those of the chunks before it.
+    """
+
+    rows: np.ndarray
+    table: pa.Table
+    bad_lines: tuple[BadLine, ...] = ()
+    source: str = ""
+
+    def __len__(self) -> int:
+        return self.table.num_rows
+
+
+def numbered(
+    first_row: int, table: pa.Table, bad_lines: tuple[BadLine, ...] = (), source: str = ""
+) -> Chunk:
+    """A chunk whose rows are numbered on from `first_row`, one after the other."""
+    rows = np.arange(first_row, first_row + table.num_rows, dtype=np.int64)
+    return Chunk(rows, table, bad_lines, source)
+
+
+class FileReader:
+    """One opened file: its columns, its row count if the format stores it, and its chunks.
+
+    `name` is the file as people know it (the path given, or `s3://bucket/key`); `path` is
+    what `filesystem` opens.
+    """
+
+    def __init__(
+        self,
+        filesystem: pafs.FileSystem,
+        path: str,
+        name: str,
+        schema: pa.Schema,
+        total_rows: int | None,
+    ) -> None:
+        self.filesystem = filesystem
+        self.path = path
+        self.name = name
+        self.schema = schema
+        self.total_rows = total_rows
+
+    @property
+    def columns(self) -> list[str]:
+        return list(self.schema.names)
+
+    def chunks(
+        self, chunk_rows: int = DEFAULT_CHUNK_ROWS, columns: Sequence[str] | None = None
+    ) -> Iterator[Chunk]:
+        """Chunks of at most `chunk_rows` rows, of `columns` only (default: all)."""
+        raise NotImplementedError
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {self.name!r}: {len(self.columns)} columns>"
