@@ -2,7 +2,8 @@
 library outcomes into messages and exit codes. The only module that prints or exits.
 
 Exit codes: 0 every row accepted or filtered; 1 some rows are in the failure report;
-2 a usage, mapping, source or key error (nothing sent); 130 interrupted.
+2 a usage, mapping, source or key error (nothing sent); 3 the report or journal could not be
+written (disk full...): the run stopped, continue with --resume; 130 interrupted.
 
 Heavy imports (pandas, pyarrow, aiohttp) happen inside the commands, so `--help` is quick.
 """
@@ -12,6 +13,7 @@ from __future__ import annotations
 import functools
 import json
 import os
+import re
 import sys
 from collections.abc import Callable, Coroutine, Iterator
 from contextlib import contextmanager
@@ -25,23 +27,29 @@ if TYPE_CHECKING:
     from backfill.offline import Preview, ValidationResult
     from backfill.pipeline import Progress, RunPlan, RunSummary, Target
 
-EXIT_OK, EXIT_ROWS_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
+EXIT_OK, EXIT_ROWS_FAILED, EXIT_USAGE, EXIT_WRITE_FAILED, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
 API_KEY_ENV = "TORQUE_API_KEY"
 ENDPOINT_ENV = "TORQUE_ENDPOINT"
 BACKOFF_BASE_ENV = "BACKFILL_BACKOFF_BASE"
 EVENT_LOOP_ENV = "BACKFILL_EVENT_LOOP"
 EVENT_LOOPS = ("uvloop", "asyncio")
 SANDBOX_KEY = "sandbox-key"
-LOOPBACK_HOSTS = {"127.0.0.1", "localhost", "::1"}
+WRITE_FAILED_HINT = (
+    "Stopped with its records consistent: make room, then run the same command again "
+    "(run, rerun: with --resume, which sends only the rest)"
+)
 
 
 @contextmanager
 def user_errors() -> Iterator[None]:
     """A `BackfillError` is the user's to fix: one line on stderr and exit 2, no traceback."""
-    from backfill.errors import BackfillError
+    from backfill.errors import BackfillError, RecordWriteError
 
     try:
         yield
+    except RecordWriteError as exc:  # disk full, file too large: the run stopped cleanly
+        click.echo(f"Error: {exc}. {WRITE_FAILED_HINT}", err=True)
+        sys.exit(EXIT_WRITE_FAILED)
     except BackfillError as exc:
         click.echo(f"Error: {exc}", err=True)
         sys.exit(EXIT_USAGE)
@@ -94,7 +102,57 @@ def source_options(function: Callable[..., Any]) -> Callable[..., Any]:
     return with_reading
 
 
-source_argument = click.argument("source", type=click.Path(path_type=Path))
+# Text, not a click.Path: SOURCE may be a glob or an s3:// URL, which a Path would mangle.
+source_argument = click.argument("source")
+
+
+def report_name(source: str, rehearsal: str = "") -> str:
+    """The default report's name: the source's last part (`orders-*.csv` for a glob), kept
+    to the characters a file name can hold everywhere."""
+    last = source.rstrip("/\\").replace("\\", "/").rsplit("/", 1)[-1] or "source"
+    return re.sub(r"[^\w.=-]", "_", last) + f"{rehearsal}.failures.jsonl"
+
+
+ledger_option = click.option(
+    "--ledger",
+    "ledger_path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="The ledger of delivered ids, for mappings with `id:` (default: BACKFILL_LEDGER, "
+    "else the user's data folder; --sandbox: a throwaway one).",
+)
+
+
+def ledger_place(ledger_path: Path | None, sandbox: bool) -> Path:
+    """--ledger, else a throwaway ledger for a rehearsal, else the user's one."""
+    from backfill.id_ledger import default_ledger_path
+
+    if ledger_path is not None:
+        return ledger_path
+    return Path(":memory:") if sandbox else default_ledger_path()
+
+
+def ledger_scope_options(command: Callable[..., Any]) -> Callable[..., Any]:
+    """--ledger, --endpoint, --api: whose ledger of delivered ids `validate`/`plan` count."""
+    for option in reversed(
+        [
+            ledger_option,
+            click.option(
+                "--endpoint",
+                envvar=ENDPOINT_ENV,
+                help="With `id:`: count the rows new to this endpoint's ledger "
+                "(default: the API's).",
+            ),
+            click.option(
+                "--api",
+                "api_name",
+                default="torque-v1",
+                type=click.Choice(["torque-v1", "torque-server", "torque-ingest"]),
+                help="With `id:`: the envelope whose ledger counts.",
+            ),
+        ]
+    ):
+        command = option(command)
+    return command
 
 
 # --- preview / validate ----------------------------------------------------------------------
@@ -105,7 +163,7 @@ source_argument = click.argument("source", type=click.Path(path_type=Path))
 @mapping_option()
 @click.option("-n", "count", default=5, show_default=True, help="How many events to show.")
 @source_options
-def preview(source: Path, mapping_path: Path, count: int, reading: dict[str, Any]) -> None:
+def preview(source: str, mapping_path: Path, count: int, reading: dict[str, Any]) -> None:
     """Show the first mapped events as JSON, each beside its row number."""
     from backfill.offline import preview as build_preview
 
@@ -135,14 +193,30 @@ def _print_preview(result: Preview) -> None:
 )
 @click.option("--json", "as_json", is_flag=True, help="Print the result as one JSON object.")
 @source_options
+@ledger_scope_options
 def validate(
-    source: Path, mapping_path: Path, report: Path | None, as_json: bool, reading: dict[str, Any]
+    source: str,
+    mapping_path: Path,
+    report: Path | None,
+    as_json: bool,
+    reading: dict[str, Any],
+    ledger_path: Path | None = None,
+    endpoint: str | None = None,
+    api_name: str = "torque-v1",
 ) -> None:
     """Map every row and check it; nothing is sent. Exit 1 when some rows fail."""
     from backfill.offline import validate as validate_file
 
     with user_errors():
-        result = validate_file(source, mapping_path, report=report, **reading)
+        result = validate_file(
+            source,
+            mapping_path,
+            report=report,
+            ledger=ledger_place(ledger_path, sandbox=False),
+            endpoint=endpoint,
+            api=api_name,
+            **reading,
+        )
     if as_json:
         click.echo(json.dumps(result.as_dict()))
     else:
@@ -153,6 +227,8 @@ def validate(
 def _print_validation(result: ValidationResult) -> None:
     click.echo(f"{result.source}: read {result.read:,} rows")
     click.echo(f"  would send  {result.mappable:,}")
+    if result.new is not None:
+        click.echo(f"    of which new (ids not in the ledger) {result.new:,}")
     click.echo(f"  filtered    {result.filtered:,}")
     click.echo(f"  failing     {result.failing:,}")
     for reason in result.sorted_reasons():
@@ -282,12 +358,14 @@ yes_option = click.option(
 @click.option("--limit", type=click.IntRange(min=1), help="Send only the first N mappable rows.")
 @click.option("--dry-run", is_flag=True, help="Map and validate everything; send nothing.")
 @source_options
+@ledger_option
 def run(
-    source: Path,
+    source: str,
     mapping_path: Path,
     limit: int | None,
     dry_run: bool,
     reading: dict[str, Any],
+    ledger_path: Path | None,
     **sending: Any,
 ) -> None:
     """Send every mappable row of SOURCE as a Torque custom event."""
@@ -310,7 +388,8 @@ def run(
         mapping = load_mapping(mapping_path)
         opened, mapping = open_inputs(source, mapping, **reading)
         target = build_target(sending)
-        report = sending["report"] or Path(f"{source.name}.failures.jsonl")
+        rehearsal = ".sandbox" if sending["sandbox"] else ""  # a rehearsal's records stay apart
+        report = sending["report"] or Path(report_name(source, rehearsal))
         plan = plan_source_run(
             opened,
             mapping,
@@ -319,6 +398,7 @@ def run(
             limit=limit,
             resume=sending["resume"],
             restart=sending["restart"],
+            ledger_path=ledger_place(ledger_path, sending["sandbox"]),
         )
     schema = _sandbox_schema(mapping, opened) if sending["sandbox"] else None
     confirm_before_sending(
@@ -331,8 +411,11 @@ def run(
 @click.argument("report_in", metavar="REPORT", type=click.Path(path_type=Path))
 @mapping_option(required=False)
 @sending_options
+@ledger_option
 @yes_option
-def rerun(report_in: Path, mapping_path: Path | None, **sending: Any) -> None:
+def rerun(
+    report_in: Path, mapping_path: Path | None, ledger_path: Path | None, **sending: Any
+) -> None:
     """Send the rows of a failure report again, re-mapped with --mapping if given."""
     from backfill.mapping import load_mapping
     from backfill.rerun import plan_rerun
@@ -340,7 +423,9 @@ def rerun(report_in: Path, mapping_path: Path | None, **sending: Any) -> None:
     with user_errors():
         mapping = load_mapping(mapping_path) if mapping_path else None
         target = build_target(sending)
-        new_report = sending["report"] or report_in.with_name(_rerun_name(report_in))
+        new_report = sending["report"] or report_in.with_name(
+            _rerun_name(report_in, rehearsal=sending["sandbox"])
+        )
         plan = plan_rerun(
             report_in,
             mapping,
@@ -348,6 +433,7 @@ def rerun(report_in: Path, mapping_path: Path | None, **sending: Any) -> None:
             new_report,
             resume=sending["resume"],
             restart=sending["restart"],
+            ledger_path=ledger_place(ledger_path, sending["sandbox"]),
         )
     schema = _sandbox_schema(mapping, None) if sending["sandbox"] and mapping else None
     confirm_before_sending(sending, target, lambda: _feed_headline(plan, sending))
@@ -405,34 +491,26 @@ def _feed_headline(run_plan: RunPlan, sending: dict[str, Any]) -> list[str]:
     return feed_headline(run_plan.feed(), run_plan.source_name, sending["rate"])
 
 
-def _rerun_name(report: Path) -> str:
+def _rerun_name(report: Path, *, rehearsal: bool = False) -> str:
     stem = report.name[: -len(report.suffix)] if report.suffix else report.name
-    return f"{stem}.rerun{report.suffix or '.jsonl'}"
+    kind = ".sandbox.rerun" if rehearsal else ".rerun"
+    return f"{stem}{kind}{report.suffix or '.jsonl'}"
 
 
 def build_target(sending: dict[str, Any]) -> Target:
-    """Endpoint, key and policy from the options; refuse what would leak the key."""
+    """Endpoint, key and policy from the options; `Target` refuses what would leak the key."""
     from backfill.api import get_api
-    from backfill.errors import UsageError
     from backfill.sender import SendPolicy
     from backfill.target import Target
 
     api = get_api(sending["api_name"])
     key = os.environ.get(API_KEY_ENV, "")
-    if not key:
-        if not sending["sandbox"]:
-            raise UsageError(
-                f"{API_KEY_ENV} is not set: export your Torque API key, or add --sandbox "
-                "to rehearse against a local sandbox."
-            )
+    if not key and sending["sandbox"]:
         key = SANDBOX_KEY
-    if not all("!" <= char <= "~" for char in key):  # never show the key, not even a part
-        raise UsageError(
-            f"{API_KEY_ENV} holds a space, line break or other character that cannot go in "
-            "an HTTP header (a newline left from a file?); set it to the key alone."
-        )
     endpoint = sending["endpoint"] or api.default_endpoint
-    if not sending["sandbox"]:
+    if sending["sandbox"]:  # the sandbox's own URL replaces it once the sandbox is up
+        endpoint = api.default_endpoint
+    else:  # Target checks them again itself, for library callers
         check_endpoint(endpoint, sending["allow_insecure"])
         check_network(endpoint)
     from backfill.concurrency import AUTO_CAP
@@ -447,7 +525,14 @@ def build_target(sending: dict[str, Any]) -> Target:
         rate_limit_budget=sending["rate_limit_budget"],
         backoff_base=_backoff_base(SendPolicy.backoff_base),
     )
-    return Target(api=api, endpoint=endpoint, api_key=key, policy=policy)
+    return Target(
+        api=api,
+        endpoint=endpoint,
+        api_key=key,
+        policy=policy,
+        allow_insecure=sending["allow_insecure"],
+        rehearsal=sending["sandbox"],
+    )
 
 
 def _backoff_base(default: float) -> float:
@@ -467,16 +552,10 @@ def _backoff_base(default: float) -> float:
 
 
 def check_endpoint(endpoint: str, allow_insecure: bool) -> None:
-    from backfill.errors import UsageError
+    """Kept for callers of the CLI module; the check lives in `backfill.target`."""
+    from backfill.target import check_endpoint as check
 
-    parts = urlsplit(endpoint)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise UsageError(f"--endpoint {endpoint!r} is not an http(s) URL.")
-    if parts.scheme == "http" and parts.hostname not in LOOPBACK_HOSTS and not allow_insecure:
-        raise UsageError(
-            f"--endpoint {endpoint} is plain http to another machine: the API key would "
-            "travel in clear text. Use https, or --allow-insecure if you mean it."
-        )
+    check(endpoint, allow_insecure)
 
 
 def check_network(endpoint: str) -> None:
@@ -653,8 +732,15 @@ def _print_summary(summary: RunSummary, sandbox_stats: dict[str, Any] | None) ->
     if counts.already_done:
         click.echo(f"  done before   {counts.already_done:,} (resumed)")
         click.echo(f"    of which failed, in the report: {counts.failed_before:,}")
+    if counts.already_sent:
+        click.echo(f"  already sent  {counts.already_sent:,} (ids in the ledger)")
     if counts.unsent:
         click.echo(f"  not sent      {counts.unsent:,}")
+    if counts.uncertain:
+        click.echo(
+            f"  uncertain     {counts.uncertain:,} (sent again after a crash; Torque may "
+            f"hold them twice: {summary.uncertain_path})"
+        )
     click.echo(f"  retries       {counts.retries:,}")
     click.echo(
         f"  elapsed       {summary.elapsed:.1f} s ({summary.events_per_second:,.0f} events/s)"
@@ -746,6 +832,7 @@ def init(
 )
 @click.option("--json", "as_json", is_flag=True, help="Print the plan as one JSON object.")
 @source_options
+@ledger_scope_options
 def plan(
     source: Path,
     mapping_path: Path,
@@ -753,12 +840,24 @@ def plan(
     report: Path | None,
     as_json: bool,
     reading: dict[str, Any],
+    ledger_path: Path | None = None,
+    endpoint: str | None = None,
+    api_name: str = "torque-v1",
 ) -> None:
     """Map everything, send nothing: what a run would send, when, how long, and warnings."""
     from backfill.plan import plan as plan_run
 
     with user_errors():
-        result = plan_run(source, mapping_path, rate=rate, report=report, **reading)
+        result = plan_run(
+            source,
+            mapping_path,
+            rate=rate,
+            report=report,
+            ledger=ledger_place(ledger_path, sandbox=False),
+            endpoint=endpoint,
+            api=api_name,
+            **reading,
+        )
     if as_json:
         click.echo(json.dumps(result.as_dict()))
     else:

@@ -30,10 +30,10 @@ import time
 from collections import deque
 from collections.abc import Callable
 
-INITIAL_LIMIT = 8
+INITIAL_LIMIT = 4  # small: the first answers say how far the server is
 AUTO_CAP = 2048  # `--concurrency auto`: far above what any sensible rate × answer time needs
 MAX_CONCURRENCY = 4096  # the highest `--concurrency N`
-TOLERANCE = 1.3  # answers this much slower than at no load mean the server is queueing
+TOLERANCE = 1.5  # answers this much slower than at no load: queueing (Gradient2 default)
 BACKOFF_FACTOR = 0.75
 HEADROOM = 1.5  # in flight kept available per unit of rate × answer time
 SMOOTHING = 0.5  # how far one window moves the limit toward a lower target
@@ -139,7 +139,8 @@ class ConcurrencyGate:
 
     def _window_length(self) -> float:
         typical = self._samples[len(self._samples) // 2] if self._samples else 0.0
-        return max(MIN_WINDOW_SECONDS, WINDOW_ANSWER_TIMES * typical)
+        answer_times = 1 if self._slow_start else WINDOW_ANSWER_TIMES  # ramp up quickly
+        return max(MIN_WINDOW_SECONDS, answer_times * typical)
 
     def _new_window(self, now: float) -> None:
         self._window_start = now
@@ -177,17 +178,16 @@ class ConcurrencyGate:
         rate = self._rate_in_force()
         # Little's law: what carries the rate in force at the no-load answer time, with room;
         # and never more than twice what it takes at the answer time seen now.
-        need = rate * base * HEADROOM + 1 if rate else 1.0
+        need = max(1.0, rate * base * HEADROOM) if rate else 1.0
         most = max(need, 2 * rate * rtt) if rate else math.inf
         if saturated and rtt > base * TOLERANCE:  # slower answers as load grows: it queues
             self._slow_start = False
             target = limit * TOLERANCE * base / rtt
-            value = limit - SMOOTHING * (limit - target)
-        elif saturated:
-            value = limit * 2 if self._slow_start else limit + math.sqrt(limit)
-        else:
-            value = limit
-        return min(max(value, need), most)
+            return max(1.0, limit - SMOOTHING * (limit - target))
+        if saturated:  # every sender busy, tokens to spare, answers as fast as at no load
+            grown = limit * 2 if self._slow_start else limit + math.sqrt(limit)
+            return min(max(grown, need), most)
+        return min(max(limit, need), most)  # the rate binds: keep room to carry it
 
     def _set_limit(self, value: float) -> None:
         self.limit = max(1, min(self.cap, math.ceil(value)))

@@ -8,6 +8,8 @@ The tree::
      ├── MappingError             the YAML mapping: syntax, keys, types, columns, filter
      ├── ReportError              a failure report that cannot be read back
      ├── JournalError             an unfinished or foreign journal stands in the way
+     ├── RecordWriteError         the report or journal cannot be written (disk full...):
+     │                            the run stops; the CLI exits 3
      └── SendError                talking to the events endpoint
           ├── EndpointRefused     every further row would fail the same way: the run stops
           │    ├── AuthRejected         401/403: the key is refused
@@ -47,6 +49,10 @@ class ReportError(BackfillError):
 
 class JournalError(BackfillError):
     """A journal from an earlier run decides what this run may do."""
+
+
+class RecordWriteError(BackfillError):
+    """The report or the journal could not be written: the run stops, the files consistent."""
 
 
 class SendError(BackfillError):

@@ -11,9 +11,10 @@ notebooks, a report) is the documented body read back, so it cannot differ from 
 
 from __future__ import annotations
 
+import functools
 import json
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -32,6 +33,7 @@ from backfill.convert import (
     to_string,
     type_of_column,
 )
+from backfill.lookup import looked_up
 from backfill.mapping import FieldSpec, Mapping
 from backfill.row_filter import RowFilter
 from backfill.source import Chunk
@@ -131,7 +133,9 @@ class EventMapper:
             self.mapping.timestamp_rule,
             self.now_ms,
         )
-        pubkey = self._pubkeys.check(as_array(kept.column(self.mapping.pubkey_column)))
+        pubkey = looked_up(
+            kept.column(self.mapping.pubkey_column), self.mapping.pubkey_lookup, self._pubkeys.check
+        )
         columns = [self._convert_field(spec, kept) for spec in self.mapping.fields]
         messages = self._failure_messages(kept, timestamp, pubkey, columns)
         failed = np.zeros(kept.num_rows, dtype=bool)
@@ -160,13 +164,17 @@ class EventMapper:
         column = as_array(table.column(spec.column))
         field_type = spec.type or type_of_column(column.type)
         if field_type == "number":
-            converted = to_number(column, spec.decimal, spec.thousands)
+            convert: Callable[[pa.Array], Converted] = functools.partial(
+                to_number, decimal=spec.decimal, thousands=spec.thousands
+            )
         elif field_type == "boolean":
-            converted = to_boolean(column, spec.true_values, spec.false_values)
+            convert = functools.partial(
+                to_boolean, true_values=spec.true_values, false_values=spec.false_values
+            )
         else:
-            converted = to_string(column)
+            convert = to_string
         label = f"event_data.{spec.name} (column {spec.column!r})"
-        return _FieldColumn(spec, label, converted)
+        return _FieldColumn(spec, label, looked_up(column, spec.lookup, convert))
 
     def _failure_messages(
         self,

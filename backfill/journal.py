@@ -1,47 +1,57 @@
-"""The crash-safe record of rows already accepted, so a resumed run sends only the rest.
+"""The crash-safe record of where each sent row stands, so a resumed run sends only the rest.
 
-A journal is an append-only text file beside the report (`<report>.state`):
+A journal is an append-only text file beside the report (`<report>.state`; a `--sandbox`
+rehearsal keeps its own, `<report>.sandbox.state`):
 
-    {"version": 1, "source": ..., "size": ..., "mtime_ns": ..., "mapping": ..., ...}
-    a 17
-    a 3
-    ...
+    {"version": 2, "source": ..., "size": ..., "mtime_ns": ..., "mapping": ..., "api": ...,
+     "endpoint": ..., "started": ...}
+    f 0 {"name": "orders.parquet"}     a file, declared once, then named by its short id
+    w 0 17                             row 17 of file 0 is on the wire: its request leaves now
+    a 0 17                             ...and the server accepted it
+    n 0 18                             ...or refused the key: it was not kept
     done {"accepted": ..., ...}
 
-The header keys it to one source file and one mapping. Each accepted row is written to the
-operating system the moment the server accepts it (a `kill -9` loses nothing the OS has),
-and fsynced in batches (a power cut loses at most a second). Failed rows need no entry:
-the failure report is their record. Filtered rows need none: the filter decides again.
-So after any crash the only rows that can be sent twice are those in flight at that moment.
+The header binds the journal to one source, one mapping, one envelope (`api`) and one
+endpoint: a rehearsal's journal never counts as delivered in a real run. Entries are keyed
+by (file, row), so a source of many files fits the same format; a file's declaration is a
+JSON object, with room for the file's own fingerprint.
+
+Every line reaches the operating system before the next step (a `kill -9` loses nothing the
+OS has). A row is marked on the wire just before its request leaves, so after a crash the
+rows marked but neither accepted nor in the failure report are exactly those whose fate is
+unknown ("uncertain"): at most the requests in flight at the crash. Failed rows need no
+entry: the report is their record. Filtered rows need none: the filter decides again.
 """
 
 from __future__ import annotations
 
 import json
-import os
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from backfill.errors import JournalError
-from backfill.report import PRIVATE_FILE_MODE
+from backfill.record_file import RecordFile
 
-JOURNAL_VERSION = 1
-FSYNC_INTERVAL = 1.0
+JOURNAL_VERSION = 2
+SANDBOX_ENDPOINT = "sandbox"  # what a rehearsal's journal is bound to (its port changes)
+KEY_FIELDS = ("source", "size", "mtime_ns", "mapping", "api", "endpoint")
 
 
 @dataclass(frozen=True)
 class JournalKey:
-    """What makes two runs the same backfill: the same bytes mapped the same way."""
+    """What makes two runs the same backfill: the same bytes mapped the same way, sent to
+    the same endpoint in the same envelope."""
 
     source: str
     size: int
     mtime_ns: int
     mapping: str
     api: str
+    endpoint: str = ""
 
     @classmethod
     def for_source(cls, source_path: Path, mapping_fingerprint: str, api: str) -> JournalKey:
@@ -55,13 +65,16 @@ class JournalKey:
             api=api,
         )
 
+    def bound_to(self, endpoint: str) -> JournalKey:
+        return replace(self, endpoint=endpoint)
+
 
 class RowSet:
     """Row numbers as a growable bitmap: 10 million rows cost 10 MB, not a Python set."""
 
-    def __init__(self) -> None:
-        self._bits = np.zeros(1024, dtype=bool)
-        self.count = 0
+    def __init__(self, bits: np.ndarray | None = None) -> None:
+        self._bits = np.zeros(1024, dtype=bool) if bits is None else bits
+        self.count = int(self._bits.sum()) if bits is not None else 0
 
     def add(self, row: int) -> None:
         if row >= len(self._bits):
@@ -78,40 +91,82 @@ class RowSet:
     def __len__(self) -> int:
         return self.count
 
+    def minus(self, *others: RowSet) -> RowSet:
+        """The rows of this set that are in none of `others`."""
+        bits = self._bits.copy()
+        for other in others:
+            common = min(len(bits), len(other._bits))
+            bits[:common] &= ~other._bits[:common]
+        return RowSet(bits)
+
+    def rows(self) -> list[int]:
+        return np.flatnonzero(self._bits).tolist()
+
 
 @dataclass
 class JournalState:
+    """What an earlier run's journal says; row sets are per declared file id."""
+
     key: dict[str, Any]
-    accepted: RowSet
-    finished: bool
+    files: dict[str, int] = field(default_factory=dict)  # file name -> id
+    accepted: dict[int, RowSet] = field(default_factory=dict)
+    on_wire: dict[int, RowSet] = field(default_factory=dict)
+    not_kept: dict[int, RowSet] = field(default_factory=dict)
+    finished: bool = False
+
+    def rows(self, kind: dict[int, RowSet], name: str) -> RowSet:
+        file_id = self.files.get(name)
+        return kind.get(file_id, RowSet()) if file_id is not None else RowSet()
+
+    def accepted_count(self) -> int:
+        return sum(len(rows) for rows in self.accepted.values())
+
+    def unknown_fate(self, name: str, reported: RowSet) -> RowSet:
+        """Rows of file `name` sent but neither accepted, refused, nor in the report."""
+        wired = self.rows(self.on_wire, name)
+        return wired.minus(self.rows(self.accepted, name), self.rows(self.not_kept, name), reported)
 
 
-def journal_path(report_path: Path) -> Path:
-    return report_path.with_name(report_path.name + ".state")
+def journal_path(report_path: Path, *, rehearsal: bool = False) -> Path:
+    suffix = ".sandbox.state" if rehearsal else ".state"
+    return report_path.with_name(report_path.name + suffix)
 
 
 def read_journal(path: Path) -> JournalState | None:
     """The journal at `path`, or None if there is none. A torn last line is ignored."""
     if not path.exists():
         return None
-    accepted = RowSet()
-    finished = False
     with path.open(encoding="utf-8") as lines:
-        header = lines.readline()
         try:
-            key = json.loads(header)
-        except json.JSONDecodeError:
+            key = json.loads(lines.readline())
+            if not isinstance(key, dict):
+                raise ValueError(key)
+        except ValueError:
             raise JournalError(
                 f"{path}: not a backfill journal (unreadable header); remove it or use --restart."
             ) from None
+        state = JournalState(key=key)
+        if key.get("version", 1) < 2:  # one file, "a <row>" lines, no endpoint in the key
+            state.files[""] = 0
+        kinds = {"a": state.accepted, "w": state.on_wire, "n": state.not_kept}
         for line in lines:
             if not line.endswith("\n"):
                 break
-            if line.startswith("a "):
-                accepted.add(int(line[2:]))
-            elif line.startswith("done"):
-                finished = True
-    return JournalState(key=key, accepted=accepted, finished=finished)
+            _read_line(line, state, kinds)
+    return state
+
+
+def _read_line(line: str, state: JournalState, kinds: dict[str, dict[int, RowSet]]) -> None:
+    tag, _, rest = line.partition(" ")
+    if tag in kinds:
+        file_text, _, row_text = rest.partition(" ")
+        file_id, row = (int(file_text), int(row_text)) if row_text else (0, int(file_text))
+        kinds[tag].setdefault(file_id, RowSet()).add(row)
+    elif tag == "f":
+        file_text, _, declaration = rest.partition(" ")
+        state.files[json.loads(declaration)["name"]] = int(file_text)
+    elif tag.startswith("done"):
+        state.finished = True
 
 
 def check_journal(
@@ -133,11 +188,14 @@ def check_journal(
             )
         return False
     wanted = asdict(key) if key else {}
-    differs = [
-        k
-        for k in ("source", "size", "mtime_ns", "mapping", "api")
-        if state.key.get(k) != wanted.get(k)
-    ]
+    if state.key.get("endpoint") != wanted.get("endpoint"):
+        made_for = state.key.get("endpoint") or "an endpoint it does not name (an older backfill)"
+        raise JournalError(
+            f"{path} was made for sending to {made_for}, and this run sends to "
+            f"{wanted.get('endpoint')}: rows it counts as delivered were not delivered here. "
+            "Use --report to keep this run's records elsewhere, or --restart to discard it."
+        )
+    differs = [k for k in KEY_FIELDS if state.key.get(k) != wanted.get(k)]
     if differs:
         raise JournalError(
             f"{path} belongs to another backfill (its {', '.join(differs)} differ from this "
@@ -145,7 +203,7 @@ def check_journal(
         )
     if resume:
         return True
-    accepted = len(state.accepted)
+    accepted = state.accepted_count()
     if state.finished:
         raise JournalError(
             f"this source was already sent with this mapping ({accepted:,} rows accepted; "
@@ -159,7 +217,8 @@ def check_journal(
 
 
 def drop_torn_tail(path: Path) -> None:
-    """A crash mid-write leaves a last line without its newline: cut it off."""
+    """A crash or a full disk mid-write leaves a last line without its newline: cut it off,
+    so that what is appended next starts a line of its own."""
     with path.open("rb+") as handle:
         data = handle.read()
         if data and not data.endswith(b"\n"):
@@ -167,40 +226,44 @@ def drop_torn_tail(path: Path) -> None:
 
 
 class JournalWriter:
-    """Appends accepted rows; the header is written when the journal is created."""
+    """Appends entries; the header is written (and made durable) when the journal is made."""
 
     def __init__(self, path: Path, key: JournalKey, *, append: bool) -> None:
         self.path = path
-        flags = os.O_WRONLY | os.O_CREAT | (os.O_APPEND if append else os.O_TRUNC)
-        # A raw descriptor: each line reaches the OS in one write(2), with no Python buffer
-        # that a kill -9 could lose.
-        self._fd: int | None = os.open(path, flags, PRIVATE_FILE_MODE)
-        self._last_sync = time.monotonic()
+        self._file = RecordFile(path, truncate=not append)
+        self.files: dict[str, int] = {}
         if not append:
             header = {"version": JOURNAL_VERSION, **asdict(key), "started": time.time()}
-            self._write(json.dumps(header) + "\n")
+            self._file.write((json.dumps(header) + "\n").encode())
+            self._file.make_durable()
 
-    def accepted(self, row: int) -> None:
-        self._write(f"a {row}\n")
+    def declare(self, name: str, known: dict[str, int] | None = None) -> int:
+        """The short id of file `name`: the one an earlier run declared, or a new one."""
+        self.files.update(known or {})
+        if name not in self.files:
+            file_id = max(self.files.values(), default=-1) + 1
+            self._file.write(f"f {file_id} {json.dumps({'name': name})}\n".encode())
+            self.files[name] = file_id
+        return self.files[name]
+
+    def on_wire(self, file_id: int, row: int) -> None:
+        self._file.write(b"w %d %d\n" % (file_id, row))
+
+    def accepted(self, file_id: int, row: int) -> None:
+        self._file.write(b"a %d %d\n" % (file_id, row))
+
+    def not_kept(self, file_id: int, row: int) -> None:
+        self._file.write(b"n %d %d\n" % (file_id, row))
 
     def finish(self, summary: dict[str, Any]) -> None:
-        self._write("done " + json.dumps(summary) + "\n")
-        self.sync()
+        self._file.write(("done " + json.dumps(summary) + "\n").encode())
 
-    def _write(self, line: str) -> None:
-        if self._fd is None:
-            raise ValueError(f"{self.path}: the journal is closed")
-        os.write(self._fd, line.encode())
-        if time.monotonic() - self._last_sync >= FSYNC_INTERVAL:
-            self.sync()
+    @property
+    def broken(self) -> bool:
+        return self._file.broken is not None
 
     def sync(self) -> None:
-        if self._fd is not None:
-            os.fsync(self._fd)
-        self._last_sync = time.monotonic()
+        self._file.sync()
 
     def close(self) -> None:
-        if self._fd is not None:
-            self.sync()
-            os.close(self._fd)
-            self._fd = None
+        self._file.close()

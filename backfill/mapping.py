@@ -20,14 +20,17 @@ from typing import Any
 import yaml
 
 from backfill.api import json_type
-from backfill.convert import FieldType, TimestampRule
+from backfill.convert import FieldType, TimestampRule, type_of_column
 from backfill.errors import MappingError
 from backfill.filter_language import FilterError, filter_columns, parse_filter
+from backfill.lookup import Lookup, lookup_from_spec
 
-TOP_KEYS = ("event_name", "timestamp", "user", "event_data", "filter")
+TOP_KEYS = ("event_name", "timestamp", "user", "event_data", "filter", "id")
 REQUIRED_TOP_KEYS = ("event_name", "timestamp", "user", "event_data")
 TIMESTAMP_KEYS = ("column", "unit", "format", "timezone")
 USER_KEYS = ("pubKey",)
+LOOKUP_KEYS = ("lookup", "key")  # with column and value: `value` names the table's column
+PUBKEY_KEYS = ("column", "lookup", "key", "value")
 FIELD_KEYS = (
     "column",
     "value",
@@ -38,6 +41,7 @@ FIELD_KEYS = (
     "optional",
     "decimal",
     "thousands",
+    *LOOKUP_KEYS,
 )
 DECIMAL_MARKS = (".", ",")
 THOUSANDS_MARKS = (".", ",", " ", "'", "\u00a0", "\u202f")  # the last two: (narrow) no-break spaces
@@ -60,6 +64,7 @@ class FieldSpec:
     optional: bool = False
     decimal: str = "."  # how a number written as text marks its fraction
     thousands: str | None = None  # how it groups digits in threes, if it does
+    lookup: Lookup | None = None  # the column's value is a key of this table
 
 
 @dataclass(frozen=True)
@@ -74,6 +79,8 @@ class Mapping:
     filter: str | None
     origin: str
     raw: dict[str, Any]
+    pubkey_lookup: Lookup | None = None  # the pubKey column holds keys of this table
+    id_column: str | None = None  # the order id that holds across exports (the id ledger)
 
     @property
     def columns(self) -> list[str]:
@@ -102,6 +109,8 @@ class Mapping:
 
     def _column_keys(self) -> list[tuple[str, str]]:
         keys = [("timestamp.column", self.timestamp_column), ("user.pubKey", self.pubkey_column)]
+        if self.id_column is not None:
+            keys.append(("id", self.id_column))
         keys += [
             (f"event_data.{spec.name}.column", spec.column)
             for spec in self.fields
@@ -196,15 +205,18 @@ def mapping_from_dict(data: Any, origin: str = "<mapping>") -> Mapping:
             f"found {_kind(event_name)}."
         )
     timestamp_column, rule = _timestamp(data["timestamp"], origin)
+    pubkey_column, pubkey_lookup = _user(data["user"], origin)
     return Mapping(
         event_name=event_name,
         timestamp_column=timestamp_column,
         timestamp_rule=rule,
-        pubkey_column=_user(data["user"], origin),
+        pubkey_column=pubkey_column,
         fields=_fields(data["event_data"], origin),
         filter=_filter(data.get("filter"), origin),
         origin=origin,
         raw=data,
+        pubkey_lookup=pubkey_lookup,
+        id_column=None if data.get("id") is None else _column_name(data["id"], "id", origin),
     )
 
 
@@ -249,7 +261,7 @@ def _check_timezone(timezone: Any, origin: str) -> None:
         ) from None
 
 
-def _user(section: Any, origin: str) -> str:
+def _user(section: Any, origin: str) -> tuple[str, Lookup | None]:
     if not isinstance(section, dict):
         raise MappingError(
             f"{origin}: user: expected the key pubKey naming the wallet column; "
@@ -258,7 +270,18 @@ def _user(section: Any, origin: str) -> str:
     _check_keys(section, USER_KEYS, "user.", origin)
     if "pubKey" not in section:
         raise MappingError(f"{origin}: user.pubKey is missing: name the wallet column.")
-    return _column_name(section["pubKey"], "user.pubKey", origin)
+    spec = section["pubKey"]
+    if not isinstance(spec, dict):
+        return _column_name(spec, "user.pubKey", origin), None
+    _check_keys(spec, PUBKEY_KEYS, "user.pubKey.", origin)
+    column = _column_name(spec.get("column"), "user.pubKey.column", origin)
+    if "lookup" not in spec:
+        if len(spec) > 1:
+            raise MappingError(
+                f"{origin}: user.pubKey: key and value go with lookup: name the table."
+            )
+        return column, None
+    return column, lookup_from_spec(spec, "user.pubKey", origin)
 
 
 def _fields(section: Any, origin: str) -> tuple[FieldSpec, ...]:
@@ -281,7 +304,12 @@ def _field(name: str, spec: Any, origin: str) -> FieldSpec:
         )
     spec = {_word(k) if isinstance(k, bool) else k: v for k, v in spec.items()}
     _check_keys(spec, FIELD_KEYS, key + ".", origin)
-    if ("column" in spec) == ("value" in spec):
+    lookup = _field_lookup(spec, key, origin)
+    if lookup is not None:
+        spec = {k: v for k, v in spec.items() if k not in ("lookup", "key", "value")}
+        if "type" not in spec:  # the table's column decides, not the source's
+            spec["type"] = type_of_column(lookup.index().values.type)
+    elif ("column" in spec) == ("value" in spec):
         raise MappingError(f"{origin}: {key}: give exactly one of column or value.")
     field_type = _field_type(spec, key, origin)
     trues, falses = _word_list(spec, "true", key, origin), _word_list(spec, "false", key, origin)
@@ -308,6 +336,7 @@ def _field(name: str, spec: Any, origin: str) -> FieldSpec:
         optional=optional,
         decimal=decimal,
         thousands=thousands,
+        lookup=lookup,
     )
 
 
@@ -338,6 +367,14 @@ def _number_marks(
             f"1{decimal}234 could then be read two ways."
         )
     return decimal, thousands
+
+
+def _field_lookup(spec: dict[str, Any], key: str, origin: str) -> Lookup | None:
+    if "lookup" in spec:
+        return lookup_from_spec(spec, key, origin)
+    if "key" in spec:
+        raise MappingError(f"{origin}: {key}.key goes with lookup: name the table too.")
+    return None
 
 
 def _field_type(spec: dict[str, Any], key: str, origin: str) -> FieldType | None:

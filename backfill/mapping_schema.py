@@ -30,7 +30,8 @@ TOP_DESCRIPTIONS: dict[str, dict[str, Any]] = {
         "pattern": r"\S",
     },
     "filter": {
-        "description": "Rows to send: a pandas query expression, e.g. \"status == 'paid'\".",
+        "description": "Rows to send, in backfill's filter language (see the README), "
+        "e.g. \"status == 'paid'\".",
         "type": "string",
         "pattern": r"\S",
     },
@@ -52,9 +53,17 @@ TIMESTAMP_DESCRIPTIONS: dict[str, dict[str, Any]] = {
         **_NAME,
     },
 }
-USER_DESCRIPTIONS: dict[str, dict[str, Any]] = {
-    "pubKey": {"description": "The column with the buyer's Solana public key.", **_NAME},
+LOOKUP_DESCRIPTIONS: dict[str, dict[str, Any]] = {
+    "column": {"description": "The orders' column holding the key.", **_NAME},
+    "lookup": {
+        "description": "A lookup table (CSV or Parquet), relative to the mapping file.",
+        **_NAME,
+    },
+    "key": {"description": "The table's column matched against the orders' column.", **_NAME},
+    "value": {"description": "The table's column whose value is taken.", **_NAME},
 }
+_LOOKUP_REQUIRED = ["column", "lookup", "key", "value"]
+_LOOKUP = {"anyOf": [{"required": ["lookup"]}, {"required": ["key"]}]}
 FIELD_DESCRIPTIONS: dict[str, dict[str, Any]] = {
     "column": {"description": "The source column.", **_NAME},
     "value": {"description": "A constant, the same for every event.", **_CONSTANT},
@@ -65,8 +74,8 @@ FIELD_DESCRIPTIONS: dict[str, dict[str, Any]] = {
     "optional": {"description": "Leave the field out when the cell is empty.", "type": "boolean"},
     "decimal": {"description": "The decimal mark of number text, e.g. ','.", **_NAME},
     "thousands": {"description": "The thousands separator of number text, e.g. '.'.", **_NAME},
-    "lookup": {"description": "A lookup table (CSV) to translate the column's values.", **_NAME},
-    "key": {"description": "The lookup table's column matched against the cell.", **_NAME},
+    "lookup": LOOKUP_DESCRIPTIONS["lookup"],
+    "key": LOOKUP_DESCRIPTIONS["key"],
 }
 
 
@@ -102,17 +111,23 @@ def mapping_schema() -> dict[str, Any]:
         loader.FIELD_KEYS,
         FIELD_DESCRIPTIONS,
         oneOf=[
-            {"required": ["column"], "not": {"required": ["value"]}},
-            {"required": ["value"], "not": {"required": ["column"]}},
+            {"required": ["column"], "not": {"anyOf": [{"required": ["value"]}, _LOOKUP]}},
+            {"required": ["value"], "not": {"anyOf": [{"required": ["column"]}, _LOOKUP]}},
+            {"required": _LOOKUP_REQUIRED},  # value: the table's column
         ],
     )
+    pubkey = _section(loader.PUBKEY_KEYS, LOOKUP_DESCRIPTIONS, required=_LOOKUP_REQUIRED)
+    wallet = {
+        "description": "The column with the buyer's Solana public key, or a lookup of it.",
+        "anyOf": [_NAME, pubkey, _section(("column",), LOOKUP_DESCRIPTIONS, required=["column"])],
+    }
     top = {
         **_properties(loader.TOP_KEYS, TOP_DESCRIPTIONS),
         "timestamp": {
             "description": "When the order happened: a column name, or the keys below.",
             "anyOf": [_NAME, timestamp],
         },
-        "user": _section(loader.USER_KEYS, USER_DESCRIPTIONS, required=["pubKey"]),
+        "user": _section(loader.USER_KEYS, {"pubKey": wallet}, required=["pubKey"]),
         "event_data": {
             "description": "The event's fields: a column name, or keys such as column and type.",
             "type": "object",

@@ -8,15 +8,18 @@ so a notebook stays a few lines long.
 from __future__ import annotations
 
 import html
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
-from backfill.api import Event
+from backfill.api import Event, get_api
 from backfill.events import EventMapper, MappedChunk, RowFailure
+from backfill.id_ledger import LedgerScope, delivered_reader
+from backfill.id_screen import new_rows
 from backfill.mapping import Mapping, load_mapping
 from backfill.report import ReportWriter
 from backfill.source import DEFAULT_CHUNK_ROWS, Source, read_source
@@ -45,6 +48,7 @@ class ValidationResult:
     failing: int = 0
     reasons: dict[str, ReasonCount] = field(default_factory=dict)
     report_path: Path | None = None
+    new: int | None = None  # of `mappable`: rows whose `id:` the ledger does not hold
 
     def add(self, chunk: MappedChunk) -> None:
         self.read += chunk.read
@@ -70,6 +74,11 @@ class ValidationResult:
             "would_send": self.mappable,
             "filtered": self.filtered,
             "failing": self.failing,
+            **(
+                {"new": self.new, "already_sent": self.mappable - self.new}
+                if self.new is not None
+                else {}
+            ),
             "reasons": [
                 {"reason": r.reason, "count": r.count, "example_rows": r.example_rows}
                 for r in self.sorted_reasons()
@@ -135,16 +144,28 @@ def validate(
     sheet: str | None = None,
     chunk_rows: int = DEFAULT_CHUNK_ROWS,
     on_progress: ProgressCallback | None = None,
+    ledger: str | Path | None = None,
+    endpoint: str | None = None,
+    api: str = "torque-v1",
 ) -> ValidationResult:
-    """Map every row, send nothing; optionally write the failure report `run` would write."""
+    """Map every row, send nothing; optionally write the failure report `run` would write.
+    With a mapping's `id:` and a `ledger`, also count the rows that are new there: whose id
+    no earlier run delivered to `endpoint` (default: the api's) with this event name."""
     opened_source, opened_mapping = open_inputs(
         source, mapping, delimiter, encoding=encoding, sheet=sheet
     )
     result = ValidationResult(opened_source.name, opened_mapping.origin)
+    delivered = delivered_check(opened_mapping, ledger, endpoint, api)
+    if delivered is not None:
+        result.new = 0
     writer = _fresh_report(report)
     try:
         for chunk in mapped_chunks(opened_source, opened_mapping, chunk_rows):
             result.add(chunk)
+            if delivered is not None and opened_mapping.id_column is not None:
+                result.new = (result.new or 0) + new_rows(
+                    chunk, delivered, opened_mapping.id_column
+                )
             if writer is not None:
                 for failure in chunk.failures:
                     writer.write(failure)
@@ -155,6 +176,17 @@ def validate(
             writer.close()
             result.report_path = writer.path
     return result
+
+
+def delivered_check(
+    mapping: Mapping, ledger: str | Path | None, endpoint: str | None, api: str
+) -> Callable[[Sequence[str]], np.ndarray] | None:
+    """Which ids an earlier run delivered (read-only), where the mapping has an `id:`."""
+    if mapping.id_column is None or ledger is None:
+        return None
+    chosen = get_api(api)
+    scope = LedgerScope.of(endpoint or chosen.default_endpoint, chosen.name, mapping.event_name)
+    return delivered_reader(ledger, scope)
 
 
 def _fresh_report(path: str | Path | None) -> ReportWriter | None:

@@ -14,10 +14,12 @@ sends it). The library never prints: progress is a callback, problems are except
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -25,8 +27,10 @@ import numpy as np
 
 from backfill.api import Api
 from backfill.cutoff import UNREACHABLE_AFTER, UnreachableCutoff
-from backfill.errors import AuthRejected, EndpointRefused
+from backfill.errors import AuthRejected, EndpointRefused, RecordWriteError
 from backfill.events import MappedChunk, RowFailure
+from backfill.id_ledger import IdLedger, LedgerScope
+from backfill.id_screen import screen
 from backfill.rerun import plan_rerun, records_table
 from backfill.run_plan import RunPlan, plan_source_run
 from backfill.run_records import Item, RunCounts, RunRecords
@@ -63,6 +67,7 @@ class RunSummary:
     message: str = ""
     slowdowns: int = 0
     total: int | None = None
+    uncertain_path: Path | None = None  # rows sent again whose fate was unknown
     network: dict[str, Any] = field(default_factory=dict)  # see Sender.network_report
 
     @property
@@ -78,8 +83,11 @@ class RunSummary:
             "failed": counts.failed,
             "unsent": counts.unsent,
             "already_done": counts.already_done,
+            "already_sent": counts.already_sent,
             "failed_before": counts.failed_before,
             "retries": counts.retries,
+            "uncertain": counts.uncertain,
+            "uncertain_report": str(self.uncertain_path) if self.uncertain_path else None,
             "slowdowns": self.slowdowns,
             **self.network,
             "failed_by_reason": dict(counts.failed_by_reason.most_common()),
@@ -154,7 +162,7 @@ class Run:
 
     async def execute(self) -> RunSummary:
         started = time.monotonic()
-        records = self.records = RunRecords(self.plan, [self.target.api_key])
+        records = self.records = RunRecords(self.plan, self.target, self._ledger())
         target = self.target
         poster = self._poster_factory(target.endpoint, target.headers(), target.policy)
         sender = Sender(poster, target.policy, on_notice=self._on_notice)
@@ -164,6 +172,8 @@ class Run:
             min(concurrency, QUEUE_SENDERS) * QUEUE_EVENTS_PER_SENDER // BATCH_EVENTS
         )
         ticker = asyncio.create_task(self._tick())
+        syncer = asyncio.create_task(records.keep_synced(on_error=senders.fail))
+        finished = False
         try:
             workers = [
                 asyncio.create_task(senders.loop(queue, self._stopping)) for _ in range(concurrency)
@@ -171,11 +181,24 @@ class Run:
             reader = asyncio.create_task(self._read_loop(queue, records))
             self._tasks = [*workers, reader]
             await self._wait(reader, workers, queue)
+            finished = True
         finally:
             ticker.cancel()
+            syncer.cancel()
             records.counts.retries = sender.retries
             await poster.aclose()
+            if not finished:  # a failed write, or a bug: close the files, keep the error
+                with contextlib.suppress(RecordWriteError):
+                    records.close(None)
         return self._finish(started, sender, records)
+
+    def _ledger(self) -> IdLedger | None:
+        """The ledger of delivered ids, when the mapping names an `id:`."""
+        plan = self.plan
+        if plan.id_column is None or plan.ledger_path is None:
+            return None
+        scope = LedgerScope.of(self.target.endpoint, self.target.api.name, plan.event_name)
+        return IdLedger(plan.ledger_path, scope, source=plan.source_name)
 
     async def _wait(
         self,
@@ -188,23 +211,18 @@ class Run:
         except asyncio.CancelledError:
             if not self._aborted:
                 raise
+        except RecordWriteError:
+            self._stopping.set()  # nothing more may be sent that could not be recorded
+            raise
         finally:
             if self._stopping.is_set():
-                self._drop_queued(queue)
+                _drop_queued(queue, self.records)
             for _ in workers:
                 await queue.put(None)
             await asyncio.gather(*workers, return_exceptions=True)
-            self._drop_queued(queue)
-        if not self._aborted and (self._senders is None or self._senders.auth_error is None):
-            for task in workers:
-                if not task.cancelled() and task.exception() is not None:
-                    raise task.exception()  # type: ignore[misc]
-
-    def _drop_queued(self, queue: asyncio.Queue[Batch | None]) -> None:
-        while not queue.empty():
-            batch = queue.get_nowait()
-            if batch is not None and self.records is not None:
-                self.records.unsent(len(batch.items))
+            _drop_queued(queue, self.records)
+        if self._senders is not None and self._senders.failure is not None:
+            raise self._senders.failure
 
     async def _read_loop(self, queue: asyncio.Queue[Batch | None], records: RunRecords) -> None:
         chunks = self.plan.feed()
@@ -215,12 +233,19 @@ class Run:
                 return
             chunk, items, remaining = limit_chunk(*prepared, remaining, records.not_done)
             records.settle_offline(chunk)
+            if records.ledger is not None and self.plan.id_column is not None:
+                screened = await asyncio.to_thread(
+                    screen, chunk, items, records.ledger, self.plan.id_column,
+                    self.plan.source_name, records.is_done, records.accepted_before,
+                )  # fmt: skip
+                items = records.apply_screen(screened)
             for start in range(0, len(items), BATCH_EVENTS):
                 if self._stopping.is_set():
                     records.unsent(len(records.fresh(items[start:])))
                     break
                 batch = records.fresh(items[start : start + BATCH_EVENTS])
                 if batch:
+                    records.resending(batch)
                     await queue.put(Batch(batch, chunk))
             if remaining == 0:
                 return
@@ -269,6 +294,7 @@ class Run:
             message=message,
             slowdowns=sender.limiter.slowdowns,
             total=self.plan.total_rows,
+            uncertain_path=records.uncertain_path if records.counts.uncertain else None,
         )
         summary.network = sender.network_report(summary.events_per_second)
         finished = stopped is None and self.plan.limit is None
@@ -294,27 +320,49 @@ class Senders:
         self.plan = plan
         self.request_stop = request_stop
         self.auth_error: EndpointRefused | None = None  # 401/403, a redirect, a certificate
+        self.failure: Exception | None = None  # the first error that ended a sender task
         policy = target.policy
         self.cutoff = UnreachableCutoff(0 if policy.adaptive else policy.concurrency)
 
+    def fail(self, exc: Exception) -> None:
+        """Stop the run for an error (a write that failed); the first one is raised."""
+        self.failure = self.failure or exc
+        self.request_stop()
+
     async def loop(self, queue: asyncio.Queue[Batch | None], stopping: asyncio.Event) -> None:
+        try:
+            while (batch := await queue.get()) is not None:
+                await self._post(batch, stopping)
+        except Exception as exc:
+            self.fail(exc)
+            # Keep taking batches until told to end: a reader waiting on a full queue must
+            # never wait for a sender that is gone.
+            while (batch := await queue.get()) is not None:
+                self.records.unsent(len(batch.items))
+
+    async def _post(self, batch: Batch, stopping: asyncio.Event) -> None:
+        """Post the batch's events in turn; each row is marked on the wire just before its
+        first request leaves (past the gate and the rate limit)."""
         records, sender = self.records, self.sender
-        while (batch := await queue.get()) is not None:
-            unsettled = len(batch.items)
-            try:
-                for row, body in batch.items:
-                    if stopping.is_set():
-                        break
-                    try:
-                        delivery = await sender.deliver(body, give_up=stopping.is_set)
-                    except EndpointRefused as exc:
-                        self.auth_error = self.auth_error or exc
-                        self.request_stop()
-                        break
+        unsettled = len(batch.items)
+        try:
+            for row, body in batch.items:
+                if stopping.is_set():
+                    break
+                try:
+                    delivery = await sender.deliver(
+                        body, give_up=stopping.is_set, on_wire=partial(records.on_wire, row)
+                    )
+                except EndpointRefused as exc:
+                    self.auth_error = self.auth_error or exc
+                    self.request_stop()
                     unsettled -= 1
-                    self._settle(row, body, batch.chunk, delivery)
-            finally:  # stopped, or cancelled by a second Ctrl-C: the rest of the batch is unsent
-                records.unsent(unsettled)
+                    records.not_kept(row)
+                    break
+                unsettled -= 1
+                self._settle(row, body, batch.chunk, delivery)
+        finally:  # stopped, failed, or cancelled by a second Ctrl-C: the rest is unsent
+            records.unsent(unsettled)
 
     def _settle(self, row: int, body: bytes, chunk: MappedChunk, delivery: Delivery) -> None:
         if self.cutoff.observe(delivery.kind):
@@ -341,6 +389,14 @@ class Senders:
             status=delivery.status,
             attempts=delivery.attempts,
         )
+
+
+def _drop_queued(queue: asyncio.Queue[Batch | None], records: RunRecords | None) -> None:
+    """Batches still queued when the run stops: never sent, so unsent."""
+    while not queue.empty():
+        batch = queue.get_nowait()
+        if batch is not None and records is not None:
+            records.unsent(len(batch.items))
 
 
 def limit_chunk(

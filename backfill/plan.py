@@ -12,7 +12,7 @@ from __future__ import annotations
 import html
 import time
 from collections import Counter
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -24,9 +24,10 @@ import pyarrow as pa
 from backfill.audit import AuditWarning, TimestampAudit
 from backfill.convert import as_array, to_epoch_ms
 from backfill.events import EventMapper, MappedChunk
+from backfill.id_screen import row_ids
 from backfill.journal import JournalKey, RowSet, journal_path, read_journal
 from backfill.mapping import Mapping
-from backfill.offline import ValidationResult, open_inputs
+from backfill.offline import ValidationResult, delivered_check, open_inputs
 from backfill.source import DEFAULT_CHUNK_ROWS, Chunk, Source
 
 DEFAULT_RATE = 100.0
@@ -120,6 +121,9 @@ def plan(
     delimiter: str = ",",
     encoding: str | None = None,
     sheet: str | None = None,
+    ledger: str | Path | None = None,
+    endpoint: str | None = None,
+    api: str = "torque-v1",
     chunk_rows: int = DEFAULT_CHUNK_ROWS,
     now_ms: int | None = None,
     on_progress: Callable[[int], None] | None = None,
@@ -127,7 +131,9 @@ def plan(
     """Map every row, send nothing, and say what a run would do.
 
     `report` is where the run's failure report (and so its journal) would be: by default
-    `<source name>.failures.jsonl` in the current directory, as `run` has it.
+    `<source name>.failures.jsonl` in the current directory, as `run` has it. With a
+    mapping's `id:` and a `ledger`, rows whose id an earlier run delivered to `endpoint`
+    (default: the api's) count as already sent too.
     """
     opened_source, opened_mapping = open_inputs(
         source, mapping, delimiter, encoding=encoding, sheet=sheet
@@ -135,7 +141,7 @@ def plan(
     now_ms = int(time.time() * 1000) if now_ms is None else now_ms
     report_path = Path(report) if report else Path(f"{opened_source.path.name}.failures.jsonl")
     sent = journal_accepted(opened_source, opened_mapping, report_path)
-    ledger = ledger_delivered(opened_mapping)
+    delivered = delivered_check(opened_mapping, ledger, endpoint, api)
     result = PlanResult(ValidationResult(opened_source.name, opened_mapping.origin), rate)
     mapper = EventMapper(opened_mapping, opened_source.name, now_ms)
     audit = TimestampAudit(opened_mapping, now_ms)
@@ -146,15 +152,8 @@ def plan(
         ms = _look_at(chunk, mapped, opened_mapping, audit, now_ms)
         if len(ms):
             _span(result, ms, months)
-        if sent is not None or ledger is not None:
-            done = np.zeros(len(mapped.event_rows), dtype=bool)
-            if sent is not None:
-                done |= np.fromiter(
-                    (row in sent for row in mapped.event_rows.tolist()), bool, len(done)
-                )
-            if ledger is not None:
-                done |= ledger(chunk, mapped.event_rows)
-            result.already_sent += int(done.sum())
+        if sent is not None or delivered is not None:
+            result.already_sent += _already_sent(mapped, sent, delivered, opened_mapping)
         if on_progress is not None:
             on_progress(result.counts.read)
     result.by_month = dict(sorted(months.items()))
@@ -220,16 +219,25 @@ def _span(result: PlanResult, ms: np.ndarray, months: Counter[str]) -> None:
         months[key] += count
 
 
-LedgerCheck = Callable[[Chunk, np.ndarray], np.ndarray]
-
-
-def ledger_delivered(mapping: Mapping) -> LedgerCheck | None:
-    """SEAM for issue 14's ledger of delivered ids (backfill/id_ledger.py, not on main when
-    this was written): where the mapping has an `id`, a function telling which of a chunk's
-    event rows the ledger holds as delivered, so that `already_sent` counts them too (rows in
-    both the journal and the ledger count once). Until the ledger exists: None."""
-    del mapping  # the ledger's reading API is wired in here when it lands
-    return None
+def _already_sent(
+    mapped: MappedChunk,
+    sent: RowSet | None,
+    delivered: Callable[[Sequence[str]], np.ndarray] | None,
+    mapping: Mapping,
+) -> int:
+    """Events of the chunk that an earlier run delivered: in its journal, or their id in the
+    ledger (a row in both counts once)."""
+    rows = mapped.event_rows.tolist()
+    done = np.zeros(len(rows), dtype=bool)
+    if sent is not None:
+        done |= np.fromiter((row in sent for row in rows), bool, len(rows))
+    if delivered is not None and mapping.id_column is not None:
+        ids = row_ids(mapped, mapping.id_column, rows)
+        named = [i for i, key in enumerate(ids) if key is not None]
+        if named:
+            found = delivered([ids[i] for i in named])
+            done[np.asarray(named)[found]] = True
+    return int(done.sum())
 
 
 def journal_accepted(source: Source, mapping: Mapping, report_path: Path) -> RowSet | None:
@@ -238,12 +246,12 @@ def journal_accepted(source: Source, mapping: Mapping, report_path: Path) -> Row
     state = read_journal(journal_path(report_path))
     if state is None:
         return None
-    key = JournalKey.for_source(source.path, mapping.fingerprint, "")
+    key = JournalKey(*source.stamp(), mapping=mapping.fingerprint, api="")
     same = all(
         state.key.get(name) == getattr(key, name)
         for name in ("source", "size", "mtime_ns", "mapping")
     )
-    return state.accepted if same else None
+    return state.rows(state.accepted, source.name) if same else None
 
 
 # --- the headline of the question before a real run ------------------------------------------

@@ -6,9 +6,10 @@ its sub-second digits. JSON carries text, integers, floats, booleans and null as
 anything else is tagged (`{"$datetime": "2024-03-05T14:22:31.123456+00:00"}`). The CSV
 form holds the same objects, with `record` and `event` as JSON text in their cells.
 
-Lines go to the operating system as soon as they are written, so a crash, even `kill -9`,
-keeps every failure that was known; the file is created readable by its owner only, since it
-holds customer data.
+Lines go to the operating system as soon as they are written (`record_file.RecordFile`), so
+a crash, even `kill -9`, keeps every failure that was known; a run fsyncs the report on a
+timer and at the end. The file is created readable by its owner only, since it holds
+customer data.
 """
 
 from __future__ import annotations
@@ -19,7 +20,6 @@ import datetime as dt
 import io
 import json
 import math
-import os
 import re
 from collections.abc import Iterable, Iterator
 from decimal import Decimal
@@ -28,6 +28,7 @@ from typing import Any
 
 from backfill.errors import ReportError
 from backfill.events import RowFailure
+from backfill.record_file import PRIVATE_FILE_MODE, RecordFile
 
 REPORT_FIELDS = (
     "row",
@@ -40,7 +41,7 @@ REPORT_FIELDS = (
     "record",
     "event",
 )
-PRIVATE_FILE_MODE = 0o600
+__all__ = ["PRIVATE_FILE_MODE", "REPORT_FIELDS", "ReportWriter", "read_report"]
 MIN_SECRET_LENGTH = 8  # shorter "keys" are test values; scrubbing them would mangle data
 
 
@@ -152,10 +153,11 @@ class ReportWriter:
         self.is_csv = self.path.suffix.lower() == ".csv"
         self._secrets = [s for s in secrets if len(s) >= MIN_SECRET_LENGTH]
         self.written = 0
-        fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, PRIVATE_FILE_MODE)
-        self._file = os.fdopen(fd, "w", encoding="utf-8", newline="")
-        if self.is_csv and os.fstat(fd).st_size == 0:  # tell() is 0 even when appending
-            self._write(_csv_line(REPORT_FIELDS))
+        self._file = RecordFile(self.path)
+        if self._file.size == 0:
+            if self.is_csv:
+                self._write(_csv_line(REPORT_FIELDS))
+            self._file.make_durable()
 
     def write(self, failure: RowFailure) -> None:
         data = failure_to_json(failure)
@@ -170,17 +172,13 @@ class ReportWriter:
     def _write(self, line: str) -> None:
         for secret in self._secrets:
             line = line.replace(secret, "[redacted]")
-        self._file.write(line)
-        self._file.flush()
+        self._file.write(line.encode("utf-8"))
 
     def sync(self) -> None:
-        self._file.flush()
-        os.fsync(self._file.fileno())
+        self._file.sync()
 
     def close(self) -> None:
-        if not self._file.closed:
-            self.sync()
-            self._file.close()
+        self._file.close()
 
     def __enter__(self) -> ReportWriter:
         return self

@@ -34,6 +34,7 @@ def plan_rerun(
     chunk_rows: int = DEFAULT_CHUNK_ROWS,
     resume: bool = False,
     restart: bool = False,
+    ledger_path: Path | None = None,
 ) -> RunPlan:
     """Failed rows again: re-mapped from their records, or their stored events resent."""
     if new_report.resolve() == report.resolve():
@@ -57,6 +58,9 @@ def plan_rerun(
         total_rows=len(failures),
         resume=resume,
         restart=restart,
+        id_column=mapping.id_column if mapping is not None else None,
+        event_name=mapping.event_name if mapping is not None else "",
+        ledger_path=ledger_path,
     )
 
 

@@ -112,12 +112,16 @@ def _to_numpy(mask: pa.Array | pa.ChunkedArray) -> np.ndarray:
     return mask.to_numpy(zero_copy_only=False).astype(bool, copy=False)
 
 
+def _never(_data_type: pa.DataType) -> bool:
+    return False
+
+
 def kind_of(data_type: pa.DataType) -> Kind:
     if pa.types.is_dictionary(data_type):
         return kind_of(data_type.value_type)
     if pa.types.is_string(data_type) or pa.types.is_large_string(data_type):
         return "text"
-    if pa.types.is_string_view(data_type):
+    if getattr(pa.types, "is_string_view", _never)(data_type):  # pyarrow >= 16
         return "text"
     if pa.types.is_integer(data_type) or pa.types.is_floating(data_type):
         return "number"

@@ -29,6 +29,9 @@ class RunPlan:
     limit: int | None = None
     resume: bool = False
     restart: bool = False
+    id_column: str | None = None  # the mapping's `id:`: the ledger of delivered ids applies
+    event_name: str = ""
+    ledger_path: Path | None = None  # where the ledger is (":memory:" for a throwaway one)
 
 
 def plan_source_run(
@@ -41,15 +44,19 @@ def plan_source_run(
     limit: int | None = None,
     resume: bool = False,
     restart: bool = False,
+    ledger_path: Path | None = None,
 ) -> RunPlan:
     mapper = EventMapper(mapping, source.name)
     return RunPlan(
         feed=lambda: (mapper.map_chunk(chunk) for chunk in source.chunks(chunk_rows)),
         source_name=source.name,
         report_path=report_path,
-        journal_key=JournalKey.for_source(source.path, mapping.fingerprint, api.name),
+        journal_key=JournalKey(*source.stamp(), mapping=mapping.fingerprint, api=api.name),
         total_rows=source.total_rows,
         limit=limit,
         resume=resume,
         restart=restart,
+        id_column=mapping.id_column,
+        event_name=mapping.event_name,
+        ledger_path=ledger_path,
     )

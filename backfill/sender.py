@@ -320,17 +320,24 @@ class Sender:
         self._rng = rng or random.Random()
         self._on_notice = on_notice
 
-    async def deliver(self, body: bytes, give_up: Callable[[], bool] = lambda: False) -> Delivery:
+    async def deliver(
+        self,
+        body: bytes,
+        give_up: Callable[[], bool] = lambda: False,
+        on_wire: Callable[[], None] | None = None,
+    ) -> Delivery:
         """Raises `EndpointRefused` (the whole run must stop); every other outcome is returned.
 
         `give_up` is asked before each retry: an interrupted run does not start new
         attempts, and the row stays unsent (so `--resume` sends it). `interrupt_waits` ends
-        a delivery that is waiting (backoff, Retry-After, rate limit) the same way."""
+        a delivery that is waiting (backoff, Retry-After, rate limit) the same way.
+        `on_wire` is called just before the first attempt leaves, past the gate and the
+        rate limit: the journal's mark that this event's fate is unknown until answered."""
         task = asyncio.current_task()
         assert task is not None
         self._delivering.add(task)
         try:
-            return await self._deliver(body, give_up)
+            return await self._deliver(body, give_up, on_wire)
         except asyncio.CancelledError:
             if task not in self._interrupted:
                 raise
@@ -349,7 +356,9 @@ class Sender:
                 self._interrupted.add(task)
                 task.cancel()
 
-    async def _deliver(self, body: bytes, give_up: Callable[[], bool]) -> Delivery:
+    async def _deliver(
+        self, body: bytes, give_up: Callable[[], bool], on_wire: Callable[[], None] | None
+    ) -> Delivery:
         sent = failures = limited = 0
         limited_since: float | None = None
         while True:
@@ -357,7 +366,7 @@ class Sender:
                 return Delivery(False, sent, kind="interrupted")
             sent += 1
             try:
-                status = check_reply(await self._post(body))
+                status = check_reply(await self._post(body, on_wire if sent == 1 else None))
             except EndpointRefused:
                 raise
             except EventRejected as exc:
@@ -398,12 +407,14 @@ class Sender:
     def _rate_in_force(self) -> float:
         return self.limiter.rate
 
-    async def _post(self, body: bytes) -> Reply:
+    async def _post(self, body: bytes, on_wire: Callable[[], None] | None = None) -> Reply:
         """One request through the concurrency gate, then the rate limit, then the wire."""
         gate = self.gate
         await gate.acquire()
         try:
             gate.rate_waited(await self.limiter.acquire())
+            if on_wire is not None:
+                on_wire()
             task = asyncio.current_task()
             wire = self.on_the_wire
             wire.add(task)  # type: ignore[arg-type]

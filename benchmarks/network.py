@@ -272,7 +272,7 @@ def main() -> None:
         results["capacity"] = capacity_runs(8000)
         (OUT / "network.json").write_text(json.dumps(results, indent=1))
     if "tls" in only:
-        results["tls"] = tls_runs(20000, args.rounds)
+        results["tls"] = tls_runs(10000, args.rounds)
         (OUT / "network.json").write_text(json.dumps(results, indent=1))
     print(markdown(results))
 

@@ -402,18 +402,58 @@ def summarize(rows: list[dict[str, str]], spoiled: dict[str, list[str]]) -> str:
         lines.append(f"  {kind}: {len(ids)}: {' '.join(ids)}")
     lines.append(f"rows expected to map (paid, no bad value): {statuses['paid'] - bad}")
     lines.append(f"distinct wallet values: {len({row['wallet'] for row in rows})}")
-    for name in ("orders.csv", "orders.parquet"):
+    for name in ("orders.csv", "orders.parquet", "customers.csv", "orders_by_customer.csv"):
         data = (OUT_DIR / name).read_bytes()
         lines.append(f"{name}: {len(data)} bytes, sha256 {hashlib.sha256(data).hexdigest()}")
     return "\n".join(lines)
 
 
+def customer_ids(customers: list[Customer]) -> dict[str, str]:
+    """Wallet -> customer id (`CUST-0001` ...), in the order the customers were made."""
+    return {customer.wallet: f"CUST-{number:04d}" for number, customer in enumerate(customers, 1)}
+
+
+def write_customer_files(
+    customers: list[Customer], rows: list[dict[str, str]], wallets: list[str]
+) -> None:
+    """`customers.csv` (customer id -> wallet) and `orders_by_customer.csv`: the orders with
+    the customer id in place of the wallet, as shops export them. A row whose wallet was
+    spoiled names a customer the table lacks (`CUST-9001` ...); an empty wallet, no customer.
+    So the lookup mapping sends exactly the events `map.yaml` sends from `orders.csv`."""
+    ids = customer_ids(customers)
+    with (OUT_DIR / "customers.csv").open("w", encoding="utf-8", newline="") as handle:
+        writer = csv.writer(handle, lineterminator="\n")
+        writer.writerow(["customer_id", "wallet"])
+        writer.writerows([ids[customer.wallet], customer.wallet] for customer in customers)
+    unknown = 9000
+    by_customer = []
+    for row, wallet in zip(rows, wallets):
+        if row["wallet"] == wallet:
+            customer = ids[wallet]
+        elif row["wallet"]:
+            unknown += 1
+            customer = f"CUST-{unknown}"
+        else:
+            customer = ""
+        by_customer.append({("customer_id" if k == "wallet" else k): v for k, v in row.items()})
+        by_customer[-1]["customer_id"] = customer
+    columns = ["customer_id" if name == "wallet" else name for name in COLUMNS]
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=columns, lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(by_customer)
+    (OUT_DIR / "orders_by_customer.csv").write_bytes(buffer.getvalue().encode("utf-8"))
+
+
 def main() -> None:
     rng = random.Random(SEED)
-    rows = make_orders(rng, make_customers(rng))
+    customers = make_customers(rng)
+    rows = make_orders(rng, customers)
+    wallets = [row["wallet"] for row in rows]
     spoiled = spoil(rng, rows)
     write_csv(rows, OUT_DIR / "orders.csv")
     write_parquet(rows, OUT_DIR / "orders.parquet")
+    write_customer_files(customers, rows, wallets)
     print(summarize(rows, spoiled))
 
 

@@ -18,6 +18,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 
 from backfill.pubkey import b58encode
@@ -165,6 +167,34 @@ def cli(tmp_path: Path) -> Callable[..., CliResult]:
     return invoke
 
 
+VALID_ORDERS_MAPPING = """\
+event_name: STORE_ORDER
+timestamp: {column: created_at, unit: ms}
+user: {pubKey: wallet}
+event_data:
+  orderId: order_id
+  orderAmount: {column: total, type: number}
+"""
+FIRST_MS = 1_700_000_000_000
+
+
+def write_valid_orders(tmp_path: Path, count: int) -> tuple[Path, Path]:
+    """`count` valid orders, ORD-0 .. ORD-<count-1>, and the mapping that sends them all."""
+    source = tmp_path / "orders.parquet"
+    table = pa.table(
+        {
+            "order_id": [f"ORD-{i}" for i in range(count)],
+            "created_at": pa.array(range(FIRST_MS, FIRST_MS + count), pa.int64()),
+            "wallet": [make_pubkey(i % 64) for i in range(count)],
+            "total": [i + 0.5 for i in range(count)],
+        }
+    )
+    pq.write_table(table, source)
+    mapping = tmp_path / "map.yaml"
+    mapping.write_text(VALID_ORDERS_MAPPING, encoding="utf-8")
+    return source, mapping
+
+
 # --- rerun and resume end to end (tests/test_rerun.py, tests/test_resume.py) ------------------
 
 
@@ -185,6 +215,15 @@ def write_sample_mapping(
     spec["true"], spec["false"] = list(true_words), list(false_words)
     path.write_text(yaml.safe_dump(raw, sort_keys=False, allow_unicode=True), encoding="utf-8")
     return path
+
+
+def journal_accepted_rows(journal: Path) -> list[int]:
+    """The rows a journal says the server accepted, read the way `--resume` reads them."""
+    from backfill.journal import read_journal
+
+    state = read_journal(journal)
+    assert state is not None, f"no journal at {journal}"
+    return [row for rows in state.accepted.values() for row in rows.rows()]
 
 
 def canonical_event(event: dict[str, Any]) -> str:

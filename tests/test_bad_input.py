@@ -190,7 +190,7 @@ UNREADABLE = {  # how to make the file, what the one line says
     "directory-of-mixed-schemas": (mixed_directory, "its columns differ from part-1.parquet's"),
     "directory-without-parquet": (
         lambda tmp: (tmp / "empty").mkdir() or tmp / "empty",
-        "holds no .parquet files",
+        "holds no .csv, .csv.gz, .parquet, .xlsx",
     ),
     "csv-with-a-20mb-value": (huge_field_csv, "a quote that is never closed"),
 }

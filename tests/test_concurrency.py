@@ -87,6 +87,18 @@ def test_auto_settles_near_a_queueing_servers_capacity_instead_of_piling_up() ->
     assert capacity * 0.8 <= min(settled) and max(settled) <= capacity * 1.6, settled[-10:]
 
 
+def test_a_rate_the_far_end_cannot_carry_does_not_pile_requests_on_it() -> None:
+    clock = Clock()
+    capacity, latency, rate = 50, 0.02, 5000.0  # Little's law would ask for 150 in flight
+
+    def answer_time(in_flight: int) -> float:
+        return latency * max(1.0, in_flight / capacity)
+
+    gate = ConcurrencyGate(AUTO_CAP, adaptive=True, rate_in_force=lambda: rate, clock=clock)
+    through = run_steps(gate, clock, 300, demand=400, answer_time=answer_time, rate=rate)
+    assert max(through[-100:]) <= 2 * capacity, through[-10:]
+
+
 def test_overload_shrinks_the_limit_by_a_quarter_per_window() -> None:
     clock = Clock()
     gate = ConcurrencyGate(AUTO_CAP, adaptive=True, clock=clock)

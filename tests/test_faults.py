@@ -24,25 +24,20 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import pyarrow as pa
-import pyarrow.parquet as pq
 import pytest
-from conftest import CliResult, SandboxProcess, cli_env, make_pubkey, run_cli
+from conftest import (
+    CliResult,
+    SandboxProcess,
+    cli_env,
+    journal_accepted_rows,
+    run_cli,
+)
+from conftest import write_valid_orders as write_orders
 
 from backfill.cutoff import UNREACHABLE_AFTER
 
 pytestmark = pytest.mark.timeout(180)
 
-MAPPING = """\
-event_name: STORE_ORDER
-timestamp: {column: created_at, unit: ms}
-user: {pubKey: wallet}
-event_data:
-  orderId: order_id
-  orderAmount: {column: total, type: number}
-"""
-FIRST_MS = 1_700_000_000_000
-WALLETS = [make_pubkey(seed) for seed in range(64)]
 FAST_BACKOFF = "0.01"  # seconds: the first retry's ceiling, doubling each retry
 NETWORK_REASONS = {"gave up: connect failed", "gave up: disconnected", "gave up: connection error"}
 
@@ -51,23 +46,6 @@ Factory = Callable[..., SandboxProcess]
 
 
 # --- helpers ---------------------------------------------------------------------------------
-
-
-def write_orders(tmp_path: Path, count: int) -> tuple[Path, Path]:
-    """`count` valid orders, ORD-0 .. ORD-<count-1>, and the mapping that sends them all."""
-    source = tmp_path / "orders.parquet"
-    table = pa.table(
-        {
-            "order_id": [f"ORD-{i}" for i in range(count)],
-            "created_at": pa.array(range(FIRST_MS, FIRST_MS + count), pa.int64()),
-            "wallet": [WALLETS[i % len(WALLETS)] for i in range(count)],
-            "total": [i + 0.5 for i in range(count)],
-        }
-    )
-    pq.write_table(table, source)
-    mapping = tmp_path / "map.yaml"
-    mapping.write_text(MAPPING, encoding="utf-8")
-    return source, mapping
 
 
 def run_args(source: Path, mapping: Path, endpoint: str, *extra: str) -> list[str | Path]:
@@ -111,8 +89,7 @@ def report(tmp_path: Path) -> list[dict[str, Any]]:
 
 
 def journal_rows(tmp_path: Path) -> list[int]:
-    lines = (tmp_path / "failures.jsonl.state").read_text(encoding="utf-8").splitlines()
-    return [int(line[2:]) for line in lines[1:] if line.startswith("a ")]
+    return journal_accepted_rows(tmp_path / "failures.jsonl.state")
 
 
 def assert_accounted(summary: dict[str, Any], read: int) -> None:
@@ -333,7 +310,8 @@ def test_a_server_that_dies_for_good_stops_the_run_and_leaves_the_rest_to_resume
 ) -> None:
     count, concurrency = 500, 8
     source, mapping = write_orders(tmp_path, count)
-    sandbox = sandbox_factory()
+    port = free_port()
+    sandbox = sandbox_factory("--port", str(port))
     args = run_args(source, mapping, sandbox.endpoint(), "--rate", "400", "--max-retries", "1")
     process = cli_process(*args, "--concurrency", str(concurrency), env=fast_env())
     wait_for_stored(sandbox, process, 100)
@@ -353,7 +331,6 @@ def test_a_server_that_dies_for_good_stops_the_run_and_leaves_the_rest_to_resume
     failures = report(tmp_path)
     assert {f["reason"] for f in failures} <= NETWORK_REASONS
     assert "gave up: connect failed" in summary["failed_by_reason"]
-    port = sandbox.url.rsplit(":", 1)[1]
     assert any(f"cannot connect to 127.0.0.1:{port}" in f["error"] for f in failures)
     accepted = set(journal_rows(tmp_path))
     reported = {f["row"] for f in failures}
@@ -363,7 +340,8 @@ def test_a_server_that_dies_for_good_stops_the_run_and_leaves_the_rest_to_resume
     # Reported but delivered: only events whose answers died with the server.
     assert len({f"ORD-{row}" for row in reported} & set(stored)) <= concurrency
 
-    back = sandbox_factory(name="back.jsonl")  # the server returns, on another port
+    # The server returns at the same address (the journal is bound to the endpoint).
+    back = sandbox_factory("--port", str(port), name="back.jsonl")
     resumed = run_cli(
         *run_args(source, mapping, back.endpoint(), "--rate", "0"),
         "--concurrency",

@@ -367,3 +367,9 @@ def test_a_json_line_that_is_not_utf8_fails_alone(tmp_path: Path) -> None:
     assert chunk.rows.tolist() == [0, 2]
     [line] = chunk.bad_lines
     assert (line.row, line.reason) == (1, "not utf-8 text (byte 11)")
+
+
+def test_json_lines_take_the_encoding_asked_for(tmp_path: Path) -> None:
+    (tmp_path / "o.jsonl").write_bytes('{"city": "Zürich"}\n'.encode("cp1252"))
+    reader = open_file(subtree(tmp_path), "o.jsonl", encoding="cp1252")
+    assert [c.table.to_pylist() for c in reader.chunks()] == [[{"city": "Zürich"}]]

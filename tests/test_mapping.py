@@ -65,13 +65,13 @@ SHAPE_ERRORS = [
     pytest.param(
         renamed("event_data", "event_dta"),
         "event_dta: unknown key (did you mean 'event_data'?). "
-        "Expected event_name, timestamp, user, event_data, filter.",
+        "Expected event_name, timestamp, user, event_data, filter, id.",
         id="unknown-top-key",
     ),
     pytest.param(
         changed("filtr", "x"),
         "filtr: unknown key (did you mean 'filter'?). "
-        "Expected event_name, timestamp, user, event_data, filter.",
+        "Expected event_name, timestamp, user, event_data, filter, id.",
         id="unknown-top-key-filtr",
     ),
     pytest.param(
@@ -173,7 +173,8 @@ SHAPE_ERRORS = [
     pytest.param(
         changed("event_data.amount", {"column": "total", "typ": "number"}),
         "event_data.amount.typ: unknown key (did you mean 'type'?). "
-        "Expected column, value, type, true, false, default, optional, decimal, thousands.",
+        "Expected column, value, type, true, false, default, optional, decimal, thousands, "
+        "lookup, key.",
         id="field-key-typo",
     ),
     pytest.param(

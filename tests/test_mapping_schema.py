@@ -14,6 +14,9 @@ from pathlib import Path
 from typing import Any
 
 import jsonschema
+import pyarrow as pa
+import pyarrow.csv as pa_csv
+import pyarrow.parquet as pq
 import pytest
 import yaml
 from conftest import ROOT, CliResult
@@ -33,10 +36,24 @@ def readme_mappings() -> list[str]:
     blocks = YAML_BLOCK.findall((ROOT / "README.md").read_text(encoding="utf-8"))
     mappings = [block for block in blocks if "event_name:" in block]
     for block in blocks:
-        if "event_name:" not in block:
-            lines = [line for line in block.splitlines() if line.strip() and line[0] != "#"]
+        if "event_name:" in block:
+            continue
+        lines = [line for line in block.splitlines() if line.strip() and line[0] != "#"]
+        if any(line[0].isspace() for line in lines):  # nested keys: one fragment, merged in
+            merged = _merged(yaml.safe_load(FRAGMENT_BASE), yaml.safe_load(block))
+            mappings.append(yaml.safe_dump(merged, sort_keys=False))
+        else:  # one-line examples of the same key: one mapping each
             mappings += [FRAGMENT_BASE + line + "\n" for line in lines]
     return mappings
+
+
+def _merged(base: dict[str, Any], fragment: dict[str, Any]) -> dict[str, Any]:
+    merged = dict(base)
+    for key, value in fragment.items():
+        inner = merged.get(key)
+        both_dicts = isinstance(inner, dict) and isinstance(value, dict)
+        merged[key] = _merged(inner, value) if both_dicts else value  # type: ignore[arg-type]
+    return merged
 
 
 FRAGMENT_BASE = (
@@ -59,10 +76,29 @@ def test_the_readme_has_mapping_examples() -> None:
 
 
 @pytest.mark.parametrize("index", range(len(readme_mappings())))
-def test_every_readme_example_is_valid_for_schema_and_loader(index: int) -> None:
+def test_every_readme_example_is_valid_for_schema_and_loader(index: int, tmp_path: Path) -> None:
     data = yaml.safe_load(readme_mappings()[index])
     assert schema_errors(data) == []
-    mapping_from_dict(data, origin="README.md")  # raises MappingError if the loader refuses
+    _write_lookup_tables(data, tmp_path)  # the loader reads the tables an example names
+    mapping_from_dict(data, origin=str(tmp_path / "map.yaml"))  # raises if the loader refuses
+
+
+def _write_lookup_tables(data: Any, folder: Path) -> None:
+    """A one-row table for every `lookup:` in the example, with its key and value columns."""
+    if isinstance(data, list):
+        for item in data:
+            _write_lookup_tables(item, folder)
+    if not isinstance(data, dict):
+        return
+    if "lookup" in data:
+        table = pa.table({data["key"]: ["C-1"], data["value"]: ["x"]})
+        path = folder / data["lookup"]
+        if path.suffix == ".parquet":
+            pq.write_table(table, path)
+        else:
+            pa_csv.write_csv(table, path)
+    for value in data.values():
+        _write_lookup_tables(value, folder)
 
 
 def test_the_sample_mapping_is_valid_for_schema_and_loader() -> None:

@@ -13,7 +13,8 @@ from typing import Any
 import pandas as pd
 import pytest
 import yaml
-from conftest import SAMPLE, CliResult, SandboxProcess, make_pubkey
+from conftest import SAMPLE, CliResult, SampleOutcome, SandboxProcess, make_pubkey
+from test_id_ledger import id_mapping, valid_in, write_export
 
 from backfill.plan import PLAN_KEYS, plan
 from backfill.report import read_report
@@ -91,6 +92,26 @@ def test_plan_counts_rows_a_run_already_sent_and_the_requests_left(
     assert result["eta_seconds"] == (result["would_send"] - 10) / 100
     unlimited = cli("plan", source, "-m", SAMPLE / "map.yaml", "--json", "--rate", "0").json()
     assert unlimited["eta_seconds"] is None
+
+
+def test_plan_counts_ids_the_ledger_holds_as_already_sent(
+    cli: Callable[..., CliResult],
+    sandbox: SandboxProcess,
+    sample_outcome: SampleOutcome,
+    tmp_path: Path,
+) -> None:
+    mapping, ledger = id_mapping(tmp_path), tmp_path / "ledger.sqlite3"
+    november = write_export(tmp_path / "orders-nov.csv", range(0, 1000))
+    endpoint = ("--endpoint", sandbox.endpoint(), "--ledger", ledger)
+    sent = cli("run", november, "-m", mapping, *endpoint, "--rate", "0", "--quiet", "--json")
+    assert sent.code == 1, sent.stderr
+
+    result = cli("plan", SAMPLE / "orders.csv", "-m", mapping, *endpoint, "--json").json()
+    assert result["already_sent"] == valid_in(sample_outcome, range(1000)) > 0
+    assert result["requests"] == result["would_send"] - result["already_sent"]
+    elsewhere = cli("plan", SAMPLE / "orders.csv", "-m", mapping, "--ledger", ledger,
+                    "--endpoint", "https://api.example/events", "--json")  # fmt: skip
+    assert elsewhere.json()["already_sent"] == 0
 
 
 def test_plan_prints_a_readable_summary(cli: Callable[..., CliResult]) -> None:

@@ -8,7 +8,6 @@ rows. Runs use `--rate 0` unless the rate is what is tested, so the file stays q
 from __future__ import annotations
 
 import functools
-import itertools
 import json
 import math
 import sys
@@ -142,11 +141,6 @@ def report_lines(tmp_path: Path, name: str = "failures.jsonl") -> list[dict[str,
     return [json.loads(line) for line in text.splitlines()]
 
 
-def gaps(sandbox: SandboxProcess) -> list[float]:
-    times = sorted(line["received_at"] for line in sandbox.events())
-    return [later - earlier for earlier, later in itertools.pairwise(times)]
-
-
 Cli = Callable[..., CliResult]
 Factory = Callable[..., SandboxProcess]
 
@@ -272,10 +266,10 @@ def test_run_keeps_to_its_rate_as_observed_by_the_server(
     assert summary["accepted"] == events
     assert_accounted(summary)
     stats = sandbox.stats()
+    # Never more than the rate in any second, as the server counts them. How close to the
+    # rate a run gets depends on the machine's load: that is measured by the benchmarks
+    # (`run_benchmarks.py --only rate`, docs/benchmarks.md), not asserted here.
     assert stats["max_requests_in_any_1s_window"] <= 1.1 * rate
-    times = sorted(line["received_at"] for line in sandbox.events())
-    achieved = (len(times) - 1) / (times[-1] - times[0])
-    assert achieved >= 0.9 * rate, f"reached only {achieved:.0f} events/s"
 
 
 # --- server faults, retried until every row is in -------------------------------------------
@@ -325,9 +319,11 @@ def test_run_retries_server_faults_until_every_valid_row_is_accepted(
         assert summary["retries"] == injected  # one retry per fault, no more
         assert final["duplicates"] == 0 and len(stored) == VALID
     if fault.startswith("429"):
+        # The whole run slowed down. That Retry-After pauses every sender for its time is
+        # proved with a fake clock (tests/test_sender.py::test_limiter_pauses_everyone_until_
+        # retry_after, ::test_limiter_acquire_waits_out_the_pause): a gap seen here could as
+        # well come from a busy machine, so it would prove nothing.
         assert summary["slowdowns"] >= 1
-        # Retry-After paused the whole run: the server saw a gap of about its 1 second.
-        assert max(gaps(sandbox)) >= 0.9
     assert_key_never_written(tmp_path, result)
 
 

@@ -9,6 +9,7 @@ produced and every byte they printed is searched for the key.
 from __future__ import annotations
 
 import json
+import re
 import stat
 import subprocess
 import sys
@@ -314,3 +315,38 @@ def test_reports_and_journals_of_run_rerun_and_validate_are_the_owners_alone(
         assert mode(tmp_path / name) == 0o600, name
         assert (tmp_path / name).stat().st_size > 0, name
     assert mode(tmp_path / "umask-probe") == 0o666  # the umask was open indeed
+
+
+# --- the library checks what the CLI checks ----------------------------------------------------
+
+
+def test_a_target_never_shows_the_key_in_its_repr() -> None:
+    from backfill.api import TORQUE_V1
+    from backfill.target import Target
+
+    target = Target(TORQUE_V1, "https://api.torque.so/events", TEST_KEY)
+
+    assert TEST_KEY not in repr(target) and TEST_KEY not in str(target)
+    assert target.headers()[TORQUE_V1.key_header] == TEST_KEY
+
+
+@pytest.mark.parametrize(
+    ("endpoint", "key", "expected"),
+    [
+        ("http://example.com/events", TEST_KEY, "clear text"),
+        ("ftp://example.com/events", TEST_KEY, "not an http(s) URL"),
+        ("https://api.torque.so/events", "", "TORQUE_API_KEY is not set"),
+        ("https://api.torque.so/events", TEST_KEY + "\n", "cannot go in an HTTP header"),
+    ],
+    ids=["plain-http", "not-http", "no-key", "newline-in-key"],
+)
+def test_the_library_refuses_a_target_the_cli_would_refuse(
+    endpoint: str, key: str, expected: str
+) -> None:
+    from backfill.api import TORQUE_V1
+    from backfill.target import Target
+
+    with pytest.raises(UsageError, match=re.escape(expected)) as refused:
+        Target(TORQUE_V1, endpoint, key)
+    assert key.strip() == "" or key.strip() not in str(refused.value)
+    Target(TORQUE_V1, endpoint.replace("ftp", "https"), TEST_KEY, allow_insecure=True)

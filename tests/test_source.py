@@ -14,6 +14,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from backfill.errors import SourceError
+from backfill.formats import FILE_FORMATS
 from backfill.source import BadLine, CsvReader, ParquetReader, Source, read_source
 
 TRY_CP1252 = "it looks like cp1252: try --encoding cp1252, or save the file as UTF-8"
@@ -192,7 +193,7 @@ def test_an_unknown_extension_fails(tmp_path: Path, name: str) -> None:
     assert str(caught.value) == (
         f"{path}: cannot tell the format from the name {name!r}; "
         "expected .csv, .csv.gz, .parquet, .xlsx, .jsonl, .ndjson (.gz), "
-        "or a directory of .parquet files."
+        "a directory or glob of them, or an s3:// URL."
     )
 
 
@@ -251,15 +252,16 @@ def test_a_parquet_directory_with_different_columns_fails(tmp_path: Path) -> Non
         read_source(folder)
     assert str(caught.value) == (
         f"{folder / 'b.parquet'}: its columns differ from a.parquet's (missing ['sku'], "
-        "extra ['SKU']); every file of a directory must have the same columns."
+        "extra ['SKU']); every file of a source must have the same columns."
     )
 
 
-def test_a_directory_without_parquet_files_fails(tmp_path: Path) -> None:
-    (tmp_path / "orders.csv").write_text("id\n1\n")
+def test_a_directory_without_data_files_fails(tmp_path: Path) -> None:
+    (tmp_path / "orders.txt").write_text("id\n1\n")
+    (tmp_path / "_hidden.csv").write_text("id\n1\n")
     with pytest.raises(SourceError) as caught:
         read_source(tmp_path)
-    assert str(caught.value) == f"{tmp_path}: the directory holds no .parquet files."
+    assert str(caught.value) == f"{tmp_path}: holds no {FILE_FORMATS} files."
 
 
 def test_a_file_that_is_not_parquet_fails(tmp_path: Path) -> None:

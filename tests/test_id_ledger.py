@@ -1,0 +1,249 @@
+"""The ledger of delivered ids: an order id that holds across exports.
+
+Unit tests of the SQLite ledger; end to end, two overlapping exports of the bundled sample
+sent to a real sandbox process: each event arrives once, also when the second run is killed
+and resumed."""
+
+from __future__ import annotations
+
+import csv
+import os
+import signal
+import sqlite3
+import subprocess
+from collections import Counter
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+import yaml
+from conftest import SAMPLE, CliResult, SampleOutcome, SandboxProcess, write_sample_mapping
+from test_resume import CONCURRENCY, SLOW, wait_for_events
+
+from backfill.errors import MappingError
+from backfill.id_ledger import IdLedger, LedgerScope, default_ledger_path
+from backfill.mapping import mapping_from_dict
+from backfill.report import read_report
+
+SCOPE = LedgerScope.of("https://api.torque.so/events/", "torque-v1", "STORE_ORDER")
+pytestmark = pytest.mark.timeout(120)
+
+
+def test_ids_recorded_by_one_run_are_delivered_for_the_next(tmp_path: Path) -> None:
+    path = tmp_path / "ledger.sqlite3"
+    first = IdLedger(path, SCOPE)
+    assert not first.check(["A", "B"], ["r0", "r1"]).already_sent.any()
+    first.record("A")
+    first.close()
+
+    second = IdLedger(path, SCOPE)
+    checked = second.check(["A", "B", "C"], ["r0", "r1", "r2"])
+    assert checked.already_sent.tolist() == [True, False, False]
+    assert checked.duplicates == {}
+
+
+def test_an_id_met_twice_in_one_run_is_a_duplicate_before_and_after_its_commit(
+    tmp_path: Path,
+) -> None:
+    ledger = IdLedger(tmp_path / "ledger.sqlite3", SCOPE)
+    checked = ledger.check(["A", "B", "A"], ["row 0 of a.csv", "row 1 of a.csv", "row 2"])
+    assert checked.duplicates == {2: "row 0 of a.csv"}
+    assert ledger.check(["B"], ["row 9"]).duplicates == {0: "row 1 of a.csv"}  # in flight
+    ledger.record("B")
+    ledger.commit()
+    again = ledger.check(["B"], ["row 10"])
+    assert again.duplicates == {0: "an earlier row of this run"}
+    assert not again.already_sent.any()
+
+
+def test_a_released_id_may_be_sent_by_a_later_row(tmp_path: Path) -> None:
+    ledger = IdLedger(tmp_path / "ledger.sqlite3", SCOPE)
+    ledger.check(["A"], ["row 0"])
+    ledger.release("A")  # its send failed: it is in the report, not delivered
+    assert ledger.check(["A"], ["row 5"]).duplicates == {}
+
+
+def test_scopes_are_apart_endpoint_envelope_and_event_name(tmp_path: Path) -> None:
+    path = tmp_path / "ledger.sqlite3"
+    ledger = IdLedger(path, SCOPE)
+    ledger.record("A")
+    ledger.close()
+    same = LedgerScope.of("https://api.torque.so/events", "torque-v1", "STORE_ORDER")
+    assert IdLedger(path, same).delivered(["A"]).tolist() == [True]  # trailing / ignored
+    for other in (
+        LedgerScope.of("https://staging.example/events", "torque-v1", "STORE_ORDER"),
+        LedgerScope.of("https://api.torque.so/events", "torque-ingest", "STORE_ORDER"),
+        LedgerScope.of("https://api.torque.so/events", "torque-v1", "OTHER_EVENT"),
+    ):
+        assert IdLedger(path, other).delivered(["A"]).tolist() == [False]
+
+
+def test_accepted_ids_are_committed_within_the_interval_without_close(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("backfill.id_ledger.COMMIT_INTERVAL", 0.0)
+    path = tmp_path / "ledger.sqlite3"
+    ledger = IdLedger(path, SCOPE)
+    ledger.record("A")  # no close, no commit(): as if the process were killed now
+    other = sqlite3.connect(path)
+    assert other.execute("SELECT id FROM delivered").fetchall() == [("A",)]
+    assert other.execute("PRAGMA journal_mode").fetchone() == ("wal",)
+
+
+def test_the_ledger_is_the_owners_alone_and_not_something_else(tmp_path: Path) -> None:
+    path = tmp_path / "ledger.sqlite3"
+    IdLedger(path, SCOPE).close()
+    assert path.stat().st_mode & 0o777 == 0o600
+    junk = tmp_path / "junk.sqlite3"
+    junk.write_text("not a database at all, but long enough to be read as one" * 100)
+    with pytest.raises(Exception, match="not a backfill ledger"):
+        IdLedger(junk, SCOPE)
+
+
+def test_the_default_place_is_the_environment_or_the_users_data_folder(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("BACKFILL_LEDGER", str(tmp_path / "mine.sqlite3"))
+    assert default_ledger_path() == tmp_path / "mine.sqlite3"
+    monkeypatch.delenv("BACKFILL_LEDGER")
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path))
+    if os.name == "posix" and "darwin" not in os.sys.platform:
+        assert default_ledger_path() == tmp_path / "backfill" / "ledger.sqlite3"
+
+
+def test_the_mapping_names_the_id_column() -> None:
+    raw = yaml.safe_load((SAMPLE / "map.yaml").read_text(encoding="utf-8"))
+    mapping = mapping_from_dict({**raw, "id": "order_id"}, origin="map.yaml")
+    assert mapping.id_column == "order_id"
+    assert "order_id" in mapping.columns
+    with pytest.raises(MappingError, match="id: the column 'order_number' is not in"):
+        columns = (SAMPLE / "orders.csv").read_text(encoding="utf-8").split("\n")[0].split(",")
+        mapping_from_dict({**raw, "id": "order_number"}).check_columns(columns, "x.csv")
+
+
+# --- end to end ------------------------------------------------------------------------------
+
+
+def write_export(path: Path, rows: range, repeat: range = range(0)) -> Path:
+    """Rows of the sample's orders.csv (data rows `rows`, then `repeat` again)."""
+    with (SAMPLE / "orders.csv").open(encoding="utf-8", newline="") as handle:
+        reader = csv.reader(handle)
+        header = next(reader)
+        lines = list(reader)
+    with path.open("w", encoding="utf-8", newline="") as handle:
+        writer = csv.writer(handle, lineterminator="\n")
+        writer.writerow(header)
+        writer.writerows(lines[i] for i in [*rows, *repeat])
+    return path
+
+
+def id_mapping(tmp_path: Path) -> Path:
+    path = write_sample_mapping(tmp_path / "map.yaml")
+    raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    path.write_text(yaml.safe_dump({**raw, "id": "order_id"}, sort_keys=False), encoding="utf-8")
+    return path
+
+
+def valid_in(outcome: SampleOutcome, rows: range) -> int:
+    return len(outcome.valid_rows & set(rows))
+
+
+def test_two_overlapping_exports_send_each_event_once(
+    cli: Callable[..., CliResult],
+    sandbox: SandboxProcess,
+    sample_outcome: SampleOutcome,
+    tmp_path: Path,
+) -> None:
+    mapping, ledger = id_mapping(tmp_path), tmp_path / "ledger.sqlite3"
+    november = write_export(tmp_path / "orders-nov.csv", range(0, 2000))
+    december = write_export(tmp_path / "orders-dec.csv", range(1000, 3000))
+    common = ("--mapping", mapping, "--endpoint", sandbox.endpoint(), "--ledger", ledger,
+              "--rate", "0", "--quiet", "--json")  # fmt: skip
+
+    first = cli("run", november, *common)
+    second = cli("run", december, *common)
+
+    assert first.code == 1 and second.code == 1, first.stderr + second.stderr
+    assert first.json()["accepted"] == valid_in(sample_outcome, range(0, 2000))
+    assert first.json()["already_sent"] == 0
+    summary = second.json()
+    assert summary["already_sent"] == valid_in(sample_outcome, range(1000, 2000))
+    assert summary["accepted"] == valid_in(sample_outcome, range(2000, 3000))
+    settled = sum(summary[k] for k in ("accepted", "filtered", "failed", "already_sent"))
+    assert settled == summary["read"] == 2000
+    stored = Counter(sample_outcome.stored_rows(sandbox))
+    assert set(stored) == sample_outcome.valid_rows and max(stored.values()) == 1
+
+
+def test_an_id_twice_in_one_export_is_sent_once_and_the_second_row_reported(
+    cli: Callable[..., CliResult],
+    sandbox: SandboxProcess,
+    sample_outcome: SampleOutcome,
+    tmp_path: Path,
+) -> None:
+    export = write_export(tmp_path / "orders.csv", range(0, 300), repeat=range(0, 100))
+    report = tmp_path / "failures.jsonl"
+    result = cli("run", export, "--mapping", id_mapping(tmp_path), "--endpoint",
+                 sandbox.endpoint(), "--ledger", tmp_path / "l.sqlite3", "--report", report,
+                 "--rate", "0", "--quiet", "--json")  # fmt: skip
+
+    assert result.code == 1, result.stderr
+    stored = Counter(sample_outcome.stored_rows(sandbox))
+    assert set(stored) == sample_outcome.valid_rows & set(range(300))
+    assert max(stored.values()) == 1
+    duplicates = [f for f in read_report(report) if f.reason == "duplicate id"]
+    assert len(duplicates) == valid_in(sample_outcome, range(100))
+    assert {f.row for f in duplicates} == {300 + r for r in sample_outcome.valid_rows if r < 100}
+    assert "was met before, at row" in duplicates[0].error
+    assert result.json()["already_sent"] == 0
+
+
+def test_a_crash_in_the_second_export_then_resume_sends_each_event_once(
+    cli: Callable[..., CliResult],
+    cli_process: Callable[..., subprocess.Popen[str]],
+    sandbox: SandboxProcess,
+    sample_outcome: SampleOutcome,
+    tmp_path: Path,
+) -> None:
+    mapping, ledger = id_mapping(tmp_path), tmp_path / "ledger.sqlite3"
+    november = write_export(tmp_path / "orders-nov.csv", range(0, 1000))
+    december = write_export(tmp_path / "orders-dec.csv", range(0, 3000))
+    common = ("--mapping", mapping, "--endpoint", sandbox.endpoint(), "--ledger", ledger)
+    assert cli("run", november, *common, "--rate", "0", "--quiet").code == 1
+    before = len(sandbox.events())
+
+    process = cli_process("run", december, *common, *SLOW)
+    wait_for_events(sandbox, process, before + 300)
+    os.kill(process.pid, signal.SIGKILL)
+    process.communicate(timeout=10)
+    resumed = cli("run", december, *common, *SLOW, "--resume", "--json")
+
+    assert resumed.code == 1, resumed.stderr
+    assert resumed.json()["already_sent"] + resumed.json()["already_done"] > 0
+    stored = Counter(sample_outcome.stored_rows(sandbox))
+    assert None not in stored and set(stored) == sample_outcome.valid_rows
+    assert sum(count - 1 for count in stored.values()) <= CONCURRENCY, stored.most_common(3)
+    assert all(stored[r] == 1 for r in sample_outcome.valid_rows if r < 1000)
+
+
+def test_validate_counts_the_rows_new_to_the_ledger(
+    cli: Callable[..., CliResult],
+    sandbox: SandboxProcess,
+    sample_outcome: SampleOutcome,
+    tmp_path: Path,
+) -> None:
+    mapping, ledger = id_mapping(tmp_path), tmp_path / "ledger.sqlite3"
+    november = write_export(tmp_path / "orders-nov.csv", range(0, 1000))
+    endpoint = ("--endpoint", sandbox.endpoint(), "--ledger", ledger)
+    before = cli("validate", SAMPLE / "orders.csv", "-m", mapping, *endpoint, "--json")
+    assert before.json()["new"] == before.json()["would_send"] == 2632
+    assert cli("run", november, "-m", mapping, *endpoint, "--rate", "0", "--quiet").code == 1
+
+    after = cli("validate", SAMPLE / "orders.csv", "-m", mapping, *endpoint, "--json")
+    assert after.json()["already_sent"] == valid_in(sample_outcome, range(1000))
+    assert after.json()["new"] == 2632 - valid_in(sample_outcome, range(1000))
+    elsewhere = cli("validate", SAMPLE / "orders.csv", "-m", mapping, "--ledger", ledger,
+                    "--endpoint", "https://api.example/events", "--json")  # fmt: skip
+    assert elsewhere.json()["new"] == 2632
+    text = cli("validate", SAMPLE / "orders.csv", "-m", mapping, *endpoint)
+    assert f"of which new (ids not in the ledger) {after.json()['new']:,}" in text.stdout

@@ -1,0 +1,225 @@
+"""The journal: v2 entries keyed by (file, row), on-the-wire marks, rows of unknown fate,
+the endpoint binding, torn tails, and what is fsynced when (the power-cut half of the
+durability promise; the `kill -9` half is end to end in tests/test_resume.py)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import stat
+from pathlib import Path
+
+import pytest
+from conftest import TEST_KEY
+
+from backfill import record_file
+from backfill.api import TORQUE_V1
+from backfill.errors import JournalError, RecordWriteError
+from backfill.journal import (
+    JournalKey,
+    JournalWriter,
+    RowSet,
+    check_journal,
+    drop_torn_tail,
+    read_journal,
+)
+from backfill.run_plan import RunPlan
+from backfill.run_records import RunRecords
+from backfill.target import Target
+
+KEY = JournalKey("/data/orders.csv", 10, 20, "map-digest", "torque-v1", "https://a/events")
+
+
+def rows(found: RowSet) -> list[int]:
+    return found.rows()
+
+
+def test_entries_are_keyed_by_file_and_row_and_files_are_declared_once(tmp_path: Path) -> None:
+    path = tmp_path / "j.state"
+    writer = JournalWriter(path, KEY, append=False)
+    first, second = writer.declare("a.csv"), writer.declare("b.csv")
+    assert writer.declare("a.csv") == first != second
+    writer.on_wire(first, 3)
+    writer.accepted(first, 3)
+    writer.on_wire(second, 3)
+    writer.close()
+
+    text = path.read_text(encoding="utf-8").splitlines()
+    assert [line for line in text if line.startswith("f ")] == [
+        'f 0 {"name": "a.csv"}',
+        'f 1 {"name": "b.csv"}',
+    ]
+    state = read_journal(path)
+    assert state is not None
+    assert json.loads(text[0])["endpoint"] == "https://a/events"
+    assert rows(state.rows(state.accepted, "a.csv")) == [3]
+    assert rows(state.rows(state.accepted, "b.csv")) == []
+    assert rows(state.unknown_fate("b.csv", RowSet())) == [3]
+
+    again = JournalWriter(path, KEY, append=True)  # a resumed run reuses the ids
+    assert again.declare("b.csv", state.files) == second
+    assert again.declare("c.csv", state.files) == 2
+    again.close()
+
+
+def test_rows_of_unknown_fate_are_on_the_wire_but_neither_accepted_refused_nor_reported(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "j.state"
+    writer = JournalWriter(path, KEY, append=False)
+    file_id = writer.declare("orders.csv")
+    for row in range(6):
+        writer.on_wire(file_id, row)
+    writer.accepted(file_id, 0)
+    writer.accepted(file_id, 1)
+    writer.not_kept(file_id, 2)  # refused key: the server kept nothing
+    writer.close()
+    reported = RowSet()
+    reported.add(3)  # a send failure, in the report
+
+    state = read_journal(path)
+    assert state is not None
+    assert rows(state.unknown_fate("orders.csv", reported)) == [4, 5]
+
+
+def test_a_torn_last_line_is_ignored_and_cut_off_before_appending(tmp_path: Path) -> None:
+    path = tmp_path / "j.state"
+    writer = JournalWriter(path, KEY, append=False)
+    writer.declare("orders.csv")
+    writer.accepted(0, 7)
+    writer.close()
+    with path.open("ab") as handle:
+        handle.write(b"a 0 12")  # a crash or a full disk mid-line
+
+    state = read_journal(path)
+    assert state is not None and rows(state.rows(state.accepted, "orders.csv")) == [7]
+    drop_torn_tail(path)
+    again = JournalWriter(path, KEY, append=True)
+    again.accepted(0, 8)
+    again.close()
+    state = read_journal(path)
+    assert state is not None and rows(state.rows(state.accepted, "orders.csv")) == [7, 8]
+
+
+def test_a_journal_made_for_another_endpoint_is_refused_naming_both(tmp_path: Path) -> None:
+    path = tmp_path / "j.state"
+    JournalWriter(path, KEY, append=False).close()
+    state = read_journal(path)
+    other = KEY.bound_to("https://b/events")
+
+    for resume in (True, False):
+        with pytest.raises(JournalError) as refused:
+            check_journal(path, state, other, resume=resume, restart=False)
+        message = str(refused.value)
+        assert "made for sending to https://a/events" in message
+        assert "this run sends to https://b/events" in message
+        assert "--restart" in message
+    assert check_journal(path, state, other, resume=True, restart=True) is False
+    assert check_journal(path, state, KEY, resume=True, restart=False) is True
+
+
+def test_a_version_1_journal_has_no_endpoint_and_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "j.state"
+    old = {"version": 1, "source": KEY.source, "size": 10, "mtime_ns": 20}
+    path.write_text(json.dumps({**old, "mapping": "m", "api": "torque-v1"}) + "\na 3\n")
+    state = read_journal(path)
+
+    with pytest.raises(JournalError, match="an endpoint it does not name"):
+        check_journal(path, state, KEY, resume=True, restart=False)
+
+
+# --- durability --------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def fsyncs(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """Every fsync the record files make: 'dir' for a directory, else the file's name."""
+    calls: list[str] = []
+    real = os.fsync
+
+    def spy(fd: int) -> None:
+        if stat.S_ISDIR(os.fstat(fd).st_mode):
+            calls.append("dir")
+        else:
+            calls.append(Path(os.readlink(f"/proc/self/fd/{fd}")).name)
+        real(fd)
+
+    monkeypatch.setattr(record_file.os, "fsync", spy)
+    return calls
+
+
+@pytest.mark.skipif(not Path("/proc/self/fd").exists(), reason="names fds through /proc")
+def test_the_journal_header_and_its_directory_entry_are_fsynced_at_creation(
+    tmp_path: Path, fsyncs: list[str]
+) -> None:
+    JournalWriter(tmp_path / "j.state", KEY, append=False)
+    assert fsyncs == ["j.state", "dir"]
+
+
+def make_records(tmp_path: Path) -> RunRecords:
+    plan = RunPlan(
+        feed=lambda: iter(()),
+        source_name="orders.csv",
+        report_path=tmp_path / "failures.jsonl",
+        journal_key=KEY,
+    )
+    target = Target(TORQUE_V1, "https://a/events", TEST_KEY)
+    return RunRecords(plan, target)
+
+
+@pytest.mark.skipif(not Path("/proc/self/fd").exists(), reason="names fds through /proc")
+def test_an_accepted_row_is_fsynced_on_the_timer_in_a_quiet_spell(
+    tmp_path: Path, fsyncs: list[str]
+) -> None:
+    records = make_records(tmp_path)
+    fsyncs.clear()
+    records.on_wire(5)
+    records.accepted(5)  # ...and then nothing more happens: a quiet spell
+
+    async def quiet_spell() -> None:
+        errors: list[Exception] = []
+        syncer = asyncio.create_task(records.keep_synced(errors.append, interval=0.01))
+        while "failures.jsonl.state" not in fsyncs:
+            await asyncio.sleep(0.005)  # bounded by the test's timeout
+        syncer.cancel()
+        assert errors == []
+
+    asyncio.run(asyncio.wait_for(quiet_spell(), 10))
+    assert fsyncs.count("failures.jsonl.state") == 1  # nothing new since: no second fsync
+    records.close(None)
+
+
+def test_a_failed_fsync_on_the_timer_stops_the_run_through_its_callback(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    records = make_records(tmp_path)
+    records.accepted(1)
+
+    def broken(fd: int) -> None:
+        raise OSError(5, "Input/output error")
+
+    monkeypatch.setattr(record_file.os, "fsync", broken)
+    errors: list[Exception] = []
+    asyncio.run(asyncio.wait_for(records.keep_synced(errors.append, interval=0.01), 10))
+
+    assert len(errors) == 1 and isinstance(errors[0], RecordWriteError)
+    assert "failures.jsonl.state" in str(errors[0]) and "Input/output error" in str(errors[0])
+    monkeypatch.undo()
+    records.close(None)
+
+
+def test_a_short_write_stops_the_file_and_names_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = tmp_path / "j.state"
+    writer = JournalWriter(path, KEY, append=False)
+    monkeypatch.setattr(record_file.os, "write", lambda fd, data: len(data) - 2)
+
+    with pytest.raises(RecordWriteError, match=r"j\.state: short write"):
+        writer.accepted(0, 12345)
+    monkeypatch.undo()
+    with pytest.raises(RecordWriteError):  # nothing more after a torn line
+        writer.accepted(0, 1)
+    writer.close()
+    assert b"a 0 1\n" not in path.read_bytes()
