@@ -35,6 +35,9 @@ _IDENTIFIER_NAME = re.compile(
 )
 _BUYER_NAME = re.compile(r"customer|user|buyer|client|account|member|email|wallet|address", re.I)
 _WALLET_NAME = re.compile(r"wallet|pub_?key|address|owner", re.I)
+_ORDER_ID_NAME = re.compile(
+    r"^(order|transaction|purchase|invoice)[ _\-]?(id|number|no|nr|ref|reference)$", re.I
+)
 _STATUS_NAME = re.compile(r"^(order[ _]?)?(status|state)$", re.I)
 _TRUE_FALSE = ({"true", "false"}, {"yes", "no"}, {"1", "0"}, {"y", "n"}, {"t", "f"})
 _PLAIN = re.compile(r"^[A-Za-z_][A-Za-z0-9_ .\-/]*$")
@@ -287,6 +290,7 @@ def _render(
         "# make this the first line:  # yaml-language-server: $schema=map.schema.json",
         "",
         f"event_name: {scalar(event_name)}   # the custom event's name, as created in Torque",
+        *_id_lines(sample.table),
         "",
         "timestamp:",
     ]
@@ -343,6 +347,29 @@ def _user_lines(wallet: str | None, column: str, rows: int) -> list[str]:
         '  # "not a Solana public key" (validate and plan exit 1; nothing can be sent).',
         f"  pubKey: {scalar(column)}",
     ]
+
+
+def _id_lines(table: pa.Table) -> list[str]:
+    """The order id for the ledger of delivered ids, from a column named like one: proposed
+    when every sampled row has one and none repeats; else left commented, saying why."""
+    for name in table.column_names:
+        if not _ORDER_ID_NAME.match(name):
+            continue
+        values = [v for v in table.column(name).to_pylist() if v is not None and v != ""]
+        if not values:
+            continue
+        repeats = len(values) - len(set(values))
+        if repeats == 0 and len(values) == table.num_rows:
+            return [
+                f"id: {scalar(name)}   # an order id, none repeats in the sample: a later export "
+                "that holds these orders again skips them (the ledger of delivered ids)"
+            ]
+        return [
+            f"# id: {scalar(name)}   # not proposed: {repeats:,} of {len(values):,} sampled "
+            "values repeat (an order on several lines?); with it, only each order's first "
+            "row would be sent"
+        ]
+    return []
 
 
 def _filter_lines(table: pa.Table) -> list[str]:

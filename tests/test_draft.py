@@ -60,6 +60,7 @@ def test_init_on_the_sample_finds_timestamp_wallet_and_keeps_zeros(
     data = write_draft(cli, source, tmp_path / "map.yaml")
     assert data["timestamp"] == {"column": "created_at", "unit": "auto", "timezone": "UTC"}
     assert data["user"] == {"pubKey": "wallet"}
+    assert data["id"] == "order_id"  # distinct in the sample: the ledger's key
     assert data["event_data"]["sku"] == {"column": "sku", "type": "string"}
     assert data["event_data"]["quantity"]["type"] == "number"
     validated = cli("validate", source, "-m", tmp_path / "map.yaml", "--json")
@@ -92,6 +93,8 @@ def test_init_on_superstore_reads_day_first_dates_and_keeps_zip_codes(
     assert "AMBIGUOUS" not in text
     assert data["event_data"]["postalCode"] == {"column": "Postal Code", "type": "string"}
     assert "# also parses as times: Ship Date" in text
+    assert "id" not in data  # an order on several lines: its id repeats
+    assert "# id: Order ID   # not proposed: " in text
     assert "every event is sent at midnight" in text
     # no wallet column: the draft names the buyer column and says that every row fails
     assert data["user"]["pubKey"] == "Customer ID"
