@@ -3,6 +3,7 @@
     .venv/bin/python benchmarks/network.py                    # everything, 10-20 minutes
     .venv/bin/python benchmarks/network.py --only rate --rounds 1
     .venv/bin/python benchmarks/network.py --only capacity,tls
+    .venv/bin/python benchmarks/network.py --only tls --tls-senders backfill,aiohttp
 
 Every figure is the whole `backfill run` process (or a reference sender) against the sandbox
 (`python -m backfill.sandbox`) in another process, over 127.0.0.1:
@@ -18,7 +19,8 @@ Every figure is the whole `backfill run` process (or a reference sender) against
   carry at that many in flight. Below the rate, the machine, not the gate, is the limit.
   The 1-minute load average at the start of each round is kept with the figures.
 - `capacity`: a sandbox whose answers slow down beyond `--capacity` requests in flight;
-  unthrottled (`--rate 0`), auto against a fixed 256: in flight and answers per second over time.
+  unthrottled (`--rate 0`), auto against a fixed 256: per second, the requests, the requests
+  in flight and the time the server took to answer them.
 - `tls`: unthrottled over HTTPS (a `trustme` CA trusted through SSL_CERT_FILE): backfill
   against a plain aiohttp sender and an httpx sender posting the same bodies; the server
   counts connections, each one a TLS handshake.
@@ -190,7 +192,7 @@ def capacity_runs(rows: int) -> list[dict[str, Any]]:
 # --- unthrottled over TLS --------------------------------------------------------------------
 
 
-def tls_runs(rows: int, rounds: int) -> dict[str, Any]:
+def tls_runs(rows: int, rounds: int, only: set[str]) -> dict[str, Any]:
     import trustme
 
     folder = Path(tempfile.mkdtemp())
@@ -206,6 +208,7 @@ def tls_runs(rows: int, rounds: int) -> dict[str, Any]:
         "aiohttp": lambda url: reference(url, rows, "reference_sender.py", env),
         "httpx": lambda url: reference(url, rows, "httpx_sender.py", env),
     }
+    senders = {name: send for name, send in senders.items() if name in only}
     figures: dict[str, list[dict[str, Any]]] = {name: [] for name in senders}
     for _ in range(rounds):
         for name, send in senders.items():
@@ -271,12 +274,12 @@ def markdown(results: dict[str, Any]) -> str:
                 f"median answer {run['median_answer_ms']:.0f} ms, "
                 f"at most {run['server_max_in_flight']} in flight (load {run['load']})",
                 "",
-                "| second | requests | mean in flight | max in flight |",
-                "| ---: | ---: | ---: | ---: |",
+                "| second | requests | mean in flight | max in flight | mean answer (server) |",
+                "| ---: | ---: | ---: | ---: | ---: |",
             ]
             lines += [
                 f"| {t['second']} | {t['requests']} | {t['mean_in_flight']} "
-                f"| {t['max_in_flight']} |"
+                f"| {t['max_in_flight']} | {t.get('mean_answer_ms', '')} ms |"
                 for t in run["timeline"]
             ]
     if "tls" in results:
@@ -304,6 +307,11 @@ def main() -> None:
     parser.add_argument("--rates", default=",".join(map(str, RATES)))
     parser.add_argument("--latencies", default=",".join(map(str, LATENCIES)))
     parser.add_argument(
+        "--tls-senders",
+        default="backfill,aiohttp,httpx",
+        help="which of backfill, aiohttp, httpx to run over TLS (httpx takes minutes a round)",
+    )
+    parser.add_argument(
         "--ceiling", action="store_true", help="also the plain aiohttp sender's rate per cell"
     )
     args = parser.parse_args()
@@ -322,7 +330,7 @@ def main() -> None:
         results["capacity"] = capacity_runs(8000)
         (OUT / "network.json").write_text(json.dumps(results, indent=1))
     if "tls" in only:
-        results["tls"] = tls_runs(10000, args.rounds)
+        results["tls"] = tls_runs(10000, args.rounds, set(args.tls_senders.split(",")))
         (OUT / "network.json").write_text(json.dumps(results, indent=1))
     print(markdown(results))
 
