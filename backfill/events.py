@@ -65,6 +65,7 @@ class MappedChunk:
     failures: list[RowFailure]
     event_rows: np.ndarray
     table: pa.Table | None = field(repr=False, default=None)
+    timestamp: Converted | None = field(repr=False, default=None)  # of the kept rows: for plan
     _build: Any = field(repr=False, default=None)  # events given as they are (a report's)
     _encode: Any = field(repr=False, default=None)  # api -> bodies: the one path of a mapper
     _positions: dict[int, int] | None = field(repr=False, default=None)
@@ -155,6 +156,7 @@ class EventMapper:
             failures=failures,
             event_rows=kept_rows[ok],
             table=table,
+            timestamp=timestamp,
             _encode=lambda api: self._encode_bodies(api, *good_rows()),
         )
 
