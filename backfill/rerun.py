@@ -23,6 +23,7 @@ from backfill.run_plan import RunPlan
 from backfill.source import DEFAULT_CHUNK_ROWS, Chunk
 
 NEEDS_MAPPING = "rerun it with --mapping"
+RAW_LINE = "_line"  # the record of a line that could not be read: its raw text
 
 
 def plan_rerun(
@@ -44,7 +45,7 @@ def plan_rerun(
     if mapping is not None:
         columns = list(dict.fromkeys(k for f in failures for k in f.record))
         if failures:
-            mapping.check_columns(columns, f"the records of {report}")
+            _check_record_columns(mapping, columns, report)
         feed = lambda: _remapped_chunks(failures, mapping, source_name, chunk_rows)  # noqa: E731
         fingerprint = mapping.fingerprint
     else:
@@ -62,6 +63,22 @@ def plan_rerun(
         event_name=mapping.event_name if mapping is not None else "",
         ledger_path=ledger_path,
     )
+
+
+def _check_record_columns(mapping: Mapping, columns: list[str], report: Path) -> None:
+    """A report's records hold the columns its run's mapping read, no others: a mapping that
+    needs another column must read the rows from the source again."""
+    kept = [column for column in columns if column != RAW_LINE]
+    for key, column in mapping.column_keys():
+        if column not in kept:
+            raise MappingError(
+                f"{mapping.origin}: {key}: the column {column!r} is not in the records of "
+                f"{report}, which keep only the columns the failed run read "
+                f"({', '.join(kept) or 'none'}). Send these rows again from the source: "
+                f"backfill run SOURCE --mapping {mapping.origin} (rows accepted before are "
+                "sent again, unless both mappings name an `id:`: the ledger skips those)."
+            )
+    mapping.check_columns(columns, f"the records of {report}")
 
 
 def _batches(items: list[RowFailure], size: int) -> Iterator[list[RowFailure]]:

@@ -30,6 +30,7 @@ from backfill.formats import (
     CsvReader,
     FileReader,
     ParquetReader,
+    RowGroupTest,
     format_of,
     numbered,
     open_file,
@@ -80,22 +81,30 @@ class Source:
         identity = text if "://" in text else os.path.abspath(text)
         return identity, size, mtime
 
-    def chunks(self, chunk_rows: int = DEFAULT_CHUNK_ROWS) -> Iterator[Chunk]:
-        """Each file's chunks in turn. A directory's row numbers continue across its files,
-        under the directory's name, as long as the journal knows rows by number alone."""
+    def chunks(
+        self,
+        chunk_rows: int = DEFAULT_CHUNK_ROWS,
+        columns: Sequence[str] | None = None,
+        skip_group: RowGroupTest | None = None,
+    ) -> Iterator[Chunk]:
+        """Each file's chunks in turn, of `columns` only (default: all); `skip_group` may
+        rule out Parquet row groups unread. A directory's row numbers continue across its
+        files, under the directory's name, as long as the journal knows rows by number alone."""
+        wanted = self.columns if columns is None else list(columns)
         if len(self.files) == 1:
-            yield from self.files[0].chunks(chunk_rows, self.columns)
+            yield from self.files[0].chunks(chunk_rows, wanted, skip_group)
             return
         first_row = 0
         for file in self.files:
             records = 0
-            for chunk in file.chunks(chunk_rows, self.columns):
+            for chunk in file.chunks(chunk_rows, wanted, skip_group):
                 lines = tuple(
                     replace(line, row=None if line.row is None else line.row + first_row)
                     for line in chunk.bad_lines
                 )
-                yield Chunk(chunk.rows + first_row, chunk.table, lines, self.name)
-                records += len(chunk) + len(lines)
+                skipped = chunk.skipped + first_row
+                yield Chunk(chunk.rows + first_row, chunk.table, lines, self.name, skipped)
+                records += len(chunk) + len(lines) + len(skipped)
             first_row += records
 
     def __repr__(self) -> str:
@@ -253,18 +262,21 @@ class PartitionedReader(FileReader):
         self.partitions = partitions
 
     def chunks(
-        self, chunk_rows: int = DEFAULT_CHUNK_ROWS, columns: Sequence[str] | None = None
+        self,
+        chunk_rows: int = DEFAULT_CHUNK_ROWS,
+        columns: Sequence[str] | None = None,
+        skip_group: RowGroupTest | None = None,
     ) -> Iterator[Chunk]:
         wanted = list(columns) if columns is not None else self.columns
         own = [column for column in wanted if column not in self.partitions]
-        for chunk in self.inner.chunks(chunk_rows, own):
+        for chunk in self.inner.chunks(chunk_rows, own, skip_group):
             table = chunk.table
             for key, value in self.partitions.items():
                 if key in wanted:
                     table = table.append_column(
                         key, pa.array([value] * table.num_rows, type=pa.string())
                     )
-            yield Chunk(chunk.rows, table.select(wanted), chunk.bad_lines, chunk.source)
+            yield replace(chunk, table=table.select(wanted))
 
 
 def _check_same_columns(readers: list[FileReader]) -> None:
