@@ -58,13 +58,14 @@ class RowFailure:
 
 @dataclass
 class MappedChunk:
-    """The fate of every row of a chunk as far as mapping can tell."""
+    """The fate of every row of a chunk (of one file) as far as mapping can tell."""
 
     rows: np.ndarray
     filtered_rows: np.ndarray
     failures: list[RowFailure]
     event_rows: np.ndarray
     table: pa.Table | None = field(repr=False, default=None)
+    source: str = ""  # the file all these rows come from; `rows` are numbers within it
     _build: Any = field(repr=False, default=None)  # events given as they are (a report's)
     _encode: Any = field(repr=False, default=None)  # api -> bodies: the one path of a mapper
     _positions: dict[int, int] | None = field(repr=False, default=None)
@@ -153,6 +154,7 @@ class EventMapper:
             failures=failures,
             event_rows=kept_rows[ok],
             table=table,
+            source=source,
             _encode=lambda api: self._encode_bodies(api, *good_rows()),
         )
 

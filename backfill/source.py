@@ -13,7 +13,6 @@ import glob
 import os
 import re
 from collections.abc import Iterator, Sequence
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 from urllib.parse import unquote
@@ -70,33 +69,27 @@ class Source:
     def name(self) -> str:
         return str(self.path)
 
-    def stamp(self) -> tuple[str, int, int]:
-        """What the journal is keyed to: the source (absolute, for local paths), its files'
-        total size and their latest modification time."""
-        infos = [file.filesystem.get_file_info(file.path) for file in self.files]
-        size = sum(info.size or 0 for info in infos)
-        mtime = max((info.mtime_ns or 0 for info in infos), default=0)
+    @property
+    def identity(self) -> str:
+        """What a journal is bound to: the source as given, absolute for local paths."""
         text = str(self.path)
-        identity = text if "://" in text else os.path.abspath(text)
-        return identity, size, mtime
+        return text if "://" in text else os.path.abspath(text)
+
+    def fingerprints(self) -> dict[str, dict[str, int | None]]:
+        """Each file's size and modification time, by its name: what the journal keeps of a
+        file, so that `--resume` can tell a file that changed under it (for object stores,
+        what the store's listing gives)."""
+        found = {}
+        for file in self.files:
+            info = file.filesystem.get_file_info(file.path)
+            found[file.name] = {"size": info.size, "mtime_ns": info.mtime_ns}
+        return found
 
     def chunks(self, chunk_rows: int = DEFAULT_CHUNK_ROWS) -> Iterator[Chunk]:
-        """Each file's chunks in turn. A directory's row numbers continue across its files,
-        under the directory's name, as long as the journal knows rows by number alone."""
-        if len(self.files) == 1:
-            yield from self.files[0].chunks(chunk_rows, self.columns)
-            return
-        first_row = 0
+        """Each file's chunks in turn, each under its file's name and the file's own row
+        numbers: a row is known by (file, row), whatever files come before it."""
         for file in self.files:
-            records = 0
-            for chunk in file.chunks(chunk_rows, self.columns):
-                lines = tuple(
-                    replace(line, row=None if line.row is None else line.row + first_row)
-                    for line in chunk.bad_lines
-                )
-                yield Chunk(chunk.rows + first_row, chunk.table, lines, self.name)
-                records += len(chunk) + len(lines)
-            first_row += records
+            yield from file.chunks(chunk_rows, self.columns)
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.name!r}: {len(self.columns)} columns>"

@@ -28,7 +28,7 @@ from backfill.run_plan import RunPlan
 from backfill.run_records import RunRecords
 from backfill.target import Target
 
-KEY = JournalKey("/data/orders.csv", 10, 20, "map-digest", "torque-v1", "https://a/events")
+KEY = JournalKey("/data/orders.csv", "map-digest", "torque-v1", "https://a/events")
 
 
 def rows(found: RowSet) -> list[int]:
@@ -58,8 +58,8 @@ def test_entries_are_keyed_by_file_and_row_and_files_are_declared_once(tmp_path:
     assert rows(state.unknown_fate("b.csv", RowSet())) == [3]
 
     again = JournalWriter(path, KEY, append=True)  # a resumed run reuses the ids
-    assert again.declare("b.csv", state.files) == second
-    assert again.declare("c.csv", state.files) == 2
+    assert again.declare("b.csv", known=state.files) == second
+    assert again.declare("c.csv", known=state.files) == 2
     again.close()
 
 
@@ -174,8 +174,9 @@ def test_an_accepted_row_is_fsynced_on_the_timer_in_a_quiet_spell(
 ) -> None:
     records = make_records(tmp_path)
     fsyncs.clear()
-    records.on_wire(5)
-    records.accepted(5)  # ...and then nothing more happens: a quiet spell
+    books = records.books("orders.csv")
+    records.on_wire(books, 5)
+    records.accepted(books, 5)  # ...and then nothing more happens: a quiet spell
 
     async def quiet_spell() -> None:
         errors: list[Exception] = []
@@ -194,7 +195,7 @@ def test_a_failed_fsync_on_the_timer_stops_the_run_through_its_callback(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     records = make_records(tmp_path)
-    records.accepted(1)
+    records.accepted(records.books("orders.csv"), 1)
 
     def broken(fd: int) -> None:
         raise OSError(5, "Input/output error")
