@@ -52,9 +52,9 @@ def screen(
     is_done: Callable[[int], bool],
     accepted_before: Callable[[int], bool],
 ) -> Screened:
-    """Sort the chunk's events by their ids. Rows an earlier run of this source settled
-    (`is_done`: of the chunk's file) stay for the records to count; the ids of those it accepted are recorded
-    again, in case its crash came before their commit."""
+    """Sort the chunk's events by their ids. Rows of the chunk's file that an earlier run of
+    this source settled (`is_done`) stay for the records to count; the ids of those it
+    accepted are recorded again, in case its crash came before their commit."""
     done = [item for item in items if is_done(item[0])]
     todo = [item for item in items if not is_done(item[0])]
     result = Screened(items=done)

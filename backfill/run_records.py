@@ -3,9 +3,10 @@
 Accepted rows go to the journal, failed rows to the report, filtered rows are only counted
 (the filter decides again next time), and rows an earlier run settled (accepted in its
 journal, failed in its report) are counted as already done and never sent or reported
-twice. A row is known by (file, row): each file of the source has its own `FileBooks`, looked
-up once a chunk (a chunk's rows all come from one file), never once a row. `RunCounts` holds the invariant `accepted + filtered + failed + unsent +
-already_done == read`: every counter changes here, through one method per fate.
+twice. A row is known by (file, row): each file of the source has its own `FileBooks`,
+looked up once a chunk (a chunk's rows all come from one file), never once a row.
+`RunCounts` holds the invariant `accepted + filtered + failed + unsent + already_done +
+already_sent == read`: every counter changes here, through one method per fate.
 """
 
 from __future__ import annotations

@@ -242,9 +242,7 @@ def test_a_parquet_directory_numbers_each_files_rows_on_their_own_under_its_name
         rows, records = read_all(source, chunk_rows)
         assert rows == [0, 1, 2, 0, 1, 2, 0]
         assert [r["id"] for r in records] == [1, 2, 3, 4, 5, 6, 7]
-        files = [
-            (chunk.source, row) for chunk in source.chunks(chunk_rows) for row in chunk.rows
-        ]
+        files = [(chunk.source, row) for chunk in source.chunks(chunk_rows) for row in chunk.rows]
         assert files == [(str(folder / f"part-{(i // 3) + 1}.parquet"), i % 3) for i in range(7)]
         assert [r["s"] for r in records] == list("abcdefg")
 
