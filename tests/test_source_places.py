@@ -178,17 +178,25 @@ def s3_server(monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, str]]:
     server.stop()
 
 
+def parquet_parts(table: pa.Table) -> list[bytes]:
+    """The table in four Parquet files of 750 rows, as bytes."""
+    parts = []
+    for start in range(0, 3000, 750):
+        sink = pa.BufferOutputStream()
+        pq.write_table(table.slice(start, 750), sink)
+        parts.append(sink.getvalue().to_pybytes())
+    return parts
+
+
 def upload_parts(bucket: str, prefix: str) -> None:
     import boto3
 
     client = boto3.client("s3")
     client.create_bucket(Bucket=bucket)
     table = pq.read_table(SAMPLE / "orders.parquet")
-    for number, start in enumerate(range(0, 3000, 750)):
-        sink = pa.BufferOutputStream()
-        pq.write_table(table.slice(start, 750), sink)
+    for number, body in enumerate(parquet_parts(table)):
         key = f"{prefix}part-{number:03d}.parquet"
-        client.put_object(Bucket=bucket, Key=key, Body=sink.getvalue().to_pybytes())
+        client.put_object(Bucket=bucket, Key=key, Body=body)
     client.put_object(Bucket=bucket, Key=f"{prefix}_SUCCESS", Body=b"")
     client.put_object(Bucket=bucket, Key="elsewhere/part-000.parquet", Body=b"not parquet")
 
@@ -219,6 +227,11 @@ def test_s3_sources_read_the_endpoint_from_the_environment(
         f"s3://shop-exports/orders/2024/part-{n:03d}.parquet" for n in range(4)
     ]
     assert sum(len(chunk) for chunk in source.chunks()) == 3000
+    fingerprints = source.fingerprints()  # what the journal keeps of each part
+    assert [f["size"] for f in fingerprints.values()] == [
+        len(body) for body in parquet_parts(pq.read_table(SAMPLE / "orders.parquet"))
+    ]
+    assert all(isinstance(f["mtime_ns"], int) for f in fingerprints.values())
     globbed = read_source("s3://shop-exports/orders/*/part-00[12].parquet")
     assert [f.name.rsplit("/", 1)[1] for f in globbed.files] == [
         "part-001.parquet",
