@@ -246,8 +246,10 @@ def check_files(path: Path, state: JournalState, files: dict[str, Fingerprint | 
                 "mapping, what was delivered is skipped)."
             )
         if declared != files[name]:
+            held_in = (declared or {}).get("report")  # a rerun's rows come from a report
+            shown = f"the report {held_in} (rows of {name})" if held_in else name
             raise JournalError(
-                f"--resume: {name} changed since the journal {path} was made "
+                f"--resume: {shown} changed since the journal {path} was made "
                 f"({describe_change(declared or {}, files[name] or {})}): its rows are known "
                 "by their numbers in it. Nothing was sent. Put the file back as it was, or "
                 "use --restart to send everything again (with `id:` in the mapping, what was "
@@ -262,7 +264,7 @@ def describe_change(before: Fingerprint, now: Fingerprint) -> str:
         said.append(f"size {_number(before.get('size'))} -> {_number(now.get('size'))} bytes")
     if before.get("mtime_ns") != now.get("mtime_ns"):
         said.append(f"modified {_when(before.get('mtime_ns'))} -> {_when(now.get('mtime_ns'))}")
-    for key in sorted((set(before) | set(now)) - {"size", "mtime_ns"}):
+    for key in sorted((set(before) | set(now)) - {"size", "mtime_ns", "report"}):
         if before.get(key) != now.get(key):
             said.append(f"{key} {before.get(key)} -> {now.get(key)}")
     return ", ".join(said) or "its fingerprint differs"

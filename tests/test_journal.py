@@ -182,6 +182,18 @@ def test_resume_refuses_a_declared_file_that_changed_naming_it_and_what_changed(
                       files={"a.csv": SIZE_1K, "b.csv": touched})  # fmt: skip
 
 
+def test_a_reruns_journal_names_the_report_that_changed(tmp_path: Path) -> None:
+    path = tmp_path / "j.state"
+    journal_of(path, {"a.csv": {"report": "/r/failures.jsonl", **SIZE_1K}})
+
+    now = {"a.csv": {"report": "/r/failures.jsonl", **SIZE_1K, "size": 9}}
+    with pytest.raises(JournalError) as refused:
+        check_journal(path, read_journal(path), KEY, resume=True, restart=False, files=now)
+
+    assert "the report /r/failures.jsonl (rows of a.csv) changed since" in str(refused.value)
+    assert "size 1,024 -> 9 bytes)" in str(refused.value)
+
+
 def test_resume_refuses_a_declared_file_that_is_gone_naming_it(tmp_path: Path) -> None:
     path = tmp_path / "j.state"
     journal_of(path, {"a.csv": SIZE_1K, "b.csv": SIZE_1K})
