@@ -131,6 +131,30 @@ def ledger_place(ledger_path: Path | None, sandbox: bool) -> Path:
     return Path(":memory:") if sandbox else default_ledger_path()
 
 
+def ledger_scope_options(command: Callable[..., Any]) -> Callable[..., Any]:
+    """--ledger, --endpoint, --api: whose ledger of delivered ids `validate`/`plan` count."""
+    for option in reversed(
+        [
+            ledger_option,
+            click.option(
+                "--endpoint",
+                envvar=ENDPOINT_ENV,
+                help="With `id:`: count the rows new to this endpoint's ledger "
+                "(default: the API's).",
+            ),
+            click.option(
+                "--api",
+                "api_name",
+                default="torque-v1",
+                type=click.Choice(["torque-v1", "torque-server", "torque-ingest"]),
+                help="With `id:`: the envelope whose ledger counts.",
+            ),
+        ]
+    ):
+        command = option(command)
+    return command
+
+
 # --- preview / validate ----------------------------------------------------------------------
 
 
@@ -169,19 +193,7 @@ def _print_preview(result: Preview) -> None:
 )
 @click.option("--json", "as_json", is_flag=True, help="Print the result as one JSON object.")
 @source_options
-@ledger_option
-@click.option(
-    "--endpoint",
-    envvar=ENDPOINT_ENV,
-    help="With `id:`: count the rows new to this endpoint's ledger (default: the API's).",
-)
-@click.option(
-    "--api",
-    "api_name",
-    default="torque-v1",
-    type=click.Choice(["torque-v1", "torque-server", "torque-ingest"]),
-    help="With `id:`: the envelope whose ledger counts.",
-)
+@ledger_scope_options
 def validate(
     source: str,
     mapping_path: Path,
@@ -330,10 +342,19 @@ def sending_options(function: Callable[..., Any]) -> Callable[..., Any]:
     return function
 
 
+yes_option = click.option(
+    "--yes",
+    "-y",
+    is_flag=True,
+    help="Do not ask before sending to a real endpoint (asked only on a terminal).",
+)
+
+
 @cli.command()
 @source_argument
 @mapping_option()
 @sending_options
+@yes_option
 @click.option("--limit", type=click.IntRange(min=1), help="Send only the first N mappable rows.")
 @click.option("--dry-run", is_flag=True, help="Map and validate everything; send nothing.")
 @source_options
@@ -380,6 +401,9 @@ def run(
             ledger_path=ledger_place(ledger_path, sending["sandbox"]),
         )
     schema = _sandbox_schema(mapping, opened) if sending["sandbox"] else None
+    confirm_before_sending(
+        sending, target, lambda: _source_headline(opened, mapping, report, sending, limit)
+    )
     execute(plan, target, sending, schema)
 
 
@@ -388,6 +412,7 @@ def run(
 @mapping_option(required=False)
 @sending_options
 @ledger_option
+@yes_option
 def rerun(
     report_in: Path, mapping_path: Path | None, ledger_path: Path | None, **sending: Any
 ) -> None:
@@ -411,6 +436,7 @@ def rerun(
             ledger_path=ledger_place(ledger_path, sending["sandbox"]),
         )
     schema = _sandbox_schema(mapping, None) if sending["sandbox"] and mapping else None
+    confirm_before_sending(sending, target, lambda: _feed_headline(plan, sending))
     summary = execute(plan, target, sending, schema, exit_when_done=False)
     if not sending["as_json"]:
         click.echo(
@@ -418,6 +444,51 @@ def rerun(
             f"{summary.counts.failed:,} still failing."
         )
     sys.exit(_exit_code(summary))
+
+
+def confirm_before_sending(
+    sending: dict[str, Any], target: Target, headline: Callable[[], list[str]]
+) -> None:
+    """On a terminal, show what is about to go to a real endpoint and ask first.
+
+    Asked only when stdin and stderr are both terminals (the question goes to stderr, so
+    `--json` output stays clean): a script, a pipe or a cron job is never asked and never
+    waits. `--sandbox` and `--yes` skip it. The headline comes from a full `plan` pass,
+    which costs what `validate` costs: small beside sending at any rate a real endpoint takes.
+    """
+    if sending["sandbox"] or sending.get("yes") or not _interactive():
+        return
+    click.echo("Planning (every row is mapped; nothing is sent)...", err=True)
+    with user_errors():
+        lines = headline()
+    click.echo("\n".join(lines), err=True)
+    click.echo(f"  to {target.endpoint} ({target.api.name})", err=True)
+    try:
+        answer = click.confirm("Send them?", default=False, err=True)
+    except click.Abort:  # Ctrl-D or Ctrl-C at the question
+        answer = False
+    if not answer:
+        click.echo("Nothing was sent.", err=True)
+        sys.exit(EXIT_OK)
+
+
+def _interactive() -> bool:
+    return sys.stdin.isatty() and sys.stderr.isatty()
+
+
+def _source_headline(
+    source: Any, mapping: Any, report: Path, sending: dict[str, Any], limit: int | None
+) -> list[str]:
+    from backfill.plan import plan, plan_headline
+
+    return plan_headline(plan(source, mapping, rate=sending["rate"], report=report), limit)
+
+
+def _feed_headline(run_plan: RunPlan, sending: dict[str, Any]) -> list[str]:
+    """For rerun: its rows are few (a report), so they are mapped as the run will."""
+    from backfill.plan import feed_headline
+
+    return feed_headline(run_plan.feed(), run_plan.source_name, sending["rate"])
 
 
 def _rerun_name(report: Path, *, rehearsal: bool = False) -> str:
@@ -704,6 +775,136 @@ def _exit_code(summary: RunSummary) -> int:
         return EXIT_INTERRUPTED
     some_failed = summary.counts.failed or summary.counts.failed_before
     return EXIT_ROWS_FAILED if some_failed else EXIT_OK
+
+
+# --- init / plan / schema (issue 15: look before you send) ----------------------------------
+
+
+@cli.command()
+@source_argument
+@click.option("--event-name", default="ORDER", show_default=True, help="The custom event's name.")
+@click.option(
+    "-o",
+    "--output",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Write the draft here instead of stdout.",
+)
+@click.option("--force", is_flag=True, help="Let -o replace an existing file.")
+@source_options
+def init(
+    source: Path, event_name: str, output: Path | None, force: bool, reading: dict[str, Any]
+) -> None:
+    """Draft a mapping from a sample of SOURCE, each guess explained in a comment."""
+    from backfill.draft import draft_mapping
+    from backfill.errors import UsageError
+
+    with user_errors():
+        if output is not None and output.exists() and not force:
+            raise UsageError(f"{output} exists; add --force to replace it, or choose another -o.")
+        draft = draft_mapping(source, event_name=event_name, **reading)
+        if output is None:
+            click.echo(draft.text, nl=False)
+            return
+        try:
+            with output.open("w" if force else "x", encoding="utf-8") as handle:
+                handle.write(draft.text)
+        except FileExistsError:
+            raise UsageError(f"{output} exists; add --force to replace it.") from None
+        except OSError as exc:
+            raise UsageError(f"{output}: cannot write the draft ({exc.strerror}).") from None
+    click.echo(f"Draft written to {output}. Next: backfill plan {source} -m {output}", err=True)
+
+
+@cli.command()
+@source_argument
+@mapping_option()
+@click.option(
+    "--rate",
+    type=click.FloatRange(min=0),
+    default=100.0,
+    show_default=True,
+    help="Events per second the run would send at, for the ETA (0: no limit).",
+)
+@click.option(
+    "--report",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="The run's failure report, beside which its journal is (default as run).",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print the plan as one JSON object.")
+@source_options
+@ledger_scope_options
+def plan(
+    source: Path,
+    mapping_path: Path,
+    rate: float,
+    report: Path | None,
+    as_json: bool,
+    reading: dict[str, Any],
+    ledger_path: Path | None = None,
+    endpoint: str | None = None,
+    api_name: str = "torque-v1",
+) -> None:
+    """Map everything, send nothing: what a run would send, when, how long, and warnings."""
+    from backfill.plan import plan as plan_run
+
+    with user_errors():
+        result = plan_run(
+            source,
+            mapping_path,
+            rate=rate,
+            report=report,
+            ledger=ledger_place(ledger_path, sandbox=False),
+            endpoint=endpoint,
+            api=api_name,
+            **reading,
+        )
+    if as_json:
+        click.echo(json.dumps(result.as_dict()))
+    else:
+        _print_plan(result)
+    sys.exit(EXIT_ROWS_FAILED if result.counts.failing else EXIT_OK)
+
+
+def _print_plan(result: Any) -> None:
+    from backfill.plan import format_ms
+
+    counts = result.counts
+    click.echo(f"{counts.source}: read {counts.read:,} rows")
+    click.echo(f"  would send    {counts.mappable:,}")
+    click.echo(f"  filtered      {counts.filtered:,}")
+    click.echo(f"  failing       {counts.failing:,}  (backfill validate shows why)")
+    click.echo(f"  already sent  {result.already_sent:,}")
+    click.echo(f"  requests      {result.requests:,}{_eta_words(result)}")
+    click.echo(f"  first         {format_ms(result.first_timestamp)}")
+    click.echo(f"  last          {format_ms(result.last_timestamp)}")
+    if result.by_month:
+        click.echo("  events per month (UTC):")
+        widest = max(result.by_month.values())
+        for month, count in result.by_month.items():
+            bar = "#" * max(1, round(40 * count / widest))
+            click.echo(f"    {month}  {count:>10,}  {bar}")
+    if result.warnings:
+        click.echo("\nWarnings:")
+    for warning in result.warnings:
+        rows = ", ".join(str(r) for r in warning.example_rows)
+        click.echo(f"  [{warning.code}] {warning.count:,} × {warning.message}")
+        click.echo(f"      e.g. rows {rows}")
+
+
+def _eta_words(result: Any) -> str:
+    from backfill.plan import duration_words
+
+    if result.eta_seconds is None:
+        return " (no rate limit)"
+    return f" at {result.rate:g}/s: about {duration_words(result.eta_seconds)}"
+
+
+@cli.command()
+def schema() -> None:
+    """Print the JSON Schema of map.yaml, for editors that complete and check mappings."""
+    from backfill.mapping_schema import mapping_schema
+
+    click.echo(json.dumps(mapping_schema(), indent=2))
 
 
 # --- sandbox ---------------------------------------------------------------------------------

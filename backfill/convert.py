@@ -63,6 +63,7 @@ class Converted:
     materialize: Callable[[], list[Any]]
     missing: np.ndarray
     problems: list[Problem] = field(default_factory=list)
+    values: np.ndarray | None = None  # the values as one array, where they are (epoch ms)
 
 
 def _mask(array: pa.Array | pa.ChunkedArray) -> np.ndarray:
@@ -261,7 +262,7 @@ def to_epoch_ms(column: pa.Array, rule: TimestampRule, now_ms: int | None = None
     for problem in problems:
         bad |= problem.mask
     problems.append(_range_problem(ms, ~missing & ~bad, now_ms))
-    return Converted(ms.tolist, missing, problems)
+    return Converted(ms.tolist, missing, problems, values=ms)
 
 
 def _range_problem(ms: np.ndarray, usable: np.ndarray, now_ms: int | None) -> Problem:

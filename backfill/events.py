@@ -66,6 +66,7 @@ class MappedChunk:
     event_rows: np.ndarray
     table: pa.Table | None = field(repr=False, default=None)
     source: str = ""  # the file all these rows come from; `rows` are numbers within it
+    timestamp: Converted | None = field(repr=False, default=None)  # of the kept rows: for plan
     _build: Any = field(repr=False, default=None)  # events given as they are (a report's)
     _encode: Any = field(repr=False, default=None)  # api -> bodies: the one path of a mapper
     _positions: dict[int, int] | None = field(repr=False, default=None)
@@ -155,6 +156,7 @@ class EventMapper:
             event_rows=kept_rows[ok],
             table=table,
             source=source,
+            timestamp=timestamp,
             _encode=lambda api: self._encode_bodies(api, *good_rows()),
         )
 

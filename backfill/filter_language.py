@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import ast
 import math
+import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Literal as TypingLiteral
@@ -177,7 +178,9 @@ def parse_filter(expression: str) -> Predicate:
         raise FilterError(f"is {len(expression):,} characters long; at most {MAX_LENGTH:,}.")
     source, quoted = _replace_backticks(expression)
     try:
-        tree = ast.parse(source.strip(), mode="eval")
+        with warnings.catch_warnings():  # e.g. "invalid escape sequence": not the user's line
+            warnings.simplefilter("ignore")
+            tree = ast.parse(source.strip(), mode="eval")
     except SyntaxError as exc:
         raise FilterError(
             f"{_short(expression)!r} is not a valid expression ({exc.msg}); allowed: {ALLOWED}."
@@ -350,10 +353,11 @@ class _Walker:
     def value(self, node: ast.expr, depth: int) -> Value:
         depth = self._deeper(depth)
         if isinstance(node, ast.Name):
-            if node.id in BOOLEAN_WORDS:
-                return Constant(BOOLEAN_WORDS[node.id], node.id)
-            name = self.quoted.get(node.id, node.id)
-            return Column(name, self.text(node))
+            # as written: Python folds identifiers (NFKC), so "ﬁeld" would become "field"
+            written = ast.get_source_segment(self.source, node) or node.id
+            if written in BOOLEAN_WORDS:
+                return Constant(BOOLEAN_WORDS[written], written)
+            return Column(self.quoted.get(node.id, written), self.text(node))
         if isinstance(node, ast.Call) and _called(node) in FUNCTIONS:
             [argument] = self.arguments(node, 1)
             function = Function(_called(node), self.value(argument, depth), self.text(node))
@@ -387,8 +391,8 @@ class _Walker:
                 return Constant(sign * value, text)
             if isinstance(value, str) and inner is node:
                 return Constant(value, text)
-        if isinstance(node, ast.Name) and node.id in BOOLEAN_WORDS:
-            return Constant(BOOLEAN_WORDS[node.id], text)
+        if isinstance(node, ast.Name) and text in BOOLEAN_WORDS:
+            return Constant(BOOLEAN_WORDS[text], text)
         raise self.refusal(node)
 
     def arguments(self, node: ast.Call, count: int) -> list[ast.expr]:

@@ -155,7 +155,7 @@ def validate(
         source, mapping, delimiter, encoding=encoding, sheet=sheet
     )
     result = ValidationResult(opened_source.name, opened_mapping.origin)
-    delivered = _delivered(opened_mapping, ledger, endpoint, api)
+    delivered = delivered_check(opened_mapping, ledger, endpoint, api)
     if delivered is not None:
         result.new = 0
     writer = _fresh_report(report)
@@ -178,9 +178,10 @@ def validate(
     return result
 
 
-def _delivered(
+def delivered_check(
     mapping: Mapping, ledger: str | Path | None, endpoint: str | None, api: str
 ) -> Callable[[Sequence[str]], np.ndarray] | None:
+    """Which ids an earlier run delivered (read-only), where the mapping has an `id:`."""
     if mapping.id_column is None or ledger is None:
         return None
     chosen = get_api(api)

@@ -4,6 +4,7 @@ loads, with one line naming the construct, and without running or writing anythi
 from __future__ import annotations
 
 import ast
+import warnings
 from pathlib import Path
 
 import pytest
@@ -100,6 +101,8 @@ def test_a_filter_parses_into_the_languages_own_tree() -> None:
         ("`a`b` == 1", None),  # a backtick inside backticks cannot be written
         ("status == 'it`s'", ["status"]),  # a backtick in quoted text is text
         ("`true` or `status`", ["true", "status"]),
+        ("\ufb01eld == 'x' and Größe > 1", ["\ufb01eld", "Größe"]),  # not folded to "field"
+        ("\uff54rue", ["\uff54rue"]),  # a fullwidth t: a column, not the word true
     ],
 )
 def test_the_columns_a_filter_reads(expression: str, columns: list[str] | None) -> None:
@@ -218,6 +221,13 @@ def test_anything_outside_the_language_is_refused_naming_the_construct(
     assert "\n" not in error
     if message is not None:
         assert error == f"map.yaml: filter: {message}"
+
+
+def test_parsing_a_filter_warns_about_nothing(recwarn: pytest.WarningsRecorder) -> None:
+    warnings.simplefilter("always")
+    parse_filter("status == '\\d' or status == 'a'")  # an invalid escape, in quoted text
+    load_error("status is 'x'")
+    assert [str(w.message) for w in recwarn] == []
 
 
 def test_a_syntax_error_says_so_and_lists_what_is_allowed() -> None:

@@ -196,6 +196,10 @@ def test_a_file_added_after_a_finished_run_is_sent_by_resume_and_nothing_else(
     requests = sandbox.stats()["requests"]
     assert requests == len(sample_outcome.valid_rows & set(range(2250)))
     write_csv_part(tmp_path / "exports" / "orders-4.csv", header, lines[2250:])
+    plan = ("plan", "exports/", "--mapping", mapping, "--report", tmp_path / "f.jsonl", "--json")
+    planned = cli(*plan).json()
+    assert planned["would_send"] == len(sample_outcome.valid_rows)
+    assert planned["already_sent"] == requests  # the new file's rows count as not sent
 
     again = cli(*command)
     assert again.code == 2 and "already sent" in again.stderr
@@ -223,6 +227,11 @@ def test_a_file_added_after_a_finished_run_is_sent_by_resume_and_nothing_else(
     )
     assert nothing_new.json()["accepted"] == 0
     assert sandbox.stats()["requests"] - requests == len(new_rows)
+    assert cli(*plan).json()["already_sent"] == len(sample_outcome.valid_rows)
+    first = tmp_path / "exports" / "orders-1.csv"
+    os.utime(first, ns=(first.stat().st_atime_ns, first.stat().st_mtime_ns + 1))
+    in_first = len(sample_outcome.valid_rows & set(range(750)))
+    assert cli(*plan).json()["already_sent"] == len(sample_outcome.valid_rows) - in_first
 
 
 def test_a_declared_file_that_changed_or_is_gone_is_named_and_an_undeclared_one_is_new(
