@@ -125,6 +125,8 @@ class EventMapper:
         self._filter = RowFilter(mapping.filter, mapping.origin, source_name)
 
     def map_chunk(self, chunk: Chunk) -> MappedChunk:
+        if len(chunk.skipped):
+            return self._skipped(chunk)
         table = chunk.table
         keep = self._filter.keep(table, chunk.rows)
         kept = table.filter(pa.array(keep)) if not keep.all() else table
@@ -159,6 +161,15 @@ class EventMapper:
             timestamp=timestamp,
             _encode=lambda api: self._encode_bodies(api, *good_rows()),
         )
+
+    def _skipped(self, chunk: Chunk) -> MappedChunk:
+        """Rows the filter provably drops, not read: filtered, as they would have been. The
+        filter is still checked against the columns' types, as reading them would have."""
+        self._filter.keep(chunk.table, chunk.rows)
+        rows = chunk.skipped
+        empty = np.empty(0, dtype=np.int64)
+        source = chunk.source or self.source_name
+        return MappedChunk(rows, rows, [], empty, source=source)
 
     def _convert_field(self, spec: FieldSpec, table: pa.Table) -> _FieldColumn | None:
         if spec.column is None:

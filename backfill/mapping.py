@@ -107,6 +107,10 @@ class Mapping:
                     f"named {column!r}; rename them so that the mapping names exactly one."
                 )
 
+    def column_keys(self) -> list[tuple[str, str]]:
+        """(mapping key, column) for every column the mapping reads."""
+        return self._column_keys()
+
     def _column_keys(self) -> list[tuple[str, str]]:
         keys = [("timestamp.column", self.timestamp_column), ("user.pubKey", self.pubkey_column)]
         if self.id_column is not None:

@@ -20,6 +20,7 @@ from backfill.api import Event, get_api
 from backfill.events import EventMapper, MappedChunk, RowFailure
 from backfill.id_ledger import LedgerScope, delivered_reader
 from backfill.id_screen import new_rows
+from backfill.mapped_read import mapped_chunks_of
 from backfill.mapping import Mapping, load_mapping
 from backfill.report import ReportWriter
 from backfill.source import DEFAULT_CHUNK_ROWS, Source, read_source
@@ -130,7 +131,7 @@ def mapped_chunks(
     source: Source, mapping: Mapping, chunk_rows: int = DEFAULT_CHUNK_ROWS
 ) -> Iterator[MappedChunk]:
     mapper = EventMapper(mapping, source.name)
-    for chunk in source.chunks(chunk_rows):
+    for chunk in mapped_chunks_of(source, mapping, chunk_rows):
         yield mapper.map_chunk(chunk)
 
 
@@ -253,7 +254,7 @@ def preview(
     )
     mapper = EventMapper(opened_mapping, opened_source.name)
     result = Preview(rows=[], records={})
-    for chunk in opened_source.chunks(max(n * 4, 256)):
+    for chunk in mapped_chunks_of(opened_source, opened_mapping, max(n * 4, 256)):
         mapped = mapper.map_chunk(chunk)
         result.filtered += mapped.filtered
         found = dict(mapped.events())

@@ -26,6 +26,7 @@ from backfill.convert import as_array, to_epoch_ms
 from backfill.events import EventMapper, MappedChunk
 from backfill.id_screen import row_ids
 from backfill.journal import JOURNAL_VERSION, RowSet, journal_path, read_journal
+from backfill.mapped_read import mapped_chunks_of
 from backfill.mapping import Mapping
 from backfill.offline import ValidationResult, delivered_check, open_inputs
 from backfill.source import DEFAULT_CHUNK_ROWS, Chunk, Source
@@ -146,7 +147,7 @@ def plan(
     mapper = EventMapper(opened_mapping, opened_source.name, now_ms)
     audit = TimestampAudit(opened_mapping, now_ms)
     months: Counter[str] = Counter()
-    for chunk in opened_source.chunks(chunk_rows):
+    for chunk in mapped_chunks_of(opened_source, opened_mapping, chunk_rows):
         mapped = mapper.map_chunk(chunk)
         result.counts.add(mapped)
         ms = _look_at(chunk, mapped, opened_mapping, audit, now_ms)

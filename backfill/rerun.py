@@ -27,6 +27,7 @@ from backfill.run_plan import RunPlan
 from backfill.source import DEFAULT_CHUNK_ROWS, Chunk
 
 NEEDS_MAPPING = "rerun it with --mapping"
+RAW_LINE = "_line"  # the record of a line that could not be read: its raw text
 
 
 def plan_rerun(
@@ -48,7 +49,7 @@ def plan_rerun(
     if mapping is not None:
         columns = list(dict.fromkeys(k for f in failures for k in f.record))
         if failures:
-            mapping.check_columns(columns, f"the records of {report}")
+            _check_record_columns(mapping, columns, report)
         feed = lambda: _remapped_chunks(failures, mapping, source_name, chunk_rows)  # noqa: E731
         fingerprint = mapping.fingerprint
     else:
@@ -70,6 +71,22 @@ def plan_rerun(
     )
 
 
+def _check_record_columns(mapping: Mapping, columns: list[str], report: Path) -> None:
+    """A report's records hold the columns its run's mapping read, no others: a mapping that
+    needs another column must read the rows from the source again."""
+    kept = [column for column in columns if column != RAW_LINE]
+    for key, column in mapping.column_keys():
+        if column not in kept:
+            raise MappingError(
+                f"{mapping.origin}: {key}: the column {column!r} is not in the records of "
+                f"{report}, which keep only the columns the failed run read "
+                f"({', '.join(kept) or 'none'}). Send these rows again from the source: "
+                f"backfill run SOURCE --mapping {mapping.origin} (rows accepted before are "
+                "sent again, unless both mappings name an `id:`: the ledger skips those)."
+            )
+    mapping.check_columns(columns, f"the records of {report}")
+
+
 def _batches(items: list[RowFailure], size: int) -> Iterator[tuple[str, list[RowFailure]]]:
     """(file, its failures in row order), at most `size` at a time: a chunk is of one file."""
     by_file: dict[str, list[RowFailure]] = {}
@@ -89,8 +106,8 @@ def _remapped_chunks(
         rows = np.array([f.row for f in batch], dtype=np.int64)
         yield mapper.map_chunk(Chunk(rows, records_table(batch), source=source))
     unnumbered = [f for f in failures if not _remappable(f)]
-    if unnumbered:
-        yield _unchanged(unnumbered)
+    for source, batch in _batches(unnumbered, chunk_rows):
+        yield _unchanged(batch, source)
 
 
 def _stored_event_chunks(failures: list[RowFailure], chunk_rows: int) -> Iterator[MappedChunk]:
@@ -127,6 +144,6 @@ def records_table(failures: list[RowFailure]) -> pa.Table:
         raise MappingError(f"the report's records cannot form a table: {exc}") from None
 
 
-def _unchanged(failures: list[RowFailure]) -> MappedChunk:
+def _unchanged(failures: list[RowFailure], source: str) -> MappedChunk:
     empty = np.array([], dtype=np.int64)
-    return MappedChunk(rows=empty, filtered_rows=empty, failures=failures, event_rows=empty)
+    return MappedChunk(empty, empty, failures, empty, source=source)

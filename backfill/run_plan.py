@@ -13,6 +13,7 @@ from pathlib import Path
 from backfill.api import Api
 from backfill.events import EventMapper, MappedChunk
 from backfill.journal import Fingerprint, JournalKey
+from backfill.mapped_read import mapped_chunks_of
 from backfill.mapping import Mapping
 from backfill.source import DEFAULT_CHUNK_ROWS, Source
 
@@ -50,7 +51,9 @@ def plan_source_run(
 ) -> RunPlan:
     mapper = EventMapper(mapping, source.name)
     return RunPlan(
-        feed=lambda: (mapper.map_chunk(chunk) for chunk in source.chunks(chunk_rows)),
+        feed=lambda: (
+            mapper.map_chunk(chunk) for chunk in mapped_chunks_of(source, mapping, chunk_rows)
+        ),
         source_name=source.name,
         report_path=report_path,
         journal_key=JournalKey(source.identity, mapping=mapping.fingerprint, api=api.name),

@@ -13,6 +13,7 @@ import glob
 import os
 import re
 from collections.abc import Iterator, Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 from urllib.parse import unquote
@@ -29,6 +30,7 @@ from backfill.formats import (
     CsvReader,
     FileReader,
     ParquetReader,
+    RowGroupTest,
     format_of,
     numbered,
     open_file,
@@ -85,11 +87,18 @@ class Source:
             found[file.name] = {"size": info.size, "mtime_ns": info.mtime_ns}
         return found
 
-    def chunks(self, chunk_rows: int = DEFAULT_CHUNK_ROWS) -> Iterator[Chunk]:
-        """Each file's chunks in turn, each under its file's name and the file's own row
-        numbers: a row is known by (file, row), whatever files come before it."""
+    def chunks(
+        self,
+        chunk_rows: int = DEFAULT_CHUNK_ROWS,
+        columns: Sequence[str] | None = None,
+        skip_group: RowGroupTest | None = None,
+    ) -> Iterator[Chunk]:
+        """Each file's chunks in turn, of `columns` only (default: all), each under its file's
+        name and the file's own row numbers: a row is known by (file, row), whatever files
+        come before it. `skip_group` may rule out Parquet row groups unread."""
+        wanted = self.columns if columns is None else list(columns)
         for file in self.files:
-            yield from file.chunks(chunk_rows, self.columns)
+            yield from file.chunks(chunk_rows, wanted, skip_group)
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.name!r}: {len(self.columns)} columns>"
@@ -246,18 +255,21 @@ class PartitionedReader(FileReader):
         self.partitions = partitions
 
     def chunks(
-        self, chunk_rows: int = DEFAULT_CHUNK_ROWS, columns: Sequence[str] | None = None
+        self,
+        chunk_rows: int = DEFAULT_CHUNK_ROWS,
+        columns: Sequence[str] | None = None,
+        skip_group: RowGroupTest | None = None,
     ) -> Iterator[Chunk]:
         wanted = list(columns) if columns is not None else self.columns
         own = [column for column in wanted if column not in self.partitions]
-        for chunk in self.inner.chunks(chunk_rows, own):
+        for chunk in self.inner.chunks(chunk_rows, own, skip_group):
             table = chunk.table
             for key, value in self.partitions.items():
                 if key in wanted:
                     table = table.append_column(
                         key, pa.array([value] * table.num_rows, type=pa.string())
                     )
-            yield Chunk(chunk.rows, table.select(wanted), chunk.bad_lines, chunk.source)
+            yield replace(chunk, table=table.select(wanted))
 
 
 def _check_same_columns(readers: list[FileReader]) -> None:

@@ -16,8 +16,10 @@ from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
 
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
 import pytest
-from conftest import CliResult, SampleOutcome, SandboxProcess, write_sample_mapping
+from conftest import SAMPLE, CliResult, SampleOutcome, SandboxProcess, write_sample_mapping
 from test_resume import settle_in_flight, wait_for_events
 from test_source_places import sample_lines, write_csv_part
 
@@ -279,3 +281,32 @@ def test_a_declared_file_that_changed_or_is_gone_is_named_and_an_undeclared_one_
     assert_accounted(resumed.json())
     events = stored(sandbox, sample_outcome)
     assert set(events) == sample_outcome.valid_rows and max(events.values()) == 1
+
+
+def test_parquet_parts_with_row_groups_the_filter_rules_out_resume_under_their_own_names(
+    cli: Callable[..., CliResult],
+    sandbox: SandboxProcess,
+    sample_outcome: SampleOutcome,
+    tmp_path: Path,
+) -> None:
+    table = pq.read_table(SAMPLE / "orders.parquet")
+    parts = tmp_path / "lake"
+    parts.mkdir()
+    for number, start in enumerate((0, 1500), start=1):
+        half = table.slice(start, 1500)
+        half = half.take(pc.sort_indices(half, [("status", "descending")]))  # unpaid first
+        pq.write_table(half, parts / f"part-{number}.parquet", row_group_size=100)
+    report = tmp_path / "f.jsonl"
+    command = ("run", parts, "--mapping", SAMPLE / "map.yaml", "--report", report,
+               "--endpoint", sandbox.endpoint(), *FAST)  # fmt: skip
+    assert cli(*command, "--limit", "500").code in (0, 1)
+
+    resumed = cli(*command, "--resume")
+
+    assert resumed.code == 1, resumed.stderr
+    assert_accounted(resumed.json())
+    state = read_journal(report.with_name(report.name + ".state"))
+    assert state is not None
+    assert list(state.files) == [str(parts / f"part-{n}.parquet") for n in (1, 2)]
+    stats = sandbox.stats()
+    assert stats["accepted"] == len(sample_outcome.valid_rows) and stats["duplicates"] == 0

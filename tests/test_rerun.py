@@ -194,3 +194,35 @@ def test_rerun_refuses_to_write_over_its_input_report(
     assert "is the input report" in result.stderr
     assert report.read_text(encoding="utf-8") == ""
     assert sandbox.stats()["requests"] == 0
+
+
+def test_rerun_with_a_mapping_that_needs_a_column_the_run_did_not_read_exits_2_naming_it(
+    cli: Callable[..., CliResult],
+    sandbox: SandboxProcess,
+    sample_csv: Path,
+    sample_outcome: SampleOutcome,
+    tmp_path: Path,
+) -> None:
+    import yaml
+
+    wrong = write_sample_mapping(tmp_path / "wrong.yaml", true_words=("premium",))
+    fixed = write_sample_mapping(tmp_path / "fixed.yaml")
+    raw = yaml.safe_load(fixed.read_text(encoding="utf-8"))
+    raw["event_data"]["product"] = {"column": "Product Name", "type": "string"}
+    fixed.write_text(yaml.safe_dump(raw, sort_keys=False), encoding="utf-8")
+    send = ("--endpoint", sandbox.endpoint(), *FAST)
+    first = cli("run", sample_csv, "--mapping", wrong, "--report", "failures.jsonl", *send)
+    assert first.code == 1, first.stderr
+    records = [failure.record for failure in read_report(tmp_path / "failures.jsonl")]
+    assert records and all("Product Name" not in record for record in records)
+    sent = sandbox.stats()["requests"]
+
+    rerun = cli("rerun", "failures.jsonl", "--mapping", fixed, *send, timeout=CLI_TIMEOUT)
+
+    assert rerun.code == 2, rerun.stderr
+    assert "the column 'Product Name' is not in the records of failures.jsonl" in rerun.stderr
+    assert "only the columns the failed run read" in rerun.stderr
+    assert f"backfill run SOURCE --mapping {fixed}" in rerun.stderr
+    assert "Traceback" not in rerun.stderr
+    assert sandbox.stats()["requests"] == sent
+    assert not (tmp_path / "failures.rerun.jsonl").exists()

@@ -90,11 +90,17 @@ def mapped(source: Path) -> tuple[list[tuple[int, Event]], dict[int, RowFailure]
 
 @functools.cache
 def records(source: Path) -> dict[int, dict[str, Any]]:
-    """Every row's original values as the source reads them, by row number."""
-    opened, _ = open_inputs(source, MAPPING)
+    """Every row's original values as the source reads them, by row number: in the columns
+    the mapping uses, all that a run reads (and so all that its report keeps)."""
+    opened, mapping = open_inputs(source, MAPPING)
+    used = set(mapping.columns)
     found: dict[int, dict[str, Any]] = {}
     for chunk in opened.chunks():
-        found.update(zip(chunk.rows.tolist(), chunk.table.to_pylist()))
+        rows = chunk.table.to_pylist()
+        found.update(
+            (row, {k: v for k, v in values.items() if k in used})
+            for row, values in zip(chunk.rows.tolist(), rows)
+        )
     return found
 
 
@@ -193,6 +199,7 @@ def test_run_sends_every_valid_row_once_with_its_mapped_body_and_reports_the_bad
         assert failure["stage"] == "mapping" and failure["event"] is None
         assert failure["reason"].startswith(reason)
         assert failure["record"] == source_records[failure["row"]]
+        assert "Product Name" not in failure["record"]  # not mapped, so not read
         assert f"found {failure['record'][column]!r}" in failure["error"]
     assert {f["record"]["order_id"] for f in failures} == set(BAD_ORDERS)
     assert_key_never_written(tmp_path, result)

@@ -94,7 +94,8 @@ def test_validate_counts_the_sample_and_writes_the_report_run_would(
     assert {(f.stage, f.event, f.status, f.attempts, f.source) for f in failures} == {
         ("mapping", None, None, 0, str(sample(kind)))
     }
-    assert all(list(f.record) == SAMPLE_COLUMNS for f in failures)
+    mapped = [column for column in SAMPLE_COLUMNS if column != "Product Name"]
+    assert all(list(f.record) == mapped for f in failures)  # the columns the mapping reads
     assert all(f.record["order_id"] == f"ORD-{f.row + 1:06d}" for f in failures)
     by_row = {f.row: f for f in failures}
     assert by_row[44].record["total"] == "14,95"  # ORD-000045: the original text, not a number

@@ -19,7 +19,14 @@ from pathlib import Path
 import pyarrow.fs as pafs
 
 from backfill.errors import SourceError
-from backfill.formats.base import DEFAULT_CHUNK_ROWS, BadLine, Chunk, FileReader, numbered
+from backfill.formats.base import (
+    DEFAULT_CHUNK_ROWS,
+    BadLine,
+    Chunk,
+    FileReader,
+    RowGroupTest,
+    numbered,
+)
 from backfill.formats.csv_reader import CsvReader
 from backfill.formats.jsonl_reader import JsonLinesReader
 from backfill.formats.parquet_reader import ParquetReader
@@ -34,6 +41,7 @@ __all__ = [
     "FileReader",
     "JsonLinesReader",
     "ParquetReader",
+    "RowGroupTest",
     "XlsxReader",
     "format_of",
     "numbered",

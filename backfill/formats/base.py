@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
@@ -11,6 +12,9 @@ import pyarrow.fs as pafs
 
 DEFAULT_CHUNK_ROWS = 16_384
 UNKNOWN_ROW = "its row number is unknown"
+# (the file's schema, one Parquet row group's metadata) -> True when its statistics prove that
+# the mapping's filter keeps none of its rows: the group is then not read (see pushdown.py).
+RowGroupTest = Callable[[pa.Schema, Any], bool]
 
 
 @dataclass(frozen=True)
@@ -32,14 +36,17 @@ class Chunk:
     """A slice of one file: `rows[i]` is the row number of `table`'s i-th row.
 
     `source` names the file. `bad_lines` are the records among this chunk's that could not
-    be read; they still have to be accounted for in the report. The numbers of a chunk's
-    rows and bad lines are all above those of the chunks before it.
+    be read; they still have to be accounted for in the report. `skipped` are rows that were
+    not read because the filter provably drops them all (a Parquet row group, see
+    `RowGroupTest`); a chunk with skipped rows has no other rows. The numbers of a chunk's
+    rows, bad lines and skipped rows are all above those of the chunks before it.
     """
 
     rows: np.ndarray
     table: pa.Table
     bad_lines: tuple[BadLine, ...] = ()
     source: str = ""
+    skipped: np.ndarray = field(default_factory=lambda: np.empty(0, dtype=np.int64))
 
     def __len__(self) -> int:
         return self.table.num_rows
@@ -79,9 +86,13 @@ class FileReader:
         return list(self.schema.names)
 
     def chunks(
-        self, chunk_rows: int = DEFAULT_CHUNK_ROWS, columns: Sequence[str] | None = None
+        self,
+        chunk_rows: int = DEFAULT_CHUNK_ROWS,
+        columns: Sequence[str] | None = None,
+        skip_group: RowGroupTest | None = None,
     ) -> Iterator[Chunk]:
-        """Chunks of at most `chunk_rows` rows, of `columns` only (default: all)."""
+        """Chunks of at most `chunk_rows` rows, of `columns` only (default: all). Formats
+        without row groups ignore `skip_group`."""
         raise NotImplementedError
 
     def __repr__(self) -> str:

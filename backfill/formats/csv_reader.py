@@ -21,7 +21,14 @@ import pyarrow.csv as pacsv
 import pyarrow.fs as pafs
 
 from backfill.errors import SourceError
-from backfill.formats.base import DEFAULT_CHUNK_ROWS, UNKNOWN_ROW, BadLine, Chunk, FileReader
+from backfill.formats.base import (
+    DEFAULT_CHUNK_ROWS,
+    UNKNOWN_ROW,
+    BadLine,
+    Chunk,
+    FileReader,
+    RowGroupTest,
+)
 from backfill.formats.text_codec import (
     MARK_PATTERN,
     Marks,
@@ -81,7 +88,10 @@ class CsvReader(FileReader):
         return cls(filesystem, path, name, header, delimiter, chosen, encoding is not None)
 
     def chunks(
-        self, chunk_rows: int = DEFAULT_CHUNK_ROWS, columns: Sequence[str] | None = None
+        self,
+        chunk_rows: int = DEFAULT_CHUNK_ROWS,
+        columns: Sequence[str] | None = None,
+        skip_group: RowGroupTest | None = None,
     ) -> Iterator[Chunk]:
         """Small blocks (Arrow reads ahead several of them in the background, so their size
         sets the memory), gathered into chunks of `chunk_rows` (which sets the speed)."""
@@ -137,11 +147,19 @@ class _Gathered:
 
 class _CsvPass:
     """One read of the file. A value longer than a block makes Arrow stop; the pass then
-    opens the file again with blocks 8x larger and goes on from where it stopped."""
+    opens the file again with blocks 8x larger and goes on from where it stopped.
+
+    Arrow splits every line into all its fields (so a ragged line is always found) but
+    makes columns of the wanted ones only. A byte that does not decode, though, fails its
+    line in any column: once one is met, the pass opens the file again the same way and
+    makes every column from there on, to look for it; the columns not wanted are then
+    dropped."""
 
     def __init__(self, reader: CsvReader, columns: list[str]) -> None:
         self.reader = reader
-        self.columns = columns
+        self.wanted = columns
+        self.every_column = set(columns) == set(reader.columns)
+        self.columns = reader.columns if self.every_column else columns
         self.numbers = _RecordNumbers()
         self.rows_done = 0  # good rows handed on
         self.seen_below = 0  # on a second opening: bad lines below this were handed on
@@ -154,12 +172,14 @@ class _CsvPass:
                 yield from self._batches_from(block_size)
                 yield None, np.array([], dtype=np.int64), self.numbers.rest()
                 return
+            except _NotText:
+                self.every_column, self.columns = True, self.reader.columns
             except SourceError as exc:
                 if not isinstance(exc.__cause__, _ValueTooLong) or block_size >= MAX_CSV_BLOCK:
                     raise
                 block_size *= 8
-                self.seen_below = self.numbers.next_row
-                self.numbers.forget_pending()  # met again, and numbered then
+            self.seen_below = self.numbers.next_row
+            self.numbers.forget_pending()  # met again, and numbered then
 
     def _batches_from(self, block_size: int) -> Iterator[_Numbered]:
         marks_before = Marks.count  # before opening: Arrow reads the first block at once
@@ -177,6 +197,8 @@ class _CsvPass:
                     f"{self.reader.name}: cannot read the CSV after data row "
                     f"{self.numbers.next_row}: {_explain(exc)}"
                 ) from _cause(exc)
+            if Marks.count != marks_before and not self.every_column:
+                raise _NotText  # perhaps in a column not made: make them all from here
             skipped = min(to_skip, batch.num_rows)
             batch, to_skip = batch.slice(skipped), to_skip - skipped
             self.rows_done += batch.num_rows
@@ -185,6 +207,8 @@ class _CsvPass:
             if Marks.count != marks_before:  # only then: the check costs a full scan
                 batch, rows, not_text = self._set_aside_not_text(batch, rows)
                 lines = sorted(lines + not_text, key=lambda line: line.row or 0)
+            if self.columns != self.wanted:
+                batch = batch.select(self.wanted)
             yield batch, rows, lines
 
     def _open(self, block_size: int) -> pacsv.CSVStreamingReader | None:
@@ -299,6 +323,10 @@ class _RecordNumbers:
 
     def forget_pending(self) -> None:
         self._pending, self._unknown = [], []
+
+
+class _NotText(Exception):
+    """A byte did not decode, and not every column is being made."""
 
 
 class _ValueTooLong(Exception):

@@ -25,7 +25,7 @@ import pyarrow as pa
 import pyarrow.fs as pafs
 
 from backfill.errors import SourceError
-from backfill.formats.base import DEFAULT_CHUNK_ROWS, BadLine, Chunk, FileReader
+from backfill.formats.base import DEFAULT_CHUNK_ROWS, BadLine, Chunk, FileReader, RowGroupTest
 from backfill.formats.text_codec import check_encoding
 
 READ_BYTES = 1 << 20
@@ -69,7 +69,10 @@ class JsonLinesReader(FileReader):
         return cls(filesystem, path, name, schema, records, chosen)
 
     def chunks(
-        self, chunk_rows: int = DEFAULT_CHUNK_ROWS, columns: Sequence[str] | None = None
+        self,
+        chunk_rows: int = DEFAULT_CHUNK_ROWS,
+        columns: Sequence[str] | None = None,
+        skip_group: RowGroupTest | None = None,
     ) -> Iterator[Chunk]:
         wanted = list(columns) if columns is not None else self.columns
         schema = pa.schema([self.schema.field(column) for column in wanted])

@@ -25,7 +25,7 @@ import pyarrow as pa
 import pyarrow.fs as pafs
 
 from backfill.errors import SourceError
-from backfill.formats.base import DEFAULT_CHUNK_ROWS, BadLine, Chunk, FileReader
+from backfill.formats.base import DEFAULT_CHUNK_ROWS, BadLine, Chunk, FileReader, RowGroupTest
 
 ZIP_MAGIC = b"PK\x03\x04"
 _NUMBER_TEXT = re.compile(r"^\s*[0-9]+(\.[0-9]+)?\s*$")
@@ -74,7 +74,10 @@ class XlsxReader(FileReader):
             return cls(filesystem, path, name, opened.title, schema, records, end, dates)
 
     def chunks(
-        self, chunk_rows: int = DEFAULT_CHUNK_ROWS, columns: Sequence[str] | None = None
+        self,
+        chunk_rows: int = DEFAULT_CHUNK_ROWS,
+        columns: Sequence[str] | None = None,
+        skip_group: RowGroupTest | None = None,
     ) -> Iterator[Chunk]:
         wanted = list(columns) if columns is not None else self.columns
         positions = [self.columns.index(column) for column in wanted]
