@@ -341,7 +341,7 @@ def test_a_filter_that_does_not_fit_the_columns_fails_even_when_every_group_is_r
     source = read_source(path)
     mapper = EventMapper(mapping, source.name, now_ms=NOW_MS)
 
-    with pytest.raises(Exception, match="amount"):
+    with pytest.raises(MappingError, match="amount"):
         for chunk in mapped_chunks_of(source, mapping):
             mapper.map_chunk(chunk)
 
