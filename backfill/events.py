@@ -58,13 +58,14 @@ class RowFailure:
 
 @dataclass
 class MappedChunk:
-    """The fate of every row of a chunk as far as mapping can tell."""
+    """The fate of every row of a chunk (of one file) as far as mapping can tell."""
 
     rows: np.ndarray
     filtered_rows: np.ndarray
     failures: list[RowFailure]
     event_rows: np.ndarray
     table: pa.Table | None = field(repr=False, default=None)
+    source: str = ""  # the file all these rows come from; `rows` are numbers within it
     timestamp: Converted | None = field(repr=False, default=None)  # of the kept rows: for plan
     _build: Any = field(repr=False, default=None)  # events given as they are (a report's)
     _encode: Any = field(repr=False, default=None)  # api -> bodies: the one path of a mapper
@@ -156,6 +157,7 @@ class EventMapper:
             failures=failures,
             event_rows=kept_rows[ok],
             table=table,
+            source=source,
             timestamp=timestamp,
             _encode=lambda api: self._encode_bodies(api, *good_rows()),
         )
@@ -166,7 +168,8 @@ class EventMapper:
         self._filter.keep(chunk.table, chunk.rows)
         rows = chunk.skipped
         empty = np.empty(0, dtype=np.int64)
-        return MappedChunk(rows=rows, filtered_rows=rows, failures=[], event_rows=empty)
+        source = chunk.source or self.source_name
+        return MappedChunk(rows, rows, [], empty, source=source)
 
     def _convert_field(self, spec: FieldSpec, table: pa.Table) -> _FieldColumn | None:
         if spec.column is None:

@@ -49,16 +49,16 @@ def screen(
     items: list[Item],
     ledger: IdLedger,
     column: str,
-    source_name: str,
     is_done: Callable[[int], bool],
     accepted_before: Callable[[int], bool],
 ) -> Screened:
-    """Sort the chunk's events by their ids. Rows an earlier run of this source settled
-    (`is_done`) stay for the records to count; the ids of those it accepted are recorded
-    again, in case its crash came before their commit."""
+    """Sort the chunk's events by their ids. Rows of the chunk's file that an earlier run of
+    this source settled (`is_done`) stay for the records to count; the ids of those it
+    accepted are recorded again, in case its crash came before their commit."""
     done = [item for item in items if is_done(item[0])]
     todo = [item for item in items if not is_done(item[0])]
     result = Screened(items=done)
+    source_name = chunk.source
     accepted = [row for row, _ in done if accepted_before(row)]
     result.settled_ids = [key for key in row_ids(chunk, column, accepted) if key]
     ids = row_ids(chunk, column, [row for row, _ in todo])

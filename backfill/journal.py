@@ -3,9 +3,8 @@
 A journal is an append-only text file beside the report (`<report>.state`; a `--sandbox`
 rehearsal keeps its own, `<report>.sandbox.state`):
 
-    {"version": 2, "source": ..., "size": ..., "mtime_ns": ..., "mapping": ..., "api": ...,
-     "endpoint": ..., "started": ...}
-    f 0 {"name": "orders.parquet"}     a file, declared once, then named by its short id
+    {"version": 3, "source": ..., "mapping": ..., "api": ..., "endpoint": ..., "started": ...}
+    f 0 {"name": "exports/orders-1.csv", "fingerprint": {"size": ..., "mtime_ns": ...}}
     w 0 17                             row 17 of file 0 is on the wire: its request leaves now
     a 0 17                             ...and the server accepted it
     n 0 18                             ...or refused the key: it was not kept
@@ -13,8 +12,10 @@ rehearsal keeps its own, `<report>.sandbox.state`):
 
 The header binds the journal to one source, one mapping, one envelope (`api`) and one
 endpoint: a rehearsal's journal never counts as delivered in a real run. Entries are keyed
-by (file, row), so a source of many files fits the same format; a file's declaration is a
-JSON object, with room for the file's own fingerprint.
+by (file, row): the row's number within its file. A file is declared (by its name, with its
+size and modification time) when a run first reaches it, so the header does not depend on
+the set of files: `--resume` reads a file the journal never declared as new, and refuses a
+declared file that changed or is gone, naming it (see `check_files`).
 
 Every line reaches the operating system before the next step (a `kill -9` loses nothing the
 OS has). A row is marked on the wire just before its request leaves, so after a crash the
@@ -25,6 +26,7 @@ entry: the report is their record. Filtered rows need none: the filter decides a
 
 from __future__ import annotations
 
+import datetime
 import json
 import time
 from dataclasses import asdict, dataclass, field, replace
@@ -36,37 +38,30 @@ import numpy as np
 from backfill.errors import JournalError
 from backfill.record_file import RecordFile
 
-JOURNAL_VERSION = 2
+JOURNAL_VERSION = 3  # 2: one fingerprint for the whole source, in the header
 SANDBOX_ENDPOINT = "sandbox"  # what a rehearsal's journal is bound to (its port changes)
-KEY_FIELDS = ("source", "size", "mtime_ns", "mapping", "api", "endpoint")
+KEY_FIELDS = ("source", "mapping", "api", "endpoint")
+Fingerprint = dict[str, Any]  # a file's {"size": ..., "mtime_ns": ...}
 
 
 @dataclass(frozen=True)
 class JournalKey:
-    """What makes two runs the same backfill: the same bytes mapped the same way, sent to
-    the same endpoint in the same envelope."""
+    """What makes two runs the same backfill: the same source mapped the same way, sent to
+    the same endpoint in the same envelope. Its files' bytes are checked one by one."""
 
     source: str
-    size: int
-    mtime_ns: int
     mapping: str
     api: str
     endpoint: str = ""
 
-    @classmethod
-    def for_source(cls, source_path: Path, mapping_fingerprint: str, api: str) -> JournalKey:
-        paths = sorted(source_path.glob("*.parquet")) if source_path.is_dir() else [source_path]
-        stats = [p.stat() for p in paths]
-        return cls(
-            source=str(source_path.resolve()),
-            size=sum(s.st_size for s in stats),
-            mtime_ns=max((s.st_mtime_ns for s in stats), default=0),
-            mapping=mapping_fingerprint,
-            api=api,
-        )
-
     def bound_to(self, endpoint: str) -> JournalKey:
         return replace(self, endpoint=endpoint)
+
+
+def file_fingerprint(path: Path) -> Fingerprint:
+    """A local file's size and modification time, as a journal keeps them."""
+    stat = path.stat()
+    return {"size": stat.st_size, "mtime_ns": stat.st_mtime_ns}
 
 
 class RowSet:
@@ -99,6 +94,13 @@ class RowSet:
             bits[:common] &= ~other._bits[:common]
         return RowSet(bits)
 
+    def union(self, *others: RowSet) -> RowSet:
+        """The rows in this set or in any of `others`."""
+        bits = np.zeros(max(len(s._bits) for s in (self, *others)), dtype=bool)
+        for rows in (self, *others):
+            bits[: len(rows._bits)] |= rows._bits
+        return RowSet(bits)
+
     def rows(self) -> list[int]:
         return np.flatnonzero(self._bits).tolist()
 
@@ -109,6 +111,7 @@ class JournalState:
 
     key: dict[str, Any]
     files: dict[str, int] = field(default_factory=dict)  # file name -> id
+    fingerprints: dict[str, Fingerprint | None] = field(default_factory=dict)  # name -> it
     accepted: dict[int, RowSet] = field(default_factory=dict)
     on_wire: dict[int, RowSet] = field(default_factory=dict)
     not_kept: dict[int, RowSet] = field(default_factory=dict)
@@ -162,9 +165,12 @@ def _read_line(line: str, state: JournalState, kinds: dict[str, dict[int, RowSet
         file_text, _, row_text = rest.partition(" ")
         file_id, row = (int(file_text), int(row_text)) if row_text else (0, int(file_text))
         kinds[tag].setdefault(file_id, RowSet()).add(row)
+        state.finished = False  # a finished run resumed (a file added since) goes on
     elif tag == "f":
-        file_text, _, declaration = rest.partition(" ")
-        state.files[json.loads(declaration)["name"]] = int(file_text)
+        file_text, _, text = rest.partition(" ")
+        declaration = json.loads(text)
+        state.files[declaration["name"]] = int(file_text)
+        state.fingerprints[declaration["name"]] = declaration.get("fingerprint")
     elif tag.startswith("done"):
         state.finished = True
 
@@ -176,8 +182,10 @@ def check_journal(
     *,
     resume: bool,
     restart: bool,
+    files: dict[str, Fingerprint | None] | None = None,
 ) -> bool:
-    """Decide from an earlier journal whether this run resumes; refuse what would resend."""
+    """Decide from an earlier journal whether this run resumes; refuse what would resend.
+    `files` are the source's files now (name -> fingerprint), checked against the journal's."""
     if restart:
         return False
     if state is None:
@@ -195,6 +203,13 @@ def check_journal(
             f"{wanted.get('endpoint')}: rows it counts as delivered were not delivered here. "
             "Use --report to keep this run's records elsewhere, or --restart to discard it."
         )
+    if state.key.get("version") != JOURNAL_VERSION:
+        raise JournalError(
+            f"{path} was written by another version of backfill (journal version "
+            f"{state.key.get('version')}, this one keeps version {JOURNAL_VERSION}); it cannot "
+            "tell which rows of which file it holds. Use --report to write elsewhere, or "
+            "--restart to discard it (with `id:` in the mapping, delivered ids are skipped)."
+        )
     differs = [k for k in KEY_FIELDS if state.key.get(k) != wanted.get(k)]
     if differs:
         raise JournalError(
@@ -202,18 +217,68 @@ def check_journal(
             "run's). Use --report to write elsewhere, or --restart to discard that journal."
         )
     if resume:
+        check_files(path, state, files or {})
         return True
     accepted = state.accepted_count()
     if state.finished:
         raise JournalError(
             f"this source was already sent with this mapping ({accepted:,} rows accepted; "
-            f"journal {path}). Nothing was sent. Use --restart to send everything again."
+            f"journal {path}). Nothing was sent. Use --resume to send only files added "
+            "since, or --restart to send everything again."
         )
     raise JournalError(
         f"an unfinished run of this source exists ({accepted:,} rows accepted so far; "
         f"journal {path}). Nothing was sent. Continue it with --resume, or start over "
         "with --restart (rows already accepted would be sent again)."
     )
+
+
+def check_files(path: Path, state: JournalState, files: dict[str, Fingerprint | None]) -> None:
+    """Refuse to resume over a file the journal declared that changed or is gone: its rows
+    are known by their numbers in it, which then name other rows, or none. A file the
+    journal never declared is simply new."""
+    for name, declared in state.fingerprints.items():
+        if name not in files:
+            raise JournalError(
+                f"--resume: {name} is in the journal {path} but no longer in the source. "
+                "Nothing was sent. Put it back (from the same folder, SOURCE written as "
+                "before), or use --restart to send everything again (with `id:` in the "
+                "mapping, what was delivered is skipped)."
+            )
+        if declared != files[name]:
+            held_in = (declared or {}).get("report")  # a rerun's rows come from a report
+            shown = f"the report {held_in} (rows of {name})" if held_in else name
+            raise JournalError(
+                f"--resume: {shown} changed since the journal {path} was made "
+                f"({describe_change(declared or {}, files[name] or {})}): its rows are known "
+                "by their numbers in it. Nothing was sent. Put the file back as it was, or "
+                "use --restart to send everything again (with `id:` in the mapping, what was "
+                "delivered is skipped)."
+            )
+
+
+def describe_change(before: Fingerprint, now: Fingerprint) -> str:
+    """`size 1,024 -> 2,048 bytes, modified 2026-01-01 10:00:00 -> ... UTC`, only what differs."""
+    said = []
+    if before.get("size") != now.get("size"):
+        said.append(f"size {_number(before.get('size'))} -> {_number(now.get('size'))} bytes")
+    if before.get("mtime_ns") != now.get("mtime_ns"):
+        said.append(f"modified {_when(before.get('mtime_ns'))} -> {_when(now.get('mtime_ns'))}")
+    for key in sorted((set(before) | set(now)) - {"size", "mtime_ns", "report"}):
+        if before.get(key) != now.get(key):
+            said.append(f"{key} {before.get(key)} -> {now.get(key)}")
+    return ", ".join(said) or "its fingerprint differs"
+
+
+def _number(value: Any) -> str:
+    return f"{value:,}" if isinstance(value, int) else "unknown"
+
+
+def _when(mtime_ns: Any) -> str:
+    if not isinstance(mtime_ns, int):
+        return "unknown"
+    moment = datetime.datetime.fromtimestamp(mtime_ns / 1e9, datetime.timezone.utc)
+    return moment.strftime("%Y-%m-%d %H:%M:%S.%f UTC")
 
 
 def drop_torn_tail(path: Path) -> None:
@@ -237,12 +302,21 @@ class JournalWriter:
             self._file.write((json.dumps(header) + "\n").encode())
             self._file.make_durable()
 
-    def declare(self, name: str, known: dict[str, int] | None = None) -> int:
-        """The short id of file `name`: the one an earlier run declared, or a new one."""
+    def declare(
+        self,
+        name: str,
+        fingerprint: Fingerprint | None = None,
+        known: dict[str, int] | None = None,
+    ) -> int:
+        """The short id of file `name`: the one an earlier run declared, or a new one,
+        declared here with the file's fingerprint."""
         self.files.update(known or {})
         if name not in self.files:
             file_id = max(self.files.values(), default=-1) + 1
-            self._file.write(f"f {file_id} {json.dumps({'name': name})}\n".encode())
+            declaration: dict[str, Any] = {"name": name}
+            if fingerprint is not None:
+                declaration["fingerprint"] = fingerprint
+            self._file.write(f"f {file_id} {json.dumps(declaration)}\n".encode())
             self.files[name] = file_id
         return self.files[name]
 

@@ -33,7 +33,7 @@ from backfill.id_ledger import IdLedger, LedgerScope
 from backfill.id_screen import screen
 from backfill.rerun import plan_rerun, records_table
 from backfill.run_plan import RunPlan, plan_source_run
-from backfill.run_records import Item, RunCounts, RunRecords
+from backfill.run_records import FileBooks, Item, RunCounts, RunRecords
 from backfill.sender import AiohttpPoster, Delivery, Poster, Sender, SendPolicy
 from backfill.target import Target
 
@@ -101,10 +101,12 @@ class RunSummary:
 
 
 class Batch(NamedTuple):
-    """Events for one sender to post in turn, with the chunk that holds their records."""
+    """Events for one sender to post in turn, with the chunk that holds their records and
+    the books of the file they come from."""
 
     items: list[Item]
     chunk: MappedChunk
+    books: FileBooks
 
 
 @dataclass
@@ -231,22 +233,23 @@ class Run:
             prepared = await asyncio.to_thread(_next_prepared, chunks, self.target.api)
             if prepared is None:
                 return
-            chunk, items, remaining = limit_chunk(*prepared, remaining, records.not_done)
+            books = records.books(prepared[0].source)
+            chunk, items, remaining = limit_chunk(*prepared, remaining, books.not_done)
             records.settle_offline(chunk)
             if records.ledger is not None and self.plan.id_column is not None:
                 screened = await asyncio.to_thread(
                     screen, chunk, items, records.ledger, self.plan.id_column,
-                    self.plan.source_name, records.is_done, records.accepted_before,
+                    books.is_done, books.accepted_before,
                 )  # fmt: skip
-                items = records.apply_screen(screened)
+                items = records.apply_screen(books, screened)
             for start in range(0, len(items), BATCH_EVENTS):
                 if self._stopping.is_set():
-                    records.unsent(len(records.fresh(items[start:])))
+                    records.unsent(len(records.fresh(books, items[start:])))
                     break
-                batch = records.fresh(items[start : start + BATCH_EVENTS])
+                batch = records.fresh(books, items[start : start + BATCH_EVENTS])
                 if batch:
-                    records.resending(batch)
-                    await queue.put(Batch(batch, chunk))
+                    records.resending(books, batch)
+                    await queue.put(Batch(batch, chunk, books))
             if remaining == 0:
                 return
 
@@ -343,7 +346,7 @@ class Senders:
     async def _post(self, batch: Batch, stopping: asyncio.Event) -> None:
         """Post the batch's events in turn; each row is marked on the wire just before its
         first request leaves (past the gate and the rate limit)."""
-        records, sender = self.records, self.sender
+        records, sender, books = self.records, self.sender, batch.books
         unsettled = len(batch.items)
         try:
             for row, body in batch.items:
@@ -351,28 +354,28 @@ class Senders:
                     break
                 try:
                     delivery = await sender.deliver(
-                        body, give_up=stopping.is_set, on_wire=partial(records.on_wire, row)
+                        body, give_up=stopping.is_set, on_wire=partial(records.on_wire, books, row)
                     )
                 except EndpointRefused as exc:
                     self.auth_error = self.auth_error or exc
                     self.request_stop()
                     unsettled -= 1
-                    records.not_kept(row)
+                    records.not_kept(books, row)
                     break
                 unsettled -= 1
-                self._settle(row, body, batch.chunk, delivery)
+                self._settle(row, body, batch, delivery)
         finally:  # stopped, failed, or cancelled by a second Ctrl-C: the rest is unsent
             records.unsent(unsettled)
 
-    def _settle(self, row: int, body: bytes, chunk: MappedChunk, delivery: Delivery) -> None:
+    def _settle(self, row: int, body: bytes, batch: Batch, delivery: Delivery) -> None:
         if self.cutoff.observe(delivery.kind):
             self.request_stop()
         if delivery.accepted:
-            self.records.accepted(row)
+            self.records.accepted(batch.books, row)
         elif delivery.kind == "interrupted":
             self.records.unsent(1)
         else:
-            self.records.failed(self._send_failure(row, body, chunk, delivery))
+            self.records.failed(self._send_failure(row, body, batch.chunk, delivery))
 
     def _send_failure(
         self, row: int, body: bytes, chunk: MappedChunk, delivery: Delivery
@@ -380,7 +383,7 @@ class Senders:
         message = self.target.scrub(delivery.message)
         return RowFailure(
             row=row,
-            source=self.plan.source_name,
+            source=chunk.source,
             stage="send",
             reason=_send_reason(delivery.status, delivery.kind, message),
             error=message,
@@ -420,6 +423,7 @@ def limit_chunk(
         failures=[f for f in chunk.failures if f.row is None or f.row <= last_row],
         event_rows=chunk.event_rows[np.isin(chunk.event_rows, chunk.rows[:cut])],
         table=chunk.table,
+        source=chunk.source,
     )
     return trimmed, [item for item in items if item[0] in kept_rows], 0
 

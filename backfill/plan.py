@@ -25,7 +25,7 @@ from backfill.audit import AuditWarning, TimestampAudit
 from backfill.convert import as_array, to_epoch_ms
 from backfill.events import EventMapper, MappedChunk
 from backfill.id_screen import row_ids
-from backfill.journal import JournalKey, RowSet, journal_path, read_journal
+from backfill.journal import JOURNAL_VERSION, RowSet, journal_path, read_journal
 from backfill.mapped_read import mapped_chunks_of
 from backfill.mapping import Mapping
 from backfill.offline import ValidationResult, delivered_check, open_inputs
@@ -222,7 +222,7 @@ def _span(result: PlanResult, ms: np.ndarray, months: Counter[str]) -> None:
 
 def _already_sent(
     mapped: MappedChunk,
-    sent: RowSet | None,
+    sent: dict[str, RowSet] | None,
     delivered: Callable[[Sequence[str]], np.ndarray] | None,
     mapping: Mapping,
 ) -> int:
@@ -230,8 +230,9 @@ def _already_sent(
     ledger (a row in both counts once)."""
     rows = mapped.event_rows.tolist()
     done = np.zeros(len(rows), dtype=bool)
-    if sent is not None:
-        done |= np.fromiter((row in sent for row in rows), bool, len(rows))
+    file_sent = sent.get(mapped.source) if sent is not None else None
+    if file_sent is not None:
+        done |= np.fromiter((row in file_sent for row in rows), bool, len(rows))
     if delivered is not None and mapping.id_column is not None:
         ids = row_ids(mapped, mapping.id_column, rows)
         named = [i for i, key in enumerate(ids) if key is not None]
@@ -241,18 +242,25 @@ def _already_sent(
     return int(done.sum())
 
 
-def journal_accepted(source: Source, mapping: Mapping, report_path: Path) -> RowSet | None:
-    """Rows an earlier run of this same source and mapping has delivered, from its journal
-    beside `report_path`; None when there is none, or it belongs to another backfill."""
+def journal_accepted(
+    source: Source, mapping: Mapping, report_path: Path
+) -> dict[str, RowSet] | None:
+    """Rows an earlier run of this same source and mapping has delivered, by file, from its
+    journal beside `report_path`: of the files it declared that have not changed since (a
+    changed file's numbers name other rows now; `run --resume` refuses it). None when there
+    is no journal, or it belongs to another backfill."""
     state = read_journal(journal_path(report_path))
     if state is None:
         return None
-    key = JournalKey(*source.stamp(), mapping=mapping.fingerprint, api="")
-    same = all(
-        state.key.get(name) == getattr(key, name)
-        for name in ("source", "size", "mtime_ns", "mapping")
-    )
-    return state.rows(state.accepted, source.name) if same else None
+    key = {"version": JOURNAL_VERSION, "source": source.identity, "mapping": mapping.fingerprint}
+    if any(state.key.get(name) != value for name, value in key.items()):
+        return None
+    now = source.fingerprints()
+    return {
+        name: state.rows(state.accepted, name)
+        for name, declared in state.fingerprints.items()
+        if name in now and declared == now[name]
+    }
 
 
 # --- the headline of the question before a real run ------------------------------------------

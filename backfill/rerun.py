@@ -3,6 +3,10 @@
 With a mapping, each row is mapped again from its original values (the report keeps them
 exactly); without one, the stored events are sent as they were, and rows that never had an
 event stay in the new report, saying that they need `--mapping`.
+
+A report of a many-file source names each row's file: the rows are sent again file by file,
+each under its file's name and its own number there, so the new report and the rerun's
+journal (bound to the input report) know them as the first run did.
 """
 
 from __future__ import annotations
@@ -16,7 +20,7 @@ import pyarrow as pa
 from backfill.api import Api, Event
 from backfill.errors import MappingError, UsageError
 from backfill.events import EventMapper, MappedChunk, RowFailure
-from backfill.journal import JournalKey
+from backfill.journal import JournalKey, file_fingerprint
 from backfill.mapping import Mapping
 from backfill.report import read_report
 from backfill.run_plan import RunPlan
@@ -51,11 +55,13 @@ def plan_rerun(
     else:
         feed = lambda: _stored_event_chunks(failures, chunk_rows)  # noqa: E731
         fingerprint = "stored-events"
+    read_from = {"report": str(report.resolve()), **file_fingerprint(report)}
     return RunPlan(
         feed=feed,
         source_name=source_name,
         report_path=new_report,
-        journal_key=JournalKey.for_source(report, fingerprint, api.name),
+        journal_key=JournalKey(str(report.resolve()), fingerprint, api.name),
+        files={failure.source: read_from for failure in failures},
         total_rows=len(failures),
         resume=resume,
         restart=restart,
@@ -81,25 +87,31 @@ def _check_record_columns(mapping: Mapping, columns: list[str], report: Path) ->
     mapping.check_columns(columns, f"the records of {report}")
 
 
-def _batches(items: list[RowFailure], size: int) -> Iterator[list[RowFailure]]:
-    for start in range(0, len(items), size):
-        yield items[start : start + size]
+def _batches(items: list[RowFailure], size: int) -> Iterator[tuple[str, list[RowFailure]]]:
+    """(file, its failures in row order), at most `size` at a time: a chunk is of one file."""
+    by_file: dict[str, list[RowFailure]] = {}
+    for failure in items:
+        by_file.setdefault(failure.source, []).append(failure)
+    for source, failures in by_file.items():
+        failures.sort(key=lambda f: -1 if f.row is None else f.row)
+        for start in range(0, len(failures), size):
+            yield source, failures[start : start + size]
 
 
 def _remapped_chunks(
     failures: list[RowFailure], mapping: Mapping, source_name: str, chunk_rows: int
 ) -> Iterator[MappedChunk]:
     mapper = EventMapper(mapping, source_name)
-    for batch in _batches([f for f in failures if _remappable(f)], chunk_rows):
+    for source, batch in _batches([f for f in failures if _remappable(f)], chunk_rows):
         rows = np.array([f.row for f in batch], dtype=np.int64)
-        yield mapper.map_chunk(Chunk(rows, records_table(batch)))
+        yield mapper.map_chunk(Chunk(rows, records_table(batch), source=source))
     unnumbered = [f for f in failures if not _remappable(f)]
-    if unnumbered:
-        yield _unchanged(unnumbered)
+    for source, batch in _batches(unnumbered, chunk_rows):
+        yield _unchanged(batch, source)
 
 
 def _stored_event_chunks(failures: list[RowFailure], chunk_rows: int) -> Iterator[MappedChunk]:
-    for batch in _batches(failures, chunk_rows):
+    for source, batch in _batches(failures, chunk_rows):
         numbered = [f for f in batch if _remappable(f)]
         sendable = [f for f in numbered if f.event is not None]
         stuck = [f for f in batch if f.event is None or not _remappable(f)]
@@ -113,6 +125,7 @@ def _stored_event_chunks(failures: list[RowFailure], chunk_rows: int) -> Iterato
             failures=stuck,
             event_rows=np.array([f.row for f in sendable], dtype=np.int64),
             table=records_table(numbered),
+            source=source,
             _build=lambda events=events: events,
         )
 
@@ -131,6 +144,6 @@ def records_table(failures: list[RowFailure]) -> pa.Table:
         raise MappingError(f"the report's records cannot form a table: {exc}") from None
 
 
-def _unchanged(failures: list[RowFailure]) -> MappedChunk:
+def _unchanged(failures: list[RowFailure], source: str) -> MappedChunk:
     empty = np.array([], dtype=np.int64)
-    return MappedChunk(rows=empty, filtered_rows=empty, failures=failures, event_rows=empty)
+    return MappedChunk(empty, empty, failures, empty, source=source)

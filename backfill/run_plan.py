@@ -7,12 +7,12 @@ first; `Run` (pipeline.py) carries it out. `plan_rerun` (rerun.py) makes one fro
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from backfill.api import Api
 from backfill.events import EventMapper, MappedChunk
-from backfill.journal import JournalKey
+from backfill.journal import Fingerprint, JournalKey
 from backfill.mapped_read import mapped_chunks_of
 from backfill.mapping import Mapping
 from backfill.source import DEFAULT_CHUNK_ROWS, Source
@@ -20,7 +20,8 @@ from backfill.source import DEFAULT_CHUNK_ROWS, Source
 
 @dataclass(frozen=True)
 class RunPlan:
-    """What to send and where its record goes; `feed` yields mapped chunks in row order."""
+    """What to send and where its record goes; `feed` yields mapped chunks in row order,
+    each of one of `files` (their fingerprints now, for the journal)."""
 
     feed: Callable[[], Iterator[MappedChunk]]
     source_name: str
@@ -33,6 +34,7 @@ class RunPlan:
     id_column: str | None = None  # the mapping's `id:`: the ledger of delivered ids applies
     event_name: str = ""
     ledger_path: Path | None = None  # where the ledger is (":memory:" for a throwaway one)
+    files: dict[str, Fingerprint | None] = field(default_factory=dict)  # name -> now
 
 
 def plan_source_run(
@@ -54,7 +56,7 @@ def plan_source_run(
         ),
         source_name=source.name,
         report_path=report_path,
-        journal_key=JournalKey(*source.stamp(), mapping=mapping.fingerprint, api=api.name),
+        journal_key=JournalKey(source.identity, mapping=mapping.fingerprint, api=api.name),
         total_rows=source.total_rows,
         limit=limit,
         resume=resume,
@@ -62,4 +64,5 @@ def plan_source_run(
         id_column=mapping.id_column,
         event_name=mapping.event_name,
         ledger_path=ledger_path,
+        files=source.fingerprints(),
     )

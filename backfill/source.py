@@ -71,15 +71,21 @@ class Source:
     def name(self) -> str:
         return str(self.path)
 
-    def stamp(self) -> tuple[str, int, int]:
-        """What the journal is keyed to: the source (absolute, for local paths), its files'
-        total size and their latest modification time."""
-        infos = [file.filesystem.get_file_info(file.path) for file in self.files]
-        size = sum(info.size or 0 for info in infos)
-        mtime = max((info.mtime_ns or 0 for info in infos), default=0)
+    @property
+    def identity(self) -> str:
+        """What a journal is bound to: the source as given, absolute for local paths."""
         text = str(self.path)
-        identity = text if "://" in text else os.path.abspath(text)
-        return identity, size, mtime
+        return text if "://" in text else os.path.abspath(text)
+
+    def fingerprints(self) -> dict[str, dict[str, int | None]]:
+        """Each file's size and modification time, by its name: what the journal keeps of a
+        file, so that `--resume` can tell a file that changed under it (for object stores,
+        what the store's listing gives)."""
+        found = {}
+        for file in self.files:
+            info = file.filesystem.get_file_info(file.path)
+            found[file.name] = {"size": info.size, "mtime_ns": info.mtime_ns}
+        return found
 
     def chunks(
         self,
@@ -87,25 +93,12 @@ class Source:
         columns: Sequence[str] | None = None,
         skip_group: RowGroupTest | None = None,
     ) -> Iterator[Chunk]:
-        """Each file's chunks in turn, of `columns` only (default: all); `skip_group` may
-        rule out Parquet row groups unread. A directory's row numbers continue across its
-        files, under the directory's name, as long as the journal knows rows by number alone."""
+        """Each file's chunks in turn, of `columns` only (default: all), each under its file's
+        name and the file's own row numbers: a row is known by (file, row), whatever files
+        come before it. `skip_group` may rule out Parquet row groups unread."""
         wanted = self.columns if columns is None else list(columns)
-        if len(self.files) == 1:
-            yield from self.files[0].chunks(chunk_rows, wanted, skip_group)
-            return
-        first_row = 0
         for file in self.files:
-            records = 0
-            for chunk in file.chunks(chunk_rows, wanted, skip_group):
-                lines = tuple(
-                    replace(line, row=None if line.row is None else line.row + first_row)
-                    for line in chunk.bad_lines
-                )
-                skipped = chunk.skipped + first_row
-                yield Chunk(chunk.rows + first_row, chunk.table, lines, self.name, skipped)
-                records += len(chunk) + len(lines) + len(skipped)
-            first_row += records
+            yield from file.chunks(chunk_rows, wanted, skip_group)
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.name!r}: {len(self.columns)} columns>"

@@ -1,6 +1,7 @@
-"""The journal: v2 entries keyed by (file, row), on-the-wire marks, rows of unknown fate,
-the endpoint binding, torn tails, and what is fsynced when (the power-cut half of the
-durability promise; the `kill -9` half is end to end in tests/test_resume.py)."""
+"""The journal: entries keyed by (file, row), files declared with their fingerprints when a
+run reaches them, on-the-wire marks, rows of unknown fate, the endpoint binding, torn tails,
+and what is fsynced when (the power-cut half of the durability promise; the `kill -9` half
+is end to end in tests/test_resume.py)."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import json
 import os
 import stat
 from pathlib import Path
+from typing import Any
 
 import pytest
 from conftest import TEST_KEY
@@ -17,6 +19,7 @@ from backfill import record_file
 from backfill.api import TORQUE_V1
 from backfill.errors import JournalError, RecordWriteError
 from backfill.journal import (
+    KEY_FIELDS,
     JournalKey,
     JournalWriter,
     RowSet,
@@ -28,7 +31,7 @@ from backfill.run_plan import RunPlan
 from backfill.run_records import RunRecords
 from backfill.target import Target
 
-KEY = JournalKey("/data/orders.csv", 10, 20, "map-digest", "torque-v1", "https://a/events")
+KEY = JournalKey("/data/orders.csv", "map-digest", "torque-v1", "https://a/events")
 
 
 def rows(found: RowSet) -> list[int]:
@@ -58,8 +61,8 @@ def test_entries_are_keyed_by_file_and_row_and_files_are_declared_once(tmp_path:
     assert rows(state.unknown_fate("b.csv", RowSet())) == [3]
 
     again = JournalWriter(path, KEY, append=True)  # a resumed run reuses the ids
-    assert again.declare("b.csv", state.files) == second
-    assert again.declare("c.csv", state.files) == 2
+    assert again.declare("b.csv", known=state.files) == second
+    assert again.declare("c.csv", known=state.files) == 2
     again.close()
 
 
@@ -129,6 +132,127 @@ def test_a_version_1_journal_has_no_endpoint_and_is_refused(tmp_path: Path) -> N
         check_journal(path, state, KEY, resume=True, restart=False)
 
 
+# --- files and their fingerprints ----------------------------------------------------------------
+
+SIZE_1K = {"size": 1024, "mtime_ns": 1_700_000_000_000_000_000}
+
+
+def journal_of(path: Path, files: dict[str, dict[str, int]], *, finished: bool = False) -> None:
+    writer = JournalWriter(path, KEY, append=False)
+    for name, fingerprint in files.items():
+        writer.accepted(writer.declare(name, fingerprint), 0)
+    if finished:
+        writer.finish({"accepted": len(files)})
+    writer.close()
+
+
+def test_files_are_declared_with_their_fingerprints_and_read_back(tmp_path: Path) -> None:
+    path = tmp_path / "j.state"
+    journal_of(path, {"a.csv": SIZE_1K, "b.csv": {"size": 7, "mtime_ns": None}})
+
+    header, *lines = path.read_text(encoding="utf-8").splitlines()
+    assert set(json.loads(header)) == {"version", *KEY_FIELDS, "started"}
+    assert "size" not in json.loads(header)  # the set of files is not in the key
+    assert lines[0] == f'f 0 {{"name": "a.csv", "fingerprint": {json.dumps(SIZE_1K)}}}'
+    state = read_journal(path)
+    assert state is not None
+    assert state.fingerprints == {"a.csv": SIZE_1K, "b.csv": {"size": 7, "mtime_ns": None}}
+
+
+def test_resume_refuses_a_declared_file_that_changed_naming_it_and_what_changed(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "j.state"
+    journal_of(path, {"a.csv": SIZE_1K, "b.csv": SIZE_1K})
+    state = read_journal(path)
+    grown = {"size": 2048, "mtime_ns": SIZE_1K["mtime_ns"] + 1_500_000_000}
+
+    with pytest.raises(JournalError) as refused:
+        check_journal(path, state, KEY, resume=True, restart=False,
+                      files={"a.csv": SIZE_1K, "b.csv": grown})  # fmt: skip
+
+    message = str(refused.value)
+    assert message.startswith(f"--resume: b.csv changed since the journal {path} was made (")
+    assert "size 1,024 -> 2,048 bytes" in message
+    assert "modified 2023-11-14 22:13:20.000000 UTC -> 2023-11-14 22:13:21.500000 UTC" in message
+    assert "Nothing was sent" in message and "--restart" in message
+    touched = {**SIZE_1K, "mtime_ns": SIZE_1K["mtime_ns"] + 1}
+    with pytest.raises(JournalError, match=r"b\.csv changed .*\(modified [^,]*\)"):
+        check_journal(path, state, KEY, resume=True, restart=False,
+                      files={"a.csv": SIZE_1K, "b.csv": touched})  # fmt: skip
+
+
+def test_a_reruns_journal_names_the_report_that_changed(tmp_path: Path) -> None:
+    path = tmp_path / "j.state"
+    journal_of(path, {"a.csv": {"report": "/r/failures.jsonl", **SIZE_1K}})
+
+    now = {"a.csv": {"report": "/r/failures.jsonl", **SIZE_1K, "size": 9}}
+    with pytest.raises(JournalError) as refused:
+        check_journal(path, read_journal(path), KEY, resume=True, restart=False, files=now)
+
+    assert "the report /r/failures.jsonl (rows of a.csv) changed since" in str(refused.value)
+    assert "size 1,024 -> 9 bytes)" in str(refused.value)
+
+
+def test_resume_refuses_a_declared_file_that_is_gone_naming_it(tmp_path: Path) -> None:
+    path = tmp_path / "j.state"
+    journal_of(path, {"a.csv": SIZE_1K, "b.csv": SIZE_1K})
+
+    with pytest.raises(JournalError, match=r"a\.csv is in the journal .* no longer in the source"):
+        check_journal(path, read_journal(path), KEY, resume=True, restart=False,
+                      files={"b.csv": SIZE_1K})  # fmt: skip
+
+
+def test_a_file_the_journal_never_declared_is_new_and_a_finished_journal_resumes(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "j.state"
+    journal_of(path, {"a.csv": SIZE_1K}, finished=True)
+    state = read_journal(path)
+    assert state is not None and state.finished
+    files = {"a.csv": SIZE_1K, "b.csv": {"size": 1, "mtime_ns": 2}}
+
+    assert check_journal(path, state, KEY, resume=True, restart=False, files=files) is True
+    with pytest.raises(JournalError, match="--resume to send only files added since"):
+        check_journal(path, state, KEY, resume=False, restart=False, files=files)
+
+    again = JournalWriter(path, KEY, append=True)
+    again.files.update(state.files)
+    again.on_wire(again.declare("b.csv", files["b.csv"]), 0)  # resumed, then killed
+    again.close()
+    resumed = read_journal(path)
+    assert resumed is not None and not resumed.finished
+    assert resumed.files == {"a.csv": 0, "b.csv": 1}
+
+
+def test_a_version_2_journal_is_refused_naming_the_versions(tmp_path: Path) -> None:
+    path = tmp_path / "j.state"
+    header = {"version": 2, "source": KEY.source, "size": 10, "mtime_ns": 20, "mapping":
+              KEY.mapping, "api": KEY.api, "endpoint": KEY.endpoint}  # fmt: skip
+    path.write_text(json.dumps(header) + '\nf 0 {"name": "/data"}\na 0 3\n')
+
+    with pytest.raises(JournalError, match="journal version 2, this one keeps version 3"):
+        check_journal(path, read_journal(path), KEY, resume=True, restart=False)
+
+
+def test_records_declare_a_file_with_its_fingerprint_when_the_run_first_reaches_it(
+    tmp_path: Path,
+) -> None:
+    records = make_records(tmp_path, files={"a.csv": SIZE_1K, "b.csv": SIZE_1K})
+    first = records.books("b.csv")
+    records.on_wire(first, 4)
+    assert records.books("b.csv") is first
+    records.accepted(records.books("a.csv"), 4)
+    records.close(None)
+
+    state = read_journal(tmp_path / "failures.jsonl.state")
+    assert state is not None
+    assert state.files == {"b.csv": 0, "a.csv": 1}  # in the order the run reached them
+    assert state.fingerprints == {"b.csv": SIZE_1K, "a.csv": SIZE_1K}
+    assert rows(state.rows(state.accepted, "a.csv")) == [4]
+    assert rows(state.unknown_fate("b.csv", RowSet())) == [4]
+
+
 # --- durability --------------------------------------------------------------------------------
 
 
@@ -157,12 +281,13 @@ def test_the_journal_header_and_its_directory_entry_are_fsynced_at_creation(
     assert fsyncs == ["j.state", "dir"]
 
 
-def make_records(tmp_path: Path) -> RunRecords:
+def make_records(tmp_path: Path, files: dict[str, Any] | None = None) -> RunRecords:
     plan = RunPlan(
         feed=lambda: iter(()),
         source_name="orders.csv",
         report_path=tmp_path / "failures.jsonl",
         journal_key=KEY,
+        files=files or {},
     )
     target = Target(TORQUE_V1, "https://a/events", TEST_KEY)
     return RunRecords(plan, target)
@@ -174,8 +299,9 @@ def test_an_accepted_row_is_fsynced_on_the_timer_in_a_quiet_spell(
 ) -> None:
     records = make_records(tmp_path)
     fsyncs.clear()
-    records.on_wire(5)
-    records.accepted(5)  # ...and then nothing more happens: a quiet spell
+    books = records.books("orders.csv")
+    records.on_wire(books, 5)
+    records.accepted(books, 5)  # ...and then nothing more happens: a quiet spell
 
     async def quiet_spell() -> None:
         errors: list[Exception] = []
@@ -194,7 +320,7 @@ def test_a_failed_fsync_on_the_timer_stops_the_run_through_its_callback(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     records = make_records(tmp_path)
-    records.accepted(1)
+    records.accepted(records.books("orders.csv"), 1)
 
     def broken(fd: int) -> None:
         raise OSError(5, "Input/output error")

@@ -226,7 +226,9 @@ def test_parquet_keeps_its_column_types(tmp_path: Path) -> None:
     ]
 
 
-def test_a_parquet_directory_continues_row_numbers_across_files(tmp_path: Path) -> None:
+def test_a_parquet_directory_numbers_each_files_rows_on_their_own_under_its_name(
+    tmp_path: Path,
+) -> None:
     folder = tmp_path / "orders"
     folder.mkdir()
     write_parquet(folder / "part-2.parquet", {"id": [4, 5, 6], "s": ["d", "e", "f"]})
@@ -238,8 +240,10 @@ def test_a_parquet_directory_continues_row_numbers_across_files(tmp_path: Path) 
     assert source.total_rows == 7
     for chunk_rows in (1, 2, 1000):
         rows, records = read_all(source, chunk_rows)
-        assert rows == list(range(7))
+        assert rows == [0, 1, 2, 0, 1, 2, 0]
         assert [r["id"] for r in records] == [1, 2, 3, 4, 5, 6, 7]
+        files = [(chunk.source, row) for chunk in source.chunks(chunk_rows) for row in chunk.rows]
+        assert files == [(str(folder / f"part-{(i // 3) + 1}.parquet"), i % 3) for i in range(7)]
         assert [r["s"] for r in records] == list("abcdefg")
 
 

@@ -178,17 +178,25 @@ def s3_server(monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, str]]:
     server.stop()
 
 
+def parquet_parts(table: pa.Table) -> list[bytes]:
+    """The table in four Parquet files of 750 rows, as bytes."""
+    parts = []
+    for start in range(0, 3000, 750):
+        sink = pa.BufferOutputStream()
+        pq.write_table(table.slice(start, 750), sink)
+        parts.append(sink.getvalue().to_pybytes())
+    return parts
+
+
 def upload_parts(bucket: str, prefix: str) -> None:
     import boto3
 
     client = boto3.client("s3")
     client.create_bucket(Bucket=bucket)
     table = pq.read_table(SAMPLE / "orders.parquet")
-    for number, start in enumerate(range(0, 3000, 750)):
-        sink = pa.BufferOutputStream()
-        pq.write_table(table.slice(start, 750), sink)
+    for number, body in enumerate(parquet_parts(table)):
         key = f"{prefix}part-{number:03d}.parquet"
-        client.put_object(Bucket=bucket, Key=key, Body=sink.getvalue().to_pybytes())
+        client.put_object(Bucket=bucket, Key=key, Body=body)
     client.put_object(Bucket=bucket, Key=f"{prefix}_SUCCESS", Body=b"")
     client.put_object(Bucket=bucket, Key="elsewhere/part-000.parquet", Body=b"not parquet")
 
@@ -219,6 +227,11 @@ def test_s3_sources_read_the_endpoint_from_the_environment(
         f"s3://shop-exports/orders/2024/part-{n:03d}.parquet" for n in range(4)
     ]
     assert sum(len(chunk) for chunk in source.chunks()) == 3000
+    fingerprints = source.fingerprints()  # what the journal keeps of each part
+    assert [f["size"] for f in fingerprints.values()] == [
+        len(body) for body in parquet_parts(pq.read_table(SAMPLE / "orders.parquet"))
+    ]
+    assert all(isinstance(f["mtime_ns"], int) for f in fingerprints.values())
     globbed = read_source("s3://shop-exports/orders/*/part-00[12].parquet")
     assert [f.name.rsplit("/", 1)[1] for f in globbed.files] == [
         "part-001.parquet",
@@ -231,7 +244,7 @@ def test_s3_sources_read_the_endpoint_from_the_environment(
         read_source("s3://shop-exports/orders/2024/")
 
 
-def test_a_part_added_after_a_finished_run_is_named_by_resume_and_sent_once_with_ids(
+def test_a_part_added_after_a_finished_run_is_sent_by_resume_and_restart_sends_none_with_ids(
     cli: Callable[..., CliResult],
     sandbox: SandboxProcess,
     sample_outcome: SampleOutcome,
@@ -250,10 +263,33 @@ def test_a_part_added_after_a_finished_run_is_named_by_resume_and_sent_once_with
     write_csv_part(exports / "orders-2.csv", header, lines[1500:])
 
     resumed = cli(*command, "--resume")
-    assert resumed.code == 2
-    assert "size, mtime_ns differ" in resumed.stderr and "Nothing" not in resumed.stdout
-    restarted = cli(*command, "--restart")
 
-    assert restarted.code == 1, restarted.stderr
-    assert restarted.json()["already_sent"] == len(sample_outcome.valid_rows & set(range(1500)))
+    assert resumed.code == 1, resumed.stderr
+    new = sample_outcome.valid_rows & set(range(1500, 3000))
+    assert (resumed.json()["accepted"], resumed.json()["already_sent"]) == (len(new), 0)
     assert_each_event_once(sandbox, sample_outcome)
+    restarted = cli(*command, "--restart")
+    assert restarted.code == 1, restarted.stderr
+    assert restarted.json()["accepted"] == 0
+    assert restarted.json()["already_sent"] == len(sample_outcome.valid_rows)
+    assert_each_event_once(sandbox, sample_outcome)
+
+
+def test_each_file_keeps_its_name_and_own_row_numbers_and_its_fingerprint(
+    tmp_path: Path,
+) -> None:
+    header, lines = sample_lines()
+    for number in (1, 2):
+        write_csv_part(tmp_path / f"orders-{number}.csv", header, lines[:3])
+    source = read_source(f"{tmp_path}/orders-*.csv")
+
+    chunks = [(chunk.source, chunk.rows.tolist()) for chunk in source.chunks(2)]
+
+    names = [f"{tmp_path}/orders-{number}.csv" for number in (1, 2)]
+    assert chunks == [(names[0], [0, 1]), (names[0], [2]), (names[1], [0, 1]), (names[1], [2])]
+    stats = [Path(name).stat() for name in names]
+    assert source.fingerprints() == {
+        name: {"size": stat.st_size, "mtime_ns": stat.st_mtime_ns}
+        for name, stat in zip(names, stats)
+    }
+    assert source.identity == f"{tmp_path}/orders-*.csv"
