@@ -6,10 +6,10 @@ concurrency-limits (Vegas, Gradient2) and Envoy's adaptive concurrency filter:
 
 - Little's law: carrying `rate` events/s at `rtt` seconds per answer takes `rate × rtt`
   requests in flight. While the rate limit is what holds the run back, the gate only keeps
-  enough room for that, with headroom. The very first answer already sizes the limit to
-  rate × its answer time (without headroom: a first answer is cold, a new connection, so
-  it over-states the answer time), so reaching the rate costs one answer time, not a slow
-  start's several.
+  enough room for that, with headroom. The first decision waits for a window of answers
+  (MIN_WINDOW_SAMPLES, some on warm connections): a lone first answer is cold (a new
+  connection, a process starting up) and, on a loaded machine, over-states the answer time
+  severalfold, which sized the limit far too high when it was trusted.
 - Whatever the answer time, the limit stays below 2 × rate × the no-load answer time (with
   a margin: that answer time carries our own and the server's work beyond the network).
 - When senders queue at the gate while the rate limit has tokens to spare, the gate is the
@@ -78,7 +78,6 @@ class ConcurrencyGate:
         self._bases: deque[tuple[float, float]] = deque()  # (when, window median)
         self._cap_windows = 0  # windows in which the cap, not the network, held senders back
         self._cap_rtt = 0.0
-        self._sized = False  # the first answer has sized the limit by Little's law
         self._new_window(clock())
 
     # --- the gate ------------------------------------------------------------------------
@@ -134,8 +133,6 @@ class ConcurrencyGate:
             rtt = now - started
             self._samples.append(rtt)
             self.recent.append(rtt)
-            if not self._sized:
-                self._size_from_first_answer(now, rtt)
         if now - self._window_start >= self._window_length() and (
             self._overloaded or len(self._samples) >= MIN_WINDOW_SAMPLES
         ):
@@ -169,16 +166,6 @@ class ConcurrencyGate:
         if self.adaptive:
             self._set_limit(self._next_limit(rtt, base, saturated))
         self._new_window(now)
-
-    def _size_from_first_answer(self, now: float, rtt: float) -> None:
-        """Little's law from the first answer, before any window closes: the rate in force
-        needs `rate × rtt` in flight now, not after a slow start of several answer times.
-        That answer came at no load, so it is also the first no-load answer time."""
-        self._sized = True
-        self._bases.append((now, rtt))
-        need = self._rate_in_force() * rtt
-        if self.adaptive and need > self.limit:
-            self._set_limit(need)
 
     def _remember_base(self, now: float, rtt: float | None) -> float | None:
         if rtt is not None:
