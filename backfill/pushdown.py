@@ -8,7 +8,9 @@ literals and number columns with numbers (integer columns with integer literals 
 Arrow would otherwise compare them as floats). Anything else (`!=`, `not`, functions, tests,
 dates, booleans, decimals, nested columns, a group without statistics) proves nothing, and
 the group is read and filtered as usual. A missing value never passes these comparisons, so
-a group whose values are all missing is ruled out by any of them.
+a group whose values are all missing is ruled out by any of them. A hive partition folder
+(`status=refunded/`) is a text column with one value in every row of its files: a filter on
+it rules out all their groups.
 
 The rows of a group ruled out still count as filtered, under their own numbers: the footer
 knows each group's row count.
@@ -16,7 +18,7 @@ knows each group's row count.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 import pyarrow as pa
@@ -64,6 +66,14 @@ class _Range:
             except (ValueError, TypeError, pa.ArrowException):  # e.g. text cut mid-character
                 pass
 
+    @classmethod
+    def constant(cls, value: str | None) -> _Range:
+        """A text column with one value in every row (a hive partition folder's)."""
+        column = cls(pa.string(), None, 0)
+        column.all_missing = value is None
+        column.known, column.low, column.high = value is not None, value, value
+        return column
+
     def rules_out(self, op: str, literal: Constant) -> bool:
         """No value of the column compares `op` with the literal."""
         if not _comparable(self.type, literal.value):
@@ -86,12 +96,14 @@ def group_test(expression: str | None) -> RowGroupTest | None:
     literals = list(_literals(predicate))
     names = {column.name for column in columns_of(predicate)}
 
-    def none_pass(schema: pa.Schema, group: pq.RowGroupMetaData) -> bool:
+    def none_pass(
+        schema: pa.Schema, group: pq.RowGroupMetaData, constants: Mapping[str, str | None]
+    ) -> bool:
         if any(pa.types.is_nested(field.type) for field in schema):
             return False  # then the group's column chunks are not one per field
         if _may_fail(literals, [schema.field(name).type for name in names if name in schema.names]):
             return False
-        ranges = {}
+        ranges = {name: _Range.constant(value) for name, value in constants.items()}
         for index, field in enumerate(schema):
             if index < group.num_columns and group.column(index).path_in_schema == field.name:
                 stats = group.column(index).statistics

@@ -262,7 +262,7 @@ class PartitionedReader(FileReader):
     ) -> Iterator[Chunk]:
         wanted = list(columns) if columns is not None else self.columns
         own = [column for column in wanted if column not in self.partitions]
-        for chunk in self.inner.chunks(chunk_rows, own, skip_group):
+        for chunk in self.inner.chunks(chunk_rows, own, self._with_folders(skip_group)):
             table = chunk.table
             for key, value in self.partitions.items():
                 if key in wanted:
@@ -270,6 +270,14 @@ class PartitionedReader(FileReader):
                         key, pa.array([value] * table.num_rows, type=pa.string())
                     )
             yield replace(chunk, table=table.select(wanted))
+
+    def _with_folders(self, skip_group: RowGroupTest | None) -> RowGroupTest | None:
+        """The test, told that the folders' columns are constant: `status == 'paid'` rules
+        out every group of a file under `status=refunded/`."""
+        if skip_group is None:
+            return None
+        test, folders = skip_group, self.partitions
+        return lambda schema, group, constants: test(schema, group, {**constants, **folders})
 
 
 def _check_same_columns(readers: list[FileReader]) -> None:

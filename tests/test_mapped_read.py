@@ -317,7 +317,7 @@ def test_a_group_is_ruled_out_only_where_its_statistics_prove_it(
     meta = pq.ParquetFile(path)
     schema = meta.schema_arrow
 
-    found = [test is not None and test(schema, meta.metadata.row_group(g)) for g in range(2)]
+    found = [test is not None and test(schema, meta.metadata.row_group(g), {}) for g in range(2)]
 
     assert found == groups_ruled_out
 
@@ -328,7 +328,7 @@ def test_a_group_whose_values_are_all_missing_is_ruled_out_by_a_comparison(tmp_p
     meta = pq.ParquetFile(path)
     test = group_test("amount > 0 or status == 'paid'")
 
-    assert test is not None and test(meta.schema_arrow, meta.metadata.row_group(0))
+    assert test is not None and test(meta.schema_arrow, meta.metadata.row_group(0), {})
     assert group_test("isna(status)") is None  # a test, not a comparison: nothing to prove
 
 
@@ -352,7 +352,7 @@ def test_a_group_without_statistics_is_read(tmp_path: Path) -> None:
     meta = pq.ParquetFile(path)
     test = group_test("status == 'paid'")
 
-    assert test is not None and not test(meta.schema_arrow, meta.metadata.row_group(0))
+    assert test is not None and not test(meta.schema_arrow, meta.metadata.row_group(0), {})
 
 
 def test_a_run_of_a_parquet_file_sorted_by_status_sends_and_counts_as_reading_it_all(
@@ -380,3 +380,40 @@ def test_a_run_of_a_parquet_file_sorted_by_status_sends_and_counts_as_reading_it
     assert stats["accepted"] == 2632 and stats["duplicates"] == 0
     failures = list(read_report(tmp_path / "sorted.parquet.failures.jsonl"))
     assert len(failures) == 72 and all(f.record["status"] == "paid" for f in failures)
+
+
+def hive_lake(root: Path) -> Path:
+    """The same orders under `status=.../` folders (the file itself has no status column),
+    and one folder for a missing status."""
+    rows = {"paid": 7, "refunded": 5, "__HIVE_DEFAULT_PARTITION__": 3}
+    start = 0
+    for status, count in rows.items():
+        folder = root / "lake" / f"status={status}"
+        folder.mkdir(parents=True)
+        table = orders_table([(None, n, 1.0) for n in range(start, start + count)])
+        pq.write_table(table.drop_columns(["status"]), folder / "part-0.parquet", row_group_size=2)
+        start += count
+    return root / "lake"
+
+
+@pytest.mark.parametrize(
+    ("expression", "not_read"),
+    [
+        ("status == 'paid'", 8),  # the refunded folder's 5 rows and the missing one's 3
+        ("status in ['refunded', 'pending']", 10),
+        ("status == 'refunded' or amount < 3", 6),  # missing: 3; paid groups [4, 5], [6]
+        ("status == 'refunded' or amount > 100", 10),
+        ("status != 'paid'", 0),  # proves nothing: every file read
+        ("isna(status)", 0),
+    ],
+)
+def test_a_filter_on_a_partition_folder_rules_out_its_files_with_the_same_outcome(
+    tmp_path: Path, expression: str, not_read: int
+) -> None:
+    lake = hive_lake(tmp_path)
+
+    pushed, every, skipped = pushed_and_not(lake, filter_mapping(expression))
+
+    assert pushed == every
+    assert skipped == not_read
+    assert pushed["read"] == 15

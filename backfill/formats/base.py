@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -12,9 +12,10 @@ import pyarrow.fs as pafs
 
 DEFAULT_CHUNK_ROWS = 16_384
 UNKNOWN_ROW = "its row number is unknown"
-# (the file's schema, one Parquet row group's metadata) -> True when its statistics prove that
-# the mapping's filter keeps none of its rows: the group is then not read (see pushdown.py).
-RowGroupTest = Callable[[pa.Schema, Any], bool]
+# (the file's schema, one Parquet row group's metadata, the columns whose value is the same in
+# every row of the file: its hive partition folders) -> True when these prove that the
+# mapping's filter keeps none of the group's rows: it is then not read (see pushdown.py).
+RowGroupTest = Callable[[pa.Schema, Any, Mapping[str, "str | None"]], bool]
 
 
 @dataclass(frozen=True)

@@ -74,7 +74,7 @@ def _batches(
     for group in range(reader.num_row_groups):
         if skip_group is not None:
             meta = reader.metadata.row_group(group)
-            if meta.num_rows and skip_group(schema, meta):
+            if meta.num_rows and skip_group(schema, meta, {}):
                 wanted = pa.schema([schema.field(column) for column in columns])
                 yield _Skipped(meta.num_rows, wanted)
                 continue
