@@ -6,7 +6,12 @@ concurrency-limits (Vegas, Gradient2) and Envoy's adaptive concurrency filter:
 
 - Little's law: carrying `rate` events/s at `rtt` seconds per answer takes `rate × rtt`
   requests in flight. While the rate limit is what holds the run back, the gate only keeps
-  enough room for that, with headroom (never more than 2 × rate × answer time).
+  enough room for that, with headroom. The very first answer already sizes the limit to
+  rate × its answer time (without headroom: a first answer is cold, a new connection, so
+  it over-states the answer time), so reaching the rate costs one answer time, not a slow
+  start's several.
+- Whatever the answer time, the limit stays below 2 × rate × the no-load answer time (with
+  a margin: that answer time carries our own and the server's work beyond the network).
 - When senders queue at the gate while the rate limit has tokens to spare, the gate is the
   bottleneck: the limit grows (doubling at first, like TCP's slow start, then by √limit),
   as long as answers do not slow down.
@@ -36,6 +41,7 @@ MAX_CONCURRENCY = 4096  # the highest `--concurrency N`
 TOLERANCE = 1.5  # answers this much slower than at no load: queueing (Gradient2 default)
 BACKOFF_FACTOR = 0.75
 HEADROOM = 1.5  # in flight kept available per unit of rate × answer time
+MOST_IN_FLIGHT = 1.8  # ceiling per unit of rate × no-load answer time: 2, less a margin
 SMOOTHING = 0.5  # how far one window moves the limit toward a lower target
 MIN_WINDOW_SECONDS = 0.1
 WINDOW_ANSWER_TIMES = 3
@@ -72,6 +78,7 @@ class ConcurrencyGate:
         self._bases: deque[tuple[float, float]] = deque()  # (when, window median)
         self._cap_windows = 0  # windows in which the cap, not the network, held senders back
         self._cap_rtt = 0.0
+        self._sized = False  # the first answer has sized the limit by Little's law
         self._new_window(clock())
 
     # --- the gate ------------------------------------------------------------------------
@@ -127,6 +134,8 @@ class ConcurrencyGate:
             rtt = now - started
             self._samples.append(rtt)
             self.recent.append(rtt)
+            if not self._sized:
+                self._size_from_first_answer(now, rtt)
         if now - self._window_start >= self._window_length() and (
             self._overloaded or len(self._samples) >= MIN_WINDOW_SAMPLES
         ):
@@ -161,6 +170,16 @@ class ConcurrencyGate:
             self._set_limit(self._next_limit(rtt, base, saturated))
         self._new_window(now)
 
+    def _size_from_first_answer(self, now: float, rtt: float) -> None:
+        """Little's law from the first answer, before any window closes: the rate in force
+        needs `rate × rtt` in flight now, not after a slow start of several answer times.
+        That answer came at no load, so it is also the first no-load answer time."""
+        self._sized = True
+        self._bases.append((now, rtt))
+        need = self._rate_in_force() * rtt
+        if self.adaptive and need > self.limit:
+            self._set_limit(need)
+
     def _remember_base(self, now: float, rtt: float | None) -> float | None:
         if rtt is not None:
             self._bases.append((now, rtt))
@@ -176,14 +195,14 @@ class ConcurrencyGate:
         if rtt is None or base is None:
             return limit
         rate = self._rate_in_force()
-        # Little's law: what carries the rate in force at the no-load answer time, with room;
-        # and never more than twice what it takes at the answer time seen now.
-        need = max(1.0, rate * base * HEADROOM) if rate else 1.0
-        most = max(need, 2 * rate * rtt) if rate else math.inf
+        # Little's law: what carries the rate in force at the answer time seen now, with
+        # room; and never more than (about) twice what it takes at the no-load answer time.
+        most = max(1.0, math.floor(MOST_IN_FLIGHT * rate * base)) if rate else math.inf
+        need = min(max(1.0, HEADROOM * rate * rtt), most) if rate else 1.0
         if saturated and rtt > base * TOLERANCE:  # slower answers as load grows: it queues
             self._slow_start = False
             target = limit * TOLERANCE * base / rtt
-            return max(1.0, limit - SMOOTHING * (limit - target))
+            return min(max(1.0, limit - SMOOTHING * (limit - target)), most)
         if saturated:  # every sender busy, tokens to spare, answers as fast as at no load
             grown = limit * 2 if self._slow_start else limit + math.sqrt(limit)
             return min(max(grown, need), most)

@@ -251,20 +251,34 @@ def _error(status: int, message: str, headers: dict[str, str] | None = None) -> 
     return web.Response(text=body, status=status, content_type="application/json", headers=headers)
 
 
-def _timeline(arrivals: Sequence[float], loads: Sequence[int]) -> list[dict[str, float]]:
-    """Per second since the first request: requests, and the most and mean in flight."""
+def _timeline(
+    arrivals: Sequence[float],
+    loads: Sequence[int],
+    answers: Sequence[float] = (),
+    answer_seconds: Sequence[float] = (),
+) -> list[dict[str, float]]:
+    """Per second since the first request: requests, the most and mean in flight, and the
+    mean time the requests that came in that second took to be answered."""
     seconds: dict[int, list[int]] = {}
     for moment, load in zip(arrivals, loads):
         seconds.setdefault(int(moment - arrivals[0]), []).append(load)
+    took: dict[int, list[float]] = {}
+    for moment, spent in zip(answers, answer_seconds):
+        took.setdefault(max(0, int(moment - arrivals[0])), []).append(spent)
     return [
         {
             "second": second,
             "requests": len(v),
             "max_in_flight": max(v),
             "mean_in_flight": round(sum(v) / len(v), 1),
+            "mean_answer_ms": round(1000 * _mean(took.get(second) or [0.0]), 1),
         }
         for second, v in sorted(seconds.items())
     ]
+
+
+def _mean(values: Sequence[float]) -> float:
+    return sum(values) / len(values)
 
 
 def _max_in_window(times: Sequence[float], width: float = 1.0) -> int:
@@ -282,6 +296,8 @@ class Sandbox:
 
     __slots__ = (
         "_accepted",
+        "_answer_seconds",
+        "_answers",
         "_arrivals",
         "_connections",
         "_fault_table",
@@ -314,6 +330,8 @@ class Sandbox:
         # Monotonic times, appended in order so they are already sorted for window scans.
         self._arrivals = array("d")
         self._loads = array("i")  # requests in flight at each arrival, this one included
+        self._answers = array("d")  # when each answered request came in, in answer order
+        self._answer_seconds = array("d")  # ... and how long it took to answer
         self._connections: set[Any] = set()  # client (host, port): one TLS handshake each
         self._accepted = array("d")
         self._hashes: set[bytes] = set()  # digests of accepted bodies, to count duplicates
@@ -397,7 +415,7 @@ class Sandbox:
             "accepted_span_seconds": (
                 self._accepted[-1] - self._accepted[0] if len(self._accepted) > 1 else 0.0
             ),
-            "timeline": _timeline(self._arrivals, self._loads),
+            "timeline": _timeline(self._arrivals, self._loads, self._answers, self._answer_seconds),
         }
 
     async def _stats_handler(self, request: web.Request) -> web.Response:
@@ -415,10 +433,13 @@ class Sandbox:
         self._loads.append(self._in_flight)
         if request.transport is not None:
             self._connections.add(request.transport.get_extra_info("peername"))
+        came = time.monotonic()
         try:
             return await self._answer(api, request)
         finally:
             self._in_flight -= 1
+            self._answers.append(came)
+            self._answer_seconds.append(time.monotonic() - came)
 
     async def _answer(self, api: Api, request: web.Request) -> web.StreamResponse:
         self._arrivals.append(time.monotonic())

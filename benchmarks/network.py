@@ -3,6 +3,7 @@
     .venv/bin/python benchmarks/network.py                    # everything, 10-20 minutes
     .venv/bin/python benchmarks/network.py --only rate --rounds 1
     .venv/bin/python benchmarks/network.py --only capacity,tls
+    .venv/bin/python benchmarks/network.py --only tls --tls-senders backfill,aiohttp
 
 Every figure is the whole `backfill run` process (or a reference sender) against the sandbox
 (`python -m backfill.sandbox`) in another process, over 127.0.0.1:
@@ -10,9 +11,16 @@ Every figure is the whole `backfill run` process (or a reference sender) against
 - `rate`: nothing but `--rate` (concurrency auto) for rate x sandbox latency. The delivered
   rate is accepted events over the span from the first to the last acceptance, as the server
   saw it (the process's start-up is reported apart); the busiest one-second window and the
-  most requests in flight are the server's counts.
+  most requests in flight are the server's counts. "steady" is the median of the sandbox's
+  whole seconds of requests, the first and the last left out: the rate once the ramp is over
+  (the delivered rate counts the ramp, as it should; steady says how much of a miss it is).
+  With `--ceiling`, each round also runs the plain aiohttp sender unthrottled with
+  1.2 x rate x latency requests in flight against the same sandbox: what this machine can
+  carry at that many in flight. Below the rate, the machine, not the gate, is the limit.
+  The 1-minute load average at the start of each round is kept with the figures.
 - `capacity`: a sandbox whose answers slow down beyond `--capacity` requests in flight;
-  unthrottled (`--rate 0`), auto against a fixed 256: in flight and answers per second over time.
+  unthrottled (`--rate 0`), auto against a fixed 256: per second, the requests, the requests
+  in flight and the time the server took to answer them.
 - `tls`: unthrottled over HTTPS (a `trustme` CA trusted through SSL_CERT_FILE): backfill
   against a plain aiohttp sender and an httpx sender posting the same bodies; the server
   counts connections, each one a TLS handshake.
@@ -24,6 +32,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import signal
 import statistics
@@ -99,17 +108,20 @@ def env_with(**extra: str) -> dict[str, str]:
 # --- rate x latency --------------------------------------------------------------------------
 
 
-def rate_cell(rate: int, latency: float, rounds: int) -> dict[str, Any]:
+def rate_cell(rate: int, latency: float, rounds: int, ceiling: bool = False) -> dict[str, Any]:
     rows = int(rate * SENDING_SECONDS)
     runs = []
     for _ in range(rounds):
+        load = os.getloadavg()[0]
         sandbox = Sandbox("--latency", str(latency))
         summary = backfill(sandbox.url, rows, "--rate", str(rate), env=env_with())
         stats = sandbox.stop()
         span = stats["accepted_span_seconds"] or 1e-9
         runs.append(
             {
+                "load": round(load, 1),
                 "delivered_per_s": round((stats["accepted"] - 1) / span, 1),
+                "steady_per_s": steady(stats["timeline"]),
                 "max_1s_window": stats["max_requests_in_any_1s_window"],
                 "server_max_in_flight": stats["max_in_flight"],
                 "client_peak_in_flight": summary["peak_in_flight"],
@@ -118,12 +130,19 @@ def rate_cell(rate: int, latency: float, rounds: int) -> dict[str, Any]:
                 "accepted": summary["accepted"],
             }
         )
+        if ceiling:
+            runs[-1]["ceiling_per_s"] = machine_ceiling(
+                rows, math.ceil(1.2 * rate * latency), latency
+            )
     delivered = statistics.median(r["delivered_per_s"] for r in runs)
     return {
         "rate": rate,
         "latency_ms": latency * 1000,
         "delivered_per_s": delivered,
         "ratio": round(delivered / rate, 3),
+        "steady_per_s": statistics.median(r["steady_per_s"] for r in runs),
+        "load": [r["load"] for r in runs],
+        "ceiling_per_s": (statistics.median(r["ceiling_per_s"] for r in runs) if ceiling else None),
         "max_1s_window": max(r["max_1s_window"] for r in runs),
         "max_in_flight": max(r["server_max_in_flight"] for r in runs),
         "bound_2rl": 2 * rate * latency,
@@ -132,12 +151,27 @@ def rate_cell(rate: int, latency: float, rounds: int) -> dict[str, Any]:
     }
 
 
+def steady(timeline: list[dict[str, Any]]) -> float:
+    """Requests per whole second once the ramp is over: the first and last seconds left out."""
+    middle = [second["requests"] for second in timeline[1:-1]]
+    return statistics.median(middle) if middle else 0.0
+
+
+def machine_ceiling(rows: int, in_flight: int, latency: float) -> float:
+    """The plain aiohttp sender, unthrottled, `in_flight` workers, against the same sandbox."""
+    sandbox = Sandbox("--latency", str(latency))
+    reference(sandbox.url, rows, "reference_sender.py", env_with(), concurrency=in_flight)
+    stats = sandbox.stop()
+    return round(stats["accepted"] / (stats["accepted_span_seconds"] or 1e-9), 1)
+
+
 # --- a server that slows with load -----------------------------------------------------------
 
 
 def capacity_runs(rows: int) -> list[dict[str, Any]]:
     results = []
     for concurrency in ("auto", "256"):
+        load = os.getloadavg()[0]
         sandbox = Sandbox("--latency", "0.05", "--capacity", "20")
         args = ("--rate", "0", "--concurrency", concurrency)
         summary = backfill(sandbox.url, rows, *args, env=env_with())
@@ -145,6 +179,7 @@ def capacity_runs(rows: int) -> list[dict[str, Any]]:
         results.append(
             {
                 "concurrency": concurrency,
+                "load": round(load, 1),
                 "delivered_per_s": round(stats["accepted"] / stats["accepted_span_seconds"], 1),
                 "median_answer_ms": summary["median_answer_ms"],
                 "server_max_in_flight": stats["max_in_flight"],
@@ -157,7 +192,7 @@ def capacity_runs(rows: int) -> list[dict[str, Any]]:
 # --- unthrottled over TLS --------------------------------------------------------------------
 
 
-def tls_runs(rows: int, rounds: int) -> dict[str, Any]:
+def tls_runs(rows: int, rounds: int, only: set[str]) -> dict[str, Any]:
     import trustme
 
     folder = Path(tempfile.mkdtemp())
@@ -173,15 +208,18 @@ def tls_runs(rows: int, rounds: int) -> dict[str, Any]:
         "aiohttp": lambda url: reference(url, rows, "reference_sender.py", env),
         "httpx": lambda url: reference(url, rows, "httpx_sender.py", env),
     }
+    senders = {name: send for name, send in senders.items() if name in only}
     figures: dict[str, list[dict[str, Any]]] = {name: [] for name in senders}
     for _ in range(rounds):
         for name, send in senders.items():
+            load = os.getloadavg()[0]
             sandbox = Sandbox(*tls, env=env)
             summary = send(sandbox.url)
             stats = sandbox.stop()
             figures[name].append(
                 {
                     "per_s": round(stats["accepted"] / stats["accepted_span_seconds"], 1),
+                    "load": round(load, 1),
                     "connections": stats["connections"],
                     "server_max_in_flight": stats["max_in_flight"],
                     "client_peak_in_flight": summary.get("peak_in_flight"),
@@ -191,9 +229,12 @@ def tls_runs(rows: int, rounds: int) -> dict[str, Any]:
     return {"medians": medians, "runs": figures}
 
 
-def reference(url: str, rows: int, script: str, env: dict[str, str]) -> dict[str, Any]:
+def reference(
+    url: str, rows: int, script: str, env: dict[str, str], concurrency: int = 32
+) -> dict[str, Any]:
+    command = [PY, str(HERE / script), "--url", url + "/events", "--events", str(rows)]
     done = subprocess.run(
-        [PY, str(HERE / script), "--url", url + "/events", "--events", str(rows), "-c", "32"],
+        [*command, "-c", str(concurrency)],
         capture_output=True,
         text=True,
         env=env,
@@ -210,15 +251,20 @@ def markdown(results: dict[str, Any]) -> str:
     lines = []
     if "rate" in results:
         lines += [
-            "| --rate | latency | delivered/s (median) | ratio | max 1-s window | max in flight"
-            " (server) | 2 × rate × latency | median answer |",
-            "| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+            "| --rate | latency | delivered/s (median) | ratio | steady/s | max 1-s window"
+            " | max in flight (server) | 2 × rate × latency | median answer | machine ceiling"
+            " | load (1 min) |",
+            "| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |",
         ]
         for cell in results["rate"]:
+            ceiling = cell.get("ceiling_per_s")
             lines.append(
                 f"| {cell['rate']} | {cell['latency_ms']:.0f} ms | {cell['delivered_per_s']:,.0f}"
-                f" | {cell['ratio']:.2f} | {cell['max_1s_window']:,} | {cell['max_in_flight']:,}"
-                f" | {cell['bound_2rl']:,.0f} | {cell['median_answer_ms']:.0f} ms |"
+                f" | {cell['ratio']:.3f} | {cell['steady_per_s']:,.0f}"
+                f" | {cell['max_1s_window']:,} | {cell['max_in_flight']:,}"
+                f" | {cell['bound_2rl']:,.0f} | {cell['median_answer_ms']:.0f} ms"
+                f" | {'' if ceiling is None else f'{ceiling:,.0f}'}"
+                f" | {', '.join(str(load) for load in cell['load'])} |"
             )
     if "capacity" in results:
         for run in results["capacity"]:
@@ -226,22 +272,26 @@ def markdown(results: dict[str, Any]) -> str:
                 "",
                 f"--concurrency {run['concurrency']}: {run['delivered_per_s']:,.0f} events/s, "
                 f"median answer {run['median_answer_ms']:.0f} ms, "
-                f"at most {run['server_max_in_flight']} in flight",
+                f"at most {run['server_max_in_flight']} in flight (load {run['load']})",
                 "",
-                "| second | requests | mean in flight | max in flight |",
-                "| ---: | ---: | ---: | ---: |",
+                "| second | requests | mean in flight | max in flight | mean answer (server) |",
+                "| ---: | ---: | ---: | ---: | ---: |",
             ]
             lines += [
                 f"| {t['second']} | {t['requests']} | {t['mean_in_flight']} "
-                f"| {t['max_in_flight']} |"
+                f"| {t['max_in_flight']} | {t.get('mean_answer_ms', '')} ms |"
                 for t in run["timeline"]
             ]
     if "tls" in results:
         medians = results["tls"]["medians"]
-        lines += ["", "| sender (TLS, unthrottled) | events/s (median) | vs aiohttp |"]
-        lines += ["| --- | ---: | ---: |"]
+        runs = results["tls"]["runs"]
+        lines += ["", "| sender (TLS, unthrottled) | events/s per round | median | vs aiohttp |"]
+        lines += ["| --- | --- | ---: | ---: |"]
         for name, value in medians.items():
-            lines.append(f"| {name} | {value:,.0f} | {value / medians['aiohttp']:.2f} |")
+            rounds = ", ".join(f"{run['per_s']:,.0f}" for run in runs[name])
+            lines.append(f"| {name} | {rounds} | {value:,.0f} | {value / medians['aiohttp']:.2f} |")
+        loads = ", ".join(str(run["load"]) for run in runs["backfill"])
+        lines.append(f"\nload (1 min) at the start of backfill's rounds: {loads}")
         for run in results["tls"]["runs"]["backfill"]:
             lines.append(
                 f"\nbackfill: {run['connections']} connections (TLS handshakes) for "
@@ -256,6 +306,14 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--rates", default=",".join(map(str, RATES)))
     parser.add_argument("--latencies", default=",".join(map(str, LATENCIES)))
+    parser.add_argument(
+        "--tls-senders",
+        default="backfill,aiohttp,httpx",
+        help="which of backfill, aiohttp, httpx to run over TLS (httpx takes minutes a round)",
+    )
+    parser.add_argument(
+        "--ceiling", action="store_true", help="also the plain aiohttp sender's rate per cell"
+    )
     args = parser.parse_args()
     only = set(args.only.split(","))
     results: dict[str, Any] = {"rounds": args.rounds, "started": time.strftime("%FT%TZ")}
@@ -264,7 +322,7 @@ def main() -> None:
         results["rate"] = []
         for rate in map(int, args.rates.split(",")):
             for latency in map(float, args.latencies.split(",")):
-                cell = rate_cell(rate, latency, args.rounds)
+                cell = rate_cell(rate, latency, args.rounds, args.ceiling)
                 results["rate"].append(cell)
                 print(json.dumps({k: v for k, v in cell.items() if k != "runs"}), flush=True)
                 (OUT / "network.json").write_text(json.dumps(results, indent=1))
@@ -272,7 +330,7 @@ def main() -> None:
         results["capacity"] = capacity_runs(8000)
         (OUT / "network.json").write_text(json.dumps(results, indent=1))
     if "tls" in only:
-        results["tls"] = tls_runs(10000, args.rounds)
+        results["tls"] = tls_runs(10000, args.rounds, set(args.tls_senders.split(",")))
         (OUT / "network.json").write_text(json.dumps(results, indent=1))
     print(markdown(results))
 

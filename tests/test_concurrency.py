@@ -74,6 +74,32 @@ def test_auto_grows_to_carry_the_rate_by_littles_law_and_no_further() -> None:
     assert min(through[-20:]) >= rate * latency
 
 
+def test_the_first_answer_sizes_the_limit_by_littles_law() -> None:
+    clock = Clock()
+    rate, latency = 1000.0, 0.25  # 250 requests in flight carry it
+    gate = ConcurrencyGate(AUTO_CAP, adaptive=True, rate_in_force=lambda: rate, clock=clock)
+    first, second = run_steps(gate, clock, 2, demand=600, answer_time=lambda n: latency, rate=rate)
+    assert first == INITIAL_LIMIT  # nothing known yet: a few requests ask how far the server is
+    assert rate * latency <= gate.limit <= 2 * rate * latency  # sized by the very first answers
+    assert second >= rate * latency  # the second answer time already carries the rate
+
+
+def test_in_flight_never_exceeds_twice_rate_times_the_no_load_answer_time() -> None:
+    clock = Clock()
+    rate, base = 1000.0, 0.02
+
+    def answer_time(step: int) -> float:  # answers slow by 40 %, not enough to say "queueing"
+        return base if step < 10 else base * 1.4
+
+    steps = iter(range(1000))
+    gate = ConcurrencyGate(AUTO_CAP, adaptive=True, rate_in_force=lambda: rate, clock=clock)
+    through = run_steps(
+        gate, clock, 60, demand=300, answer_time=lambda n: answer_time(next(steps)), rate=rate
+    )
+    assert max(through) <= 2 * rate * base and gate.limit <= 2 * rate * base, through
+    assert min(through[-20:]) >= rate * base * 1.4  # still enough to carry the rate
+
+
 def test_auto_settles_near_a_queueing_servers_capacity_instead_of_piling_up() -> None:
     clock = Clock()
     capacity, latency = 40, 0.05

@@ -566,8 +566,12 @@ def test_the_sandbox_slows_its_answers_by_latency_and_beyond_its_capacity() -> N
             await asyncio.gather(*(post(client, v1_body()) for _ in range(count)))
             return time.monotonic() - started, sandbox.stats()
 
-    alone, _ = asyncio.run(timed(1, latency=0.2))
+    alone, stats = asyncio.run(timed(1, latency=0.2))
     assert alone >= 0.2 * 0.8
+    [second] = stats["timeline"]  # the server's own answer time, per second of arrivals
+    assert 0.2 * 0.8 * 1000 <= second["mean_answer_ms"] <= alone * 1000
     crowded, stats = asyncio.run(timed(8, latency=0.2, capacity=2))
     assert stats["max_in_flight"] == 8 and stats["accepted"] == 8
     assert crowded >= 0.2 * 0.8 * 8 / 2  # four times the latency: 8 in flight for capacity 2
+    [second] = stats["timeline"]  # each answer stretched by the in-flight it came into
+    assert second["mean_answer_ms"] >= 0.2 * 0.8 * 2 * 1000 and second["mean_in_flight"] > 2
