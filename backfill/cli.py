@@ -174,11 +174,12 @@ def preview(source: str, mapping_path: Path, count: int, reading: dict[str, Any]
 
 def _print_preview(result: Preview) -> None:
     for item in result.rows:
+        where = f"row {item.row}" + (f" of {item.source}" if item.source != result.source else "")
         if item.event is not None:
-            click.echo(f"row {item.row}:")
+            click.echo(f"{where}:")
             click.echo(json.dumps(item.event.as_dict(), indent=2, ensure_ascii=False))
         elif item.failure is not None:
-            click.echo(f"row {item.row}: FAILS: {item.failure.error}")
+            click.echo(f"{where}: FAILS: {item.failure.error}")
     if not result.rows:
         click.echo("No rows map: every row read was filtered out.")
 

@@ -202,6 +202,8 @@ class PreviewRow:
     row: int | None
     event: Event | None = None
     failure: RowFailure | None = None
+    source: str = ""  # the file the row is in; `row` is its number there
+    record: dict[str, Any] = field(default_factory=dict)  # the row's values in the source
 
 
 @dataclass
@@ -209,8 +211,8 @@ class Preview:
     """The first mapped events beside their source rows, and the failures among them."""
 
     rows: list[PreviewRow]
-    records: dict[int, dict[str, Any]]
     filtered: int = 0
+    source: str = ""  # the SOURCE's name: a row of another name is in one of its files
 
     @property
     def events(self) -> list[Event]:
@@ -223,9 +225,11 @@ class Preview:
     def frame(self) -> pd.DataFrame:
         """One line per row: the source values, then the event's fields or the error."""
         lines = []
+        many_files = any(item.source != self.source for item in self.rows)
         for item in self.rows:
-            line: dict[str, Any] = {"row": item.row}
-            line.update(self.records.get(item.row, {}) if item.row is not None else {})
+            line: dict[str, Any] = {"source": item.source} if many_files else {}
+            line["row"] = item.row
+            line.update(item.record)
             if item.event is not None:
                 line["→ timestamp"] = pd.Timestamp(item.event.timestamp, unit="ms", tz="UTC")
                 line["→ pubKey"] = item.event.pubkey
@@ -253,7 +257,7 @@ def preview(
         source, mapping, delimiter, encoding=encoding, sheet=sheet
     )
     mapper = EventMapper(opened_mapping, opened_source.name)
-    result = Preview(rows=[], records={})
+    result = Preview(rows=[], source=opened_source.name)
     for chunk in mapped_chunks_of(opened_source, opened_mapping, max(n * 4, 256)):
         mapped = mapper.map_chunk(chunk)
         result.filtered += mapped.filtered
@@ -262,9 +266,10 @@ def preview(
         positions = {row: position for position, row in enumerate(chunk.rows.tolist())}
         for row in sorted(set(positions) | {f.row for f in mapped.failures if f.row is not None}):
             if row in found or row in failures:
-                result.rows.append(PreviewRow(row, found.get(row), failures.get(row)))
                 record = failures[row].record if row not in positions else None
-                result.records[row] = record or chunk.table.slice(positions[row], 1).to_pylist()[0]
+                record = record or chunk.table.slice(positions[row], 1).to_pylist()[0]
+                item = PreviewRow(row, found.get(row), failures.get(row), mapped.source, record)
+                result.rows.append(item)
             if len(result.events) >= n:
                 return result
     return result

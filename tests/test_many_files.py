@@ -24,6 +24,7 @@ from test_resume import settle_in_flight, wait_for_events
 from test_source_places import sample_lines, write_csv_part
 
 from backfill.journal import read_journal
+from backfill.offline import preview
 from backfill.report import read_report
 
 pytestmark = pytest.mark.timeout(120)
@@ -310,3 +311,29 @@ def test_parquet_parts_with_row_groups_the_filter_rules_out_resume_under_their_o
     assert list(state.files) == [str(parts / f"part-{n}.parquet") for n in (1, 2)]
     stats = sandbox.stats()
     assert stats["accepted"] == len(sample_outcome.valid_rows) and stats["duplicates"] == 0
+
+
+def test_preview_across_files_shows_each_rows_own_file_and_values(
+    cli: Callable[..., CliResult], sample_outcome: SampleOutcome, tmp_path: Path
+) -> None:
+    header, lines = sample_lines()
+    bad = min(sample_outcome.bad_rows)
+    valid = sorted(sample_outcome.valid_rows)
+    exports = tmp_path / "exports"
+    exports.mkdir()
+    write_csv_part(exports / "orders-1.csv", header, [lines[bad], lines[valid[0]]])
+    write_csv_part(exports / "orders-2.csv", header, [lines[r] for r in valid[1:4]])
+    mapping = write_sample_mapping(tmp_path / "map.yaml")
+
+    shown = preview(f"{exports}/orders-*.csv", mapping, n=3)
+
+    names = [str(exports / f"orders-{n}.csv") for n in (1, 2)]
+    assert [(item.source, item.row) for item in shown.rows] == [
+        (names[0], 0), (names[0], 1), (names[1], 0), (names[1], 1),
+    ]  # fmt: skip
+    expected = [lines[bad], lines[valid[0]], lines[valid[1]], lines[valid[2]]]
+    assert [item.record["order_id"] for item in shown.rows] == [line[0] for line in expected]
+    assert shown.frame()["source"].tolist() == [names[0], names[0], names[1], names[1]]
+    printed = cli("preview", "exports/orders-*.csv", "-m", mapping, "-n", "3").stdout
+    assert "row 0 of exports/orders-1.csv: FAILS" in printed
+    assert "row 0 of exports/orders-2.csv:" in printed
