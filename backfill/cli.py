@@ -13,7 +13,6 @@ from __future__ import annotations
 import functools
 import json
 import os
-import re
 import sys
 from collections.abc import Callable, Coroutine, Iterator
 from contextlib import contextmanager
@@ -104,13 +103,6 @@ def source_options(function: Callable[..., Any]) -> Callable[..., Any]:
 
 # Text, not a click.Path: SOURCE may be a glob or an s3:// URL, which a Path would mangle.
 source_argument = click.argument("source")
-
-
-def report_name(source: str, rehearsal: str = "") -> str:
-    """The default report's name: the source's last part (`orders-*.csv` for a glob), kept
-    to the characters a file name can hold everywhere."""
-    last = source.rstrip("/\\").replace("\\", "/").rsplit("/", 1)[-1] or "source"
-    return re.sub(r"[^\w.=-]", "_", last) + f"{rehearsal}.failures.jsonl"
 
 
 ledger_option = click.option(
@@ -372,6 +364,7 @@ def run(
     """Send every mappable row of SOURCE as a Torque custom event."""
     from backfill.mapping import load_mapping
     from backfill.offline import open_inputs
+    from backfill.report import report_name
     from backfill.run_plan import plan_source_run
 
     if dry_run:

@@ -18,6 +18,7 @@ import yaml
 
 from backfill.convert import PubkeyChecker, missing_mask
 from backfill.mapping import mapping_from_dict
+from backfill.report import source_last_part
 from backfill.sampling import SAMPLE_ROWS, Sample, sample_source
 from backfill.time_guess import TimestampGuess, failed_rows, guess_timestamps
 
@@ -281,7 +282,7 @@ def _render(
     pubkey_column: str,
     fields: list[FieldDraft],
 ) -> str:
-    source = sample.source.path.name
+    source = source_last_part(sample.source.name)
     lines = [
         f"# A draft mapping by `backfill init` for {source}, from {sample.how}.",
         "# Every choice is explained beside it: read them, edit, then look before you send:",

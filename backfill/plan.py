@@ -29,6 +29,7 @@ from backfill.journal import JOURNAL_VERSION, RowSet, journal_path, read_journal
 from backfill.mapped_read import mapped_chunks_of
 from backfill.mapping import Mapping
 from backfill.offline import ValidationResult, delivered_check, open_inputs
+from backfill.report import report_name
 from backfill.source import DEFAULT_CHUNK_ROWS, Chunk, Source
 
 DEFAULT_RATE = 100.0
@@ -140,7 +141,7 @@ def plan(
         source, mapping, delimiter, encoding=encoding, sheet=sheet
     )
     now_ms = int(time.time() * 1000) if now_ms is None else now_ms
-    report_path = Path(report) if report else Path(f"{opened_source.path.name}.failures.jsonl")
+    report_path = Path(report or report_name(opened_source.name))
     sent = journal_accepted(opened_source, opened_mapping, report_path)
     delivered = delivered_check(opened_mapping, ledger, endpoint, api)
     result = PlanResult(ValidationResult(opened_source.name, opened_mapping.origin), rate)

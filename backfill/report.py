@@ -30,6 +30,19 @@ from backfill.errors import ReportError
 from backfill.events import RowFailure
 from backfill.record_file import PRIVATE_FILE_MODE, RecordFile
 
+
+def source_last_part(source: str) -> str:
+    """What names a SOURCE in messages and file names: its last part (`orders.csv`,
+    `orders-*.csv` for a glob, a folder's or prefix's name)."""
+    return source.rstrip("/\\").replace("\\", "/").rsplit("/", 1)[-1] or "source"
+
+
+def report_name(source: str, rehearsal: str = "") -> str:
+    """The default report's name, as `run` and `plan` have it: the source's last part, kept
+    to the characters a file name can hold everywhere."""
+    return re.sub(r"[^\w.=-]", "_", source_last_part(source)) + f"{rehearsal}.failures.jsonl"
+
+
 REPORT_FIELDS = (
     "row",
     "source",

@@ -219,6 +219,17 @@ def test_a_large_csv_is_sampled_across_the_file_and_quoted_newlines_do_not_shift
     assert "AMBIGUOUS" not in draft.text
 
 
+def test_init_drafts_a_mapping_for_a_glob_of_parts(
+    cli: Callable[..., CliResult], tmp_path: Path
+) -> None:
+    for part in ("orders-1.csv", "orders-2.csv"):
+        (tmp_path / part).write_bytes((SAMPLE / "orders.csv").read_bytes())
+    drafted = cli("init", "orders-*.csv")
+    assert drafted.code == 0, drafted.stderr
+    assert yaml.safe_load(drafted.stdout)["user"] == {"pubKey": "wallet"}
+    assert "#   backfill plan orders-*.csv -m map.yaml" in drafted.stdout
+
+
 def test_init_prints_to_stdout_and_never_overwrites_without_force(
     cli: Callable[..., CliResult], tmp_path: Path
 ) -> None:

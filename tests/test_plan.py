@@ -94,6 +94,20 @@ def test_plan_counts_rows_a_run_already_sent_and_the_requests_left(
     assert unlimited["eta_seconds"] is None
 
 
+def test_plan_of_a_glob_finds_the_journal_its_run_wrote(
+    cli: Callable[..., CliResult], sandbox: SandboxProcess, tmp_path: Path
+) -> None:
+    for part in ("orders-1.csv", "orders-2.csv"):
+        (tmp_path / part).write_bytes((SAMPLE / "orders.csv").read_bytes())
+    trial = cli(
+        "run", "orders-*.csv", "-m", SAMPLE / "map.yaml", "--endpoint", sandbox.endpoint(),
+        "--limit", "10", "--json",
+    )  # fmt: skip
+    assert trial.json()["accepted"] == 10, trial.stderr
+    result = cli("plan", "orders-*.csv", "-m", SAMPLE / "map.yaml", "--json")
+    assert result.json()["already_sent"] == 10, result.stderr  # the run's default report
+
+
 def test_plan_counts_ids_the_ledger_holds_as_already_sent(
     cli: Callable[..., CliResult],
     sandbox: SandboxProcess,
