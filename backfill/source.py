@@ -60,6 +60,7 @@ class Source:
     def __init__(self, path: Path | str, files: list[FileReader]) -> None:
         self.path = path
         self.files = files
+        self._fingerprints: dict[str, dict[str, int | None]] | None = None
         self.schema: pa.Schema = files[0].schema if files else pa.schema([])
         self.columns: list[str] = list(self.schema.names)
         counts = [file.total_rows for file in files]
@@ -80,12 +81,14 @@ class Source:
     def fingerprints(self) -> dict[str, dict[str, int | None]]:
         """Each file's size and modification time, by its name: what the journal keeps of a
         file, so that `--resume` can tell a file that changed under it (for object stores,
-        what the store's listing gives)."""
-        found = {}
-        for file in self.files:
-            info = file.filesystem.get_file_info(file.path)
-            found[file.name] = {"size": info.size, "mtime_ns": info.mtime_ns}
-        return found
+        what the store's listing gives). Asked once per opened source: the plan shown
+        before a run and the run itself then cost one request per file, not two."""
+        if self._fingerprints is None:
+            self._fingerprints = {}
+            for file in self.files:
+                info = file.filesystem.get_file_info(file.path)
+                self._fingerprints[file.name] = {"size": info.size, "mtime_ns": info.mtime_ns}
+        return self._fingerprints
 
     def chunks(
         self,
