@@ -6,12 +6,20 @@ concurrency-limits (Vegas, Gradient2) and Envoy's adaptive concurrency filter:
 
 - Little's law: carrying `rate` events/s at `rtt` seconds per answer takes `rate × rtt`
   requests in flight. While the rate limit is what holds the run back, the gate only keeps
-  enough room for that, with headroom. The first decision waits for a window of answers
-  (MIN_WINDOW_SAMPLES, some on warm connections): a lone first answer is cold (a new
-  connection, a process starting up) and, on a loaded machine, over-states the answer time
-  severalfold, which sized the limit far too high when it was trusted.
-- Whatever the answer time, the limit stays below 2 × rate × the no-load answer time (with
-  a margin: that answer time carries our own and the server's work beyond the network).
+  enough room for that, with headroom.
+- The first step comes as soon as the first INITIAL_LIMIT answers are back (one answer time:
+  waiting for a window of warm answers cost a second one, 7 % of a 6-s run at 250 ms).
+  Those answers came on new connections, in a process starting up: cold, slower than the
+  network (36-39 ms for a 20 ms server on a quiet machine, 23-25 ms once warm). So the first
+  step is Little's law on the fastest of them without headroom; the warm windows that
+  follow add the headroom, and their faster answers replace the cold ones as the no-load
+  answer time (the lowest of the windows). The first answers are also the only ones taken
+  at (almost) no load, which is why they are kept among the windows.
+- Whatever the answer time, the limit stays below 2 × rate × the no-load answer time, less
+  a margin. For that ceiling the no-load answer time is the fastest tenth of the answers
+  (lowest over BASE_SECONDS), not their median: a median carries our own and the server's
+  work and the server's jitter beyond the network (27 ms for a 20 ms server), which let 48
+  requests be in flight for a bound of 40.
 - When senders queue at the gate while the rate limit has tokens to spare, the gate is the
   bottleneck: the limit grows (doubling at first, like TCP's slow start, then by √limit),
   as long as answers do not slow down.
@@ -21,7 +29,8 @@ concurrency-limits (Vegas, Gradient2) and Envoy's adaptive concurrency filter:
 - A 429, a 5xx or a failed connection shrinks it by a quarter (at most once per window).
 
 Decisions are made once per window (a few answer times), from the window's median answer
-time; the no-load answer time is the lowest window median of the last BASE_SECONDS.
+time; for telling queueing apart, the no-load answer time is the lowest window median of the
+last BASE_SECONDS.
 `cap` stays a hard limit, and the library never prints: `bottleneck()` says when the cap
 is what held the run back, for the CLI to print.
 """
@@ -41,7 +50,8 @@ MAX_CONCURRENCY = 4096  # the highest `--concurrency N`
 TOLERANCE = 1.5  # answers this much slower than at no load: queueing (Gradient2 default)
 BACKOFF_FACTOR = 0.75
 HEADROOM = 1.5  # in flight kept available per unit of rate × answer time
-MOST_IN_FLIGHT = 1.8  # ceiling per unit of rate × no-load answer time: 2, less a margin
+MOST_IN_FLIGHT = 1.8  # ceiling per unit of rate × the fastest answers: 2, less a margin
+FAST_SHARE = 0.1  # the fastest tenth of a window's answers: the network, little of our work
 SMOOTHING = 0.5  # how far one window moves the limit toward a lower target
 MIN_WINDOW_SECONDS = 0.1
 WINDOW_ANSWER_TIMES = 3
@@ -76,6 +86,8 @@ class ConcurrencyGate:
         self._waiters: deque[asyncio.Future[None]] = deque()
         self._slow_start = True
         self._bases: deque[tuple[float, float]] = deque()  # (when, window median)
+        self._fastest: deque[tuple[float, float]] = deque()  # (when, window's fastest tenth)
+        self._first_answers = adaptive  # the first answers, on new connections: cold
         self._cap_windows = 0  # windows in which the cap, not the network, held senders back
         self._cap_rtt = 0.0
         self._new_window(clock())
@@ -133,7 +145,9 @@ class ConcurrencyGate:
             rtt = now - started
             self._samples.append(rtt)
             self.recent.append(rtt)
-        if now - self._window_start >= self._window_length() and (
+        if self._first_answers and len(self._samples) >= self.limit:
+            self._first_step(now)
+        elif now - self._window_start >= self._window_length() and (
             self._overloaded or len(self._samples) >= MIN_WINDOW_SAMPLES
         ):
             self._decide(now)
@@ -156,15 +170,31 @@ class ConcurrencyGate:
         self._rate_waits = 0
         self._requests = 0
 
+    def _first_step(self, now: float) -> None:
+        """Little's law on the fastest first answer, without headroom: cold answers are no
+        faster than warm ones, so this carries the rate and keeps (while the cold cost is
+        below the answer time) within 2 × rate × the answer time; the warm windows after it
+        add the headroom."""
+        self._first_answers = False
+        rate = self._rate_in_force()
+        if not rate or self._overloaded:
+            return  # unthrottled: slow start from the first full window, as before
+        self._remember_base(now, statistics.median(self._samples))
+        self._remember_fastest(now)
+        self._set_limit(max(self.limit, rate * min(self._samples)))
+        self._new_window(now)
+
     def _decide(self, now: float) -> None:
+        self._first_answers = False
         rtt = statistics.median(self._samples) if self._samples else None
         base = self._remember_base(now, rtt)
+        fastest = self._remember_fastest(now)
         saturated = self._full > 0 and self._rate_waits <= RATE_BOUND_SHARE * max(self._requests, 1)
         if saturated and self.limit >= self.cap and rtt is not None:
             self._cap_windows += 1
             self._cap_rtt = rtt
         if self.adaptive:
-            self._set_limit(self._next_limit(rtt, base, saturated))
+            self._set_limit(self._next_limit(rtt, base, fastest, saturated))
         self._new_window(now)
 
     def _remember_base(self, now: float, rtt: float | None) -> float | None:
@@ -174,17 +204,27 @@ class ConcurrencyGate:
             self._bases.popleft()
         return min(value for _, value in self._bases) if self._bases else None
 
-    def _next_limit(self, rtt: float | None, base: float | None, saturated: bool) -> float:
+    def _remember_fastest(self, now: float) -> float | None:
+        if self._samples:
+            ordered = sorted(self._samples)
+            self._fastest.append((now, ordered[int(len(ordered) * FAST_SHARE)]))
+        while self._fastest and now - self._fastest[0][0] > BASE_SECONDS:
+            self._fastest.popleft()
+        return min(value for _, value in self._fastest) if self._fastest else None
+
+    def _next_limit(
+        self, rtt: float | None, base: float | None, fastest: float | None, saturated: bool
+    ) -> float:
         limit = float(self.limit)
         if self._overloaded:
             self._slow_start = False
             return limit * BACKOFF_FACTOR
-        if rtt is None or base is None:
+        if rtt is None or base is None or fastest is None:
             return limit
         rate = self._rate_in_force()
         # Little's law: what carries the rate in force at the answer time seen now, with
-        # room; and never more than (about) twice what it takes at the no-load answer time.
-        most = max(1.0, math.floor(MOST_IN_FLIGHT * rate * base)) if rate else math.inf
+        # room; and never more than (about) twice what it takes at the fastest answers.
+        most = max(1.0, math.floor(MOST_IN_FLIGHT * rate * fastest)) if rate else math.inf
         need = min(max(1.0, HEADROOM * rate * rtt), most) if rate else 1.0
         if saturated and rtt > base * TOLERANCE:  # slower answers as load grows: it queues
             self._slow_start = False
