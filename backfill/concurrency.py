@@ -7,19 +7,24 @@ concurrency-limits (Vegas, Gradient2) and Envoy's adaptive concurrency filter:
 - Little's law: carrying `rate` events/s at `rtt` seconds per answer takes `rate × rtt`
   requests in flight. While the rate limit is what holds the run back, the gate only keeps
   enough room for that, with headroom.
-- The first step comes as soon as the first INITIAL_LIMIT answers are back (one answer time:
-  waiting for a window of warm answers cost a second one, 7 % of a 6-s run at 250 ms).
-  Those answers came on new connections, in a process starting up: cold, slower than the
-  network (36-39 ms for a 20 ms server on a quiet machine, 23-25 ms once warm). So the first
-  step is Little's law on the fastest of them without headroom; the warm windows that
-  follow add the headroom, and their faster answers replace the cold ones as the no-load
-  answer time (the lowest of the windows). The first answers are also the only ones taken
-  at (almost) no load, which is why they are kept among the windows.
-- Whatever the answer time, the limit stays below 2 × rate × the no-load answer time, less
-  a margin. For that ceiling the no-load answer time is the fastest tenth of the answers
-  (lowest over BASE_SECONDS), not their median: a median carries our own and the server's
-  work and the server's jitter beyond the network (27 ms for a 20 ms server), which let 48
-  requests be in flight for a bound of 40.
+- The first answers came on new connections, in a process starting up: cold, slower than
+  the network by a cost of their own (36-39 ms for a 20 ms server on a quiet machine, where
+  warm answers take 17-25 ms; far more on a loaded one). When they are slow anyway (at
+  least EARLY_STEP_SECONDS), that cost is a small share of them and waiting for a second
+  answer time costs most (7 % of a 6-s run at 250 ms): the first step comes as soon as the
+  first INITIAL_LIMIT answers are back, Little's law on the fastest of them without
+  headroom. Faster first answers wait, as every decision does, for a window of
+  MIN_WINDOW_SAMPLES answers, some of them warm. Either way the warm windows that follow
+  add the headroom, and their faster answers replace the cold ones in the lowest-of-windows
+  figures below; the first answers stay among them, as the only ones taken at (almost) no
+  load.
+- Whatever the answer time, the limit stays below 2 × rate × the network's answer time,
+  less a margin. For that ceiling the network's answer time is the fastest answer (of the
+  last BASE_SECONDS), as TCP Vegas's base RTT: no answer comes faster than the network, and
+  our own and the server's work and the server's jitter only add to it. The lowest window
+  median it replaces was 27 ms for a 20 ms server, which let 48 requests be in flight for a
+  bound of 40. The margin is wide (1.6, not 2) because the fastest answer of the first
+  windows still carries the start-up: 21-23 ms for a 20 ms server ± 20 %, 17-18 ms later.
 - When senders queue at the gate while the rate limit has tokens to spare, the gate is the
   bottleneck: the limit grows (doubling at first, like TCP's slow start, then by √limit),
   as long as answers do not slow down.
@@ -50,8 +55,8 @@ MAX_CONCURRENCY = 4096  # the highest `--concurrency N`
 TOLERANCE = 1.5  # answers this much slower than at no load: queueing (Gradient2 default)
 BACKOFF_FACTOR = 0.75
 HEADROOM = 1.5  # in flight kept available per unit of rate × answer time
-MOST_IN_FLIGHT = 1.8  # ceiling per unit of rate × the fastest answers: 2, less a margin
-FAST_SHARE = 0.1  # the fastest tenth of a window's answers: the network, little of our work
+MOST_IN_FLIGHT = 1.6  # ceiling per unit of rate × the fastest answer: 2, less a margin
+EARLY_STEP_SECONDS = 0.1  # first answers this slow size the first step at once (see above)
 SMOOTHING = 0.5  # how far one window moves the limit toward a lower target
 MIN_WINDOW_SECONDS = 0.1
 WINDOW_ANSWER_TIMES = 3
@@ -86,7 +91,7 @@ class ConcurrencyGate:
         self._waiters: deque[asyncio.Future[None]] = deque()
         self._slow_start = True
         self._bases: deque[tuple[float, float]] = deque()  # (when, window median)
-        self._fastest: deque[tuple[float, float]] = deque()  # (when, window's fastest tenth)
+        self._fastest: deque[tuple[float, float]] = deque()  # (when, window's fastest answer)
         self._first_answers = adaptive  # the first answers, on new connections: cold
         self._cap_windows = 0  # windows in which the cap, not the network, held senders back
         self._cap_rtt = 0.0
@@ -146,7 +151,7 @@ class ConcurrencyGate:
             self._samples.append(rtt)
             self.recent.append(rtt)
         if self._first_answers and len(self._samples) >= self.limit:
-            self._first_step(now)
+            self._first_step(now)  # once, and only when every one is back
         elif now - self._window_start >= self._window_length() and (
             self._overloaded or len(self._samples) >= MIN_WINDOW_SAMPLES
         ):
@@ -177,8 +182,8 @@ class ConcurrencyGate:
         add the headroom."""
         self._first_answers = False
         rate = self._rate_in_force()
-        if not rate or self._overloaded:
-            return  # unthrottled: slow start from the first full window, as before
+        if not rate or self._overloaded or min(self._samples) < EARLY_STEP_SECONDS:
+            return  # the window goes on, to the first decision (unthrottled: slow start)
         self._remember_base(now, statistics.median(self._samples))
         self._remember_fastest(now)
         self._set_limit(max(self.limit, rate * min(self._samples)))
@@ -206,8 +211,7 @@ class ConcurrencyGate:
 
     def _remember_fastest(self, now: float) -> float | None:
         if self._samples:
-            ordered = sorted(self._samples)
-            self._fastest.append((now, ordered[int(len(ordered) * FAST_SHARE)]))
+            self._fastest.append((now, min(self._samples)))
         while self._fastest and now - self._fastest[0][0] > BASE_SECONDS:
             self._fastest.popleft()
         return min(value for _, value in self._fastest) if self._fastest else None
@@ -223,8 +227,8 @@ class ConcurrencyGate:
             return limit
         rate = self._rate_in_force()
         # Little's law: what carries the rate in force at the answer time seen now, with
-        # room; and never more than (about) twice what it takes at the fastest answers.
-        most = max(1.0, math.floor(MOST_IN_FLIGHT * rate * fastest)) if rate else math.inf
+        # room; and never more than (about) twice what it takes at the fastest answer.
+        most = max(1.0, math.ceil(MOST_IN_FLIGHT * rate * fastest)) if rate else math.inf
         need = min(max(1.0, HEADROOM * rate * rtt), most) if rate else 1.0
         if saturated and rtt > base * TOLERANCE:  # slower answers as load grows: it queues
             self._slow_start = False

@@ -131,16 +131,19 @@ def test_the_first_answers_size_the_limit_one_answer_time_in() -> None:
 def test_cold_first_answers_do_not_lift_the_limit_past_twice_rate_times_latency() -> None:
     clock = Clock()
     rate, latency = 1000.0, 0.02
-    # As traced against a 20 ms sandbox on a quiet machine: the first answers, on new
-    # connections in a process starting up, take 36-39 ms; the warm ones 22 ms (median).
-    answer_times = iter([0.038] + [0.022] * 1000)
+    # Traced against a 20 ms sandbox: the first answers, on new connections in a process
+    # starting up, take 36-39 ms on a quiet machine (more on a busy one: 45 here); the warm
+    # ones 22 ms (median). Sized from the cold ones, the limit would be 45 and more.
+    answer_times = iter([0.045] + [0.022] * 1000)
     gate = ConcurrencyGate(AUTO_CAP, adaptive=True, rate_in_force=lambda: rate, clock=clock)
+    clock.now += 0.5  # the process reads its first rows before the first request leaves
     limits = []
     for _ in range(40):
         run_steps(gate, clock, 1, demand=300, answer_time=lambda n: next(answer_times), rate=rate)
         limits.append(gate.limit)
     assert max(limits) <= 2 * rate * latency, limits
-    assert min(limits[1:]) >= rate * 0.022, limits  # and every window after carries the rate
+    first = next(step for step, limit in enumerate(limits) if limit != INITIAL_LIMIT)
+    assert first <= 8 and min(limits[first:]) >= rate * 0.022, limits  # carries the rate
 
 
 def test_jitter_and_our_own_work_in_the_answers_do_not_lift_the_ceiling() -> None:
