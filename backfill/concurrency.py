@@ -11,9 +11,11 @@ concurrency-limits (Vegas, Gradient2) and Envoy's adaptive concurrency filter:
   the network by a cost of their own (36-39 ms for a 20 ms server on a quiet machine, where
   warm answers take 17-25 ms; far more on a loaded one). When they are slow anyway (at
   least EARLY_STEP_SECONDS), that cost is a small share of them and waiting for a second
-  answer time costs most (7 % of a 6-s run at 250 ms): the first step comes as soon as the
-  first INITIAL_LIMIT answers are back, Little's law on the fastest of them without
-  headroom. Faster first answers wait, as every decision does, for a window of
+  answer time costs most (7 % of a 6-s run at 250 ms): the first step comes with the first
+  answer, Little's law on it without headroom. The first INITIAL_LIMIT requests leave
+  together, so the first answer back is the fastest of them: waiting for the others would
+  only confirm that (and cost their jitter). Faster first answers wait, as every decision
+  does, for a window of
   MIN_WINDOW_SAMPLES answers, some of them warm. Either way the warm windows that follow
   add the headroom, and their faster answers replace the cold ones in the lowest-of-windows
   figures below; the first answers stay among them, as the only ones taken at (almost) no
@@ -150,8 +152,8 @@ class ConcurrencyGate:
             rtt = now - started
             self._samples.append(rtt)
             self.recent.append(rtt)
-        if self._first_answers and len(self._samples) >= self.limit:
-            self._first_step(now)  # once, and only when every one is back
+        if self._first_answers:
+            self._first_step(now)
         elif now - self._window_start >= self._window_length() and (
             self._overloaded or len(self._samples) >= MIN_WINDOW_SAMPLES
         ):
@@ -176,21 +178,20 @@ class ConcurrencyGate:
         self._requests = 0
 
     def _first_step(self, now: float) -> None:
-        """Little's law on the fastest first answer, without headroom: cold answers are no
-        faster than warm ones, so this carries the rate and keeps (while the cold cost is
-        below the answer time) within 2 × rate × the answer time; the warm windows after it
-        add the headroom."""
+        """Little's law on the first answer, without headroom: a cold answer is no faster
+        than a warm one, so this carries the rate and keeps (while the cold cost is below
+        the answer time) within 2 × rate × the answer time; the warm windows after it add
+        the headroom."""
         self._first_answers = False
         rate = self._rate_in_force()
-        if not rate or self._overloaded or min(self._samples) < EARLY_STEP_SECONDS:
+        if not rate or not self._samples or self._samples[0] < EARLY_STEP_SECONDS:
             return  # the window goes on, to the first decision (unthrottled: slow start)
-        self._remember_base(now, statistics.median(self._samples))
+        self._remember_base(now, self._samples[0])
         self._remember_fastest(now)
-        self._set_limit(max(self.limit, rate * min(self._samples)))
+        self._set_limit(max(self.limit, rate * self._samples[0]))
         self._new_window(now)
 
     def _decide(self, now: float) -> None:
-        self._first_answers = False
         rtt = statistics.median(self._samples) if self._samples else None
         base = self._remember_base(now, rtt)
         fastest = self._remember_fastest(now)
