@@ -6,12 +6,27 @@ concurrency-limits (Vegas, Gradient2) and Envoy's adaptive concurrency filter:
 
 - Little's law: carrying `rate` events/s at `rtt` seconds per answer takes `rate × rtt`
   requests in flight. While the rate limit is what holds the run back, the gate only keeps
-  enough room for that, with headroom. The first decision waits for a window of answers
-  (MIN_WINDOW_SAMPLES, some on warm connections): a lone first answer is cold (a new
-  connection, a process starting up) and, on a loaded machine, over-states the answer time
-  severalfold, which sized the limit far too high when it was trusted.
-- Whatever the answer time, the limit stays below 2 × rate × the no-load answer time (with
-  a margin: that answer time carries our own and the server's work beyond the network).
+  enough room for that, with headroom.
+- The first answers came on new connections, in a process starting up: cold, slower than
+  the network by a cost of their own (36-39 ms for a 20 ms server on a quiet machine, where
+  warm answers take 17-25 ms; far more on a loaded one). When they are slow anyway (at
+  least EARLY_STEP_SECONDS), that cost is a small share of them and waiting for a second
+  answer time costs most (7 % of a 6-s run at 250 ms): the first step comes with the first
+  answer, Little's law on it without headroom. The first INITIAL_LIMIT requests leave
+  together, so the first answer back is the fastest of them: waiting for the others would
+  only confirm that (and cost their jitter). Faster first answers wait, as every decision
+  does, for a window of
+  MIN_WINDOW_SAMPLES answers, some of them warm. Either way the warm windows that follow
+  add the headroom, and their faster answers replace the cold ones in the lowest-of-windows
+  figures below; the first answers stay among them, as the only ones taken at (almost) no
+  load.
+- Whatever the answer time, the limit stays below 2 × rate × the network's answer time,
+  less a margin. For that ceiling the network's answer time is the fastest answer (of the
+  last BASE_SECONDS), as TCP Vegas's base RTT: no answer comes faster than the network, and
+  our own and the server's work and the server's jitter only add to it. The lowest window
+  median it replaces was 27 ms for a 20 ms server, which let 48 requests be in flight for a
+  bound of 40. The margin is wide (1.6, not 2) because the fastest answer of the first
+  windows still carries the start-up: 21-23 ms for a 20 ms server ± 20 %, 17-18 ms later.
 - When senders queue at the gate while the rate limit has tokens to spare, the gate is the
   bottleneck: the limit grows (doubling at first, like TCP's slow start, then by √limit),
   as long as answers do not slow down.
@@ -21,7 +36,8 @@ concurrency-limits (Vegas, Gradient2) and Envoy's adaptive concurrency filter:
 - A 429, a 5xx or a failed connection shrinks it by a quarter (at most once per window).
 
 Decisions are made once per window (a few answer times), from the window's median answer
-time; the no-load answer time is the lowest window median of the last BASE_SECONDS.
+time; for telling queueing apart, the no-load answer time is the lowest window median of the
+last BASE_SECONDS.
 `cap` stays a hard limit, and the library never prints: `bottleneck()` says when the cap
 is what held the run back, for the CLI to print.
 """
@@ -41,7 +57,8 @@ MAX_CONCURRENCY = 4096  # the highest `--concurrency N`
 TOLERANCE = 1.5  # answers this much slower than at no load: queueing (Gradient2 default)
 BACKOFF_FACTOR = 0.75
 HEADROOM = 1.5  # in flight kept available per unit of rate × answer time
-MOST_IN_FLIGHT = 1.8  # ceiling per unit of rate × no-load answer time: 2, less a margin
+MOST_IN_FLIGHT = 1.6  # ceiling per unit of rate × the fastest answer: 2, less a margin
+EARLY_STEP_SECONDS = 0.1  # first answers this slow size the first step at once (see above)
 SMOOTHING = 0.5  # how far one window moves the limit toward a lower target
 MIN_WINDOW_SECONDS = 0.1
 WINDOW_ANSWER_TIMES = 3
@@ -76,6 +93,8 @@ class ConcurrencyGate:
         self._waiters: deque[asyncio.Future[None]] = deque()
         self._slow_start = True
         self._bases: deque[tuple[float, float]] = deque()  # (when, window median)
+        self._fastest: deque[tuple[float, float]] = deque()  # (when, window's fastest answer)
+        self._first_answers = adaptive  # the first answers, on new connections: cold
         self._cap_windows = 0  # windows in which the cap, not the network, held senders back
         self._cap_rtt = 0.0
         self._new_window(clock())
@@ -133,7 +152,9 @@ class ConcurrencyGate:
             rtt = now - started
             self._samples.append(rtt)
             self.recent.append(rtt)
-        if now - self._window_start >= self._window_length() and (
+        if self._first_answers:
+            self._first_step(now)
+        elif now - self._window_start >= self._window_length() and (
             self._overloaded or len(self._samples) >= MIN_WINDOW_SAMPLES
         ):
             self._decide(now)
@@ -156,15 +177,30 @@ class ConcurrencyGate:
         self._rate_waits = 0
         self._requests = 0
 
+    def _first_step(self, now: float) -> None:
+        """Little's law on the first answer, without headroom: a cold answer is no faster
+        than a warm one, so this carries the rate and keeps (while the cold cost is below
+        the answer time) within 2 × rate × the answer time; the warm windows after it add
+        the headroom."""
+        self._first_answers = False
+        rate = self._rate_in_force()
+        if not rate or not self._samples or self._samples[0] < EARLY_STEP_SECONDS:
+            return  # the window goes on, to the first decision (unthrottled: slow start)
+        self._remember_base(now, self._samples[0])
+        self._remember_fastest(now)
+        self._set_limit(max(self.limit, rate * self._samples[0]))
+        self._new_window(now)
+
     def _decide(self, now: float) -> None:
         rtt = statistics.median(self._samples) if self._samples else None
         base = self._remember_base(now, rtt)
+        fastest = self._remember_fastest(now)
         saturated = self._full > 0 and self._rate_waits <= RATE_BOUND_SHARE * max(self._requests, 1)
         if saturated and self.limit >= self.cap and rtt is not None:
             self._cap_windows += 1
             self._cap_rtt = rtt
         if self.adaptive:
-            self._set_limit(self._next_limit(rtt, base, saturated))
+            self._set_limit(self._next_limit(rtt, base, fastest, saturated))
         self._new_window(now)
 
     def _remember_base(self, now: float, rtt: float | None) -> float | None:
@@ -174,17 +210,26 @@ class ConcurrencyGate:
             self._bases.popleft()
         return min(value for _, value in self._bases) if self._bases else None
 
-    def _next_limit(self, rtt: float | None, base: float | None, saturated: bool) -> float:
+    def _remember_fastest(self, now: float) -> float | None:
+        if self._samples:
+            self._fastest.append((now, min(self._samples)))
+        while self._fastest and now - self._fastest[0][0] > BASE_SECONDS:
+            self._fastest.popleft()
+        return min(value for _, value in self._fastest) if self._fastest else None
+
+    def _next_limit(
+        self, rtt: float | None, base: float | None, fastest: float | None, saturated: bool
+    ) -> float:
         limit = float(self.limit)
         if self._overloaded:
             self._slow_start = False
             return limit * BACKOFF_FACTOR
-        if rtt is None or base is None:
+        if rtt is None or base is None or fastest is None:
             return limit
         rate = self._rate_in_force()
         # Little's law: what carries the rate in force at the answer time seen now, with
-        # room; and never more than (about) twice what it takes at the no-load answer time.
-        most = max(1.0, math.floor(MOST_IN_FLIGHT * rate * base)) if rate else math.inf
+        # room; and never more than (about) twice what it takes at the fastest answer.
+        most = max(1.0, math.ceil(MOST_IN_FLIGHT * rate * fastest)) if rate else math.inf
         need = min(max(1.0, HEADROOM * rate * rtt), most) if rate else 1.0
         if saturated and rtt > base * TOLERANCE:  # slower answers as load grows: it queues
             self._slow_start = False

@@ -18,6 +18,8 @@ Every figure is the whole `backfill run` process (or a reference sender) against
   1.2 x rate x latency requests in flight against the same sandbox: what this machine can
   carry at that many in flight. Below the rate, the machine, not the gate, is the limit.
   The 1-minute load average at the start of each round is kept with the figures.
+  With `--pin 0:1`, the sandbox runs on CPU 0 and the sender on CPU 1 (`taskset`), so the
+  two do not take each other's core (other work on the machine still may).
 - `capacity`: a sandbox whose answers slow down beyond `--capacity` requests in flight;
   unthrottled (`--rate 0`), auto against a fixed 256: per second, the requests, the requests
   in flight and the time the server took to answer them.
@@ -51,6 +53,7 @@ RATES = (100, 1000, 5000)
 LATENCIES = (0.02, 0.08, 0.25)
 SENDING_SECONDS = 6.0
 PY = sys.executable
+PINNED: dict[str, list[str]] = {"sandbox": [], "client": []}  # `taskset -c N`, with --pin
 
 
 def orders(rows: int) -> Path:
@@ -66,7 +69,7 @@ def orders(rows: int) -> Path:
 class Sandbox:
     def __init__(self, *args: str, env: dict[str, str] | None = None) -> None:
         self.process = subprocess.Popen(
-            [PY, "-m", "backfill.sandbox", "--port", "0", *args],
+            [*PINNED["sandbox"], PY, "-m", "backfill.sandbox", "--port", "0", *args],
             stdout=subprocess.PIPE,
             text=True,
             env=env,
@@ -84,7 +87,8 @@ def backfill(url: str, rows: int, *args: str, env: dict[str, str]) -> dict[str, 
     with tempfile.TemporaryDirectory() as folder:
         started = time.perf_counter()
         source = orders(max(rows * 21 // 20 + 100, 1000))  # 5 % of the orders are filtered
-        command = [PY, "-m", "backfill", "run", str(source), "--mapping", str(MAPPING)]
+        command = [*PINNED["client"], PY, "-m", "backfill", "run", str(source)]
+        command += ["--mapping", str(MAPPING)]
         command += ["--endpoint", url + "/events", "--limit", str(rows), "--json", "--quiet"]
         done = subprocess.run(
             [*command, "--report", str(Path(folder) / "r.jsonl"), *args],
@@ -232,7 +236,8 @@ def tls_runs(rows: int, rounds: int, only: set[str]) -> dict[str, Any]:
 def reference(
     url: str, rows: int, script: str, env: dict[str, str], concurrency: int = 32
 ) -> dict[str, Any]:
-    command = [PY, str(HERE / script), "--url", url + "/events", "--events", str(rows)]
+    command = [*PINNED["client"], PY, str(HERE / script), "--url", url + "/events"]
+    command += ["--events", str(rows)]
     done = subprocess.run(
         [*command, "-c", str(concurrency)],
         capture_output=True,
@@ -314,9 +319,17 @@ def main() -> None:
     parser.add_argument(
         "--ceiling", action="store_true", help="also the plain aiohttp sender's rate per cell"
     )
+    parser.add_argument(
+        "--pin", metavar="SANDBOX:CLIENT", help="CPUs for taskset, e.g. 0:1 (Linux only)"
+    )
     args = parser.parse_args()
+    if args.pin:
+        sandbox_cpus, client_cpus = args.pin.split(":")
+        PINNED["sandbox"] = ["taskset", "-c", sandbox_cpus]
+        PINNED["client"] = ["taskset", "-c", client_cpus]
     only = set(args.only.split(","))
     results: dict[str, Any] = {"rounds": args.rounds, "started": time.strftime("%FT%TZ")}
+    results["pin"] = args.pin
     OUT.mkdir(exist_ok=True)
     if "rate" in only:
         results["rate"] = []

@@ -1,10 +1,13 @@
 """The concurrency gate on a fake clock: a cap that holds, a limit that follows Little's law
-when the rate binds, settles near a queueing server's capacity, and backs off on overload."""
+when the rate binds from the first answer time on, stays within 2 × rate × the server's
+latency when answers carry cold starts, jitter and our own work, settles near a queueing
+server's capacity, and backs off on overload."""
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+import itertools
+from collections.abc import Callable, Iterator
 
 import pytest
 
@@ -29,13 +32,7 @@ async def step(
 ) -> int:
     """`demand` senders try the gate at once; those let through are answered together after
     `answer_time(in flight)`; with a rate, requests beyond rate × answer time wait for it."""
-    tries = [asyncio.ensure_future(gate.acquire()) for _ in range(demand)]
-    await asyncio.sleep(0)
-    through = sum(task.done() for task in tries)
-    for task in tries:
-        if not task.done():
-            task.cancel()
-    await asyncio.gather(*tries, return_exceptions=True)
+    through = await let_through(gate, demand)
     seconds = answer_time(through)
     starts = []
     for index in range(through):
@@ -44,6 +41,38 @@ async def step(
     clock.now += seconds
     for started in starts:
         gate.answered(started, overloaded=overloaded)
+    for _ in range(through):
+        gate.release()
+    return through
+
+
+async def let_through(gate: ConcurrencyGate, demand: int) -> int:
+    """`demand` senders try the gate at once: how many got through (the rest give up)."""
+    tries = [asyncio.ensure_future(gate.acquire()) for _ in range(demand)]
+    await asyncio.sleep(0)
+    through = sum(task.done() for task in tries)
+    for task in tries:
+        if not task.done():
+            task.cancel()
+    await asyncio.gather(*tries, return_exceptions=True)
+    return through
+
+
+async def spread_step(
+    gate: ConcurrencyGate, clock: Clock, demand: int, answer_times: Iterator[float], rate: float
+) -> int:
+    """Like `step`, but each request let through takes its own answer time (the next one
+    from `answer_times`) and is answered at that moment, as jittered answers come back."""
+    through = await let_through(gate, demand)
+    start = clock.now
+    sent = []
+    for _ in range(through):
+        seconds = next(answer_times)
+        gate.rate_waited(len(sent) >= rate * seconds)
+        sent.append((seconds, gate.sent()))
+    for seconds, started in sorted(sent):
+        clock.now = start + seconds
+        gate.answered(started, overloaded=False)
     for _ in range(through):
         gate.release()
     return through
@@ -88,6 +117,54 @@ def test_in_flight_never_exceeds_twice_rate_times_the_no_load_answer_time() -> N
     )
     assert max(through) <= 2 * rate * base and gate.limit <= 2 * rate * base, through
     assert min(through[-20:]) >= rate * base * 1.4  # still enough to carry the rate
+
+
+def test_the_first_answers_size_the_limit_one_answer_time_in() -> None:
+    clock = Clock()
+    rate, latency = 100.0, 0.25  # 25 in flight carry it; waiting for 8 answers took 0.5 s
+    gate = ConcurrencyGate(AUTO_CAP, adaptive=True, rate_in_force=lambda: rate, clock=clock)
+    [first] = run_steps(gate, clock, 1, demand=300, answer_time=lambda n: latency, rate=rate)
+    assert first == INITIAL_LIMIT
+    assert rate * latency <= gate.limit <= 2 * rate * latency  # after one answer time
+
+
+def test_cold_first_answers_do_not_lift_the_limit_past_twice_rate_times_latency() -> None:
+    clock = Clock()
+    rate, latency = 1000.0, 0.02
+    # Traced against a 20 ms sandbox: the first answers, on new connections in a process
+    # starting up, take 36-39 ms on a quiet machine (more on a busy one: 45 here); the warm
+    # ones 22 ms (median). Sized from the cold ones, the limit would be 45 and more.
+    answer_times = iter([0.045] + [0.022] * 1000)
+    gate = ConcurrencyGate(AUTO_CAP, adaptive=True, rate_in_force=lambda: rate, clock=clock)
+    clock.now += 0.5  # the process reads its first rows before the first request leaves
+    limits = []
+    for _ in range(40):
+        run_steps(gate, clock, 1, demand=300, answer_time=lambda n: next(answer_times), rate=rate)
+        limits.append(gate.limit)
+    assert max(limits) <= 2 * rate * latency, limits
+    first = next(step for step, limit in enumerate(limits) if limit != INITIAL_LIMIT)
+    assert first <= 8 and min(limits[first:]) >= rate * 0.022, limits  # carries the rate
+
+
+def test_jitter_and_our_own_work_in_the_answers_do_not_lift_the_ceiling() -> None:
+    clock = Clock()
+    rate, latency = 1000.0, 0.02  # 2 × rate × latency: 40 in flight at most
+    # The server's 20 ms ± 20 %, plus 4 ms of both processes' own work (2-3 ms on a quiet
+    # machine, more on a busy one): 20-28 ms, median 24, in no particular order.
+    spread = [0.020 + 0.008 * (index * 7 % 10) / 9 for index in range(10)]
+    answer_times = itertools.cycle(spread)
+    gate = ConcurrencyGate(AUTO_CAP, adaptive=True, rate_in_force=lambda: rate, clock=clock)
+
+    async def go() -> list[tuple[int, int]]:
+        steps = []
+        for _ in range(60):
+            through = await spread_step(gate, clock, 300, answer_times, rate)
+            steps.append((through, gate.limit))
+        return steps
+
+    steps = asyncio.run(go())
+    assert max(limit for _, limit in steps) <= 2 * rate * latency, steps
+    assert min(through for through, _ in steps[-20:]) >= rate * 0.024  # carries the rate
 
 
 def test_auto_settles_near_a_queueing_servers_capacity_instead_of_piling_up() -> None:
