@@ -14,7 +14,7 @@ import functools
 import json
 import os
 import sys
-from collections.abc import Callable, Coroutine, Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -30,8 +30,6 @@ EXIT_OK, EXIT_ROWS_FAILED, EXIT_USAGE, EXIT_WRITE_FAILED, EXIT_INTERRUPTED = 0, 
 API_KEY_ENV = "TORQUE_API_KEY"
 ENDPOINT_ENV = "TORQUE_ENDPOINT"
 BACKOFF_BASE_ENV = "BACKFILL_BACKOFF_BASE"
-EVENT_LOOP_ENV = "BACKFILL_EVENT_LOOP"
-EVENT_LOOPS = ("uvloop", "asyncio")
 SANDBOX_KEY = "sandbox-key"
 WRITE_FAILED_HINT = (
     "Stopped with its records consistent: make room, then run the same command again "
@@ -577,6 +575,8 @@ def execute(
     """Run the plan with a progress bar and Ctrl-C handling; print the summary."""
     show_bar = not sending["quiet"] and not sending["as_json"] and sys.stderr.isatty()
     with progress_bar(plan.total_rows, show_bar) as on_progress, user_errors():
+        from backfill.event_loop import event_loop_runner
+
         run_loop = event_loop_runner()
         _freeze_start_up_objects()
         summary, sandbox_stats = run_loop(
@@ -600,28 +600,6 @@ def _freeze_start_up_objects() -> None:
     import gc
 
     gc.freeze()
-
-
-def event_loop_runner() -> Callable[[Coroutine[Any, Any, Any]], Any]:
-    """uvloop where it is installed (not on Windows): the same run for about a tenth less
-    CPU per request. BACKFILL_EVENT_LOOP=asyncio picks Python's own loop, e.g. to rule the
-    loop out when something looks wrong."""
-    import asyncio
-
-    from backfill.errors import UsageError
-
-    chosen = os.environ.get(EVENT_LOOP_ENV, "").strip().lower()
-    if chosen not in ("", *EVENT_LOOPS):
-        raise UsageError(f"{EVENT_LOOP_ENV}={chosen!r}: expected one of {', '.join(EVENT_LOOPS)}.")
-    if chosen == "asyncio":
-        return asyncio.run
-    try:
-        import uvloop
-    except ImportError:
-        if chosen == "uvloop":
-            raise UsageError(f"{EVENT_LOOP_ENV}=uvloop, but uvloop is not installed.") from None
-        return asyncio.run
-    return uvloop.run
 
 
 async def _execute(

@@ -30,7 +30,7 @@ import time
 from array import array
 from bisect import bisect_left
 from collections import Counter
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Mapping, Sequence
 from dataclasses import dataclass, field
 from email.utils import formatdate
 from http import HTTPStatus
@@ -597,9 +597,14 @@ def _drop(request: web.Request) -> web.Response:
     return web.Response(status=500)
 
 
-def serve(config: SandboxConfig, on_ready: Callable[[str], None] | None = None) -> dict[str, Any]:
-    """Run the sandbox until SIGINT or SIGTERM; return the final stats."""
-    return asyncio.run(_serve(config, on_ready))
+def serve(
+    config: SandboxConfig,
+    on_ready: Callable[[str], None] | None = None,
+    run: Callable[[Coroutine[Any, Any, dict[str, Any]]], dict[str, Any]] = asyncio.run,
+) -> dict[str, Any]:
+    """Run the sandbox until SIGINT or SIGTERM; return the final stats. `run` is the event
+    loop's runner (the command passes uvloop's, as the sender uses)."""
+    return run(_serve(config, on_ready))
 
 
 async def _serve(config: SandboxConfig, on_ready: Callable[[str], None] | None) -> dict[str, Any]:

@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from backfill.errors import BackfillError
+from backfill.event_loop import event_loop_runner
 from backfill.sandbox import (
     LATENCY_JITTER,
     NAMED_FAULTS,
@@ -137,7 +138,7 @@ def main(argv: Sequence[str] | None = None, prog: str = "python -m backfill.sand
         print(f"listening on {url}", flush=True)  # tests read the URL as the last word
 
     try:
-        stats = serve(config, ready)
+        stats = serve(config, ready, event_loop_runner())
     except BackfillError as exc:  # e.g. a certificate that cannot be loaded
         print(f"Error: {exc}", file=sys.stderr)
         sys.exit(2)

@@ -21,8 +21,8 @@ import pytest
 from conftest import SAMPLE, TEST_KEY, CliResult, SandboxProcess, cli_env, make_pubkey
 
 from backfill.api import Event
-from backfill.cli import event_loop_runner
 from backfill.errors import UsageError
+from backfill.event_loop import event_loop_runner
 from backfill.events import RowFailure
 from backfill.offline import mapped_chunks, open_inputs
 

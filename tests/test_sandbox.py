@@ -526,6 +526,22 @@ def test_backfill_sandbox_and_python_m_backfill_sandbox_take_the_same_options() 
     assert "--fault" in via_cli and "--mapping" in via_cli and "--fault-retry-after" in via_cli
 
 
+@pytest.mark.parametrize("command", [["backfill", "sandbox"], ["backfill.sandbox"]])
+def test_the_sandbox_runs_on_the_event_loop_the_sender_uses(command: list[str]) -> None:
+    """Both names go through the one loop chooser (uvloop where installed): a loop it does
+    not know is refused by the sandbox as by `run`, with exit 2 and no traceback."""
+    done = subprocess.run(
+        [sys.executable, "-m", *command, "--port", "0"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, "BACKFILL_EVENT_LOOP": "tokio"},
+    )
+    assert done.returncode == 2
+    assert "BACKFILL_EVENT_LOOP='tokio': expected one of uvloop, asyncio." in done.stderr
+    assert "Traceback" not in done.stderr
+
+
 REDIRECT_ARGS = ["--redirect-to", "https://elsewhere.example", "--redirect-status", "308"]
 
 
