@@ -11,15 +11,14 @@ exceed the expected false ones. Memory stays flat whatever the file's size.
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from backfill.bloom import BlockedBloom, false_positive_chance
+
 EXACT_IDS = 1_000_000
 BLOOM_BITS = 1 << 28
-BLOOM_HASHES = 4
 BLOOM_WORDS = BLOOM_BITS // 64
 EXAMPLE_ROWS = 5
 
@@ -32,7 +31,7 @@ class DuplicateIds:
         self.hashes: list[np.ndarray] = []
         self.rows: list[np.ndarray] = []
         self.stored = 0
-        self.bloom: np.ndarray | None = None
+        self.bloom: BlockedBloom | None = None
         self.inserted = 0
         self.repeats = 0
         self.expected_false = 0.0
@@ -46,7 +45,7 @@ class DuplicateIds:
         self.rows.append(rows)
         self.stored += len(hashes)
         if self.stored > EXACT_IDS:
-            self.bloom = np.zeros(BLOOM_WORDS, np.uint64)
+            self.bloom = BlockedBloom.empty(BLOOM_WORDS)
             stored = list(zip(self.rows, self.hashes))
             self.hashes, self.rows = [], []
             for earlier_rows, earlier_hashes in stored:
@@ -72,8 +71,9 @@ class DuplicateIds:
     def _filter(self, rows: np.ndarray, hashes: np.ndarray) -> None:
         """Repeats among `hashes`: those the filter has seen, and later ones of a value that
         occurs more than once in this batch; then the batch goes into the filter."""
-        positions = self._positions(hashes)
-        seen = self._contains(positions)
+        assert self.bloom is not None
+        positions = self.bloom.positions(hashes)
+        seen = self.bloom.contains_at(positions)
         ordered = np.sort(hashes)
         again = np.zeros(len(hashes), bool)
         if (ordered[1:] == ordered[:-1]).any():  # rare: only then the costlier argsort
@@ -85,46 +85,13 @@ class DuplicateIds:
         if room > 0 and repeat.any():
             self.example_rows += [int(r) for r in rows[repeat][:room]]
         self.expected_false += len(hashes) * false_repeat_chance(self.inserted)
-        self._insert(positions)
+        self.bloom.insert_at(positions)
         self.inserted += len(hashes)
-
-    def _positions(self, values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """A blocked Bloom filter: each value's BLOOM_HASHES bits lie in one 64-bit word, so a
-        test or an insert touches one cache line, not BLOOM_HASHES of them."""
-        with np.errstate(over="ignore"):
-            word = (values & np.uint64(BLOOM_WORDS - 1)).astype(np.int64)
-            mask = np.zeros(len(values), np.uint64)
-            for i in range(BLOOM_HASHES):
-                bit = (values >> np.uint64(32 + 6 * i)) & np.uint64(63)
-                mask |= np.uint64(1) << bit
-            return word, mask
-
-    def _contains(self, positions: tuple[np.ndarray, np.ndarray]) -> np.ndarray:
-        assert self.bloom is not None
-        word, mask = positions
-        return (self.bloom[word] & mask) == mask
-
-    def _insert(self, positions: tuple[np.ndarray, np.ndarray]) -> None:
-        """Set the bits. A plain fancy-indexed OR loses bits when two values land in one word
-        in the same step (the last write wins): those few are set again until none is
-        missing, which is much quicker than `np.bitwise_or.at`."""
-        assert self.bloom is not None
-        word, mask = positions
-        while len(word):
-            self.bloom[word] |= mask
-            lost = (self.bloom[word] & mask) != mask
-            word, mask = word[lost], mask[lost]
 
 
 def false_repeat_chance(inserted: int) -> float:
-    """The chance that a new value looks seen: over the Poisson number of values already in
-    its word, the chance that all its bits are set."""
-    load = inserted / BLOOM_WORDS
-    chance, weight = 0.0, math.exp(-load)
-    for count in range(60):
-        chance += weight * (1 - (63 / 64) ** (BLOOM_HASHES * count)) ** BLOOM_HASHES
-        weight *= load / (count + 1)
-    return chance
+    """The chance that a new value looks seen, once `inserted` values are in the filter."""
+    return false_positive_chance(inserted, BLOOM_WORDS)
 
 
 _FNV_PRIME = np.uint64(0x100000001B3)

@@ -4,13 +4,17 @@ The journal knows rows of one source; exports overlap (December's file holds the
 again), so a row must also be known by its order id. The ledger is a SQLite database (the
 standard library's; a format made for this, not a home-made one) of the ids the server
 accepted, per scope: the endpoint, the envelope (`--api`) and the event name. The same order
-sent to another endpoint or as another event is another delivery.
+sent to another endpoint or as another event is another delivery. Inside it, each scope's ids
+are digests in sorted, merged segments (id_segments.py): checking and recording cost the same
+whatever the order of the ids, and the memory stays flat as the ledger grows. The file holds
+digests, not the ids themselves.
 
 Crash safety. The database runs in WAL mode with `synchronous=NORMAL`: a commit is a write to
 the WAL without an fsync, so a `kill -9` loses nothing committed, and a power cut may lose the
-last commits but never corrupts the database. Accepted ids are committed in batches, at least
-every `COMMIT_INTERVAL` seconds, so a crash can lose the last fraction of a second of them.
-The journal of that run still holds those rows (it writes each one at once), and `--resume`
+last commits but never corrupts the database. Accepted ids are committed in batches, every
+`COMMIT_INTERVAL` seconds (later while the reader thread holds the ledger for a merge of
+segments: the sending loop never waits for one). A crash can lose the last of them; the
+journal of that run still holds those rows (it writes each one at once), and `--resume`
 records the ids of every row the journal skips: once a crashed run is resumed, the ledger
 knows everything it delivered. The window that is left is the journal's own: requests in
 flight at the crash.
@@ -20,7 +24,6 @@ Ids are text: an integer id 42 and the text "42" are the same id.
 
 from __future__ import annotations
 
-import json
 import os
 import sqlite3
 import sys
@@ -34,15 +37,23 @@ from pathlib import Path
 import numpy as np
 
 from backfill.errors import JournalError
+from backfill.id_segments import (
+    LARGEST_MERGE,
+    SegmentStore,
+    digest_list,
+    digests,
+    halves,
+)
+from backfill.id_segments import SCHEMA as SEGMENTS_SCHEMA
 
 LEDGER_ENV = "BACKFILL_LEDGER"
 LEDGER_NAME = "ledger.sqlite3"
-COMMIT_INTERVAL = 0.5  # seconds between commits of accepted ids, at most
-CACHE_KIB = 32 * 1024  # SQLite's page cache per connection: bounds the memory at any size
-SCHEMA_VERSION = 1
-QUERY_IDS = 20_000  # ids per query: one JSON array parameter each
+COMMIT_INTERVAL = 0.5  # seconds between commits of accepted ids
+CACHE_KIB = 32 * 1024  # SQLite's page cache: bounds the memory at any size
+SCHEMA_VERSION = 2  # 1 kept the ids as text in one B-tree: upgraded when opened to write
 
-_SCHEMA = """
+_SCHEMA = (
+    """
 CREATE TABLE IF NOT EXISTS scopes (
     scope INTEGER PRIMARY KEY,
     endpoint TEXT NOT NULL,
@@ -55,13 +66,9 @@ CREATE TABLE IF NOT EXISTS runs (
     started REAL NOT NULL,
     source TEXT NOT NULL
 );
-CREATE TABLE IF NOT EXISTS delivered (
-    scope INTEGER NOT NULL,
-    id TEXT NOT NULL,
-    run INTEGER NOT NULL,
-    PRIMARY KEY (scope, id)
-) WITHOUT ROWID;
 """
+    + SEGMENTS_SCHEMA
+)
 
 
 def default_ledger_path() -> Path:
@@ -104,7 +111,7 @@ class IdCheck:
 
 class IdLedger:
     """One scope of a ledger file, for one run. `check` runs in the reader thread, `record`
-    in the sending loop: two connections (WAL lets them work side by side)."""
+    in the sending loop; one connection, one lock."""
 
     def __init__(self, path: str | Path, scope: LedgerScope, source: str = "") -> None:
         self.path = Path(path)
@@ -112,126 +119,129 @@ class IdLedger:
         in_memory = str(path) == ":memory:"
         if not in_memory:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._writer = _connect(self.path, in_memory)
-        self._reader = self._writer if in_memory else _connect(self.path, False)
-        self._write_lock = threading.Lock()
-        self._read_lock = self._write_lock if in_memory else threading.Lock()
-        self._scope_id, self._run = self._open_run(source)
+        self._connection = _connect(self.path, in_memory, writable=True)
+        self._lock = threading.Lock()
+        scope_id, self._run = self._open_run(source)
+        self._store = SegmentStore(self._connection, scope_id)
         # Ids this run sent and has not committed yet (in flight, or accepted since the last
-        # commit): the ledger alone would miss a duplicate of one of them.
-        self._claimed: dict[str, str] = {}
+        # commit): the ledger alone would miss a duplicate of one of them. With the row that
+        # claimed each, and its digest (computed once, for the check and the commit).
+        self._claimed: dict[str, tuple[str, bytes]] = {}
         self._pending: list[str] = []
         self._last_commit = time.monotonic()
         self.recorded = 0
 
     def _open_run(self, source: str) -> tuple[int, int]:
         scope = self.scope
-        with self._write_lock, _transaction(self._writer):
-            self._writer.execute(
-                "INSERT OR IGNORE INTO scopes (endpoint, api, event_name) VALUES (?, ?, ?)",
-                (scope.endpoint, scope.api, scope.event_name),
-            )
-            row = self._writer.execute(
-                "SELECT scope FROM scopes WHERE endpoint = ? AND api = ? AND event_name = ?",
-                (scope.endpoint, scope.api, scope.event_name),
-            ).fetchone()
-            run = self._writer.execute(
+        with self._lock, _transaction(self._connection):
+            scope_id = _scope_id(self._connection, scope, create=True)
+            run = self._connection.execute(
                 "INSERT INTO runs (started, source) VALUES (?, ?)", (time.time(), source)
             ).lastrowid
-        return int(row[0]), int(run or 0)
+        assert scope_id is not None
+        return scope_id, int(run or 0)
 
     # --- reading -------------------------------------------------------------------------
 
-    def delivered_by(self, ids: Sequence[str]) -> dict[int, int]:
-        """Position -> the run that delivered it, for each of `ids` in the ledger."""
-        found: dict[int, int] = {}
-        with self._read_lock:
-            for start in range(0, len(ids), QUERY_IDS):
-                part = json.dumps(list(ids[start : start + QUERY_IDS]))
-                rows = self._reader.execute(
-                    "SELECT j.key, d.run FROM json_each(?) AS j "
-                    "CROSS JOIN delivered AS d ON d.scope = ? AND d.id = j.value",
-                    (part, self._scope_id),
-                ).fetchall()
-                found.update((start + position, run) for position, run in rows)
-        return found
+    def delivered_by(self, ids: Sequence[str]) -> np.ndarray:
+        """The run that delivered each of `ids`; 0 where none did."""
+        return self._runs_of(digest_list(ids))
+
+    def _runs_of(self, raw: list[bytes]) -> np.ndarray:
+        hi, lo = halves(raw)
+        with self._lock:
+            self._store.merge_due()  # here, in the reader thread: never in the sending loop
+            return self._store.runs_of(hi, lo)
 
     def delivered(self, ids: Sequence[str]) -> np.ndarray:
         """Which of `ids` are in the ledger (any run, this one included), as a mask."""
-        mask = np.zeros(len(ids), dtype=bool)
-        mask[list(self.delivered_by(ids))] = True
-        return mask
+        return self.delivered_by(ids) != 0
 
     def check(self, ids: Sequence[str], origins: Sequence[str]) -> IdCheck:
         """Sort a chunk's ids (of rows about to be sent) into: delivered by an earlier run;
         met before in this run; new, and then claimed for this run."""
-        duplicates: dict[int, str] = {}
-        first_in_chunk: dict[str, int] = {}
-        for position, key in enumerate(ids):
-            first = first_in_chunk.setdefault(key, position)
-            if first != position:
-                duplicates[position] = origins[first]
-            elif key in self._claimed:  # before the ledger: a claim is dropped after its commit
-                duplicates[position] = self._claimed[key]
-        already_sent = np.zeros(len(ids), dtype=bool)
-        for position, run in self.delivered_by(ids).items():
-            if run != self._run:
-                already_sent[position] = True
-            else:
-                duplicates.setdefault(position, "an earlier row of this run")
-        for position, key in enumerate(ids):
-            if not already_sent[position] and position not in duplicates:
-                self._claimed[key] = origins[position]
+        duplicates = self._met_before(ids, origins)
+        raw = digest_list(ids)
+        runs = self._runs_of(raw)
+        already_sent = (runs != 0) & (runs != self._run)
+        for position in np.flatnonzero(runs == self._run).tolist():
+            duplicates.setdefault(position, "an earlier row of this run")
+        if not duplicates and not already_sent.any():  # the usual chunk: claim every id
+            self._claimed.update(zip(ids, zip(origins, raw)))
+        else:
+            claims = [p for p in np.flatnonzero(~already_sent).tolist() if p not in duplicates]
+            self._claimed.update((ids[p], (origins[p], raw[p])) for p in claims)
         return IdCheck(already_sent, duplicates)
 
+    def _met_before(self, ids: Sequence[str], origins: Sequence[str]) -> dict[int, str]:
+        """Position -> where its id was met first: earlier in the chunk, or claimed by a row
+        of an earlier chunk and not committed yet (after its commit the ledger knows it)."""
+        first_at = dict(zip(reversed(ids), range(len(ids) - 1, -1, -1)))  # C speed
+        duplicates: dict[int, str] = {}
+        if len(first_at) < len(ids):  # rare: an id twice in one chunk
+            for position, key in enumerate(ids):
+                if first_at[key] != position:
+                    duplicates[position] = origins[first_at[key]]
+        for key in first_at.keys() & self._claimed.keys():
+            duplicates[first_at[key]] = self._claimed[key][0]
+        return duplicates
+
     def count(self) -> int:
-        with self._read_lock:
-            row = self._reader.execute(
-                "SELECT count(*) FROM delivered WHERE scope = ?", (self._scope_id,)
-            ).fetchone()
-        return int(row[0])
+        with self._lock:
+            return self._store.count()
 
     # --- writing -------------------------------------------------------------------------
 
     def record(self, key: str) -> None:
-        """An id the server accepted; committed with others, within COMMIT_INTERVAL."""
+        """An id the server accepted; committed with others, every COMMIT_INTERVAL."""
         self._pending.append(key)
-        if time.monotonic() - self._last_commit >= COMMIT_INTERVAL:
-            self.commit()
+        self._commit_when_due()
 
     def record_many(self, keys: Iterable[str]) -> None:
         self._pending.extend(keys)
-        if time.monotonic() - self._last_commit >= COMMIT_INTERVAL:
-            self.commit()
+        self._commit_when_due()
 
     def release(self, key: str) -> None:
         """An id claimed but not delivered (it failed or was not sent): a later row may."""
         self._claimed.pop(key, None)
 
+    def _commit_when_due(self) -> None:
+        if time.monotonic() - self._last_commit < COMMIT_INTERVAL:
+            return
+        if self._lock.acquire(blocking=False):  # busy with a merge: at the next record
+            try:
+                self._commit_locked()
+            finally:
+                self._lock.release()
+
     def commit(self) -> None:
+        with self._lock:
+            self._commit_locked()
+
+    def _commit_locked(self) -> None:
         pending, self._pending = self._pending, []
         self._last_commit = time.monotonic()
         if not pending:
             return
+        claimed = self._claimed
+        known = list(map(claimed.get, pending))  # (row, digest) of the ids this run claimed
+        new = [entry[1] for entry in known if entry is not None]
+        settled = [key for key, entry in zip(pending, known) if entry is None]  # on --resume
         try:
-            with self._write_lock, _transaction(self._writer):
-                for start in range(0, len(pending), QUERY_IDS):
-                    self._writer.execute(
-                        "INSERT OR IGNORE INTO delivered (scope, id, run) "
-                        "SELECT ?, value, ? FROM json_each(?)",
-                        (self._scope_id, self._run, json.dumps(pending[start : start + QUERY_IDS])),
-                    )
+            if new:
+                self._store.add(*halves(new), np.full(len(new), self._run, np.uint32), new=True)
+            if settled:
+                self._store.add(*digests(settled), np.full(len(settled), self._run, np.uint32))
         except sqlite3.Error as exc:
+            self._pending = pending + self._pending
             raise JournalError(f"{self.path}: cannot record delivered ids ({exc}).") from exc
         for key in pending:  # only now: a check in between finds them in the ledger
             self._claimed.pop(key, None)
         self.recorded += len(pending)
 
     def close(self) -> None:
-        self.commit()
-        self._reader.close()
-        if self._writer is not self._reader:
-            self._writer.close()
+        self.commit()  # no merge here: a stop stays quick; the next check merges
+        self._connection.close()
 
     def __repr__(self) -> str:
         return f"<IdLedger {str(self.path)!r} {self.scope}>"
@@ -244,37 +254,36 @@ def delivered_reader(path: str | Path, scope: LedgerScope) -> Callable[[Sequence
     path = Path(path)
     if not path.exists():
         return lambda ids: np.zeros(len(ids), dtype=bool)
+    connection = _connect(path, False, writable=False)
     try:
-        connection = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)
-        row = connection.execute(
-            "SELECT scope FROM scopes WHERE endpoint = ? AND api = ? AND event_name = ?",
-            (scope.endpoint, scope.api, scope.event_name),
-        ).fetchone()
+        scope_id = _scope_id(connection, scope, create=False)
     except sqlite3.DatabaseError as exc:
         raise JournalError(f"{path}: not a backfill ledger ({exc}).") from None
-    if row is None:
+    if scope_id is None:
         connection.close()
         return lambda ids: np.zeros(len(ids), dtype=bool)
+    store = SegmentStore(connection, scope_id)
+    return lambda ids: store.runs_of(*digests(ids)) != 0
 
-    def delivered(ids: Sequence[str]) -> np.ndarray:
-        found = np.zeros(len(ids), dtype=bool)
-        for start in range(0, len(ids), QUERY_IDS):
-            rows = connection.execute(
-                "SELECT j.key FROM json_each(?) AS j "
-                "CROSS JOIN delivered AS d ON d.scope = ? AND d.id = j.value",
-                (json.dumps(list(ids[start : start + QUERY_IDS])), row[0]),
-            ).fetchall()
-            found[[start + r[0] for r in rows]] = True
-        return found
 
-    return delivered
+def _scope_id(connection: sqlite3.Connection, scope: LedgerScope, *, create: bool) -> int | None:
+    if create:
+        connection.execute(
+            "INSERT OR IGNORE INTO scopes (endpoint, api, event_name) VALUES (?, ?, ?)",
+            (scope.endpoint, scope.api, scope.event_name),
+        )
+    row = connection.execute(
+        "SELECT scope FROM scopes WHERE endpoint = ? AND api = ? AND event_name = ?",
+        (scope.endpoint, scope.api, scope.event_name),
+    ).fetchone()
+    return None if row is None else int(row[0])
 
 
 @contextmanager
 def _transaction(connection: sqlite3.Connection) -> Iterator[None]:
-    """One explicit transaction (the connections are in autocommit mode, so that a reader
-    never keeps an old snapshot open)."""
-    connection.execute("BEGIN")
+    """One explicit transaction (the connection is in autocommit mode, so that it never
+    keeps an old snapshot open)."""
+    connection.execute("BEGIN IMMEDIATE")
     try:
         yield
     except BaseException:
@@ -283,28 +292,79 @@ def _transaction(connection: sqlite3.Connection) -> Iterator[None]:
     connection.execute("COMMIT")
 
 
-def _connect(path: Path, in_memory: bool) -> sqlite3.Connection:
+def _connect(path: Path, in_memory: bool, *, writable: bool) -> sqlite3.Connection:
     try:
-        connection = sqlite3.connect(
-            ":memory:" if in_memory else path, check_same_thread=False, isolation_level=None
-        )
-        if not in_memory:
+        if in_memory:
+            connection = sqlite3.connect(":memory:", check_same_thread=False, isolation_level=None)
+        elif writable:
+            connection = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
             connection.execute("PRAGMA journal_mode=WAL")
             connection.execute("PRAGMA synchronous=NORMAL")
-            connection.execute("PRAGMA busy_timeout=10000")
-        connection.execute(f"PRAGMA cache_size=-{CACHE_KIB}")
-        connection.executescript(_SCHEMA)
-        version = connection.execute("PRAGMA user_version").fetchone()[0]
-        if version == 0:
-            connection.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
-        elif version != SCHEMA_VERSION:
-            raise JournalError(
-                f"{path}: a ledger of version {version}, from another backfill; "
-                f"this one reads version {SCHEMA_VERSION}."
+        else:
+            uri = f"{path.resolve().as_uri()}?mode=ro"
+            connection = sqlite3.connect(
+                uri, uri=True, check_same_thread=False, isolation_level=None
             )
+        connection.execute("PRAGMA busy_timeout=10000")
+        connection.execute(f"PRAGMA cache_size=-{CACHE_KIB}")
+        version = connection.execute("PRAGMA user_version").fetchone()[0]
+        if writable:
+            _create_or_upgrade(connection, version, path)
+        elif version != SCHEMA_VERSION:
+            raise JournalError(_version_message(path, version))
     except sqlite3.DatabaseError as exc:
         raise JournalError(f"{path}: not a backfill ledger ({exc}).") from None
-    if not in_memory:
+    if writable and not in_memory:
         with suppress(OSError):
             os.chmod(path, 0o600)  # ids of a shop's orders: the owner's alone
     return connection
+
+
+def _version_message(path: Path, version: int) -> str:
+    if version == 1:
+        return (
+            f"{path}: a ledger from an earlier backfill (version 1); the next `backfill run` "
+            "with it upgrades it, then this works."
+        )
+    return (
+        f"{path}: a ledger of version {version}, from another backfill; "
+        f"this one reads version {SCHEMA_VERSION}."
+    )
+
+
+def _create_or_upgrade(connection: sqlite3.Connection, version: int, path: Path) -> None:
+    if version == SCHEMA_VERSION:
+        return
+    if version not in (0, 1):
+        raise JournalError(_version_message(path, version))
+    with _transaction(connection):
+        for statement in _SCHEMA.split(";"):
+            if statement.strip():
+                connection.execute(statement)
+    if version == 1:
+        _upgrade_text_ids(connection)
+    with _transaction(connection):
+        connection.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
+
+
+def _upgrade_text_ids(connection: sqlite3.Connection) -> None:
+    """Version 1 kept each id as text in one B-tree: move them into segments, a batch at a
+    time (each its own transaction: an interrupted upgrade starts over where it stopped,
+    since a digest already in a segment is not added twice), then drop the old table."""
+    stores: dict[int, SegmentStore] = {}
+    after: tuple[int, str] = (-1, "")
+    while rows := connection.execute(
+        "SELECT scope, id, run FROM delivered WHERE (scope, id) > (?, ?) "
+        "ORDER BY scope, id LIMIT ?",
+        (*after, LARGEST_MERGE),
+    ).fetchall():
+        for scope in sorted({row[0] for row in rows}):
+            mine = [row for row in rows if row[0] == scope]
+            hi, lo = digests([row[1] for row in mine])
+            store = stores.setdefault(scope, SegmentStore(connection, scope))
+            store.add(hi, lo, np.array([row[2] for row in mine], np.uint32))
+        after = rows[-1][0], rows[-1][1]
+    for store in stores.values():
+        store.merge_due()
+    with _transaction(connection):
+        connection.execute("DROP TABLE delivered")

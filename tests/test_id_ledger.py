@@ -18,10 +18,11 @@ from pathlib import Path
 import pytest
 import yaml
 from conftest import SAMPLE, CliResult, SampleOutcome, SandboxProcess, write_sample_mapping
+from test_id_segments import write_version_1_ledger
 from test_resume import CONCURRENCY, SLOW, wait_for_events
 
 from backfill.errors import MappingError
-from backfill.id_ledger import IdLedger, LedgerScope, default_ledger_path
+from backfill.id_ledger import IdLedger, LedgerScope, default_ledger_path, delivered_reader
 from backfill.mapping import mapping_from_dict
 from backfill.report import read_report
 
@@ -85,9 +86,9 @@ def test_accepted_ids_are_committed_within_the_interval_without_close(
     path = tmp_path / "ledger.sqlite3"
     ledger = IdLedger(path, SCOPE)
     ledger.record("A")  # no close, no commit(): as if the process were killed now
-    other = sqlite3.connect(path)
-    assert other.execute("SELECT id FROM delivered").fetchall() == [("A",)]
-    assert other.execute("PRAGMA journal_mode").fetchone() == ("wal",)
+    seen_by_another_connection = delivered_reader(path, SCOPE)
+    assert seen_by_another_connection(["A", "B"]).tolist() == [True, False]
+    assert sqlite3.connect(path).execute("PRAGMA journal_mode").fetchone() == ("wal",)
 
 
 def test_the_ledger_is_the_owners_alone_and_not_something_else(tmp_path: Path) -> None:
@@ -247,3 +248,31 @@ def test_validate_counts_the_rows_new_to_the_ledger(
     assert elsewhere.json()["new"] == 2632
     text = cli("validate", SAMPLE / "orders.csv", "-m", mapping, *endpoint)
     assert f"of which new (ids not in the ledger) {after.json()['new']:,}" in text.stdout
+
+
+def test_a_version_1_ledger_stops_validate_until_a_run_upgrades_it_keeping_its_ids(
+    cli: Callable[..., CliResult],
+    sandbox: SandboxProcess,
+    sample_outcome: SampleOutcome,
+    tmp_path: Path,
+) -> None:
+    mapping, ledger = id_mapping(tmp_path), tmp_path / "ledger.sqlite3"
+    with (SAMPLE / "orders.csv").open(encoding="utf-8", newline="") as handle:
+        first_thousand = [row["order_id"] for row, _ in zip(csv.DictReader(handle), range(1000))]
+    scope = LedgerScope.of(sandbox.endpoint(), "torque-v1", "STORE_ORDER")
+    write_version_1_ledger(ledger, {1: scope}, [(1, key, 1) for key in first_thousand])
+    endpoint = ("--endpoint", sandbox.endpoint(), "--ledger", ledger)
+
+    refused = cli("validate", SAMPLE / "orders.csv", "-m", mapping, *endpoint, "--json")
+    assert refused.code == 2 and "Traceback" not in refused.stderr
+    assert str(ledger) in refused.stderr and "version 1" in refused.stderr
+    assert "upgrades it" in refused.stderr
+
+    run = cli("run", SAMPLE / "orders.csv", "-m", mapping, *endpoint, "--rate", "0", "--json")
+    assert run.code == 1
+    assert run.json()["already_sent"] == valid_in(sample_outcome, range(1000))
+    stored = Counter(sample_outcome.stored_rows(sandbox))
+    assert set(stored) == sample_outcome.valid_rows - set(range(1000))
+    assert max(stored.values()) == 1
+    after = cli("validate", SAMPLE / "orders.csv", "-m", mapping, *endpoint, "--json")
+    assert after.code == 1 and after.json()["new"] == 0
