@@ -225,9 +225,8 @@ def _print_validation(result: ValidationResult) -> None:
     click.echo(f"  filtered    {result.filtered:,}")
     click.echo(f"  failing     {result.failing:,}")
     for reason in result.sorted_reasons():
-        rows = ", ".join("?" if r is None else str(r) for r in reason.example_rows)
         click.echo(f"\n  {reason.count:,} × {reason.reason}")
-        click.echo(f"      e.g. rows {rows}: {reason.example_error}")
+        click.echo(f"      e.g. {reason.examples(result.many_files)}: {reason.example_error}")
     if result.report_path is not None:
         click.echo(f"\nFailure report: {result.report_path}")
 

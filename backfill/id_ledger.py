@@ -150,8 +150,14 @@ class IdLedger:
     def _runs_of(self, raw: list[bytes]) -> np.ndarray:
         hi, lo = halves(raw)
         with self._lock:
-            self._store.merge_due()  # here, in the reader thread: never in the sending loop
-            return self._store.runs_of(hi, lo)
+            # Merges happen here, in the reader thread, never in the sending loop. One that
+            # fails (a full disk) leaves the segments as they were: a later check tries again.
+            with suppress(sqlite3.Error):
+                self._store.merge_due()
+            try:
+                return self._store.runs_of(hi, lo)
+            except sqlite3.Error as exc:
+                raise JournalError(f"{self.path}: cannot read delivered ids ({exc}).") from exc
 
     def delivered(self, ids: Sequence[str]) -> np.ndarray:
         """Which of `ids` are in the ledger (any run, this one included), as a mask."""

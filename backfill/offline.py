@@ -34,7 +34,25 @@ class ReasonCount:
     reason: str
     count: int = 0
     example_rows: list[int | None] = field(default_factory=list)
+    example_files: list[str] = field(default_factory=list)  # each example row's own file
     example_error: str = ""
+
+    def examples(self, name_files: bool) -> str:
+        """ "rows 3, 7" or, across files, "a.csv rows 3, 7; b.csv row 2": a row number means
+        something only within its file."""
+        if not name_files:
+            return _rows_words(self.example_rows)
+        groups: list[tuple[str, list[int | None]]] = []
+        for file, row in zip(self.example_files, self.example_rows):
+            if not groups or groups[-1][0] != file:
+                groups.append((file, []))
+            groups[-1][1].append(row)
+        return "; ".join(f"{file} {_rows_words(rows)}" for file, rows in groups)
+
+
+def _rows_words(rows: list[int | None]) -> str:
+    numbers = ", ".join("?" if row is None else str(row) for row in rows)
+    return f"{'row' if len(rows) == 1 else 'rows'} {numbers}"
 
 
 @dataclass
@@ -50,8 +68,11 @@ class ValidationResult:
     reasons: dict[str, ReasonCount] = field(default_factory=dict)
     report_path: Path | None = None
     new: int | None = None  # of `mappable`: rows whose `id:` the ledger does not hold
+    files: list[str] = field(default_factory=list)  # the source's files met, in order
 
     def add(self, chunk: MappedChunk) -> None:
+        if not self.files or self.files[-1] != chunk.source:
+            self.files.append(chunk.source)
         self.read += chunk.read
         self.mappable += len(chunk.event_rows)
         self.filtered += chunk.filtered
@@ -64,6 +85,7 @@ class ValidationResult:
         entry.count += 1
         if len(entry.example_rows) < EXAMPLES_PER_REASON:
             entry.example_rows.append(failure.row)
+            entry.example_files.append(failure.source)
         if not entry.example_error:
             entry.example_error = failure.error
 
@@ -81,7 +103,12 @@ class ValidationResult:
                 else {}
             ),
             "reasons": [
-                {"reason": r.reason, "count": r.count, "example_rows": r.example_rows}
+                {
+                    "reason": r.reason,
+                    "count": r.count,
+                    "example_rows": r.example_rows,
+                    "example_files": r.example_files,
+                }
                 for r in self.sorted_reasons()
             ],
             "report": str(self.report_path) if self.report_path else None,
@@ -90,13 +117,22 @@ class ValidationResult:
     def sorted_reasons(self) -> list[ReasonCount]:
         return sorted(self.reasons.values(), key=lambda r: (-r.count, r.reason))
 
+    @property
+    def many_files(self) -> bool:
+        return len(set(self.files)) > 1
+
     def reasons_frame(self) -> pd.DataFrame:
         return pd.DataFrame(
             [
-                {"reason": r.reason, "count": r.count, "example_rows": r.example_rows}
+                {
+                    "reason": r.reason,
+                    "count": r.count,
+                    "example_rows": r.example_rows,
+                    "example_files": r.example_files,
+                }
                 for r in self.sorted_reasons()
             ],
-            columns=["reason", "count", "example_rows"],
+            columns=["reason", "count", "example_rows", "example_files"],
         )
 
     def _repr_html_(self) -> str:

@@ -129,6 +129,29 @@ def write_version_1_ledger(path: Path, scopes: dict[int, LedgerScope], rows: lis
     old.close()
 
 
+def test_a_merge_that_fails_leaves_every_id_found_and_is_tried_again(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    ledger = IdLedger(tmp_path / "ledger.sqlite3", SCOPE)
+    for n in range(id_segments.MERGE_FANOUT):
+        ledger.record_many([f"A{n}"])
+        ledger.commit()
+    real_merge = SegmentStore._merge
+
+    def disk_full(self: SegmentStore, chosen: list[id_segments.Segment]) -> None:
+        real_merge(self, chosen)  # the new segment is written, then the disk fills up
+        raise sqlite3.OperationalError("database or disk is full")
+
+    monkeypatch.setattr(SegmentStore, "_merge", disk_full)
+    asked = [f"A{n}" for n in range(id_segments.MERGE_FANOUT)] + ["B"]
+    assert ledger.delivered(asked).tolist() == [True] * id_segments.MERGE_FANOUT + [False]
+    assert len(ledger._store._segments) == id_segments.MERGE_FANOUT  # rolled back
+    monkeypatch.setattr(SegmentStore, "_merge", real_merge)
+    assert ledger.delivered(asked).tolist() == [True] * id_segments.MERGE_FANOUT + [False]
+    assert len(ledger._store._segments) == 1
+    ledger.close()
+
+
 def test_a_version_1_ledger_is_upgraded_keeping_every_id_and_its_run(tmp_path: Path) -> None:
     path = tmp_path / "ledger.sqlite3"
     other_event = LedgerScope.of(SCOPE.endpoint, SCOPE.api, "OTHER")

@@ -337,3 +337,30 @@ def test_preview_across_files_shows_each_rows_own_file_and_values(
     printed = cli("preview", "exports/orders-*.csv", "-m", mapping, "-n", "3").stdout
     assert "row 0 of exports/orders-1.csv: FAILS" in printed
     assert "row 0 of exports/orders-2.csv:" in printed
+
+
+def test_validate_across_files_names_each_example_rows_file(
+    cli: Callable[..., CliResult], sample_outcome: SampleOutcome, tmp_path: Path
+) -> None:
+    header, lines = sample_lines()
+    bad = sorted(sample_outcome.bad_rows)
+    valid = sorted(sample_outcome.valid_rows)
+    exports = tmp_path / "exports"
+    exports.mkdir()
+    write_csv_part(exports / "orders-1.csv", header, [lines[valid[0]], lines[bad[0]]])
+    write_csv_part(exports / "orders-2.csv", header, [lines[bad[1]], lines[valid[1]]])
+    mapping = write_sample_mapping(tmp_path / "map.yaml")
+
+    found = cli("validate", "exports/orders-*.csv", "-m", mapping, "--json").json()
+    examples = sorted(
+        (file, row)
+        for reason in found["reasons"]
+        for file, row in zip(reason["example_files"], reason["example_rows"])
+    )
+    assert examples == [("exports/orders-1.csv", 1), ("exports/orders-2.csv", 0)]
+    printed = cli("validate", "exports/orders-*.csv", "-m", mapping).stdout
+    assert "exports/orders-1.csv row 1" in printed
+    assert "exports/orders-2.csv row 0" in printed
+    assert "e.g. row" not in printed
+    alone = cli("validate", "exports/orders-1.csv", "-m", mapping).stdout
+    assert "e.g. row 1:" in alone
