@@ -47,6 +47,7 @@ class AuditWarning:
     message: str
     count: int = 0
     example_rows: list[int] = field(default_factory=list)
+    example_files: list[str] = field(default_factory=list)  # each example row's file, at the end
 
     def add(self, rows: np.ndarray) -> None:
         self.count += len(rows)
@@ -60,6 +61,7 @@ class AuditWarning:
             "message": self.message,
             "count": self.count,
             "example_rows": self.example_rows,
+            "example_files": self.example_files,
         }
 
 

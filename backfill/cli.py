@@ -837,6 +837,7 @@ def plan(
 
 
 def _print_plan(result: Any) -> None:
+    from backfill.offline import examples_text
     from backfill.plan import format_ms
 
     counts = result.counts
@@ -857,9 +858,11 @@ def _print_plan(result: Any) -> None:
     if result.warnings:
         click.echo("\nWarnings:")
     for warning in result.warnings:
-        rows = ", ".join(str(r) for r in warning.example_rows)
+        examples = examples_text(
+            warning.example_rows, warning.example_files, result.counts.many_files
+        )
         click.echo(f"  [{warning.code}] {warning.count:,} × {warning.message}")
-        click.echo(f"      e.g. rows {rows}")
+        click.echo(f"      e.g. {examples}")
 
 
 def _eta_words(result: Any) -> str:

@@ -38,19 +38,23 @@ class ReasonCount:
     example_error: str = ""
 
     def examples(self, name_files: bool) -> str:
-        """ "rows 3, 7" or, across files, "a.csv rows 3, 7; b.csv row 2": a row number means
-        something only within its file."""
-        if not name_files:
-            return _rows_words(self.example_rows)
-        groups: list[tuple[str, list[int | None]]] = []
-        for file, row in zip(self.example_files, self.example_rows):
-            if not groups or groups[-1][0] != file:
-                groups.append((file, []))
-            groups[-1][1].append(row)
-        return "; ".join(f"{file} {_rows_words(rows)}" for file, rows in groups)
+        return examples_text(self.example_rows, self.example_files, name_files)
 
 
-def _rows_words(rows: list[int | None]) -> str:
+def examples_text(rows: Sequence[int | None], files: Sequence[str], name_files: bool) -> str:
+    """ "rows 3, 7" or, across files, "a.csv rows 3, 7; b.csv row 2": a row number means
+    something only within its file."""
+    if not name_files:
+        return _rows_words(rows)
+    groups: list[tuple[str, list[int | None]]] = []
+    for file, row in zip(files, rows):
+        if not groups or groups[-1][0] != file:
+            groups.append((file, []))
+        groups[-1][1].append(row)
+    return "; ".join(f"{file} {_rows_words(rows)}" for file, rows in groups)
+
+
+def _rows_words(rows: Sequence[int | None]) -> str:
     numbers = ", ".join("?" if row is None else str(row) for row in rows)
     return f"{'row' if len(rows) == 1 else 'rows'} {numbers}"
 

@@ -33,6 +33,8 @@ from backfill.report import report_name
 from backfill.source import DEFAULT_CHUNK_ROWS, Chunk, Source
 
 DEFAULT_RATE = 100.0
+FILE_SHIFT = 40  # an audit label: the file's index above these bits, the row below
+ROW_MASK = (1 << FILE_SHIFT) - 1
 PLAN_KEYS = (
     "read",
     "would_send",
@@ -95,7 +97,7 @@ class PlanResult:
     def warnings_frame(self) -> pd.DataFrame:
         return pd.DataFrame(
             [w.as_dict() for w in self.warnings],
-            columns=["code", "message", "count", "example_rows"],
+            columns=["code", "message", "count", "example_rows", "example_files"],
         )
 
     def _repr_html_(self) -> str:
@@ -151,7 +153,8 @@ def plan(
     for chunk in mapped_chunks_of(opened_source, opened_mapping, chunk_rows):
         mapped = mapper.map_chunk(chunk)
         result.counts.add(mapped)
-        ms = _look_at(chunk, mapped, opened_mapping, audit, now_ms)
+        file_index = len(result.counts.files) - 1
+        ms = _look_at(chunk, mapped, opened_mapping, audit, now_ms, file_index)
         if len(ms):
             _span(result, ms, months)
         if sent is not None or delivered is not None:
@@ -160,17 +163,29 @@ def plan(
             on_progress(result.counts.read)
     result.by_month = dict(sorted(months.items()))
     result.warnings = audit.warnings()
+    for warning in result.warnings:
+        labels = warning.example_rows
+        warning.example_rows = [label & ROW_MASK for label in labels]
+        warning.example_files = [result.counts.files[label >> FILE_SHIFT] for label in labels]
     return result
 
 
 def _look_at(
-    chunk: Chunk, mapped: MappedChunk, mapping: Mapping, audit: TimestampAudit, now_ms: int
+    chunk: Chunk,
+    mapped: MappedChunk,
+    mapping: Mapping,
+    audit: TimestampAudit,
+    now_ms: int,
+    file_index: int,
 ) -> np.ndarray:
     """Feed the audit one chunk; the ms of its events. Only the columns it needs are
-    touched: filtering a whole chunk's table would cost more than all the checks."""
+    touched: filtering a whole chunk's table would cost more than all the checks. The audit
+    knows rows by labels that carry their file (`file_index << FILE_SHIFT | row`): a row
+    number means something only within its file."""
     kept = ~np.isin(chunk.rows, mapped.filtered_rows, assume_unique=True)
     everything = bool(kept.all())
-    kept_rows = chunk.rows if everything else chunk.rows[kept]
+    offset = np.int64(file_index) << np.int64(FILE_SHIFT)
+    kept_rows = (chunk.rows if everything else chunk.rows[kept]) + offset
 
     def column(name: str, positions: np.ndarray | None) -> pa.Array:
         values = as_array(chunk.table.column(name))
@@ -189,7 +204,10 @@ def _look_at(
         unparsed |= problem.mask
     audit.add_times(kept_rows, raw, ms, ~unparsed)
     failures = [f for f in mapped.failures if f.row is not None]
-    audit.add_failures([f.row for f in failures], [f.reason for f in failures])  # type: ignore[misc]
+    audit.add_failures(
+        [int(offset) + f.row for f in failures],  # type: ignore[operator]
+        [f.reason for f in failures],
+    )
     in_chunk = _positions(chunk.rows, mapped.event_rows)
     in_kept = in_chunk if everything else (np.cumsum(kept) - 1)[in_chunk]
     every_row = len(in_chunk) == len(chunk.rows)
@@ -197,7 +215,7 @@ def _look_at(
     ids = None
     if audit.id_column is not None:
         ids = column(audit.id_column, None if every_row else in_chunk)
-    audit.add_events(mapped.event_rows, ms[in_kept], wallets, ids)
+    audit.add_events(mapped.event_rows + offset, ms[in_kept], wallets, ids)
     return ms[in_kept]
 
 

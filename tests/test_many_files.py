@@ -19,6 +19,7 @@ from pathlib import Path
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import pytest
+import yaml
 from conftest import SAMPLE, CliResult, SampleOutcome, SandboxProcess, write_sample_mapping
 from test_resume import settle_in_flight, wait_for_events
 from test_source_places import sample_lines, write_csv_part
@@ -364,3 +365,24 @@ def test_validate_across_files_names_each_example_rows_file(
     assert "e.g. row" not in printed
     alone = cli("validate", "exports/orders-1.csv", "-m", mapping).stdout
     assert "e.g. row 1:" in alone
+
+
+def test_plan_across_files_names_each_warnings_example_rows_file(
+    cli: Callable[..., CliResult], tmp_path: Path
+) -> None:
+    header, lines = sample_lines()
+    exports = tmp_path / "exports"
+    exports.mkdir()
+    write_csv_part(exports / "orders-1.csv", header, lines[:50])
+    write_csv_part(exports / "orders-2.csv", header, lines[:50])  # the same export, twice
+    raw = yaml.safe_load(write_sample_mapping(tmp_path / "map.yaml").read_text(encoding="utf-8"))
+    mapping = tmp_path / "id.yaml"
+    mapping.write_text(yaml.safe_dump({**raw, "id": "order_id"}), encoding="utf-8")
+
+    found = cli("plan", "exports/orders-*.csv", "-m", mapping, "--json").json()
+    repeats = next(w for w in found["warnings"] if w["code"] == "duplicate_ids")
+    assert set(repeats["example_files"]) == {"exports/orders-2.csv"}  # the second time each
+    assert repeats["example_rows"] == sorted(repeats["example_rows"])
+    assert all(row < 50 for row in repeats["example_rows"])
+    printed = cli("plan", "exports/orders-*.csv", "-m", mapping).stdout
+    assert "e.g. exports/orders-2.csv rows " in printed
