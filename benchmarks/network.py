@@ -23,6 +23,11 @@ Every figure is the whole `backfill run` process (or a reference sender) against
 - `capacity`: a sandbox whose answers slow down beyond `--capacity` requests in flight;
   unthrottled (`--rate 0`), auto against a fixed 256: per second, the requests, the requests
   in flight and the time the server took to answer them.
+- `cpu`: the CPU each side spends per event, unthrottled at 64 in flight against a 20 ms
+  sandbox: backfill (its start-up, measured by a run of 100 events, taken off), the plain
+  aiohttp sender (its own figure, sending only) and the sandbox (from /proc, Linux only).
+  At `--rate R` on one machine the pair needs R × (client + sandbox) of CPU, and backfill's
+  sending loop is one thread: 1 s / its cost per event is the most it can send on one core.
 - `tls`: unthrottled over HTTPS (a `trustme` CA trusted through SSL_CERT_FILE): backfill
   against a plain aiohttp sender and an httpx sender posting the same bodies; the server
   counts connections, each one a TLS handshake.
@@ -36,6 +41,7 @@ import argparse
 import json
 import math
 import os
+import resource
 import signal
 import statistics
 import subprocess
@@ -193,6 +199,48 @@ def capacity_runs(rows: int) -> list[dict[str, Any]]:
     return results
 
 
+# --- CPU per event ---------------------------------------------------------------------------
+
+
+def cpu_runs(rows: int, rounds: int) -> list[dict[str, Any]]:
+    orders(rows * 21 // 20 + 100)  # made before any clock starts
+    runs = []
+    for _ in range(rounds):
+        sandbox = Sandbox()
+        start_up = backfill_cpu(sandbox.url, 100)
+        sandbox.stop()
+        figures: dict[str, Any] = {"load": round(os.getloadavg()[0], 1)}
+        for name in ("backfill", "aiohttp"):
+            sandbox = Sandbox("--latency", "0.02")
+            sandbox_before = process_cpu(sandbox.process.pid)
+            if name == "backfill":
+                spent = backfill_cpu(sandbox.url, rows, "--rate", "0", "--concurrency", "64")
+                client = (spent - start_up) / rows
+            else:
+                sent = reference(sandbox.url, rows, "reference_sender.py", env_with(), 64)
+                client = sent["cpu_seconds"] / sent["events"]
+            server = (process_cpu(sandbox.process.pid) - sandbox_before) / rows
+            sandbox.stop()
+            figures[name] = {"client_us": round(client * 1e6), "sandbox_us": round(server * 1e6)}
+        figures["start_up_s"] = round(start_up, 2)
+        runs.append(figures)
+    return runs
+
+
+def backfill_cpu(url: str, rows: int, *args: str) -> float:
+    """CPU seconds (user + system) of one `backfill run`, start-up included."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    backfill(url, rows, *args, env=env_with())
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+
+
+def process_cpu(pid: int) -> float:
+    """CPU seconds of a running process, from /proc (Linux)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 # --- unthrottled over TLS --------------------------------------------------------------------
 
 
@@ -287,6 +335,19 @@ def markdown(results: dict[str, Any]) -> str:
                 f"| {t['max_in_flight']} | {t.get('mean_answer_ms', '')} ms |"
                 for t in run["timeline"]
             ]
+    if "cpu" in results:
+        lines += [
+            "",
+            "| round | load | backfill: client / sandbox, µs per event | aiohttp sender:"
+            " client / sandbox | backfill's start-up |",
+            "| --- | --- | --- | --- | --- |",
+        ]
+        for number, run in enumerate(results["cpu"], 1):
+            ours, plain = run["backfill"], run["aiohttp"]
+            lines.append(
+                f"| {number} | {run['load']} | {ours['client_us']} / {ours['sandbox_us']}"
+                f" | {plain['client_us']} / {plain['sandbox_us']} | {run['start_up_s']} s |"
+            )
     if "tls" in results:
         medians = results["tls"]["medians"]
         runs = results["tls"]["runs"]
@@ -341,6 +402,9 @@ def main() -> None:
                 (OUT / "network.json").write_text(json.dumps(results, indent=1))
     if "capacity" in only:
         results["capacity"] = capacity_runs(8000)
+        (OUT / "network.json").write_text(json.dumps(results, indent=1))
+    if "cpu" in only:
+        results["cpu"] = cpu_runs(30000, args.rounds)
         (OUT / "network.json").write_text(json.dumps(results, indent=1))
     if "tls" in only:
         results["tls"] = tls_runs(10000, args.rounds, set(args.tls_senders.split(",")))
