@@ -22,7 +22,7 @@ import pytest
 import yaml
 from conftest import SAMPLE, CliResult, SampleOutcome, SandboxProcess, write_sample_mapping
 from test_resume import settle_in_flight, wait_for_events
-from test_source_places import sample_lines, write_csv_part
+from test_source_places import sample_lines, write_csv_exports, write_csv_part
 
 from backfill.journal import read_journal
 from backfill.offline import preview
@@ -317,13 +317,12 @@ def test_parquet_parts_with_row_groups_the_filter_rules_out_resume_under_their_o
 def test_preview_across_files_shows_each_rows_own_file_and_values(
     cli: Callable[..., CliResult], sample_outcome: SampleOutcome, tmp_path: Path
 ) -> None:
-    header, lines = sample_lines()
+    _, lines = sample_lines()
     bad = min(sample_outcome.bad_rows)
     valid = sorted(sample_outcome.valid_rows)
-    exports = tmp_path / "exports"
-    exports.mkdir()
-    write_csv_part(exports / "orders-1.csv", header, [lines[bad], lines[valid[0]]])
-    write_csv_part(exports / "orders-2.csv", header, [lines[r] for r in valid[1:4]])
+    exports = write_csv_exports(
+        tmp_path, [lines[bad], lines[valid[0]]], [lines[r] for r in valid[1:4]]
+    )
     mapping = write_sample_mapping(tmp_path / "map.yaml")
 
     shown = preview(f"{exports}/orders-*.csv", mapping, n=3)
@@ -343,13 +342,10 @@ def test_preview_across_files_shows_each_rows_own_file_and_values(
 def test_validate_across_files_names_each_example_rows_file(
     cli: Callable[..., CliResult], sample_outcome: SampleOutcome, tmp_path: Path
 ) -> None:
-    header, lines = sample_lines()
+    _, lines = sample_lines()
     bad = sorted(sample_outcome.bad_rows)
     valid = sorted(sample_outcome.valid_rows)
-    exports = tmp_path / "exports"
-    exports.mkdir()
-    write_csv_part(exports / "orders-1.csv", header, [lines[valid[0]], lines[bad[0]]])
-    write_csv_part(exports / "orders-2.csv", header, [lines[bad[1]], lines[valid[1]]])
+    write_csv_exports(tmp_path, [lines[valid[0]], lines[bad[0]]], [lines[bad[1]], lines[valid[1]]])
     mapping = write_sample_mapping(tmp_path / "map.yaml")
 
     found = cli("validate", "exports/orders-*.csv", "-m", mapping, "--json").json()
@@ -370,11 +366,8 @@ def test_validate_across_files_names_each_example_rows_file(
 def test_plan_across_files_names_each_warnings_example_rows_file(
     cli: Callable[..., CliResult], tmp_path: Path
 ) -> None:
-    header, lines = sample_lines()
-    exports = tmp_path / "exports"
-    exports.mkdir()
-    write_csv_part(exports / "orders-1.csv", header, lines[:50])
-    write_csv_part(exports / "orders-2.csv", header, lines[:50])  # the same export, twice
+    _, lines = sample_lines()
+    write_csv_exports(tmp_path, lines[:50], lines[:50])  # the same export, twice
     raw = yaml.safe_load(write_sample_mapping(tmp_path / "map.yaml").read_text(encoding="utf-8"))
     mapping = tmp_path / "id.yaml"
     mapping.write_text(yaml.safe_dump({**raw, "id": "order_id"}), encoding="utf-8")

@@ -36,6 +36,16 @@ def write_csv_part(path: Path, header: list[str], lines: list[list[str]]) -> Non
         writer.writerows(lines)
 
 
+def write_csv_exports(tmp_path: Path, *parts: list[list[str]]) -> Path:
+    """`exports/orders-1.csv`, `orders-2.csv`... under `tmp_path`, with the sample's header."""
+    header, _ = sample_lines()
+    exports = tmp_path / "exports"
+    exports.mkdir()
+    for number, lines in enumerate(parts, start=1):
+        write_csv_part(exports / f"orders-{number}.csv", header, lines)
+    return exports
+
+
 def assert_each_event_once(sandbox: SandboxProcess, outcome: SampleOutcome) -> None:
     stored = Counter(outcome.stored_rows(sandbox))
     assert None not in stored, "the sandbox holds an event no correct run would send"
