@@ -159,20 +159,33 @@ def _local_glob(pattern: str, options: dict[str, Any]) -> Source:
     return Source(pattern, readers)
 
 
+_CREDENTIALS = {  # where each store's SDK, inside pyarrow, looks: named in the error
+    "s3": "AWS_PROFILE, AWS_ACCESS_KEY_ID..., AWS_REGION, AWS_ENDPOINT_URL, ~/.aws/config",
+    "gs": "GOOGLE_APPLICATION_CREDENTIALS, or `gcloud auth application-default login`",
+    "abfs": "Azure's default chain (AZURE_CLIENT_ID..., a managed identity, `az login`)",
+}
+_CREDENTIALS["abfss"] = _CREDENTIALS["abfs"]
+
+
 def _remote_source(url: str, options: dict[str, Any]) -> Source:
     """An object-store URL, read through pyarrow's filesystem for its scheme."""
     base = url
     if _is_glob(url):
         head = re.split(r"[*?\[]", url, maxsplit=1)[0]
         base = head[: head.rfind("/") + 1] if "/" in head.split("://", 1)[1] else head
+    scheme = url.split("://", 1)[0].lower()
+    if scheme == "az":
+        raise SourceError(
+            f"{url}: pyarrow names Azure storage abfs://, with the account in the URL: "
+            "abfs://CONTAINER@ACCOUNT.dfs.core.windows.net/PATH (az:// is fsspec's name)."
+        )
     try:
         filesystem, root = pafs.FileSystem.from_uri(base)
         info = filesystem.get_file_info(root)
     except (OSError, pa.ArrowException, ValueError) as exc:
         raise SourceError(
             f"{url}: cannot open it ({exc}). Credentials, region and endpoint come from the "
-            "store's own environment and configuration (for S3: AWS_PROFILE, "
-            "AWS_ACCESS_KEY_ID..., AWS_REGION, AWS_ENDPOINT_URL)."
+            f"store's own environment and configuration: {_CREDENTIALS.get(scheme, 'its SDK')}."
         ) from None
     if base != url:
         pattern = root.rstrip("/") + "/" + url[len(base) :]

@@ -254,6 +254,13 @@ def test_s3_sources_read_the_endpoint_from_the_environment(
         read_source("s3://shop-exports/orders/2024/")
 
 
+def test_az_urls_are_refused_before_any_network_saying_how_pyarrow_names_azure() -> None:
+    with pytest.raises(SourceError) as refused:
+        read_source("az://exports/orders/2024/")
+    assert "az://exports/orders/2024/" in str(refused.value)
+    assert "abfs://CONTAINER@ACCOUNT.dfs.core.windows.net/PATH" in str(refused.value)
+
+
 def test_a_part_added_after_a_finished_run_is_sent_by_resume_and_restart_sends_none_with_ids(
     cli: Callable[..., CliResult],
     sandbox: SandboxProcess,
