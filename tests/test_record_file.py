@@ -173,7 +173,7 @@ def test_a_full_disk_in_a_sender_task_ends_the_run_while_the_reader_waits_on_a_f
     sent = len(sandbox.events())
     assert 0 < sent < count / 2  # it stopped early, not after sending everything
 
-    resumed = cli(*args, "--resume")
+    resumed = cli(*args, "--resume", "--concurrency", "16")  # the rest, sooner
 
     assert resumed.code == 0, resumed.stderr
     stored = orders_stored(sandbox)
