@@ -9,15 +9,16 @@ are digests in sorted, merged segments (id_segments.py): checking and recording 
 whatever the order of the ids, and the memory stays flat as the ledger grows. The file holds
 digests, not the ids themselves.
 
-Crash safety. The database runs in WAL mode with `synchronous=NORMAL`: a commit is a write to
-the WAL without an fsync, so a `kill -9` loses nothing committed, and a power cut may lose the
-last commits but never corrupts the database. Accepted ids are committed in batches, every
-`COMMIT_INTERVAL` seconds (later while the reader thread holds the ledger for a merge of
-segments: the sending loop never waits for one). A crash can lose the last of them; the
-journal of that run still holds those rows (it writes each one at once), and `--resume`
-records the ids of every row the journal skips: once a crashed run is resumed, the ledger
-knows everything it delivered. The window that is left is the journal's own: requests in
-flight at the crash.
+Crash safety. The database runs in WAL mode with `synchronous=NORMAL`: a commit is a write
+to the WAL without an fsync, so a `kill -9` loses nothing committed, and a power cut may
+lose the last commits but never corrupts the database. Accepted ids are committed in
+batches, every `COMMIT_INTERVAL` seconds (later while the reader thread holds the ledger for
+a merge of segments: the sending loop never waits for this process's merges; another run
+merging in the same ledger file can hold a commit for up to SQLite's busy timeout). A crash
+can lose the last of them; the journal of that run still holds those rows (it writes each
+one at once), and `--resume` records the ids of every row the journal skips: once a crashed
+run is resumed, the ledger knows everything it delivered. The window that is left is the
+journal's own: requests in flight at the crash.
 
 Ids are text: an integer id 42 and the text "42" are the same id.
 """
@@ -127,6 +128,9 @@ class IdLedger:
         # commit): the ledger alone would miss a duplicate of one of them. With the row that
         # claimed each, and its digest (computed once, for the check and the commit).
         self._claimed: dict[str, tuple[str, bytes]] = {}
+        # Ids an earlier run delivered (its journal says so) about to be recorded again, in
+        # case its crash came before their commit: with the row that delivered each.
+        self._settling: dict[str, str] = {}
         self._pending: list[str] = []
         self._last_commit = time.monotonic()
         self.recorded = 0
@@ -163,9 +167,17 @@ class IdLedger:
         """Which of `ids` are in the ledger (any run, this one included), as a mask."""
         return self.delivered_by(ids) != 0
 
-    def check(self, ids: Sequence[str], origins: Sequence[str]) -> IdCheck:
+    def check(
+        self,
+        ids: Sequence[str],
+        origins: Sequence[str],
+        settled: Iterable[tuple[str, str]] = (),
+    ) -> IdCheck:
         """Sort a chunk's ids (of rows about to be sent) into: delivered by an earlier run;
-        met before in this run; new, and then claimed for this run."""
+        met before in this run; new, and then claimed for this run. `settled`: (id, row) of
+        the chunk's rows an earlier run's journal says were accepted, which the ledger may
+        not hold yet (recorded after this check, and committed later)."""
+        self._settling.update(settled)
         duplicates = self._met_before(ids, origins)
         raw = digest_list(ids)
         runs = self._runs_of(raw)
@@ -190,6 +202,8 @@ class IdLedger:
                     duplicates[position] = origins[first_at[key]]
         for key in first_at.keys() & self._claimed.keys():
             duplicates[first_at[key]] = self._claimed[key][0]
+        for key in first_at.keys() & self._settling.keys():
+            duplicates.setdefault(first_at[key], self._settling[key])
         return duplicates
 
     def count(self) -> int:
@@ -229,25 +243,35 @@ class IdLedger:
         self._last_commit = time.monotonic()
         if not pending:
             return
-        claimed = self._claimed
-        known = list(map(claimed.get, pending))  # (row, digest) of the ids this run claimed
+        known = list(map(self._claimed.get, pending))  # (row, digest) of ids this run claimed
         new = [entry[1] for entry in known if entry is not None]
+        claimed = [key for key, entry in zip(pending, known) if entry is not None]
         settled = [key for key, entry in zip(pending, known) if entry is None]  # on --resume
+        left = pending  # what is not committed yet: tried again at the next commit
         try:
             if new:
                 self._store.add(*halves(new), np.full(len(new), self._run, np.uint32), new=True)
+                self._recorded_now(claimed)
+                left = settled
             if settled:
                 self._store.add(*digests(settled), np.full(len(settled), self._run, np.uint32))
+                self._recorded_now(settled)
         except sqlite3.Error as exc:
-            self._pending = pending + self._pending
+            self._pending = left + self._pending
             raise JournalError(f"{self.path}: cannot record delivered ids ({exc}).") from exc
-        for key in pending:  # only now: a check in between finds them in the ledger
+
+    def _recorded_now(self, keys: list[str]) -> None:
+        """Committed: only now are the claims let go (a check in between finds them)."""
+        for key in keys:
             self._claimed.pop(key, None)
-        self.recorded += len(pending)
+            self._settling.pop(key, None)
+        self.recorded += len(keys)
 
     def close(self) -> None:
-        self.commit()  # no merge here: a stop stays quick; the next check merges
-        self._connection.close()
+        try:
+            self.commit()  # no merge here: a stop stays quick; the next check merges
+        finally:
+            self._connection.close()
 
     def __repr__(self) -> str:
         return f"<IdLedger {str(self.path)!r} {self.scope}>"
@@ -292,13 +316,15 @@ def _transaction(connection: sqlite3.Connection) -> Iterator[None]:
     connection.execute("BEGIN IMMEDIATE")
     try:
         yield
+        connection.execute("COMMIT")
     except BaseException:
-        connection.execute("ROLLBACK")
+        if connection.in_transaction:  # a COMMIT that failed (a full disk) rolls back too
+            connection.execute("ROLLBACK")
         raise
-    connection.execute("COMMIT")
 
 
 def _connect(path: Path, in_memory: bool, *, writable: bool) -> sqlite3.Connection:
+    connection: sqlite3.Connection | None = None
     try:
         if in_memory:
             connection = sqlite3.connect(":memory:", check_same_thread=False, isolation_level=None)
@@ -318,7 +344,11 @@ def _connect(path: Path, in_memory: bool, *, writable: bool) -> sqlite3.Connecti
             _create_or_upgrade(connection, version, path)
         elif version != SCHEMA_VERSION:
             raise JournalError(_version_message(path, version))
-    except sqlite3.DatabaseError as exc:
+    except (sqlite3.DatabaseError, JournalError) as exc:
+        if connection is not None:
+            connection.close()
+        if isinstance(exc, JournalError):
+            raise
         raise JournalError(f"{path}: not a backfill ledger ({exc}).") from None
     if writable and not in_memory:
         with suppress(OSError):
@@ -348,15 +378,31 @@ def _create_or_upgrade(connection: sqlite3.Connection, version: int, path: Path)
             if statement.strip():
                 connection.execute(statement)
     if version == 1:
-        _upgrade_text_ids(connection)
-    with _transaction(connection):
+        try:
+            _upgrade_text_ids(connection)
+        except sqlite3.OperationalError:
+            if _user_version(connection) == SCHEMA_VERSION:
+                return  # another run upgraded it meanwhile (and dropped the table we read)
+            raise
+    with _transaction(connection):  # the old table goes with the version's change: one step
+        connection.execute("DROP TABLE IF EXISTS delivered")
         connection.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
+
+
+def _user_version(connection: sqlite3.Connection) -> int:
+    return int(connection.execute("PRAGMA user_version").fetchone()[0])
 
 
 def _upgrade_text_ids(connection: sqlite3.Connection) -> None:
     """Version 1 kept each id as text in one B-tree: move them into segments, a batch at a
     time (each its own transaction: an interrupted upgrade starts over where it stopped,
-    since a digest already in a segment is not added twice), then drop the old table."""
+    since a digest already in a segment is not added twice). The caller drops the old table
+    in the transaction that sets the new version, so a crash between the two cannot leave
+    a version 1 ledger without its table."""
+    if not connection.execute(
+        "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'delivered'"
+    ).fetchone():
+        return  # an upgrade by an earlier backfill stopped after dropping it: nothing to move
     stores: dict[int, SegmentStore] = {}
     after: tuple[int, str] = (-1, "")
     while rows := connection.execute(
@@ -372,5 +418,3 @@ def _upgrade_text_ids(connection: sqlite3.Connection) -> None:
         after = rows[-1][0], rows[-1][1]
     for store in stores.values():
         store.merge_due()
-    with _transaction(connection):
-        connection.execute("DROP TABLE delivered")

@@ -60,14 +60,19 @@ def screen(
     result = Screened(items=done)
     source_name = chunk.source
     accepted = [row for row, _ in done if accepted_before(row)]
-    result.settled_ids = [key for key in row_ids(chunk, column, accepted) if key]
+    settled = [
+        (key, f"row {row} of {chunk.source}")
+        for row, key in zip(accepted, row_ids(chunk, column, accepted))
+        if key
+    ]
+    result.settled_ids = [key for key, _ in settled]
     ids = row_ids(chunk, column, [row for row, _ in todo])
     named = [(item, key) for item, key in zip(todo, ids) if key is not None]
     for (row, _), key in zip(todo, ids):
         if key is None:
             result.failures.append(_failure(chunk, row, source_name, column, None, ""))
     origins = [f"row {row} of {source_name}" for (row, _), _ in named]
-    checked = ledger.check([key for _, key in named], origins)
+    checked = ledger.check([key for _, key in named], origins, settled)
     for position, (item, key) in enumerate(named):
         if checked.already_sent[position]:
             result.already_sent += 1

@@ -311,14 +311,26 @@ class _Transaction:
             raise
 
     def __exit__(self, kind: object, error: object, trace: object) -> None:
-        connection = self._store._connection
         if error is None:
-            if self._writes:
-                connection.execute("UPDATE generation SET value = value + 1")
-            connection.execute("COMMIT")
-            if self._writes:
-                self._store._version = (self._store._version or 0) + 1
+            try:
+                self._commit()
+            except BaseException:  # a COMMIT that fails (a full disk) rolls back too
+                self._forget()
+                raise
             return
+        self._forget()
+
+    def _commit(self) -> None:
+        connection = self._store._connection
+        if self._writes:
+            connection.execute("UPDATE generation SET value = value + 1")
+        connection.execute("COMMIT")
+        if self._writes:
+            self._store._version = (self._store._version or 0) + 1
+
+    def _forget(self) -> None:
+        """Roll back, and reload the segments from the file at the next transaction."""
+        connection = self._store._connection
         if connection.in_transaction:
             connection.execute("ROLLBACK")
         self._store._segments = {}

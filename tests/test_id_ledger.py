@@ -57,6 +57,22 @@ def test_an_id_met_twice_in_one_run_is_a_duplicate_before_and_after_its_commit(
     assert not again.already_sent.any()
 
 
+def test_an_id_an_earlier_run_delivered_but_never_committed_is_a_duplicate_on_resume(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The journal says row 1 was accepted; its crash came before the ledger's commit. The
+    id is recorded again on --resume, and a later row with it is not sent meanwhile."""
+    monkeypatch.setattr("backfill.id_ledger.COMMIT_INTERVAL", 3600.0)
+    ledger = IdLedger(tmp_path / "ledger.sqlite3", SCOPE)
+    same_chunk = ledger.check(["X", "Y"], ["row 5 of a.csv", "row 6"], [("X", "row 1 of a.csv")])
+    assert same_chunk.duplicates == {0: "row 1 of a.csv"}
+    ledger.record_many(["X"])  # as the records do after the check: not committed yet
+    assert ledger.check(["X"], ["row 9 of a.csv"]).duplicates == {0: "row 1 of a.csv"}
+    ledger.commit()
+    assert ledger.check(["X"], ["row 10"]).duplicates == {0: "an earlier row of this run"}
+    ledger.close()
+
+
 def test_a_released_id_may_be_sent_by_a_later_row(tmp_path: Path) -> None:
     ledger = IdLedger(tmp_path / "ledger.sqlite3", SCOPE)
     ledger.check(["A"], ["row 0"])
@@ -197,6 +213,33 @@ def test_an_id_twice_in_one_export_is_sent_once_and_the_second_row_reported(
     assert {f.row for f in duplicates} == {300 + r for r in sample_outcome.valid_rows if r < 100}
     assert "was met before, at row" in duplicates[0].error
     assert result.json()["already_sent"] == 0
+
+
+def test_a_resume_whose_ledger_lost_the_crashed_runs_ids_still_sends_each_id_once(
+    cli: Callable[..., CliResult],
+    sandbox: SandboxProcess,
+    sample_outcome: SampleOutcome,
+    tmp_path: Path,
+) -> None:
+    """A crash can lose the ledger's last commits while the journal keeps those rows; the
+    same ids later in the export must not go again on --resume."""
+    export = write_export(tmp_path / "orders.csv", range(0, 300), repeat=range(0, 100))
+    ledger, report = tmp_path / "ledger.sqlite3", tmp_path / "failures.jsonl"
+    command = ("run", export, "--mapping", id_mapping(tmp_path), "--endpoint",
+               sandbox.endpoint(), "--ledger", ledger, "--report", report, "--rate", "0",
+               "--quiet", "--json")  # fmt: skip
+    assert cli(*command, "--limit", "100").code in (0, 1)
+    for lost in tmp_path.glob("ledger.sqlite3*"):  # its commits never reached the disk
+        lost.unlink()
+
+    resumed = cli(*command, "--resume")
+
+    assert resumed.code == 1, resumed.stderr
+    stored = Counter(sample_outcome.stored_rows(sandbox))
+    assert set(stored) == sample_outcome.valid_rows & set(range(300))
+    assert max(stored.values()) == 1, stored.most_common(3)
+    duplicates = [f for f in read_report(report) if f.reason == "duplicate id"]
+    assert {f.row for f in duplicates} == {300 + r for r in sample_outcome.valid_rows if r < 100}
 
 
 def test_a_crash_in_the_second_export_then_resume_sends_each_event_once(

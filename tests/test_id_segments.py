@@ -152,6 +152,59 @@ def test_a_merge_that_fails_leaves_every_id_found_and_is_tried_again(
     ledger.close()
 
 
+def test_a_merge_whose_commit_meets_a_full_disk_leaves_every_id_found(tmp_path: Path) -> None:
+    """The real failure: the file may not grow, so SQLite fails at COMMIT (WAL mode writes the
+    pages then), after the merged segment had taken the place of the old ones in memory."""
+    import resource
+
+    path = tmp_path / "ledger.sqlite3"
+    ledger = IdLedger(path, SCOPE)
+    ids = [f"ORD-{n}" for n in range(id_segments.MERGE_FANOUT * 50)]
+    for start in range(0, len(ids), 50):
+        ledger.record_many(ids[start : start + 50])
+        ledger.commit()
+    ledger._connection.execute("PRAGMA wal_checkpoint(TRUNCATE)")  # the WAL must grow again
+    soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
+    resource.setrlimit(resource.RLIMIT_FSIZE, (4096, hard))  # the disk is full
+    try:
+        with pytest.raises(sqlite3.OperationalError):
+            ledger._store.merge_due()
+        found_while_full = ledger.delivered(ids)
+    finally:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))
+    assert found_while_full.all()
+    assert ledger.delivered(ids).all()
+    ledger.close()
+    assert IdLedger(path, SCOPE).delivered(ids).all()
+
+
+def test_a_commit_that_fails_halfway_records_each_id_once_when_tried_again(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Ids this run claimed are added first; ids settled on --resume after. When only the
+    second add fails, only those are tried again: the first are not added a second time."""
+    ledger = IdLedger(tmp_path / "ledger.sqlite3", SCOPE)
+    ledger.check(["NEW"], ["row 0"])  # claimed by this run
+    ledger.record_many(["NEW", "SETTLED"])  # SETTLED: a row the journal skips on --resume
+    real_add = SegmentStore.add
+
+    def full_disk_for_settled_ids(self: SegmentStore, *args: object, new: bool = False) -> int:
+        if not new:
+            raise sqlite3.OperationalError("database or disk is full")
+        return real_add(self, *args, new=new)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(SegmentStore, "add", full_disk_for_settled_ids)
+    with pytest.raises(JournalError, match="cannot record delivered ids"):
+        ledger.commit()
+    monkeypatch.setattr(SegmentStore, "add", real_add)
+    ledger.commit()
+
+    assert ledger.delivered(["NEW", "SETTLED"]).all()
+    assert ledger.count() == 2
+    assert ledger.recorded == 2
+    ledger.close()
+
+
 def test_a_version_1_ledger_is_upgraded_keeping_every_id_and_its_run(tmp_path: Path) -> None:
     path = tmp_path / "ledger.sqlite3"
     other_event = LedgerScope.of(SCOPE.endpoint, SCOPE.api, "OTHER")
@@ -169,6 +222,24 @@ def test_a_version_1_ledger_is_upgraded_keeping_every_id_and_its_run(tmp_path: P
     tables = {row[0] for row in sqlite3.connect(path).execute("SELECT name FROM sqlite_master")}
     assert "delivered" not in tables
     assert delivered_reader(path, SCOPE)(["ORD-2", "ORD-9"]).tolist() == [True, False]
+
+
+def test_an_upgrade_stopped_after_moving_its_ids_is_finished_by_the_next_run(
+    tmp_path: Path,
+) -> None:
+    """An earlier backfill dropped the old table, then could crash before the new version
+    was set: a version 1 ledger without its table, its ids already in segments."""
+    path = tmp_path / "ledger.sqlite3"
+    write_version_1_ledger(path, {1: SCOPE}, [(1, "ORD-1", 1), (1, "ORD-2", 1)])
+    IdLedger(path, SCOPE).close()
+    stopped = sqlite3.connect(path)
+    stopped.execute("PRAGMA user_version=1")
+    stopped.close()
+
+    ledger = IdLedger(path, SCOPE)
+    assert ledger.delivered(["ORD-1", "ORD-2", "ORD-3"]).tolist() == [True, True, False]
+    ledger.close()
+    assert delivered_reader(path, SCOPE)(["ORD-2"]).tolist() == [True]
 
 
 def test_the_ledger_file_holds_digests_not_order_ids(tmp_path: Path) -> None:
