@@ -30,8 +30,8 @@ import sqlite3
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator, Sequence
-from contextlib import contextmanager, suppress
+from collections.abc import Callable, Iterable, Sequence
+from contextlib import suppress
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -44,6 +44,7 @@ from backfill.id_segments import (
     digest_list,
     digests,
     halves,
+    transaction,
 )
 from backfill.id_segments import SCHEMA as SEGMENTS_SCHEMA
 
@@ -137,7 +138,7 @@ class IdLedger:
 
     def _open_run(self, source: str) -> tuple[int, int]:
         scope = self.scope
-        with self._lock, _transaction(self._connection):
+        with self._lock, transaction(self._connection):
             scope_id = _scope_id(self._connection, scope, create=True)
             run = self._connection.execute(
                 "INSERT INTO runs (started, source) VALUES (?, ?)", (time.time(), source)
@@ -309,20 +310,6 @@ def _scope_id(connection: sqlite3.Connection, scope: LedgerScope, *, create: boo
     return None if row is None else int(row[0])
 
 
-@contextmanager
-def _transaction(connection: sqlite3.Connection) -> Iterator[None]:
-    """One explicit transaction (the connection is in autocommit mode, so that it never
-    keeps an old snapshot open)."""
-    connection.execute("BEGIN IMMEDIATE")
-    try:
-        yield
-        connection.execute("COMMIT")
-    except BaseException:
-        if connection.in_transaction:  # a COMMIT that failed (a full disk) rolls back too
-            connection.execute("ROLLBACK")
-        raise
-
-
 def _connect(path: Path, in_memory: bool, *, writable: bool) -> sqlite3.Connection:
     connection: sqlite3.Connection | None = None
     try:
@@ -373,7 +360,7 @@ def _create_or_upgrade(connection: sqlite3.Connection, version: int, path: Path)
         return
     if version not in (0, 1):
         raise JournalError(_version_message(path, version))
-    with _transaction(connection):
+    with transaction(connection):
         for statement in _SCHEMA.split(";"):
             if statement.strip():
                 connection.execute(statement)
@@ -384,7 +371,7 @@ def _create_or_upgrade(connection: sqlite3.Connection, version: int, path: Path)
             if _user_version(connection) == SCHEMA_VERSION:
                 return  # another run upgraded it meanwhile (and dropped the table we read)
             raise
-    with _transaction(connection):  # the old table goes with the version's change: one step
+    with transaction(connection):  # the old table goes with the version's change: one step
         connection.execute("DROP TABLE IF EXISTS delivered")
         connection.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
 

@@ -26,7 +26,8 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from hashlib import blake2b
 
@@ -258,11 +259,30 @@ class SegmentStore:
 
     # --- transactions, and what other connections changed ----------------------------------
 
-    def _reading(self) -> _Transaction:
-        return _Transaction(self, "BEGIN")
+    def _reading(self) -> AbstractContextManager[None]:
+        return self._transaction("BEGIN")
 
-    def _writing(self) -> _Transaction:
-        return _Transaction(self, "BEGIN IMMEDIATE")
+    def _writing(self) -> AbstractContextManager[None]:
+        return self._transaction("BEGIN IMMEDIATE")
+
+    @contextmanager
+    def _transaction(self, begin: str) -> Iterator[None]:
+        """One transaction, with the segments brought up to date at its start. On any error
+        (a failed COMMIT included) the segments in memory are reloaded at the next one:
+        what this transaction wrote there never happened."""
+        writes = begin != "BEGIN"
+        try:
+            with transaction(self._connection, begin):
+                self._refresh()
+                yield
+                if writes:
+                    self._connection.execute("UPDATE generation SET value = value + 1")
+        except BaseException:
+            self._segments = {}
+            self._version = None
+            raise
+        if writes:
+            self._version = (self._version or 0) + 1
 
     def _refresh(self) -> None:
         """Load what other connections committed since: new segments in, merged ones out.
@@ -293,48 +313,18 @@ class SegmentStore:
         )
 
 
-class _Transaction:
-    """One transaction, with the segments brought up to date at its start. On an error the
-    segments in memory are reloaded: what this transaction wrote there never happened."""
-
-    def __init__(self, store: SegmentStore, begin: str) -> None:
-        self._store = store
-        self._begin = begin
-        self._writes = begin != "BEGIN"
-
-    def __enter__(self) -> None:
-        self._store._connection.execute(self._begin)
-        try:
-            self._store._refresh()
-        except BaseException:
-            self._store._connection.execute("ROLLBACK")
-            raise
-
-    def __exit__(self, kind: object, error: object, trace: object) -> None:
-        if error is None:
-            try:
-                self._commit()
-            except BaseException:  # a COMMIT that fails (a full disk) rolls back too
-                self._forget()
-                raise
-            return
-        self._forget()
-
-    def _commit(self) -> None:
-        connection = self._store._connection
-        if self._writes:
-            connection.execute("UPDATE generation SET value = value + 1")
+@contextmanager
+def transaction(connection: sqlite3.Connection, begin: str = "BEGIN IMMEDIATE") -> Iterator[None]:
+    """One explicit transaction (the connection is in autocommit mode, so that it never keeps
+    an old snapshot open). A COMMIT that fails (a full disk) rolls back too."""
+    connection.execute(begin)
+    try:
+        yield
         connection.execute("COMMIT")
-        if self._writes:
-            self._store._version = (self._store._version or 0) + 1
-
-    def _forget(self) -> None:
-        """Roll back, and reload the segments from the file at the next transaction."""
-        connection = self._store._connection
+    except BaseException:
         if connection.in_transaction:
             connection.execute("ROLLBACK")
-        self._store._segments = {}
-        self._store._version = None
+        raise
 
 
 def _pages_for(segment: Segment, hi: np.ndarray) -> np.ndarray:
