@@ -11,14 +11,14 @@ digests, not the ids themselves.
 
 Crash safety. The database runs in WAL mode with `synchronous=NORMAL`: a commit is a write
 to the WAL without an fsync, so a `kill -9` loses nothing committed, and a power cut may
-lose the last commits but never corrupts the database. Accepted ids are committed in
-batches, every `COMMIT_INTERVAL` seconds (later while the reader thread holds the ledger for
-a merge of segments: the sending loop never waits for this process's merges; another run
-merging in the same ledger file can hold a commit for up to SQLite's busy timeout). A crash
-can lose the last of them; the journal of that run still holds those rows (it writes each
-one at once), and `--resume` records the ids of every row the journal skips: once a crashed
-run is resumed, the ledger knows everything it delivered. The window that is left is the
-journal's own: requests in flight at the crash.
+lose the last commits (SQLite's WAL keeps the file intact where the disk honours fsync).
+Accepted ids are committed in batches, every `COMMIT_INTERVAL` seconds (later while the
+reader thread holds the ledger for a merge of segments: the sending loop never waits for
+this process's merges; another run merging in the same ledger file can hold a commit for up
+to SQLite's busy timeout). A crash can lose the last of them; the journal of that run still
+holds those rows (it writes each one at once), and `--resume` records the ids of every row
+the journal skips: once a crashed run is resumed, the ledger knows everything it delivered.
+The window that is left is the journal's own: requests in flight at the crash.
 
 Ids are text: an integer id 42 and the text "42" are the same id.
 """
