@@ -1,5 +1,5 @@
-"""The HTTP session that sends events: TLS trust, proxies and redirects, the way every HTTP
-tool does them, decided once at start-up and explained when they cannot work.
+"""How the sender reaches the endpoint: TLS trust and proxies, the way every HTTP tool does
+them, decided once at start-up and explained when they cannot work (`wire.py` uses them).
 
 - Certificates are always verified. The trust store is Python's default (the system's CAs),
   plus what `SSL_CERT_FILE` (a PEM bundle) and `SSL_CERT_DIR` (a hashed directory) name, so a
@@ -7,10 +7,10 @@ tool does them, decided once at start-up and explained when they cannot work.
 - `HTTP_PROXY`, `HTTPS_PROXY` and `NO_PROXY` (either case; lower case wins, as in curl and
   urllib) pick the proxy for the endpoint's scheme; an `https://` endpoint goes through the
   proxy in a CONNECT tunnel, so the proxy sees neither the key nor the events. The proxy is
-  resolved here, not by aiohttp's `trust_env`, which would also send `~/.netrc` credentials to
-  the endpoint and silently drops `https://` proxy URLs.
-- Redirects are never followed (`allow_redirects=False` on every request, see
-  `sender.AiohttpPoster`): the sender turns a 3xx into `RedirectRefused`.
+  resolved here from the environment only: never `~/.netrc`, whose credentials would travel to
+  the endpoint.
+- Redirects are never followed (`wire.py` returns a 3xx like any answer): the sender turns a
+  3xx into `RedirectRefused`.
 """
 
 from __future__ import annotations
@@ -21,13 +21,9 @@ import ssl
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 from backfill.errors import UsageError
-
-if TYPE_CHECKING:
-    import aiohttp
 
 CERT_FILE_ENV = "SSL_CERT_FILE"
 CERT_DIR_ENV = "SSL_CERT_DIR"
@@ -109,22 +105,3 @@ def _without_credentials(url: str) -> str:
     parts = urlsplit(url)
     host = parts.hostname or ""
     return f"{parts.scheme}://{host}" + (f":{parts.port}" if parts.port else "")
-
-
-def open_session(
-    endpoint: str, headers: dict[str, str], limit: int, timeout: float
-) -> aiohttp.ClientSession:
-    """One session for the whole run; its pool holds `limit` connections (kept alive)."""
-    import aiohttp
-
-    secure = urlsplit(endpoint).scheme == "https"
-    connector = aiohttp.TCPConnector(
-        limit=limit, ttl_dns_cache=300, ssl=ssl_context() if secure else False
-    )
-    return aiohttp.ClientSession(
-        connector=connector,
-        timeout=aiohttp.ClientTimeout(total=timeout),
-        skip_auto_headers=("User-Agent",),
-        headers={"User-Agent": "backfill", **headers},  # set once, not merged per request
-        trust_env=False,  # proxies come from route_for; never ~/.netrc
-    )

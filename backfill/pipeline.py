@@ -34,8 +34,9 @@ from backfill.id_screen import screen
 from backfill.rerun import plan_rerun, records_table
 from backfill.run_plan import RunPlan, plan_source_run
 from backfill.run_records import FileBooks, Item, RunCounts, RunRecords
-from backfill.sender import AiohttpPoster, Delivery, Poster, Sender, SendPolicy
+from backfill.sender import Delivery, Poster, Sender, SendPolicy
 from backfill.target import Target
+from backfill.wire import WirePoster
 
 __all__ = [
     "UNREACHABLE_AFTER",
@@ -138,7 +139,7 @@ class Run:
         self.records: RunRecords | None = None
         self._on_progress = on_progress
         self._on_notice = on_notice  # what the user should hear now (a long Retry-After)
-        self._poster_factory = poster_factory or AiohttpPoster
+        self._poster_factory = poster_factory or WirePoster
         self._stopping = asyncio.Event()
         self._senders: Senders | None = None
         self._tasks: list[asyncio.Task[None]] = []

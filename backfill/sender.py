@@ -1,8 +1,8 @@
 """Delivering one event body: rate limit, retries, backoff, and what each answer means.
 
 The sender knows nothing of files or mappings: it takes bytes and says how they fared. It
-talks through a `Poster`, the one seam for tests: `AiohttpPoster` in production (the client
-layer is the cost at thousands of events a second, and aiohttp's is the lightest), and
+talks through a `Poster`, the one seam for tests: `wire.WirePoster` in production (the
+client layer is the cost at thousands of events a second, so it is a lean one), and
 `HttpxPoster` around any `httpx.AsyncBaseTransport`, so unit tests use `httpx.MockTransport`.
 
 Retry decisions look at the exception class (see `errors`), never at message text:
@@ -30,7 +30,6 @@ from aiolimiter import AsyncLimiter
 from backfill.concurrency import ConcurrencyGate
 from backfill.errors import (
     AuthRejected,
-    CertificateRejected,
     EndpointRefused,
     EventRejected,
     RateLimited,
@@ -475,84 +474,6 @@ def _duration(seconds: float) -> str:
 # --- posters -------------------------------------------------------------------------------
 
 
-class AiohttpPoster:
-    """POSTs through one aiohttp session (see `http_client`): connections kept alive, the
-    pool as large as the concurrency, certificates verified, the environment's proxy, and
-    redirects never followed."""
-
-    def __init__(self, url: str, headers: Mapping[str, str], policy: SendPolicy) -> None:
-        import aiohttp
-
-        from backfill.http_client import open_session, route_for
-
-        self._aiohttp = aiohttp
-        self._url = url
-        route = route_for(url)
-        self._options: dict[str, Any] = {"allow_redirects": False}
-        if route.proxy is not None:
-            self._options.update(proxy=route.proxy, proxy_headers=route.proxy_headers())
-        self._session = open_session(url, dict(headers), policy.concurrency, policy.timeout)
-
-    async def post(self, body: bytes) -> Reply:
-        aiohttp = self._aiohttp
-        try:
-            async with self._session.post(self._url, data=body, **self._options) as reply:
-                raw = await reply.read()
-                # An accepted event's body is never looked at: skip decoding it.
-                text = raw.decode("utf-8", "replace") if reply.status >= 300 else ""
-                return Reply(reply.status, reply.headers, text)
-        except asyncio.TimeoutError:
-            raise TransientSendError("no answer within the timeout", kind="timeout") from None
-        except aiohttp.ServerDisconnectedError:
-            raise TransientSendError(
-                "the server closed the connection without answering", kind="disconnected"
-            ) from None
-        except aiohttp.ClientConnectorCertificateError as exc:
-            raise _certificate_rejected(exc.host, exc.port, exc.certificate_error) from None
-        except aiohttp.ClientProxyConnectionError as exc:
-            raise TransientSendError(
-                f"cannot connect to the proxy {exc.host}:{exc.port} "
-                f"({exc.os_error.strerror or exc})",
-                kind=CONNECT_FAILED,
-            ) from None
-        except aiohttp.ClientConnectorError as exc:
-            raise TransientSendError(
-                f"cannot connect to {exc.host}:{exc.port} ({exc.os_error.strerror or exc})",
-                kind=CONNECT_FAILED,
-            ) from None
-        except aiohttp.ClientHttpProxyError as exc:
-            raise _proxy_refused(exc.status, exc.message) from None
-        except (aiohttp.ClientError, OSError) as exc:
-            raise TransientSendError(
-                f"the connection failed ({type(exc).__name__})", kind="connection error"
-            ) from None
-
-    async def aclose(self) -> None:
-        await self._session.close()
-
-
-def _certificate_rejected(host: str, port: int | None, error: BaseException) -> SendError:
-    from backfill.http_client import PRIVATE_CA_HINT
-
-    reason = getattr(error, "verify_message", None) or getattr(error, "reason", None) or error
-    where = f"{host}:{port}" if port else host
-    return CertificateRejected(
-        f"the TLS certificate of {where} does not verify ({reason}); {PRIVATE_CA_HINT}."
-    )
-
-
-def _proxy_refused(status: int, message: str) -> SendError:
-    """The proxy answered the tunnel or request itself: 407/403 will not change by retrying."""
-    described = f"the proxy answered HTTP {status} ({message})"
-    if status in (403, 407):
-        return EndpointRefused(
-            f"{described}; check the credentials and the proxy in HTTPS_PROXY / HTTP_PROXY, "
-            "or NO_PROXY.",
-            status=status,
-        )
-    return TransientSendError(described, status=status, kind=f"proxy http {status}")
-
-
 class HttpxPoster:
     """POSTs through an httpx transport: `httpx.MockTransport` in tests, or any other."""
 
@@ -563,7 +484,7 @@ class HttpxPoster:
         policy: SendPolicy,
         transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
-        import httpx  # only here: production sends with aiohttp, and httpx costs 0.1 s to import
+        import httpx  # only here: production sends with wire.py; httpx costs 0.1 s to import
 
         self._httpx = httpx
         self._url = httpx.URL(url)

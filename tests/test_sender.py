@@ -36,10 +36,8 @@ from backfill.sender import (
     RECOVERY_FACTOR,
     RECOVERY_INTERVAL,
     AdaptiveLimiter,
-    AiohttpPoster,
     Delivery,
     HttpxPoster,
-    Reply,
     Sender,
     SendPolicy,
     backoff_delay,
@@ -142,40 +140,6 @@ def test_the_body_and_key_header_are_sent_unchanged() -> None:
     assert seen[0].method == "POST" and str(seen[0].url) == URL
     assert seen[0].content == BODY
     assert seen[0].headers[TORQUE_V1.key_header] == TEST_KEY
-
-
-def test_the_aiohttp_poster_sends_json_with_the_key_over_a_real_socket() -> None:
-    from aiohttp import web
-
-    seen: list[tuple[dict[str, str], bytes]] = []
-
-    async def handler(request: web.Request) -> web.Response:
-        seen.append((dict(request.headers), await request.read()))
-        return web.Response(status=202, text='{"status":"SUCCESS"}')
-
-    async def scenario() -> Reply:
-        app = web.Application()
-        app.router.add_post("/events", handler)
-        runner = web.AppRunner(app)
-        await runner.setup()
-        site = web.TCPSite(runner, "127.0.0.1", 0)
-        await site.start()
-        port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-        headers = {"Content-Type": "application/json", TORQUE_V1.key_header: TEST_KEY}
-        poster = AiohttpPoster(f"http://127.0.0.1:{port}/events", headers, SendPolicy())
-        try:
-            return await poster.post(BODY)
-        finally:
-            await poster.aclose()
-            await runner.cleanup()
-
-    reply = asyncio.run(scenario())
-    assert reply.status == 202
-    [(headers, body)] = seen
-    assert body == BODY
-    assert headers["Content-Type"] == "application/json"
-    assert headers[TORQUE_V1.key_header] == TEST_KEY
-    assert headers["User-Agent"] == "backfill"
 
 
 @pytest.mark.parametrize("status", [400, 404, 409, 413, 422])

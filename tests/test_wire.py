@@ -1,0 +1,311 @@
+"""The lean HTTP/1.1 poster: framing of answers, connection reuse, and what each network
+failure becomes, against real servers on 127.0.0.1 (aiohttp's, and raw sockets that answer
+exactly the bytes a test needs)."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import pytest
+
+from backfill.api import TORQUE_V1
+from backfill.errors import TransientSendError
+from backfill.sender import CONNECT_FAILED, Reply, SendPolicy
+from backfill.wire import AnswerMalformed, WirePoster, parse_answer
+from tests.conftest import TEST_KEY
+
+BODY = b'{"timestamp":1700000000000,"event_name":"purchase"}'
+HEADERS = {"Content-Type": "application/json", TORQUE_V1.key_header: TEST_KEY}
+ACCEPTED = b"HTTP/1.1 202 Accepted\r\nContent-Length: 20\r\n\r\n" + b'{"status":"SUCCESS"}'
+
+# --- framing ---------------------------------------------------------------------------------
+
+
+def test_an_answer_split_across_reads_is_whole_only_once_its_length_is_in() -> None:
+    assert parse_answer(ACCEPTED[:30], at_eof=False) is None
+    assert parse_answer(ACCEPTED[:-1], at_eof=False) is None
+    parsed = parse_answer(ACCEPTED, at_eof=False)
+    assert parsed is not None
+    answer, used = parsed
+    assert (answer.status, answer.body, answer.keep_alive, used) == (
+        202,
+        b'{"status":"SUCCESS"}',
+        True,
+        len(ACCEPTED),
+    )
+
+
+def test_a_chunked_answer_is_joined_and_its_trailers_consumed() -> None:
+    raw = (
+        b"HTTP/1.1 400 Bad Request\r\nTransfer-Encoding: chunked\r\n\r\n"
+        b"5;ext=1\r\nhello\r\n7\r\n, world\r\n0\r\nX-Trailer: 1\r\n\r\nNEXT"
+    )
+    assert parse_answer(raw[:-20], at_eof=False) is None
+    parsed = parse_answer(raw, at_eof=False)
+    assert parsed is not None
+    answer, used = parsed
+    assert answer.body == b"hello, world" and raw[used:] == b"NEXT"
+
+
+def test_interim_answers_are_skipped_for_the_real_one() -> None:
+    raw = b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 103 Early Hints\r\nLink: x\r\n\r\n" + ACCEPTED
+    parsed = parse_answer(raw, at_eof=False)
+    assert parsed is not None and parsed[0].status == 202 and parsed[1] == len(raw)
+
+
+def test_an_answer_without_a_length_ends_with_the_connection() -> None:
+    raw = b"HTTP/1.1 503 Service Unavailable\r\nRetry-After: 7\r\n\r\ntry later"
+    assert parse_answer(raw, at_eof=False) is None
+    parsed = parse_answer(raw, at_eof=True)
+    assert parsed is not None
+    answer, _ = parsed
+    assert answer.body == b"try later" and not answer.keep_alive
+    assert answer.headers["retry-after"] == "7"
+
+
+@pytest.mark.parametrize(
+    ("raw", "keep_alive"),
+    [
+        (b"HTTP/1.1 202 OK\r\nConnection: close\r\nContent-Length: 0\r\n\r\n", False),
+        (b"HTTP/1.0 202 OK\r\nContent-Length: 0\r\n\r\n", False),
+        (b"HTTP/1.0 202 OK\r\nConnection: Keep-Alive\r\nContent-Length: 0\r\n\r\n", True),
+        (b"HTTP/1.1 204 No Content\r\n\r\n", True),
+    ],
+)
+def test_whether_a_connection_may_carry_another_request(raw: bytes, keep_alive: bool) -> None:
+    parsed = parse_answer(raw, at_eof=False)
+    assert parsed is not None and parsed[0].keep_alive is keep_alive
+
+
+def test_header_names_are_lower_case_and_repeats_are_joined() -> None:
+    raw = b"HTTP/1.1 429 Slow\r\nX-A: 1\r\nx-a: 2\r\nRetry-After: 3\r\nContent-Length: 0\r\n\r\n"
+    parsed = parse_answer(raw, at_eof=False)
+    assert parsed is not None and parsed[0].headers == {
+        "x-a": "1, 2",
+        "retry-after": "3",
+        "content-length": "0",
+    }
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        b"SSH-2.0-OpenSSH_9.6\r\n\r\n",
+        b"HTTP/1.1 2x2 OK\r\n\r\n",
+        b"HTTP/1.1 200 OK\r\nno colon here\r\n\r\n",
+        b"HTTP/1.1 200 OK\r\nContent-Length: -1\r\n\r\n",
+        b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n",
+    ],
+)
+def test_what_is_not_an_http_answer_is_said_to_be_malformed(raw: bytes) -> None:
+    with pytest.raises(AnswerMalformed):
+        parse_answer(raw, at_eof=False)
+
+
+# --- real sockets ----------------------------------------------------------------------------
+
+Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
+
+
+class RawServer:
+    """A server on 127.0.0.1 whose connections each run `handler`; it counts them."""
+
+    def __init__(self, handler: Handler) -> None:
+        self.handler = handler
+        self.connections = 0
+        self.requests: list[bytes] = []
+        self._server: asyncio.Server | None = None
+
+    async def __aenter__(self) -> RawServer:
+        async def on_connection(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            self.connections += 1
+            try:
+                await self.handler(reader, writer)
+            except (ConnectionError, asyncio.IncompleteReadError):
+                pass
+            finally:
+                writer.close()
+
+        self._server = await asyncio.start_server(on_connection, "127.0.0.1", 0)
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        assert self._server is not None
+        self._server.close()
+
+    @property
+    def url(self) -> str:
+        assert self._server is not None
+        return f"http://127.0.0.1:{self._server.sockets[0].getsockname()[1]}/events"
+
+    async def read_request(self, reader: asyncio.StreamReader) -> bytes:
+        head = await reader.readuntil(b"\r\n\r\n")
+        length = next(
+            int(line.split(b":")[1])
+            for line in head.split(b"\r\n")
+            if line.lower().startswith(b"content-length:")
+        )
+        request = head + await reader.readexactly(length)
+        self.requests.append(request)
+        return request
+
+
+def post_to(handler: Handler, count: int = 1, timeout: float = 5.0) -> tuple[list[Any], RawServer]:
+    """`count` POSTs one after another on one poster; each a Reply or the exception raised."""
+
+    async def scenario() -> tuple[list[Any], RawServer]:
+        async with RawServer(handler) as server:
+            poster = WirePoster(server.url, HEADERS, SendPolicy(timeout=timeout))
+            outcomes: list[Any] = []
+            try:
+                for _ in range(count):
+                    try:
+                        outcomes.append(await poster.post(BODY))
+                    except TransientSendError as exc:
+                        outcomes.append(exc)
+                    await asyncio.sleep(0.05)  # lets a closing server's FIN arrive
+            finally:
+                await poster.aclose()
+            return outcomes, server
+
+    return asyncio.run(scenario())
+
+
+def test_the_poster_sends_json_with_the_key_over_a_real_socket() -> None:
+    from aiohttp import web
+
+    seen: list[tuple[str, dict[str, str], bytes]] = []
+
+    async def handler(request: web.Request) -> web.Response:
+        seen.append((request.path_qs, dict(request.headers), await request.read()))
+        return web.Response(status=202, text='{"status":"SUCCESS"}')
+
+    async def scenario() -> Reply:
+        app = web.Application()
+        app.router.add_post("/events", handler)
+        runner = web.AppRunner(app)
+        await runner.setup()
+        site = web.TCPSite(runner, "127.0.0.1", 0)
+        await site.start()
+        port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        poster = WirePoster(f"http://127.0.0.1:{port}/events?x=1", HEADERS, SendPolicy())
+        try:
+            return await poster.post(BODY)
+        finally:
+            await poster.aclose()
+            await runner.cleanup()
+
+    reply = asyncio.run(scenario())
+    assert reply.status == 202 and reply.text == ""  # an accepted body is not decoded
+    [(path, headers, body)] = seen
+    assert path == "/events?x=1" and body == BODY
+    assert headers["Content-Type"] == "application/json"
+    assert headers[TORQUE_V1.key_header] == TEST_KEY
+    assert headers["User-Agent"] == "backfill"
+    assert headers["Host"] == f"127.0.0.1:{headers['Host'].split(':')[1]}"
+
+
+def test_requests_one_after_another_share_one_kept_alive_connection() -> None:
+    async def keep_answering(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        while True:
+            await server_of[0].read_request(reader)
+            writer.write(ACCEPTED)
+
+    server_of: list[RawServer] = []
+
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await keep_answering(reader, writer)
+
+    async def scenario() -> tuple[list[int], int]:
+        async with RawServer(handler) as server:
+            server_of.append(server)
+            poster = WirePoster(server.url, HEADERS, SendPolicy())
+            try:
+                statuses = [(await poster.post(BODY)).status for _ in range(5)]
+            finally:
+                await poster.aclose()
+            return statuses, server.connections
+
+    statuses, connections = asyncio.run(scenario())
+    assert statuses == [202] * 5 and connections == 1
+
+
+def test_an_answer_that_says_close_is_followed_by_a_new_connection() -> None:
+    async def answer_then_close(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.readuntil(b"\r\n\r\n")
+        writer.write(b"HTTP/1.1 202 Accepted\r\nConnection: close\r\nContent-Length: 0\r\n\r\n")
+        await writer.drain()
+
+    outcomes, server = post_to(answer_then_close, count=3)
+    assert [reply.status for reply in outcomes] == [202, 202, 202]
+    assert server.connections == 3
+
+
+def test_a_connection_the_server_closed_while_idle_is_not_written_to() -> None:
+    async def one_answer_then_hang_up(
+        reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+    ) -> None:
+        await reader.readuntil(b"\r\n\r\n")
+        writer.write(ACCEPTED)  # says keep-alive, then closes anyway (an idle timeout)
+        await writer.drain()
+
+    outcomes, server = post_to(one_answer_then_hang_up, count=3)
+    assert [reply.status for reply in outcomes] == [202, 202, 202]
+    assert server.connections == 3
+
+
+def test_a_server_that_closes_without_answering_is_a_disconnection_to_retry() -> None:
+    async def hang_up(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.readuntil(b"\r\n\r\n")
+
+    [outcome], _ = post_to(hang_up)
+    assert isinstance(outcome, TransientSendError) and outcome.kind == "disconnected"
+    assert "closed the connection without answering" in str(outcome)
+
+
+def test_a_server_that_never_answers_is_a_timeout_after_the_policys_seconds() -> None:
+    async def never(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.readuntil(b"\r\n\r\n")
+        await asyncio.sleep(30)
+
+    async def timed() -> tuple[Any, float]:
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        outcomes, _ = await asyncio.to_thread(post_to, never, 1, 0.3)
+        return outcomes[0], loop.time() - started
+
+    outcome, took = asyncio.run(timed())
+    assert isinstance(outcome, TransientSendError) and outcome.kind == "timeout"
+    assert 0.3 <= took < 5
+
+
+def test_garbage_instead_of_an_answer_is_a_bad_answer_and_the_connection_is_dropped() -> None:
+    async def garbage(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        while True:
+            await reader.readuntil(b"\r\n\r\n")
+            writer.write(b"SSH-2.0-OpenSSH_9.6\r\n\r\n")
+
+    outcomes, server = post_to(garbage, count=2)
+    assert all(isinstance(o, TransientSendError) and o.kind == "bad answer" for o in outcomes)
+    assert server.connections == 2
+
+
+def test_a_port_nobody_listens_on_is_a_connect_failure_naming_host_and_port() -> None:
+    async def scenario() -> TransientSendError:
+        async with RawServer(lambda r, w: asyncio.sleep(0)) as server:
+            url = server.url
+        poster = WirePoster(url, HEADERS, SendPolicy(timeout=5))
+        try:
+            await poster.post(BODY)
+        except TransientSendError as exc:
+            return exc
+        finally:
+            await poster.aclose()
+        raise AssertionError("posting to a closed port succeeded")
+
+    error = asyncio.run(scenario())
+    assert error.kind == CONNECT_FAILED
+    assert re.match(r"cannot connect to 127\.0\.0\.1:[0-9]+ \(.+\)$", str(error))
