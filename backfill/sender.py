@@ -53,7 +53,9 @@ LONG_RETRY_AFTER = 300.0  # a server asking for longer is told to the user (it m
 MAX_RETRY_AFTER = 7 * 86400.0  # beyond a week the value is nonsense: read as a week
 CONNECT_FAILED = "connect failed"  # the kind that says the server is not there at all
 RATE_LIMITED = "rate limited"  # the kind of a row whose 429s outlasted its budget
-BURST_SECONDS = 0.05  # the limiter's bucket holds this much time's worth of requests
+BURST_SECONDS = 0.01  # the limiter's bucket holds this much time's worth of requests,
+MIN_BURST = 5  # but at least this many, or LOW_RATE_BURST_SECONDS' worth if that is fewer:
+LOW_RATE_BURST_SECONDS = 0.05  # a bucket of one loses the time each late wake-up costs
 RECOVERY_INTERVAL = 1.0
 RECOVERY_FACTOR = 1.25
 
@@ -175,10 +177,14 @@ def check_reply(reply: Reply) -> int:
 class AdaptiveLimiter:
     """A leaky bucket shared by every request, retries included, that backs off on 429.
 
-    The bucket is small (BURST_SECONDS of the rate) so that no one-second window sees much
-    more than the rate. On a 429 the rate halves (at most once a second, since a burst of
-    429s describes one overload) and `Retry-After` pauses every sender; after that the rate
-    climbs back by RECOVERY_FACTOR each second of success, up to the user's `--rate`.
+    The bucket is small (BURST_SECONDS of the rate, 50 at 5000/s) so that no one-second
+    window sees much more than the rate, and a gate that opens wide at once (a far server's
+    first step) lets out no more than that at once: 250, at 5000/s and 20 ms, would be more
+    in flight than twice the 100 that carry the rate.
+
+    On a 429 the rate halves (at most once a second, since a burst of 429s describes one
+    overload) and `Retry-After` pauses every sender; after that the rate climbs back by
+    RECOVERY_FACTOR each second of success, up to the user's `--rate`.
     """
 
     __slots__ = (
@@ -210,7 +216,7 @@ class AdaptiveLimiter:
     def _bucket(rate: float) -> AsyncLimiter | None:
         if not rate:
             return None
-        burst = max(1.0, rate * BURST_SECONDS)
+        burst = max(1.0, rate * BURST_SECONDS, min(MIN_BURST, rate * LOW_RATE_BURST_SECONDS))
         return AsyncLimiter(burst, burst / rate)
 
     async def acquire(self) -> bool:

@@ -22,9 +22,10 @@ answer. That, and only that, is done here:
 from __future__ import annotations
 
 import asyncio
+import socket
 import ssl
 from collections.abc import Mapping
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from backfill.errors import CertificateRejected, EndpointRefused, SendError, TransientSendError
@@ -35,6 +36,7 @@ if TYPE_CHECKING:
     from backfill.sender import SendPolicy
 
 MAX_HEAD_BYTES = 64 * 1024  # an answer's status line and headers; more is not an HTTP server
+ADDRESS_SECONDS = 60.0  # how long a host's looked-up addresses are used
 MAX_BODY_BYTES = 16 * 1024 * 1024  # an events API's answer is small; a runaway one is cut off
 DISCONNECTED = "the server closed the connection without answering"
 
@@ -256,6 +258,7 @@ class WirePoster:
         self._head = _request_head(url, headers, self._route)
         self._idle: list[Connection] = []
         self._open: set[Connection] = set()
+        self._resolved: dict[tuple[str, int], tuple[float, asyncio.Future[Any]]] = {}
 
     async def post(self, body: bytes) -> Reply:
         loop = asyncio.get_running_loop()
@@ -312,18 +315,15 @@ class WirePoster:
         return connection
 
     async def _open_connection(self) -> Connection:
-        loop = asyncio.get_running_loop()
         route = self._route
         if route.proxy is None:
-            _, connection = await loop.create_connection(
-                Connection, self._host, self._port, ssl=self._tls, server_hostname=self._sni()
-            )
-            return connection
+            return await self._dial(self._host, self._port, self._tls)
         proxy = urlsplit(route.proxy)
+        where = f"{proxy.hostname}:{proxy.port or 80}"
         try:
-            _, connection = await loop.create_connection(Connection, proxy.hostname, proxy.port)
+            connection = await self._dial(proxy.hostname or "", proxy.port or 80, None)
         except OSError as exc:
-            raise _ProxyUnreachable(f"{proxy.hostname}:{proxy.port}", exc) from None
+            raise _ProxyUnreachable(where, exc) from None
         if self._tls is not None:
             try:
                 await self._tunnel(connection)
@@ -331,6 +331,34 @@ class WirePoster:
                 connection.abort()
                 raise
         return connection
+
+    async def _dial(self, host: str, port: int, tls: ssl.SSLContext | None) -> Connection:
+        """A connection to the first of the host's addresses that answers. Addresses are
+        looked up once a minute, not once a connection: a ramp opens hundreds at once, and
+        each look-up is a trip through a thread."""
+        loop = asyncio.get_running_loop()
+        sni = host if tls is not None else None  # the name the certificate must carry
+        failure: OSError | None = None
+        for family, address in await self._addresses(host, port):
+            try:
+                _, connection = await loop.create_connection(
+                    Connection, address, port, family=family, ssl=tls, server_hostname=sni
+                )
+                return connection
+            except ssl.SSLError:
+                raise
+            except OSError as exc:
+                failure = exc
+        raise failure or OSError(f"no address for {host}")
+
+    async def _addresses(self, host: str, port: int) -> list[tuple[int, str]]:
+        loop = asyncio.get_running_loop()
+        known = self._resolved.get((host, port))
+        if known is None or loop.time() - known[0] > ADDRESS_SECONDS or _failed(known[1]):
+            lookup = asyncio.ensure_future(loop.getaddrinfo(host, port, type=socket.SOCK_STREAM))
+            known = self._resolved[(host, port)] = (loop.time(), lookup)
+        infos = await asyncio.shield(known[1])
+        return [(family, sockaddr[0]) for family, _, _, _, sockaddr in infos]
 
     async def _tunnel(self, connection: Connection) -> None:
         """CONNECT through the proxy, then TLS with the endpoint inside the tunnel."""
@@ -344,14 +372,15 @@ class WirePoster:
         assert self._tls is not None and connection.transport is not None
         loop = asyncio.get_running_loop()
         connection.transport = await loop.start_tls(  # type: ignore[assignment]
-            connection.transport, connection, self._tls, server_hostname=self._sni()
+            connection.transport, connection, self._tls, server_hostname=self._host
         )
-
-    def _sni(self) -> str | None:
-        return self._host if self._tls is not None else None
 
     def _where(self) -> str:
         return f"{_bracketed(self._host)}:{self._port}"
+
+
+def _failed(lookup: asyncio.Future[Any]) -> bool:
+    return lookup.done() and (lookup.cancelled() or lookup.exception() is not None)
 
 
 class _ProxyUnreachable(Exception):

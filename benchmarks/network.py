@@ -2,23 +2,29 @@
 
     .venv/bin/python benchmarks/network.py                    # everything, 10-20 minutes
     .venv/bin/python benchmarks/network.py --only rate --rounds 1
+    .venv/bin/python benchmarks/network.py --only rate --server sandbox
     .venv/bin/python benchmarks/network.py --only capacity,tls
     .venv/bin/python benchmarks/network.py --only tls --tls-senders backfill,aiohttp
 
-Every figure is the whole `backfill run` process (or a reference sender) against the sandbox
-(`python -m backfill.sandbox`) in another process, over 127.0.0.1:
+Every figure is the whole `backfill run` process (or a reference sender) against a server
+in another process, over 127.0.0.1: the sandbox (`python -m backfill.sandbox`), or for the
+`rate` cells, by default, `benchmarks/far_server.py`.
 
-- `rate`: nothing but `--rate` (concurrency auto) for rate x sandbox latency. The delivered
-  rate is accepted events over the span from the first to the last acceptance, as the server
+- `rate`: nothing but `--rate` (concurrency auto) for rate x server latency. The server is
+  `--server far` (default): far_server.py, a bare HTTP server standing in for a Torque on
+  other machines (65-100 µs of CPU a request here, a third to a quarter of the sandbox's); or
+  `--server sandbox`, whose 250-310 µs a request take 1.4 of this machine's 2 cores at
+  5000/s, so that the cell measures the machine, not backfill. The delivered rate is
+  accepted events over the span from the first to the last acceptance, as the server
   saw it (the process's start-up is reported apart); the busiest one-second window and the
-  most requests in flight are the server's counts. "steady" is the median of the sandbox's
+  most requests in flight are the server's counts. "steady" is the median of the server's
   whole seconds of requests, the first and the last left out: the rate once the ramp is over
   (the delivered rate counts the ramp, as it should; steady says how much of a miss it is).
   With `--ceiling`, each round also runs the plain aiohttp sender unthrottled with
-  1.2 x rate x latency requests in flight against the same sandbox: what this machine can
-  carry at that many in flight. Below the rate, the machine, not the gate, is the limit.
+  1.2 x rate x latency requests in flight against the same kind of server: what this machine
+  can carry at that many in flight. Below the rate, the machine, not the gate, is the limit.
   The 1-minute load average at the start of each round is kept with the figures.
-  With `--pin 0:1`, the sandbox runs on CPU 0 and the sender on CPU 1 (`taskset`), so the
+  With `--pin 0:1`, the server runs on CPU 0 and the sender on CPU 1 (`taskset`), so the
   two do not take each other's core (other work on the machine still may).
 - `capacity`: a sandbox whose answers slow down beyond `--capacity` requests in flight;
   unthrottled (`--rate 0`), auto against a fixed 256: per second, the requests, the requests
@@ -59,7 +65,12 @@ RATES = (100, 1000, 5000)
 LATENCIES = (0.02, 0.08, 0.25)
 SENDING_SECONDS = 6.0
 PY = sys.executable
-PINNED: dict[str, list[str]] = {"sandbox": [], "client": []}  # `taskset -c N`, with --pin
+PINNED: dict[str, list[str]] = {"server": [], "client": []}  # `taskset -c N`, with --pin
+SERVERS = {  # how to start each server; both print their URL, then their stats on SIGTERM
+    "far": [PY, str(HERE / "far_server.py")],
+    "sandbox": [PY, "-m", "backfill.sandbox"],
+}
+SERVER_TITLES = {"far": "benchmarks/far_server.py", "sandbox": "python -m backfill.sandbox"}
 
 
 def orders(rows: int) -> Path:
@@ -72,10 +83,12 @@ def orders(rows: int) -> Path:
     return path
 
 
-class Sandbox:
-    def __init__(self, *args: str, env: dict[str, str] | None = None) -> None:
+class Server:
+    """One of SERVERS in its own process, on a free port, until `stop()` returns its stats."""
+
+    def __init__(self, kind: str, *args: str, env: dict[str, str] | None = None) -> None:
         self.process = subprocess.Popen(
-            [*PINNED["sandbox"], PY, "-m", "backfill.sandbox", "--port", "0", *args],
+            [*PINNED["server"], *SERVERS[kind], "--port", "0", *args],
             stdout=subprocess.PIPE,
             text=True,
             env=env,
@@ -118,14 +131,21 @@ def env_with(**extra: str) -> dict[str, str]:
 # --- rate x latency --------------------------------------------------------------------------
 
 
-def rate_cell(rate: int, latency: float, rounds: int, ceiling: bool = False) -> dict[str, Any]:
-    rows = int(rate * SENDING_SECONDS)
+def rate_cell(
+    rate: int,
+    latency: float,
+    rounds: int,
+    ceiling: bool = False,
+    server: str = "far",
+    seconds: float = SENDING_SECONDS,
+) -> dict[str, Any]:
+    rows = int(rate * seconds)
     runs = []
     for _ in range(rounds):
         load = os.getloadavg()[0]
-        sandbox = Sandbox("--latency", str(latency))
-        summary = backfill(sandbox.url, rows, "--rate", str(rate), env=env_with())
-        stats = sandbox.stop()
+        running = Server(server, "--latency", str(latency))
+        summary = backfill(running.url, rows, "--rate", str(rate), env=env_with())
+        stats = running.stop()
         span = stats["accepted_span_seconds"] or 1e-9
         runs.append(
             {
@@ -142,7 +162,7 @@ def rate_cell(rate: int, latency: float, rounds: int, ceiling: bool = False) -> 
         )
         if ceiling:
             runs[-1]["ceiling_per_s"] = machine_ceiling(
-                rows, math.ceil(1.2 * rate * latency), latency
+                rows, math.ceil(1.2 * rate * latency), latency, server
             )
     delivered = statistics.median(r["delivered_per_s"] for r in runs)
     return {
@@ -167,11 +187,11 @@ def steady(timeline: list[dict[str, Any]]) -> float:
     return statistics.median(middle) if middle else 0.0
 
 
-def machine_ceiling(rows: int, in_flight: int, latency: float) -> float:
-    """The plain aiohttp sender, unthrottled, `in_flight` workers, against the same sandbox."""
-    sandbox = Sandbox("--latency", str(latency))
-    reference(sandbox.url, rows, "reference_sender.py", env_with(), concurrency=in_flight)
-    stats = sandbox.stop()
+def machine_ceiling(rows: int, in_flight: int, latency: float, server: str = "far") -> float:
+    """The plain aiohttp sender, unthrottled, `in_flight` workers, against the same server."""
+    running = Server(server, "--latency", str(latency))
+    reference(running.url, rows, "reference_sender.py", env_with(), concurrency=in_flight)
+    stats = running.stop()
     return round(stats["accepted"] / (stats["accepted_span_seconds"] or 1e-9), 1)
 
 
@@ -182,7 +202,7 @@ def capacity_runs(rows: int) -> list[dict[str, Any]]:
     results = []
     for concurrency in ("auto", "256"):
         load = os.getloadavg()[0]
-        sandbox = Sandbox("--latency", "0.05", "--capacity", "20")
+        sandbox = Server("sandbox", "--latency", "0.05", "--capacity", "20")
         args = ("--rate", "0", "--concurrency", concurrency)
         summary = backfill(sandbox.url, rows, *args, env=env_with())
         stats = sandbox.stop()
@@ -206,12 +226,12 @@ def cpu_runs(rows: int, rounds: int) -> list[dict[str, Any]]:
     orders(rows * 21 // 20 + 100)  # made before any clock starts
     runs = []
     for _ in range(rounds):
-        sandbox = Sandbox()
+        sandbox = Server("sandbox")
         start_up = backfill_cpu(sandbox.url, 100)
         sandbox.stop()
         figures: dict[str, Any] = {"load": round(os.getloadavg()[0], 1)}
         for name in ("backfill", "aiohttp"):
-            sandbox = Sandbox("--latency", "0.02")
+            sandbox = Server("sandbox", "--latency", "0.02")
             sandbox_before = process_cpu(sandbox.process.pid)
             if name == "backfill":
                 spent = backfill_cpu(sandbox.url, rows, "--rate", "0", "--concurrency", "64")
@@ -265,7 +285,7 @@ def tls_runs(rows: int, rounds: int, only: set[str]) -> dict[str, Any]:
     for _ in range(rounds):
         for name, send in senders.items():
             load = os.getloadavg()[0]
-            sandbox = Sandbox(*tls, env=env)
+            sandbox = Server("sandbox", *tls, env=env)
             summary = send(sandbox.url)
             stats = sandbox.stop()
             figures[name].append(
@@ -303,7 +323,10 @@ def reference(
 def markdown(results: dict[str, Any]) -> str:
     lines = []
     if "rate" in results:
+        server = results.get("server", "sandbox")
         lines += [
+            f"### --rate × latency, server: {server} ({SERVER_TITLES[server]})",
+            "",
             "| --rate | latency | delivered/s (median) | ratio | steady/s | max 1-s window"
             " | max in flight (server) | 2 × rate × latency | median answer | machine ceiling"
             " | load (1 min) |",
@@ -378,25 +401,41 @@ def main() -> None:
         help="which of backfill, aiohttp, httpx to run over TLS (httpx takes minutes a round)",
     )
     parser.add_argument(
+        "--server",
+        choices=sorted(SERVERS),
+        default="far",
+        help="the server of the rate cells and --ceiling: far (far_server.py) or the sandbox",
+    )
+    parser.add_argument(
+        "--seconds",
+        type=float,
+        default=SENDING_SECONDS,
+        help="seconds of sending per rate cell: rate x this many events (default 6)",
+    )
+    parser.add_argument(
         "--ceiling", action="store_true", help="also the plain aiohttp sender's rate per cell"
     )
     parser.add_argument(
-        "--pin", metavar="SANDBOX:CLIENT", help="CPUs for taskset, e.g. 0:1 (Linux only)"
+        "--pin", metavar="SERVER:CLIENT", help="CPUs for taskset, e.g. 0:1 (Linux only)"
     )
     args = parser.parse_args()
     if args.pin:
-        sandbox_cpus, client_cpus = args.pin.split(":")
-        PINNED["sandbox"] = ["taskset", "-c", sandbox_cpus]
+        server_cpus, client_cpus = args.pin.split(":")
+        PINNED["server"] = ["taskset", "-c", server_cpus]
         PINNED["client"] = ["taskset", "-c", client_cpus]
     only = set(args.only.split(","))
     results: dict[str, Any] = {"rounds": args.rounds, "started": time.strftime("%FT%TZ")}
     results["pin"] = args.pin
+    results["seconds"] = args.seconds
+    results["server"] = args.server  # of the rate cells; capacity, cpu and tls use the sandbox
     OUT.mkdir(exist_ok=True)
     if "rate" in only:
         results["rate"] = []
         for rate in map(int, args.rates.split(",")):
             for latency in map(float, args.latencies.split(",")):
-                cell = rate_cell(rate, latency, args.rounds, args.ceiling)
+                cell = rate_cell(
+                    rate, latency, args.rounds, args.ceiling, args.server, args.seconds
+                )
                 results["rate"].append(cell)
                 print(json.dumps({k: v for k, v in cell.items() if k != "runs"}), flush=True)
                 (OUT / "network.json").write_text(json.dumps(results, indent=1))

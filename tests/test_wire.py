@@ -5,14 +5,15 @@ exactly the bytes a test needs)."""
 from __future__ import annotations
 
 import asyncio
+import base64
 import re
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Any, TypeVar
 
 import pytest
 
 from backfill.api import TORQUE_V1
-from backfill.errors import TransientSendError
+from backfill.errors import EndpointRefused, TransientSendError
 from backfill.sender import CONNECT_FAILED, Reply, SendPolicy
 from backfill.wire import AnswerMalformed, WirePoster, parse_answer
 from tests.conftest import TEST_KEY
@@ -107,6 +108,7 @@ def test_what_is_not_an_http_answer_is_said_to_be_malformed(raw: bytes) -> None:
 
 # --- real sockets ----------------------------------------------------------------------------
 
+Refusal = TypeVar("Refusal", bound=Exception)
 Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
 
 
@@ -116,7 +118,6 @@ class RawServer:
     def __init__(self, handler: Handler) -> None:
         self.handler = handler
         self.connections = 0
-        self.requests: list[bytes] = []
         self._server: asyncio.Server | None = None
 
     async def __aenter__(self) -> RawServer:
@@ -141,17 +142,6 @@ class RawServer:
         assert self._server is not None
         return f"http://127.0.0.1:{self._server.sockets[0].getsockname()[1]}/events"
 
-    async def read_request(self, reader: asyncio.StreamReader) -> bytes:
-        head = await reader.readuntil(b"\r\n\r\n")
-        length = next(
-            int(line.split(b":")[1])
-            for line in head.split(b"\r\n")
-            if line.lower().startswith(b"content-length:")
-        )
-        request = head + await reader.readexactly(length)
-        self.requests.append(request)
-        return request
-
 
 def post_to(handler: Handler, count: int = 1, timeout: float = 5.0) -> tuple[list[Any], RawServer]:
     """`count` POSTs one after another on one poster; each a Reply or the exception raised."""
@@ -172,6 +162,17 @@ def post_to(handler: Handler, count: int = 1, timeout: float = 5.0) -> tuple[lis
             return outcomes, server
 
     return asyncio.run(scenario())
+
+
+async def refusal_of(poster: WirePoster, expected: type[Refusal]) -> Refusal:
+    """The `expected` error one POST raises (the test fails if it raises nothing)."""
+    try:
+        await poster.post(BODY)
+    except expected as exc:
+        return exc
+    finally:
+        await poster.aclose()
+    raise AssertionError(f"the POST did not raise {expected.__name__}")
 
 
 def test_the_poster_sends_json_with_the_key_over_a_real_socket() -> None:
@@ -208,29 +209,17 @@ def test_the_poster_sends_json_with_the_key_over_a_real_socket() -> None:
     assert headers["Host"] == f"127.0.0.1:{headers['Host'].split(':')[1]}"
 
 
+async def keep_answering(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    while True:
+        await reader.readuntil(b"\r\n\r\n")
+        await reader.readexactly(len(BODY))
+        writer.write(ACCEPTED)
+
+
 def test_requests_one_after_another_share_one_kept_alive_connection() -> None:
-    async def keep_answering(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        while True:
-            await server_of[0].read_request(reader)
-            writer.write(ACCEPTED)
-
-    server_of: list[RawServer] = []
-
-    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        await keep_answering(reader, writer)
-
-    async def scenario() -> tuple[list[int], int]:
-        async with RawServer(handler) as server:
-            server_of.append(server)
-            poster = WirePoster(server.url, HEADERS, SendPolicy())
-            try:
-                statuses = [(await poster.post(BODY)).status for _ in range(5)]
-            finally:
-                await poster.aclose()
-            return statuses, server.connections
-
-    statuses, connections = asyncio.run(scenario())
-    assert statuses == [202] * 5 and connections == 1
+    outcomes, server = post_to(keep_answering, count=5)
+    assert [reply.status for reply in outcomes] == [202] * 5
+    assert server.connections == 1
 
 
 def test_an_answer_that_says_close_is_followed_by_a_new_connection() -> None:
@@ -297,15 +286,76 @@ def test_a_port_nobody_listens_on_is_a_connect_failure_naming_host_and_port() ->
     async def scenario() -> TransientSendError:
         async with RawServer(lambda r, w: asyncio.sleep(0)) as server:
             url = server.url
-        poster = WirePoster(url, HEADERS, SendPolicy(timeout=5))
-        try:
-            await poster.post(BODY)
-        except TransientSendError as exc:
-            return exc
-        finally:
-            await poster.aclose()
-        raise AssertionError("posting to a closed port succeeded")
+        return await refusal_of(WirePoster(url, HEADERS, SendPolicy(timeout=5)), TransientSendError)
 
     error = asyncio.run(scenario())
     assert error.kind == CONNECT_FAILED
     assert re.match(r"cannot connect to 127\.0\.0\.1:[0-9]+ \(.+\)$", str(error))
+
+
+def test_many_new_connections_look_the_host_up_once() -> None:
+    async def answer_late(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        while True:
+            await reader.readuntil(b"\r\n\r\n")
+            await reader.readexactly(len(BODY))
+            await asyncio.sleep(0.05)  # all ten are in flight at once: ten connections
+            writer.write(ACCEPTED)
+
+    async def scenario() -> tuple[list[int], int, int]:
+        loop = asyncio.get_running_loop()
+        lookups: list[object] = []
+        real_lookup = loop.getaddrinfo
+
+        async def counted(*args: Any, **kwargs: Any) -> Any:
+            lookups.append(args[0])
+            return await real_lookup(*args, **kwargs)
+
+        loop.getaddrinfo = counted  # type: ignore[method-assign]
+        async with RawServer(answer_late) as server:
+            url = server.url.replace("127.0.0.1", "localhost")
+            poster = WirePoster(url, HEADERS, SendPolicy())
+            try:
+                replies = await asyncio.gather(*(poster.post(BODY) for _ in range(10)))
+            finally:
+                await poster.aclose()
+            return [reply.status for reply in replies], server.connections, len(lookups)
+
+    statuses, connections, lookups = asyncio.run(scenario())
+    assert statuses == [202] * 10 and connections == 10
+    assert lookups == 1
+
+
+def refuse_with_407(seen: list[bytes]) -> Handler:
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        seen.append(await reader.readuntil(b"\r\n\r\n"))
+        writer.write(b"HTTP/1.1 407 Proxy Authentication Required\r\nContent-Length: 0\r\n\r\n")
+        await writer.drain()
+
+    return handler
+
+
+@pytest.mark.parametrize("scheme", ["http", "https"])
+def test_a_proxy_that_wants_credentials_stops_the_run_and_never_sees_the_key_in_a_tunnel(
+    monkeypatch: pytest.MonkeyPatch, scheme: str
+) -> None:
+    seen: list[bytes] = []
+
+    async def scenario() -> EndpointRefused:
+        async with RawServer(refuse_with_407(seen)) as proxy:
+            for name in ("http_proxy", "https_proxy", "no_proxy", "NO_PROXY"):
+                monkeypatch.delenv(name, raising=False)
+            proxy_url = proxy.url.removesuffix("/events").replace("//", "//me:s%40cret@")
+            monkeypatch.setenv(f"{scheme.upper()}_PROXY", proxy_url)
+            poster = WirePoster(f"{scheme}://torque.example:8443/events", HEADERS, SendPolicy())
+            return await refusal_of(poster, EndpointRefused)
+
+    error = asyncio.run(scenario())
+    assert str(error).startswith("the proxy answered HTTP 407 (Proxy Authentication Required)")
+    [request] = seen
+    credentials = base64.b64encode(b"me:s@cret").decode()
+    assert f"Proxy-Authorization: Basic {credentials}".encode() in request
+    if scheme == "https":  # a tunnel: the proxy sees where to, never the key or the event
+        assert request.startswith(b"CONNECT torque.example:8443 HTTP/1.1\r\n")
+        assert TEST_KEY.encode() not in request
+    else:  # plain http through a proxy: asked in absolute form
+        assert request.startswith(b"POST http://torque.example:8443/events HTTP/1.1\r\n")

@@ -1,0 +1,116 @@
+"""What one POST costs the client: aiohttp's client against backfill's `wire.py`.
+
+    .venv/bin/python benchmarks/client_cost.py --events 20000 --rounds 3
+
+Each round starts `far_server.py` (no latency) in its own process, then posts the same
+pre-built bodies with 64 worker tasks on uvloop, once through an `aiohttp.ClientSession` and
+once through `backfill.wire.WirePoster`, in turn. The figure is this process's CPU per
+request while sending (building the bodies is not counted); the server's CPU is its own.
+Nothing but the client differs, so the difference is what the client layer costs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import signal
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+
+import make_orders
+from reference_sender import build_bodies
+
+from backfill.event_loop import event_loop_runner
+from backfill.sender import SendPolicy
+from backfill.wire import WirePoster
+
+HERE = Path(__file__).resolve().parent
+HEADERS = {"Content-Type": "application/json", "x-torque-api-key": "bench-key"}
+Post = Callable[[bytes], Awaitable[int]]
+
+
+async def cost(client: str, url: str, bodies: list[bytes], concurrency: int) -> float:
+    """CPU seconds per request of posting every body once through `client`."""
+    if client == "aiohttp":
+        import aiohttp
+
+        session = aiohttp.ClientSession(
+            connector=aiohttp.TCPConnector(limit=concurrency), headers=HEADERS
+        )
+
+        async def post(body: bytes) -> int:
+            async with session.post(url, data=body, allow_redirects=False) as response:
+                await response.read()
+                return response.status
+
+        close: Callable[[], Awaitable[None]] = session.close
+    else:
+        poster = WirePoster(url, HEADERS, SendPolicy(concurrency=concurrency))
+
+        async def post(body: bytes) -> int:
+            return (await poster.post(body)).status
+
+        close = poster.aclose
+    pending = iter(bodies)
+    statuses: list[int] = []
+
+    async def worker() -> None:
+        for body in pending:
+            statuses.append(await post(body))
+
+    started = time.process_time()
+    await asyncio.gather(*(worker() for _ in range(concurrency)))
+    spent = time.process_time() - started
+    await close()
+    if statuses.count(202) != len(bodies):
+        raise RuntimeError(f"{client}: {len(bodies) - statuses.count(202)} requests not accepted")
+    return spent / len(bodies)
+
+
+def start_server() -> tuple[subprocess.Popen[str], str]:
+    server = subprocess.Popen(
+        [sys.executable, str(HERE / "far_server.py"), "--port", "0"],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert server.stdout is not None
+    return server, server.stdout.readline().split()[-1] + "/events"
+
+
+def stop_server(server: subprocess.Popen[str]) -> dict[str, object]:
+    server.send_signal(signal.SIGTERM)
+    out, _ = server.communicate(timeout=60)
+    return json.loads([line for line in out.splitlines() if line.startswith("{")][-1])
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--events", type=make_orders.parse_rows, default=20_000)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--concurrency", type=int, default=64)
+    args = parser.parse_args(argv)
+    bodies = build_bodies(args.events)
+    run = event_loop_runner()
+    figures: dict[str, list[float]] = {"aiohttp": [], "wire": []}
+    for _ in range(args.rounds):
+        for client in figures:
+            server, url = start_server()
+            try:
+                figures[client].append(run(cost(client, url, bodies, args.concurrency)))
+            finally:
+                stop_server(server)
+    print("| client | µs of CPU per POST, per round | median |")
+    print("| --- | --- | --- |")
+    for client, values in figures.items():
+        rounds = ", ".join(f"{value * 1e6:.0f}" for value in values)
+        print(f"| {client} | {rounds} | {statistics.median(values) * 1e6:.0f} |")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
