@@ -671,7 +671,7 @@ def progress_bar(total: int | None, enabled: bool) -> Iterator[Callable[[Progres
 
     def update(progress: Progress) -> None:
         bar.update(progress.done - bar.n)
-        answer = "-" if progress.answer_ms is None else f"{progress.answer_ms:.0f}ms"
+        answer = "-" if progress.answer_ms is None else f"{_milliseconds(progress.answer_ms)}ms"
         bar.set_postfix(
             accepted=progress.accepted,
             failed=progress.failed,
@@ -720,7 +720,7 @@ def _print_summary(summary: RunSummary, sandbox_stats: dict[str, Any] | None) ->
     if network.get("median_answer_ms") is not None:
         click.echo(
             f"  in flight     {network['peak_in_flight']:,} at most, "
-            f"{network['median_answer_ms']:,.0f} ms per answer (median)"
+            f"{_milliseconds(network['median_answer_ms'])} ms per answer (median)"
         )
     if network.get("concurrency_note"):
         click.echo(f"  {network['concurrency_note']}")
@@ -737,6 +737,11 @@ def _print_summary(summary: RunSummary, sandbox_stats: dict[str, Any] | None) ->
             f"Sandbox: {sandbox_stats['accepted']:,} events accepted, "
             f"{sandbox_stats['duplicates']:,} duplicates."
         )
+
+
+def _milliseconds(value: float) -> str:
+    """An answer time: tenths below 10 ms (a local sandbox answers in under one)."""
+    return f"{value:.1f}" if value < 10 else f"{value:,.0f}"
 
 
 def _exit_code(summary: RunSummary) -> int:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import functools
 import json
 import math
+import re
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -451,6 +452,12 @@ def test_sandbox_mode_needs_no_key_and_says_what_it_accepted(tmp_path: Path, cli
     assert "  accepted      2,632" in lines
     assert "  failed        72" in lines
     assert "Sandbox: 2,632 events accepted, 0 duplicates." in lines
+    # A local answer takes under a millisecond: shown in tenths, never as "0 ms".
+    [in_flight] = [line for line in lines if line.startswith("  in flight")]
+    assert re.fullmatch(
+        r"  in flight +[0-9,]+ at most, ([0-9]\.[0-9]|[1-9][0-9,]+) ms per answer \(median\)",
+        in_flight,
+    ), in_flight
 
 
 # --- float epochs --------------------------------------------------------------------------
