@@ -98,6 +98,8 @@ def test_header_names_are_lower_case_and_repeats_are_joined() -> None:
         b"HTTP/1.1 2x2 OK\r\n\r\n",
         b"HTTP/1.1 200 OK\r\nno colon here\r\n\r\n",
         b"HTTP/1.1 200 OK\r\nContent-Length: -1\r\n\r\n",
+        "HTTP/1.1 200 OK\r\nContent-Length: \u00b2\r\n\r\n".encode("latin-1"),
+        "HTTP/1.1 2\u00b20 OK\r\n\r\n".encode("latin-1"),
         b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n",
     ],
 )
