@@ -273,8 +273,7 @@ class WirePoster:
         try:
             answer = await waiter
         except BaseException as exc:
-            connection.abort()  # its answer may still come: it cannot carry another request
-            self._open.discard(connection)
+            self._drop(connection)  # its answer may still come: it cannot carry another request
             raise _send_error(exc) from None
         finally:
             timer.cancel()
@@ -306,8 +305,11 @@ class WirePoster:
         if answer.keep_alive and not connection.closed:
             self._idle.append(connection)
         else:
-            connection.abort()
-            self._open.discard(connection)
+            self._drop(connection)
+
+    def _drop(self, connection: Connection) -> None:
+        connection.abort()
+        self._open.discard(connection)
 
     async def _connect(self, deadline: float) -> Connection:
         loop = asyncio.get_running_loop()

@@ -13,23 +13,19 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
-import signal
 import statistics
-import subprocess
 import sys
 import time
 from collections.abc import Awaitable, Callable
-from pathlib import Path
 
 import make_orders
+from network import Server
 from reference_sender import build_bodies
 
 from backfill.event_loop import event_loop_runner
 from backfill.sender import SendPolicy
 from backfill.wire import WirePoster
 
-HERE = Path(__file__).resolve().parent
 HEADERS = {"Content-Type": "application/json", "x-torque-api-key": "bench-key"}
 Post = Callable[[bytes], Awaitable[int]]
 
@@ -72,22 +68,6 @@ async def cost(client: str, url: str, bodies: list[bytes], concurrency: int) -> 
     return spent / len(bodies)
 
 
-def start_server() -> tuple[subprocess.Popen[str], str]:
-    server = subprocess.Popen(
-        [sys.executable, str(HERE / "far_server.py"), "--port", "0"],
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    assert server.stdout is not None
-    return server, server.stdout.readline().split()[-1] + "/events"
-
-
-def stop_server(server: subprocess.Popen[str]) -> dict[str, object]:
-    server.send_signal(signal.SIGTERM)
-    out, _ = server.communicate(timeout=60)
-    return json.loads([line for line in out.splitlines() if line.startswith("{")][-1])
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--events", type=make_orders.parse_rows, default=20_000)
@@ -99,11 +79,12 @@ def main(argv: list[str] | None = None) -> int:
     figures: dict[str, list[float]] = {"aiohttp": [], "wire": []}
     for _ in range(args.rounds):
         for client in figures:
-            server, url = start_server()
+            server = Server("far")
             try:
+                url = server.url + "/events"
                 figures[client].append(run(cost(client, url, bodies, args.concurrency)))
             finally:
-                stop_server(server)
+                server.stop()
     print("| client | µs of CPU per POST, per round | median |")
     print("| --- | --- | --- |")
     for client, values in figures.items():

@@ -24,7 +24,8 @@ key value check, no rate limit, no faults, no TLS, no store. Use the sandbox for
 
 On SIGTERM or SIGINT it prints one line of JSON with the sandbox's stats keys that
 network.py reads (`requests`, `accepted`, `duplicates`, `rejected_by_status`, the busiest
-1-second windows, `max_in_flight`, `connections`, `accepted_span_seconds`, `timeline`) and
+1-second windows, `max_in_flight`, `connections`, `accepted_span_seconds`, `timeline`,
+computed by the sandbox's own functions) and
 its own CPU time (`cpu_seconds`, of which `start_up_cpu_seconds` before listening), then
 exits 0.
 """
@@ -43,9 +44,8 @@ from array import array
 from collections import Counter, deque
 from typing import Any, cast
 
-import numpy as np
+from backfill.sandbox import LATENCY_JITTER, _max_in_window, _timeline
 
-LATENCY_JITTER = 0.2  # each answer takes latency × (1 ± this), uniformly, as the sandbox's
 MAX_HEAD_BYTES = 64 * 1024
 MAX_BODY_BYTES = 1024 * 1024
 _DECODE = json.JSONDecoder().decode
@@ -100,7 +100,7 @@ class Stats:
         self.rejected: Counter[str] = Counter()
         self.connections: set[Any] = set()
         self.in_flight = self.peak_in_flight = 0
-        self.start_up_cpu_seconds = time.process_time()  # imports (numpy): before any request
+        self.start_up_cpu_seconds = time.process_time()  # imports: before any request
 
     def arrive(self, now: float) -> None:
         self.in_flight += 1
@@ -126,60 +126,15 @@ class Stats:
             "accepted": len(accepted),
             "duplicates": len(accepted) - len(self.digests),
             "rejected_by_status": dict(sorted(self.rejected.items())),
-            "max_requests_in_any_1s_window": max_in_window(_times(self.arrivals)),
-            "max_accepted_in_any_1s_window": max_in_window(_times(accepted)),
+            "max_requests_in_any_1s_window": _max_in_window(self.arrivals),
+            "max_accepted_in_any_1s_window": _max_in_window(accepted),
             "max_in_flight": self.peak_in_flight,
             "connections": len(self.connections),
             "accepted_span_seconds": accepted[-1] - accepted[0] if len(accepted) > 1 else 0.0,
-            "timeline": timeline(self),
+            "timeline": _timeline(self.arrivals, self.loads, self.answers, self.answer_seconds),
             "cpu_seconds": round(time.process_time(), 4),
             "start_up_cpu_seconds": round(self.start_up_cpu_seconds, 4),
         }
-
-
-def _times(values: array) -> np.ndarray:
-    return np.frombuffer(values, dtype=np.float64) if len(values) else np.zeros(0)
-
-
-def max_in_window(times: np.ndarray, width: float = 1.0) -> int:
-    """Most timestamps in any half-open window [t, t + width); `times` must be sorted."""
-    if len(times) == 0:
-        return 0
-    counts = np.searchsorted(times, times + width, side="left") - np.arange(len(times))
-    return int(counts.max())
-
-
-def timeline(stats: Stats) -> list[dict[str, Any]]:
-    """Per second since the first request (seconds with requests only, as the sandbox's):
-    requests, the most and mean in flight, and the mean time the requests that came in that
-    second took to be answered."""
-    if not stats.arrivals:
-        return []
-    arrivals = _times(stats.arrivals)
-    second = (arrivals - arrivals[0]).astype(np.int64)
-    loads = np.frombuffer(stats.loads, dtype=np.int32)
-    requests = np.bincount(second)
-    load_sum = np.bincount(second, weights=loads)
-    starts = np.flatnonzero(np.diff(second, prepend=-1))  # first arrival of each second
-    peaks = np.maximum.reduceat(loads, starts)
-    answered = np.maximum(0, (_times(stats.answers) - arrivals[0]).astype(np.int64))
-    size = len(requests)
-    took_sum = np.bincount(answered, weights=_times(stats.answer_seconds), minlength=size)
-    took_count = np.bincount(answered, minlength=size)
-    rows = []
-    for peak, start in zip(peaks, starts):
-        s = int(second[start])
-        mean_answer = took_sum[s] / took_count[s] if took_count[s] else 0.0
-        rows.append(
-            {
-                "second": s,
-                "requests": int(requests[s]),
-                "max_in_flight": int(peak),
-                "mean_in_flight": round(float(load_sum[s] / requests[s]), 1),
-                "mean_answer_ms": round(1000 * float(mean_answer), 1),
-            }
-        )
-    return rows
 
 
 class Server:
