@@ -7,19 +7,21 @@ concurrency-limits (Vegas, Gradient2) and Envoy's adaptive concurrency filter:
 - Little's law: carrying `rate` events/s at `rtt` seconds per answer takes `rate × rtt`
   requests in flight. While the rate limit is what holds the run back, the gate only keeps
   enough room for that, with headroom.
+- Before any answer, nothing is known but that the answer time is at least the time waited
+  since the first request: in flight grows by half the rate for each second waited (for at
+  most EARLY_SECONDS). That stays within 2 × rate × the warm answer time unless the cold
+  first answer is slower than 4 warm ones, and sends half the rate through the first answer
+  time instead of INITIAL_LIMIT requests (which cost 4 % of a 6-s run at 250 ms).
 - The first answers came on new connections, in a process starting up: cold, slower than
   the network by a cost of their own (36-39 ms for a 20 ms server on a quiet machine, where
   warm answers take 17-25 ms; far more on a loaded one). When they are slow anyway (at
   least EARLY_STEP_SECONDS), that cost is a small share of them and waiting for a second
   answer time costs most (7 % of a 6-s run at 250 ms): the first step comes with the first
-  answer, Little's law on it without headroom. The first INITIAL_LIMIT requests leave
-  together, so the first answer back is the fastest of them: waiting for the others would
-  only confirm that (and cost their jitter). Faster first answers wait, as every decision
-  does, for a window of
-  MIN_WINDOW_SAMPLES answers, some of them warm. Either way the warm windows that follow
-  add the headroom, and their faster answers replace the cold ones in the lowest-of-windows
-  figures below; the first answers stay among them, as the only ones taken at (almost) no
-  load.
+  answer, Little's law on it without headroom. Faster first answers wait, as every
+  decision does, for a window of MIN_WINDOW_SAMPLES answers, some of them warm. Either way
+  the warm windows that follow add the headroom, and their faster answers replace the cold
+  ones in the lowest-of-windows figures below; the first answers stay among them, as the
+  only ones taken at (almost) no load.
 - Whatever the answer time, the limit stays below 2 × rate × the network's answer time,
   less a margin. For that ceiling the network's answer time is the fastest answer (of the
   last BASE_SECONDS), as TCP Vegas's base RTT: no answer comes faster than the network, and
@@ -52,6 +54,9 @@ from collections import deque
 from collections.abc import Callable
 
 INITIAL_LIMIT = 4  # small: the first answers say how far the server is
+EARLY_SHARE = 0.5  # before any answer, in flight grows by this share of the rate each second
+EARLY_SECONDS = 0.5  # ... for this long at most: a server that never answers is not flooded
+EARLY_TICK = 0.005  # how often the limit grows while senders wait for the first answer
 AUTO_CAP = 2048  # `--concurrency auto`: far above what any sensible rate × answer time needs
 MAX_CONCURRENCY = 4096  # the highest `--concurrency N`
 TOLERANCE = 1.5  # answers this much slower than at no load: queueing (Gradient2 default)
@@ -95,6 +100,8 @@ class ConcurrencyGate:
         self._bases: deque[tuple[float, float]] = deque()  # (when, window median)
         self._fastest: deque[tuple[float, float]] = deque()  # (when, window's fastest answer)
         self._first_answers = adaptive  # the first answers, on new connections: cold
+        self._opened_at: float | None = None  # when the first sender came to the gate
+        self._early_timer: asyncio.TimerHandle | None = None
         self._cold_window = adaptive  # ... and the first window of them, unless sized at once
         self._cap_windows = 0  # windows in which the cap, not the network, held senders back
         self._cap_rtt = 0.0
@@ -103,6 +110,8 @@ class ConcurrencyGate:
     # --- the gate ------------------------------------------------------------------------
 
     async def acquire(self) -> None:
+        if self._first_answers:
+            self._grow_before_answers()
         if self.holders < self.limit and not self._waiters:
             self.holders += 1
             if self.holders == self.limit:  # no slot left for the next sender
@@ -111,12 +120,14 @@ class ConcurrencyGate:
         self._full += 1
         waiter = asyncio.get_running_loop().create_future()
         self._waiters.append(waiter)
+        if self._first_answers and self._early_timer is None:
+            self._early_tick()
         try:
             await waiter  # the slot is handed over: `holders` already counts this sender
         except asyncio.CancelledError:
             if waiter.done() and not waiter.cancelled():
                 self.release()  # handed a slot just as we were cancelled: pass it on
-            else:
+            elif waiter in self._waiters:  # `_wake` may have dropped it already
                 self._waiters.remove(waiter)
             raise
 
@@ -130,6 +141,34 @@ class ConcurrencyGate:
             if not waiter.done():
                 self.holders += 1
                 waiter.set_result(None)
+
+    def _grow_before_answers(self) -> None:
+        """No answer yet, so the answer time is at least the time since the first request:
+        in flight may grow by EARLY_SHARE of the rate per second waited. The first answer then
+        finds at most half the rate times its own answer time in flight: within 2 × rate ×
+        the warm answer time as long as the cold first answer is no slower than 4 warm ones
+        (at 20 ms they were 36-45 ms). Waiting with 4 in flight instead cost a whole answer
+        time of sending: 4 % of a 6-s run at 250 ms."""
+        rate = self._rate_in_force()
+        if not rate:
+            return  # unthrottled: slow start, from the first answers
+        now = self._clock()
+        if self._opened_at is None:
+            self._opened_at = now
+        waited = min(now - self._opened_at, EARLY_SECONDS)
+        if EARLY_SHARE * rate * waited > self.limit:
+            self._set_limit(EARLY_SHARE * rate * waited)
+
+    def _early_tick(self) -> None:
+        """While senders wait for the first answer, grow the limit as time passes."""
+        self._early_timer = None
+        if not self._first_answers or not self._waiters:
+            return
+        self._grow_before_answers()
+        opened = self._opened_at
+        if opened is not None and self._clock() - opened < EARLY_SECONDS:
+            loop = asyncio.get_running_loop()
+            self._early_timer = loop.call_later(EARLY_TICK, self._early_tick)
 
     # --- measurements --------------------------------------------------------------------
 

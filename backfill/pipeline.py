@@ -1,11 +1,11 @@
 """`run` and `rerun`: rows in, events out to the endpoint, every row's fate written down.
 
-    reader thread ──chunks──▶ mapper ──events──▶ bounded queue ──▶ N senders ──▶ endpoint
+    reader thread ──chunks──▶ mapper ──events──▶ bounded feed ──▶ N senders ──▶ endpoint
                                   │                                     │
                                   └── mapping failures ──▶ report ◀─────┴── send failures
                                                           journal ◀── accepted rows
 
-The queue is bounded, so the reader never runs far ahead and memory stays flat however
+The feed is bounded, so the reader never runs far ahead and memory stays flat however
 large the file. Every row ends in exactly one place: accepted (journal), filtered (counted),
 failed (report), or, only when the run is interrupted, unsent (neither, so `--resume`
 sends it). The library never prints: progress is a callback, problems are exceptions.
@@ -29,6 +29,7 @@ from backfill.api import Api
 from backfill.cutoff import UNREACHABLE_AFTER, UnreachableCutoff
 from backfill.errors import AuthRejected, EndpointRefused, RecordWriteError
 from backfill.events import MappedChunk, RowFailure
+from backfill.feed import EventFeed
 from backfill.id_ledger import IdLedger, LedgerScope
 from backfill.id_screen import screen
 from backfill.rerun import plan_rerun, records_table
@@ -51,9 +52,9 @@ __all__ = [
     "records_table",
 ]
 
-QUEUE_EVENTS_PER_SENDER = 64
-QUEUE_SENDERS = 128  # the queue is sized for this many senders at most (memory stays flat)
-BATCH_EVENTS = 8  # events handed to a sender at once: the queue's cost is per item
+FEED_EVENTS_PER_SENDER = 64
+FEED_SENDERS = 128  # the feed is sized for this many senders at most (memory stays flat)
+FEED_PIECE = 256  # events the reader adds at once, checking for a stop in between
 PROGRESS_INTERVAL = 0.2
 PosterFactory = Callable[[str, dict[str, str], SendPolicy], Poster]
 
@@ -101,13 +102,14 @@ class RunSummary:
         }
 
 
-class Batch(NamedTuple):
-    """Events for one sender to post in turn, with the chunk that holds their records and
-    the books of the file they come from."""
+class Origin(NamedTuple):
+    """Where a fed event comes from: the chunk that holds its record and its file's books."""
 
-    items: list[Item]
     chunk: MappedChunk
     books: FileBooks
+
+
+Fed = tuple[Item, Origin]  # one event for a sender: (row, body) and where it comes from
 
 
 @dataclass
@@ -122,7 +124,7 @@ class Progress:
 
 
 class Run:
-    """One run: a reader feeds a bounded queue, senders post. `request_stop` is the first
+    """One run: a reader fills a bounded feed, senders post. `request_stop` is the first
     Ctrl-C, `abort` the second."""
 
     def __init__(
@@ -171,19 +173,17 @@ class Run:
         sender = Sender(poster, target.policy, on_notice=self._on_notice)
         senders = self._senders = Senders(sender, records, target, self.plan, self.request_stop)
         concurrency = target.policy.concurrency  # with auto, the gate decides how many post
-        queue: asyncio.Queue[Batch | None] = asyncio.Queue(
-            min(concurrency, QUEUE_SENDERS) * QUEUE_EVENTS_PER_SENDER // BATCH_EVENTS
-        )
+        feed: EventFeed[Fed] = EventFeed(min(concurrency, FEED_SENDERS) * FEED_EVENTS_PER_SENDER)
         ticker = asyncio.create_task(self._tick())
         syncer = asyncio.create_task(records.keep_synced(on_error=senders.fail))
         finished = False
         try:
             workers = [
-                asyncio.create_task(senders.loop(queue, self._stopping)) for _ in range(concurrency)
+                asyncio.create_task(senders.loop(feed, self._stopping)) for _ in range(concurrency)
             ]
-            reader = asyncio.create_task(self._read_loop(queue, records))
+            reader = asyncio.create_task(self._read_loop(feed, records))
             self._tasks = [*workers, reader]
-            await self._wait(reader, workers, queue)
+            await self._wait(reader, workers, feed)
             finished = True
         finally:
             ticker.cancel()
@@ -207,7 +207,7 @@ class Run:
         self,
         reader: asyncio.Task[None],
         workers: list[asyncio.Task[None]],
-        queue: asyncio.Queue[Batch | None],
+        feed: EventFeed[Fed],
     ) -> None:
         try:
             await reader
@@ -219,15 +219,14 @@ class Run:
             raise
         finally:
             if self._stopping.is_set():
-                _drop_queued(queue, self.records)
-            for _ in workers:
-                await queue.put(None)
+                _drop_fed(feed, self.records)
+            feed.close()
             await asyncio.gather(*workers, return_exceptions=True)
-            _drop_queued(queue, self.records)
+            _drop_fed(feed, self.records)
         if self._senders is not None and self._senders.failure is not None:
             raise self._senders.failure
 
-    async def _read_loop(self, queue: asyncio.Queue[Batch | None], records: RunRecords) -> None:
+    async def _read_loop(self, feed: EventFeed[Fed], records: RunRecords) -> None:
         chunks = self.plan.feed()
         remaining = self.plan.limit
         while not self._stopping.is_set():
@@ -243,14 +242,15 @@ class Run:
                     books.is_done, books.accepted_before,
                 )  # fmt: skip
                 items = records.apply_screen(books, screened)
-            for start in range(0, len(items), BATCH_EVENTS):
+            origin = Origin(chunk, books)
+            for start in range(0, len(items), FEED_PIECE):
                 if self._stopping.is_set():
                     records.unsent(len(records.fresh(books, items[start:])))
                     break
-                batch = records.fresh(books, items[start : start + BATCH_EVENTS])
-                if batch:
-                    records.resending(books, batch)
-                    await queue.put(Batch(batch, chunk, books))
+                piece = records.fresh(books, items[start : start + FEED_PIECE])
+                if piece:
+                    records.resending(books, piece)
+                    await feed.put([(item, origin) for item in piece])
             if remaining == 0:
                 return
 
@@ -307,8 +307,8 @@ class Run:
 
 
 class Senders:
-    """What the N sender tasks share: each takes batches off the queue, posts their events
-    in turn and settles every row in the records."""
+    """What the N sender tasks share: each takes one event at a time off the feed, posts it
+    and settles its row in the records."""
 
     def __init__(
         self,
@@ -333,50 +333,46 @@ class Senders:
         self.failure = self.failure or exc
         self.request_stop()
 
-    async def loop(self, queue: asyncio.Queue[Batch | None], stopping: asyncio.Event) -> None:
+    async def loop(self, feed: EventFeed[Fed], stopping: asyncio.Event) -> None:
         try:
-            while (batch := await queue.get()) is not None:
-                await self._post(batch, stopping)
+            while (fed := await feed.get()) is not None:
+                (row, body), origin = fed
+                await self._post(row, body, origin, stopping)
         except Exception as exc:
             self.fail(exc)
-            # Keep taking batches until told to end: a reader waiting on a full queue must
-            # never wait for a sender that is gone.
-            while (batch := await queue.get()) is not None:
-                self.records.unsent(len(batch.items))
+            # A reader waiting on a full feed must never wait for senders that are gone.
+            self.records.unsent(len(feed.take_all()))
 
-    async def _post(self, batch: Batch, stopping: asyncio.Event) -> None:
-        """Post the batch's events in turn; each row is marked on the wire just before its
-        first request leaves (past the gate and the rate limit)."""
-        records, sender, books = self.records, self.sender, batch.books
-        unsettled = len(batch.items)
+    async def _post(self, row: int, body: bytes, origin: Origin, stopping: asyncio.Event) -> None:
+        """Post one event; its row is marked on the wire just before its first request
+        leaves (past the gate and the rate limit)."""
+        records, books = self.records, origin.books
+        if stopping.is_set():
+            records.unsent(1)
+            return
         try:
-            for row, body in batch.items:
-                if stopping.is_set():
-                    break
-                try:
-                    delivery = await sender.deliver(
-                        body, give_up=stopping.is_set, on_wire=partial(records.on_wire, books, row)
-                    )
-                except EndpointRefused as exc:
-                    self.auth_error = self.auth_error or exc
-                    self.request_stop()
-                    unsettled -= 1
-                    records.not_kept(books, row)
-                    break
-                unsettled -= 1
-                self._settle(row, body, batch, delivery)
-        finally:  # stopped, failed, or cancelled by a second Ctrl-C: the rest is unsent
-            records.unsent(unsettled)
+            delivery = await self.sender.deliver(
+                body, give_up=stopping.is_set, on_wire=partial(records.on_wire, books, row)
+            )
+        except EndpointRefused as exc:
+            self.auth_error = self.auth_error or exc
+            self.request_stop()
+            records.not_kept(books, row)
+            return
+        except BaseException:  # failed, or cancelled by a second Ctrl-C: the row is unsent
+            records.unsent(1)
+            raise
+        self._settle(row, body, origin, delivery)
 
-    def _settle(self, row: int, body: bytes, batch: Batch, delivery: Delivery) -> None:
+    def _settle(self, row: int, body: bytes, origin: Origin, delivery: Delivery) -> None:
         if self.cutoff.observe(delivery.kind):
             self.request_stop()
         if delivery.accepted:
-            self.records.accepted(batch.books, row)
+            self.records.accepted(origin.books, row)
         elif delivery.kind == "interrupted":
             self.records.unsent(1)
         else:
-            self.records.failed(self._send_failure(row, body, batch.chunk, delivery))
+            self.records.failed(self._send_failure(row, body, origin.chunk, delivery))
 
     def _send_failure(
         self, row: int, body: bytes, chunk: MappedChunk, delivery: Delivery
@@ -395,12 +391,11 @@ class Senders:
         )
 
 
-def _drop_queued(queue: asyncio.Queue[Batch | None], records: RunRecords | None) -> None:
-    """Batches still queued when the run stops: never sent, so unsent."""
-    while not queue.empty():
-        batch = queue.get_nowait()
-        if batch is not None and records is not None:
-            records.unsent(len(batch.items))
+def _drop_fed(feed: EventFeed[Fed], records: RunRecords | None) -> None:
+    """Events still in the feed when the run stops: never sent, so unsent."""
+    left = feed.take_all()
+    if records is not None:
+        records.unsent(len(left))
 
 
 def limit_chunk(

@@ -264,3 +264,67 @@ def test_a_sender_cancelled_while_waiting_leaves_no_trace_and_one_handed_a_slot_
 def test_a_cap_below_one_is_refused(cap: int) -> None:
     with pytest.raises(ValueError, match="at least 1"):
         ConcurrencyGate(cap, adaptive=True)
+
+
+def test_a_sender_cancelled_while_the_gate_hands_out_slots_leaves_the_gate_sound() -> None:
+    """Found by a 401 that stopped a run: the waiter was cancelled, then a release dropped
+    it from the queue before its task ran, and the task's cleanup raised ValueError."""
+
+    async def go() -> tuple[bool, int]:
+        gate = ConcurrencyGate(1, adaptive=False)
+        await gate.acquire()
+        waiting = asyncio.ensure_future(gate.acquire())
+        await asyncio.sleep(0)
+        waiting.cancel()
+        gate.release()  # drops the cancelled waiter before its task runs
+        outcome = await asyncio.gather(waiting, return_exceptions=True)
+        await asyncio.wait_for(gate.acquire(), 1)  # the slot is free again
+        return isinstance(outcome[0], asyncio.CancelledError), gate.holders
+
+    assert asyncio.run(go()) == (True, 1)
+
+
+def test_before_the_first_answer_in_flight_grows_by_half_the_rate_per_second_waited() -> None:
+    """No answer yet means the answer time is at least the time waited: half the rate times
+    that keeps within 2 × rate × latency unless the cold first answer is 4 warm ones."""
+    clock = Clock()
+    rate = 1000.0
+    gate = ConcurrencyGate(AUTO_CAP, adaptive=True, rate_in_force=lambda: rate, clock=clock)
+
+    async def go() -> list[int]:
+        tries = [asyncio.ensure_future(gate.acquire()) for _ in range(600)]
+        through = []
+        for seconds in (0.0, 0.1, 0.2, 2.0):  # the last: beyond EARLY_SECONDS
+            clock.now += seconds
+            await asyncio.sleep(0.03)  # a few of the gate's ticks
+            through.append(sum(task.done() for task in tries))
+        for task in tries:
+            task.cancel()
+        await asyncio.gather(*tries, return_exceptions=True)
+        return through
+
+    assert asyncio.run(go()) == [INITIAL_LIMIT, 50, 150, 250]
+
+
+def test_the_first_answer_ends_the_growth_before_answers() -> None:
+    clock = Clock()
+    rate = 1000.0
+    gate = ConcurrencyGate(AUTO_CAP, adaptive=True, rate_in_force=lambda: rate, clock=clock)
+
+    async def go() -> tuple[int, int]:
+        tries = [asyncio.ensure_future(gate.acquire()) for _ in range(600)]
+        await asyncio.sleep(0)
+        started = gate.sent()
+        clock.now += 0.04
+        await asyncio.sleep(0.03)
+        gate.answered(started, overloaded=False)  # a 40 ms answer: 20 in flight by now
+        at_answer = gate.limit
+        clock.now += 0.3
+        await asyncio.sleep(0.03)
+        for task in tries:
+            task.cancel()
+        await asyncio.gather(*tries, return_exceptions=True)
+        return at_answer, gate.limit
+
+    at_answer, later = asyncio.run(go())
+    assert at_answer == pytest.approx(20, abs=1) and later == at_answer

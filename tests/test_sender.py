@@ -8,6 +8,7 @@ drive the whole sending half over a small Parquet file with a mock endpoint.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime as dt
 import email.utils
 import json
@@ -784,3 +785,92 @@ def test_senders_waiting_when_the_rate_halves_wait_again_at_the_new_rate() -> No
     # Twenty tokens at 50/s (less the new bucket's small burst) take well over 0.3 s; drained
     # at the old rate they took 0.2 s.
     assert seconds >= 0.3
+
+
+def test_waiting_senders_get_their_tokens_in_order_a_few_per_wake_up() -> None:
+    """One dispenser takes tokens for everyone who waits: 2 ms' worth per wake-up, not one
+    aiolimiter wake-up (and timer) per sender."""
+
+    async def go() -> tuple[list[int], int, float]:
+        limiter = AdaptiveLimiter(2000)
+        bucket = limiter._limiter
+        assert bucket is not None
+        while bucket.has_capacity():  # use up the burst
+            await limiter.acquire()
+        wake_ups = 0
+        take = bucket.acquire
+
+        async def counted(amount: float = 1) -> None:
+            nonlocal wake_ups
+            wake_ups += 1
+            await take(amount)
+
+        bucket.acquire = counted  # type: ignore[method-assign]
+        served: list[int] = []
+
+        async def one(i: int) -> None:
+            await limiter.acquire()
+            served.append(i)
+
+        started = asyncio.get_running_loop().time()
+        await asyncio.wait_for(asyncio.gather(*(one(i) for i in range(100))), 5)
+        return served, wake_ups, asyncio.get_running_loop().time() - started
+
+    served, wake_ups, seconds = asyncio.run(go())
+    assert served == list(range(100))
+    assert wake_ups <= 30  # 100 tokens, 4 per wake-up at 2000/s
+    assert seconds >= 0.04  # still at the rate: 100 tokens at 2000/s take 0.05 s
+
+
+def test_a_pause_while_senders_wait_for_tokens_makes_each_wait_it_out() -> None:
+    async def go() -> float:
+        limiter = AdaptiveLimiter(1000)
+        bucket = limiter._limiter
+        assert bucket is not None
+        while bucket.has_capacity():
+            await limiter.acquire()
+        waiting = [asyncio.ensure_future(limiter.acquire()) for _ in range(20)]
+        await asyncio.sleep(0)
+        started = asyncio.get_running_loop().time()
+        limiter.pause(0.3)  # a Retry-After while twenty wait for the rate
+        await asyncio.wait_for(asyncio.gather(*waiting), 5)
+        return asyncio.get_running_loop().time() - started
+
+    assert asyncio.run(go()) >= 0.3
+
+
+def test_senders_cancelled_while_waiting_for_tokens_leave_no_task_behind() -> None:
+    async def go() -> int:
+        limiter = AdaptiveLimiter(100)
+        waiting = [asyncio.ensure_future(limiter.acquire()) for _ in range(40)]
+        await asyncio.sleep(0.01)
+        for task in waiting:
+            task.cancel()
+        await asyncio.gather(*waiting, return_exceptions=True)
+        await asyncio.sleep(0.1)  # a dispenser waits at most one token's time, then sees none
+        return len(asyncio.all_tasks()) - 1
+
+    assert asyncio.run(go()) == 0
+
+
+def test_the_last_events_of_a_run_are_posted_side_by_side(tmp_path: Path) -> None:
+    """Each sender takes one event at a time: a sender that took several would post them one
+    after another, an answer time each, while the others sat idle at the end of the input."""
+    events = 10  # 12 rows: row 5 has a bad wallet, row 7 is refunded
+    in_flight = most = 0
+    all_out = asyncio.Event()
+
+    async def handler(request: httpx.Request) -> httpx.Response:
+        nonlocal in_flight, most
+        in_flight += 1
+        most = max(most, in_flight)
+        if in_flight == events:
+            all_out.set()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(all_out.wait(), 2)
+        in_flight -= 1
+        return answer(202)
+
+    summary, _ = run_with(tmp_path, handler, concurrency=16, count=12)
+    assert summary.counts.accepted == events
+    assert most == events
