@@ -578,7 +578,7 @@ def execute(
         from backfill.event_loop import event_loop_runner
 
         run_loop = event_loop_runner()
-        _freeze_start_up_objects()
+        _tune_interpreter_for_sending()
         summary, sandbox_stats = run_loop(
             _execute(plan, target, sending["sandbox"], schema, on_progress)
         )
@@ -594,12 +594,26 @@ def execute(
     return summary
 
 
-def _freeze_start_up_objects() -> None:
-    """The modules loaded so far (pandas, pyarrow...) live as long as the process: without
-    this, each full garbage collection walks them all and stalls sending for up to 50 ms."""
+GC_THRESHOLDS = (50_000, 20, 100)  # a young collection per 50,000 objects, not per 700
+GIL_SWITCH_SECONDS = 0.0005  # the reader's thread hands the interpreter back this often
+
+
+def _tune_interpreter_for_sending() -> None:
+    """The sending loop's thread must not stall: at 5000/s a 30 ms stall loses tokens.
+
+    - The modules loaded so far (pandas, pyarrow...) live as long as the process: frozen,
+      a full garbage collection no longer walks them all (it stalled sending up to 50 ms).
+    - With 1,400 requests in flight, Python's default of a collection per 700 new objects
+      ran one every few hundred requests, 10-25 ms each; 5000/s at 250 ms held 0.95 × over
+      30 s, and 0.97-0.98 × with fewer, larger ones (and the switch below).
+    - While the reader's thread maps a chunk, the loop's thread waits for the interpreter
+      lock each time it gave it up (every poll of its sockets): up to 5 ms by default, 0.5
+      here (docs/benchmarks.md, "5000/s far away")."""
     import gc
 
     gc.freeze()
+    gc.set_threshold(*GC_THRESHOLDS)
+    sys.setswitchinterval(GIL_SWITCH_SECONDS)
 
 
 async def _execute(
