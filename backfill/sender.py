@@ -275,7 +275,8 @@ class AdaptiveLimiter:
                     _hand_out(waiting, len(waiting), True)
                     continue
                 rate = limiter.max_rate / limiter.time_period
-                amount = max(1, min(len(waiting), int(rate * WAKE_UP_SECONDS)))
+                most = min(len(waiting), int(rate * WAKE_UP_SECONDS), int(limiter.max_rate))
+                amount = max(1, most)  # never more than the bucket holds: aiolimiter refuses
                 await limiter.acquire(amount)
                 if self._clock() < self.paused_until:
                     _hand_out(waiting, len(waiting), False)
