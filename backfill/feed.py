@@ -59,25 +59,27 @@ class EventFeed(Generic[T]):
                     self._wake_takers(1)  # woken just as it was cancelled: pass the turn on
                 raise
         item = items.popleft()
-        room = self._room
-        if room is not None and len(items) <= self.capacity // 2 and not room.done():
-            room.set_result(None)
+        if len(items) <= self.capacity // 2:
+            self._wake_reader()
         return item
 
     def close(self) -> None:
         """No more items will come: takers get what is left, then None."""
         self._closed = True
         self._wake_takers(len(self._takers))
-        if self._room is not None and not self._room.done():
-            self._room.set_result(None)
+        self._wake_reader()
 
     def take_all(self) -> list[T]:
         """Empty the feed (a stopping run): what nobody took."""
         left = list(self._items)
         self._items.clear()
-        if self._room is not None and not self._room.done():
-            self._room.set_result(None)
+        self._wake_reader()
         return left
+
+    def _wake_reader(self) -> None:
+        room = self._room
+        if room is not None and not room.done():
+            room.set_result(None)
 
     def _wake_takers(self, count: int) -> None:
         takers = self._takers

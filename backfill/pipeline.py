@@ -341,7 +341,7 @@ class Senders:
         except Exception as exc:
             self.fail(exc)
             # A reader waiting on a full feed must never wait for senders that are gone.
-            self.records.unsent(len(feed.take_all()))
+            _drop_fed(feed, self.records)
 
     async def _post(self, row: int, body: bytes, origin: Origin, stopping: asyncio.Event) -> None:
         """Post one event; its row is marked on the wire just before its first request

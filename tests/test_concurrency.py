@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 
 import pytest
 
@@ -51,11 +51,16 @@ async def let_through(gate: ConcurrencyGate, demand: int) -> int:
     tries = [asyncio.ensure_future(gate.acquire()) for _ in range(demand)]
     await asyncio.sleep(0)
     through = sum(task.done() for task in tries)
+    await give_up(tries)
+    return through
+
+
+async def give_up(tries: Sequence[asyncio.Future[None]]) -> None:
+    """Senders still waiting at the gate stop waiting."""
     for task in tries:
         if not task.done():
             task.cancel()
     await asyncio.gather(*tries, return_exceptions=True)
-    return through
 
 
 async def spread_step(
@@ -76,6 +81,26 @@ async def spread_step(
     for _ in range(through):
         gate.release()
     return through
+
+
+def run_spread_steps(
+    gate: ConcurrencyGate,
+    clock: Clock,
+    count: int,
+    demand: int,
+    answer_times: Iterator[float],
+    rate: float,
+) -> list[tuple[int, int]]:
+    """`count` spread steps: how many got through each, and the limit after it."""
+
+    async def go() -> list[tuple[int, int]]:
+        steps = []
+        for _ in range(count):
+            through = await spread_step(gate, clock, demand, answer_times, rate)
+            steps.append((through, gate.limit))
+        return steps
+
+    return asyncio.run(go())
 
 
 def run_steps(gate: ConcurrencyGate, clock: Clock, count: int, **kw: object) -> list[int]:
@@ -154,15 +179,7 @@ def test_jitter_and_our_own_work_in_the_answers_do_not_lift_the_ceiling() -> Non
     spread = [0.020 + 0.008 * (index * 7 % 10) / 9 for index in range(10)]
     answer_times = itertools.cycle(spread)
     gate = ConcurrencyGate(AUTO_CAP, adaptive=True, rate_in_force=lambda: rate, clock=clock)
-
-    async def go() -> list[tuple[int, int]]:
-        steps = []
-        for _ in range(60):
-            through = await spread_step(gate, clock, 300, answer_times, rate)
-            steps.append((through, gate.limit))
-        return steps
-
-    steps = asyncio.run(go())
+    steps = run_spread_steps(gate, clock, 60, 300, answer_times, rate)
     assert max(limit for _, limit in steps) <= 2 * rate * latency, steps
     assert min(through for through, _ in steps[-20:]) >= rate * 0.024  # carries the rate
 
@@ -178,15 +195,7 @@ def test_a_cold_first_window_does_not_lift_the_limit_past_twice_rate_times_laten
     answer_times = itertools.chain(cold, warm)
     gate = ConcurrencyGate(AUTO_CAP, adaptive=True, rate_in_force=lambda: rate, clock=clock)
     clock.now += 0.5  # the process reads its first rows before the first request leaves
-
-    async def go() -> list[tuple[int, int]]:
-        steps = []
-        for _ in range(40):
-            through = await spread_step(gate, clock, 1000, answer_times, rate)
-            steps.append((through, gate.limit))
-        return steps
-
-    steps = asyncio.run(go())
+    steps = run_spread_steps(gate, clock, 40, 1000, answer_times, rate)
     assert max(limit for _, limit in steps) <= 2 * rate * latency, steps
     assert min(through for through, _ in steps[-10:]) >= rate * latency  # carries the rate
 
@@ -298,9 +307,7 @@ def test_before_the_first_answer_in_flight_grows_by_half_the_rate_per_second_wai
             clock.now += seconds
             await asyncio.sleep(0.03)  # a few of the gate's ticks
             through.append(sum(task.done() for task in tries))
-        for task in tries:
-            task.cancel()
-        await asyncio.gather(*tries, return_exceptions=True)
+        await give_up(tries)
         return through
 
     assert asyncio.run(go()) == [INITIAL_LIMIT, 50, 150, 250]
@@ -321,9 +328,7 @@ def test_the_first_answer_ends_the_growth_before_answers() -> None:
         at_answer = gate.limit
         clock.now += 0.3
         await asyncio.sleep(0.03)
-        for task in tries:
-            task.cancel()
-        await asyncio.gather(*tries, return_exceptions=True)
+        await give_up(tries)
         return at_answer, gate.limit
 
     at_answer, later = asyncio.run(go())
