@@ -7,7 +7,7 @@ The library API, for notebooks and scripts (the CLI is a thin layer over it):
 
 from __future__ import annotations
 
-from typing import Any
+from backfill._exports import install_moved_module_finder, lazy_exports
 
 __version__ = "0.1.0"
 __all__ = [
@@ -23,20 +23,15 @@ __all__ = [
 
 _EXPORTS = {
     "BackfillError": "backfill.errors",
-    "EventMapper": "backfill.events",
-    "load_mapping": "backfill.mapping",
-    "mapping_from_dict": "backfill.mapping",
-    "preview": "backfill.offline",
-    "read_report": "backfill.report",
-    "read_source": "backfill.source",
-    "validate": "backfill.offline",
+    "EventMapper": "backfill.mapping.events",
+    "load_mapping": "backfill.mapping.spec",
+    "mapping_from_dict": "backfill.mapping.spec",
+    "preview": "backfill.look.validate",
+    "read_report": "backfill.books.report",
+    "read_source": "backfill.read.source",
+    "validate": "backfill.look.validate",
 }
 
-
-def __getattr__(name: str) -> Any:
-    """Lazy exports: `import backfill` stays cheap, so `backfill --help` starts fast."""
-    if name not in _EXPORTS:
-        raise AttributeError(f"module 'backfill' has no attribute {name!r}")
-    import importlib
-
-    return getattr(importlib.import_module(_EXPORTS[name]), name)
+# Lazy: `import backfill` stays cheap, so `backfill --help` starts fast.
+__getattr__ = lazy_exports(__name__, _EXPORTS)
+install_moved_module_finder()

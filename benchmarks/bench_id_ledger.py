@@ -25,8 +25,8 @@ from pathlib import Path
 import numpy as np
 import psutil
 
-from backfill.id_ledger import IdLedger, LedgerScope
-from backfill.source import DEFAULT_CHUNK_ROWS
+from backfill.books.id_ledger import IdLedger, LedgerScope
+from backfill.read.source import DEFAULT_CHUNK_ROWS
 
 
 def peak_mb() -> float:

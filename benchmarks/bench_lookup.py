@@ -23,8 +23,8 @@ import pyarrow as pa
 import pyarrow.csv as pacsv
 import yaml
 
-from backfill.mapping import load_mapping
-from backfill.source import DEFAULT_CHUNK_ROWS
+from backfill.mapping.spec import load_mapping
+from backfill.read.source import DEFAULT_CHUNK_ROWS
 
 
 def peak_mb() -> float:

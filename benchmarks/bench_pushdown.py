@@ -31,10 +31,10 @@ import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
-from backfill.events import EventMapper
-from backfill.mapped_read import mapped_chunks_of
-from backfill.mapping import load_mapping, mapping_from_dict
-from backfill.source import read_source
+from backfill.mapping.events import EventMapper
+from backfill.mapping.mapped_read import mapped_chunks_of
+from backfill.mapping.spec import load_mapping, mapping_from_dict
+from backfill.read.source import read_source
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))

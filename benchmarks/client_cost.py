@@ -4,7 +4,7 @@
 
 Each round starts `far_server.py` (no latency) in its own process, then posts the same
 pre-built bodies with 64 worker tasks on uvloop, once through an `aiohttp.ClientSession` and
-once through `backfill.wire.WirePoster`, in turn. The figure is this process's CPU per
+once through `backfill.send.wire.WirePoster`, in turn. The figure is this process's CPU per
 request while sending (building the bodies is not counted); the server's CPU is its own.
 Nothing but the client differs, so the difference is what the client layer costs.
 """
@@ -22,9 +22,9 @@ import make_orders
 from network import Server
 from reference_sender import build_bodies
 
-from backfill.event_loop import event_loop_runner
-from backfill.sender import SendPolicy
-from backfill.wire import WirePoster
+from backfill.send.event_loop import event_loop_runner
+from backfill.send.sender import SendPolicy
+from backfill.send.wire import WirePoster
 
 HEADERS = {"Content-Type": "application/json", "x-torque-api-key": "bench-key"}
 Post = Callable[[bytes], Awaitable[int]]

@@ -37,7 +37,7 @@ import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
-from backfill.pubkey import b58encode, is_pubkey
+from backfill.mapping.pubkey import b58encode, is_pubkey
 
 SLICE_ROWS = 100_000
 WALLET_POOL = 50_000

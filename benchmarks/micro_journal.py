@@ -14,7 +14,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from backfill.journal import JournalKey, JournalWriter
+from backfill.books.journal import JournalKey, JournalWriter
 
 KEY = JournalKey("/bench/orders.parquet", 1, 1, "bench", "torque-v1", "http://127.0.0.1/events")
 

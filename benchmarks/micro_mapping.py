@@ -23,8 +23,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from backfill.convert import TimestampRule, to_epoch_ms
-from backfill.row_filter import RowFilter
+from backfill.mapping.convert import TimestampRule, to_epoch_ms
+from backfill.mapping.row_filter import RowFilter
 
 HERE = Path(__file__).resolve().parent
 FILTERS = [

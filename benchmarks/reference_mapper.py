@@ -28,7 +28,7 @@ import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
-from backfill.pubkey import is_pubkey
+from backfill.mapping.pubkey import is_pubkey
 
 BATCH_ROWS = 65_536
 TRUE_TIERS = pa.array(["premium", "gold"])

@@ -32,7 +32,7 @@ from typing import TypeVar
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from backfill.pubkey import b58encode
+from backfill.mapping.pubkey import b58encode
 
 T = TypeVar("T")
 

@@ -22,7 +22,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from backfill.pubkey import b58encode
+from backfill.mapping.pubkey import b58encode
 
 ROOT = Path(__file__).resolve().parent.parent
 SAMPLE = ROOT / "sample_data"
@@ -219,7 +219,7 @@ def write_sample_mapping(
 
 def journal_accepted_rows(journal: Path) -> list[int]:
     """The rows a journal says the server accepted, read the way `--resume` reads them."""
-    from backfill.journal import read_journal
+    from backfill.books.journal import read_journal
 
     state = read_journal(journal)
     assert state is not None, f"no journal at {journal}"
@@ -255,7 +255,7 @@ class SampleOutcome:
 def sample_outcome(tmp_path_factory: pytest.TempPathFactory) -> SampleOutcome:
     import csv
 
-    from backfill.offline import mapped_chunks, open_inputs
+    from backfill.look.validate import mapped_chunks, open_inputs
 
     mapping = write_sample_mapping(tmp_path_factory.mktemp("sample") / "map.yaml")
     source, opened = open_inputs(SAMPLE / "orders.csv", mapping)

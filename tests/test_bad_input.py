@@ -24,11 +24,11 @@ from conftest import CliResult, SandboxProcess, make_pubkey
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from backfill.books.report import read_report
 from backfill.cli import cli as cli_group
 from backfill.errors import BackfillError
-from backfill.offline import mapped_chunks, open_inputs, validate
-from backfill.pubkey import b58encode
-from backfill.report import read_report
+from backfill.look.validate import mapped_chunks, open_inputs, validate
+from backfill.mapping.pubkey import b58encode
 
 pytestmark = pytest.mark.timeout(120)
 

@@ -11,7 +11,7 @@ from collections.abc import Callable, Iterator, Sequence
 
 import pytest
 
-from backfill.concurrency import AUTO_CAP, INITIAL_LIMIT, ConcurrencyGate
+from backfill.send.gate import AUTO_CAP, INITIAL_LIMIT, ConcurrencyGate
 
 
 class Clock:

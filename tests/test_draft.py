@@ -20,12 +20,12 @@ import pytest
 import yaml
 from conftest import ROOT, SAMPLE, CliResult, make_pubkey
 
-from backfill import sampling
-from backfill.draft import draft_mapping, field_name, scalar
-from backfill.explore import events_frame
-from backfill.mapping import load_mapping, mapping_from_dict
-from backfill.mapping_schema import as_json_document, mapping_schema
-from backfill.time_guess import candidate_formats
+from backfill.look.draft import draft_mapping, field_name, scalar
+from backfill.look.explore import events_frame
+from backfill.look.time_guess import candidate_formats
+from backfill.mapping.json_schema import as_json_document, mapping_schema
+from backfill.mapping.spec import load_mapping, mapping_from_dict
+from backfill.read import sampling
 
 # CI has ../shared beside the clone; a worktree at <repo>/wt/<branch> finds it one level up.
 SUPERSTORE = next(

@@ -14,12 +14,12 @@ from conftest import make_pubkey
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from backfill.api import APIS
 from backfill.errors import MappingError
-from backfill.events import EventMapper, MappedChunk, RowFailure
-from backfill.mapping import Mapping, mapping_from_dict
-from backfill.pubkey import b58encode
-from backfill.source import numbered, read_source
+from backfill.mapping.envelopes import APIS
+from backfill.mapping.events import EventMapper, MappedChunk, RowFailure
+from backfill.mapping.pubkey import b58encode
+from backfill.mapping.spec import Mapping, mapping_from_dict
+from backfill.read.source import numbered, read_source
 
 NOW_MS = 1_900_000_000_000
 KEY = make_pubkey(1)

@@ -8,13 +8,13 @@ from typing import Any
 import pandas as pd
 import pytest
 
+from backfill.books.report import read_report
 from backfill.errors import MappingError
-from backfill.events import RowFailure
-from backfill.explore import events_frame, failure_summary, failures_frame, remap_failures
-from backfill.mapping import Mapping, load_mapping, mapping_from_dict
-from backfill.offline import preview, validate
-from backfill.pubkey import b58encode
-from backfill.report import read_report
+from backfill.look.explore import events_frame, failure_summary, failures_frame, remap_failures
+from backfill.look.validate import preview, validate
+from backfill.mapping.events import RowFailure
+from backfill.mapping.pubkey import b58encode
+from backfill.mapping.spec import Mapping, load_mapping, mapping_from_dict
 
 WALLET = b58encode(bytes(range(1, 33)))
 OTHER_WALLET = b58encode(bytes(range(2, 34)))

@@ -34,7 +34,7 @@ from conftest import (
 )
 from conftest import write_valid_orders as write_orders
 
-from backfill.cutoff import UNREACHABLE_AFTER
+from backfill.send.cutoff import UNREACHABLE_AFTER
 
 pytestmark = pytest.mark.timeout(180)
 

@@ -1,4 +1,4 @@
-"""The bounded hand-off between the reader and the senders (`backfill.feed.EventFeed`)."""
+"""The bounded hand-off between the reader and the senders (`backfill.send.feed.EventFeed`)."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import asyncio
 
 import pytest
 
-from backfill.feed import EventFeed
+from backfill.send.feed import EventFeed
 
 
 def test_items_come_out_in_order_then_none_once_closed_and_empty() -> None:

@@ -13,7 +13,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from backfill.errors import MappingError
-from backfill.filter_language import (
+from backfill.mapping.filter_language import (
     Check,
     Column,
     Comparison,
@@ -26,7 +26,7 @@ from backfill.filter_language import (
     filter_columns,
     parse_filter,
 )
-from backfill.mapping import mapping_from_dict
+from backfill.mapping.spec import mapping_from_dict
 
 BASE = {
     "event_name": "E",

@@ -14,7 +14,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from backfill.errors import SourceError
-from backfill.formats import (
+from backfill.read.formats import (
     CsvReader,
     FileReader,
     JsonLinesReader,
@@ -23,7 +23,7 @@ from backfill.formats import (
     format_of,
     open_file,
 )
-from backfill.formats.text_codec import likely_encoding
+from backfill.read.text_codec import likely_encoding
 
 
 def subtree(tmp_path: Path) -> pafs.FileSystem:

@@ -17,8 +17,8 @@ import yaml
 from click.testing import CliRunner
 from conftest import SAMPLE, CliResult, SandboxProcess, canonical_event, make_pubkey
 
+from backfill.books.report import read_report
 from backfill.cli import cli as cli_group
-from backfill.report import read_report
 
 pytestmark = pytest.mark.timeout(120)
 SEND = ("--rate", "0", "--quiet", "--json")

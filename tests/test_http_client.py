@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from backfill.errors import UsageError
-from backfill.http_client import Route, route_for, ssl_context
+from backfill.send.route import Route, route_for, ssl_context
 
 PROXY_NAMES = ["http_proxy", "https_proxy", "no_proxy", "all_proxy"]
 

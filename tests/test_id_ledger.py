@@ -21,10 +21,10 @@ from conftest import SAMPLE, CliResult, SampleOutcome, SandboxProcess, write_sam
 from test_id_segments import write_version_1_ledger
 from test_resume import CONCURRENCY, SLOW, wait_for_events
 
+from backfill.books.id_ledger import IdLedger, LedgerScope, default_ledger_path, delivered_reader
+from backfill.books.report import read_report
 from backfill.errors import MappingError
-from backfill.id_ledger import IdLedger, LedgerScope, default_ledger_path, delivered_reader
-from backfill.mapping import mapping_from_dict
-from backfill.report import read_report
+from backfill.mapping.spec import mapping_from_dict
 
 SCOPE = LedgerScope.of("https://api.torque.so/events/", "torque-v1", "STORE_ORDER")
 pytestmark = pytest.mark.timeout(120)
@@ -62,7 +62,7 @@ def test_an_id_an_earlier_run_delivered_but_never_committed_is_a_duplicate_on_re
 ) -> None:
     """The journal says row 1 was accepted; its crash came before the ledger's commit. The
     id is recorded again on --resume, and a later row with it is not sent meanwhile."""
-    monkeypatch.setattr("backfill.id_ledger.COMMIT_INTERVAL", 3600.0)
+    monkeypatch.setattr("backfill.books.id_ledger.COMMIT_INTERVAL", 3600.0)
     ledger = IdLedger(tmp_path / "ledger.sqlite3", SCOPE)
     same_chunk = ledger.check(["X", "Y"], ["row 5 of a.csv", "row 6"], [("X", "row 1 of a.csv")])
     assert same_chunk.duplicates == {0: "row 1 of a.csv"}
@@ -98,7 +98,7 @@ def test_scopes_are_apart_endpoint_envelope_and_event_name(tmp_path: Path) -> No
 def test_accepted_ids_are_committed_within_the_interval_without_close(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr("backfill.id_ledger.COMMIT_INTERVAL", 0.0)
+    monkeypatch.setattr("backfill.books.id_ledger.COMMIT_INTERVAL", 0.0)
     path = tmp_path / "ledger.sqlite3"
     ledger = IdLedger(path, SCOPE)
     ledger.record("A")  # no close, no commit(): as if the process were killed now

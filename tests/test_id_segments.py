@@ -12,11 +12,11 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from backfill import id_segments
-from backfill.bloom import BlockedBloom, false_positive_chance
+from backfill.books import id_segments
+from backfill.books.bloom import BlockedBloom, false_positive_chance
+from backfill.books.id_ledger import IdLedger, LedgerScope, delivered_reader
+from backfill.books.id_segments import SCHEMA, SegmentStore, digests
 from backfill.errors import JournalError
-from backfill.id_ledger import IdLedger, LedgerScope, delivered_reader
-from backfill.id_segments import SCHEMA, SegmentStore, digests
 
 SCOPE = LedgerScope.of("https://api.torque.so/events", "torque-v1", "STORE_ORDER")
 
@@ -94,7 +94,7 @@ def test_a_merge_by_another_connection_is_seen_before_the_next_lookup(tmp_path: 
 def test_the_sending_loop_never_waits_for_a_merge_and_commits_after_it(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr("backfill.id_ledger.COMMIT_INTERVAL", 0.0)
+    monkeypatch.setattr("backfill.books.id_ledger.COMMIT_INTERVAL", 0.0)
     path = tmp_path / "ledger.sqlite3"
     ledger = IdLedger(path, SCOPE)
     with ledger._lock:  # as while the reader thread merges

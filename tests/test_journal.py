@@ -15,10 +15,8 @@ from typing import Any
 import pytest
 from conftest import TEST_KEY
 
-from backfill import record_file
-from backfill.api import TORQUE_V1
-from backfill.errors import JournalError, RecordWriteError
-from backfill.journal import (
+from backfill.books import record_file
+from backfill.books.journal import (
     KEY_FIELDS,
     JournalKey,
     JournalWriter,
@@ -27,9 +25,11 @@ from backfill.journal import (
     drop_torn_tail,
     read_journal,
 )
-from backfill.run_plan import RunPlan
-from backfill.run_records import RunRecords
-from backfill.target import Target
+from backfill.errors import JournalError, RecordWriteError
+from backfill.mapping.envelopes import TORQUE_V1
+from backfill.pipeline.run_plan import RunPlan
+from backfill.pipeline.run_records import RunRecords
+from backfill.pipeline.target import Target
 
 KEY = JournalKey("/data/orders.csv", "map-digest", "torque-v1", "https://a/events")
 

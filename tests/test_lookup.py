@@ -17,12 +17,12 @@ import pytest
 import yaml
 from conftest import SAMPLE, CliResult, SampleOutcome, SandboxProcess, make_pubkey
 
+from backfill.books.report import read_report
 from backfill.errors import MappingError
-from backfill.events import EventMapper
-from backfill.mapping import load_mapping
-from backfill.offline import validate
-from backfill.report import read_report
-from backfill.source import numbered
+from backfill.look.validate import validate
+from backfill.mapping.events import EventMapper
+from backfill.mapping.spec import load_mapping
+from backfill.read.source import numbered
 
 WALLETS = {f"C{n}": make_pubkey(n) for n in range(1, 6)}
 

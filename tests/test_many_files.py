@@ -24,9 +24,9 @@ from conftest import SAMPLE, CliResult, SampleOutcome, SandboxProcess, write_sam
 from test_resume import settle_in_flight, wait_for_events
 from test_source_places import sample_lines, write_csv_exports, write_csv_part
 
-from backfill.journal import read_journal
-from backfill.offline import preview
-from backfill.report import read_report
+from backfill.books.journal import read_journal
+from backfill.books.report import read_report
+from backfill.look.validate import preview
 
 pytestmark = pytest.mark.timeout(120)
 CONCURRENCY = 8

@@ -16,14 +16,14 @@ from conftest import SAMPLE, CliResult, SandboxProcess, make_pubkey
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from backfill.api import TORQUE_V1
+from backfill.books.report import read_report
 from backfill.errors import MappingError
-from backfill.events import EventMapper
-from backfill.mapped_read import mapped_chunks_of, mapped_columns
-from backfill.mapping import Mapping, load_mapping, mapping_from_dict
-from backfill.pushdown import group_test
-from backfill.report import read_report
-from backfill.source import read_source
+from backfill.mapping.envelopes import TORQUE_V1
+from backfill.mapping.events import EventMapper
+from backfill.mapping.mapped_read import mapped_chunks_of, mapped_columns
+from backfill.mapping.pushdown import group_test
+from backfill.mapping.spec import Mapping, load_mapping, mapping_from_dict
+from backfill.read.source import read_source
 
 NOW_MS = 1_800_000_000_000
 WALLET = make_pubkey(7)

@@ -14,10 +14,10 @@ from click.testing import CliRunner
 from conftest import CliResult
 
 from backfill.cli import cli as cli_group
-from backfill.convert import TimestampRule
 from backfill.errors import MappingError
-from backfill.filter_language import ALLOWED
-from backfill.mapping import FieldSpec, filter_columns, load_mapping, mapping_from_dict
+from backfill.mapping.convert import TimestampRule
+from backfill.mapping.filter_language import ALLOWED
+from backfill.mapping.spec import FieldSpec, filter_columns, load_mapping, mapping_from_dict
 
 COLUMNS = ["order_id", "created_at", "wallet", "total", "tier", "coupon", "status", "Order Date"]
 BASE: dict[str, Any] = {

@@ -21,10 +21,10 @@ import pytest
 import yaml
 from conftest import ROOT, CliResult
 
-from backfill import mapping as loader
 from backfill.errors import MappingError
-from backfill.mapping import mapping_from_dict
-from backfill.mapping_schema import as_json_document, mapping_schema
+from backfill.mapping import spec as loader
+from backfill.mapping.json_schema import as_json_document, mapping_schema
+from backfill.mapping.spec import mapping_from_dict
 
 YAML_BLOCK = re.compile(r"^```yaml\n(.*?)^```", re.S | re.M)
 

@@ -16,8 +16,8 @@ import yaml
 from conftest import SAMPLE, CliResult, SampleOutcome, SandboxProcess, make_pubkey
 from test_id_ledger import id_mapping, valid_in, write_export
 
-from backfill.plan import PLAN_KEYS, plan
-from backfill.report import read_report
+from backfill.books.report import read_report
+from backfill.look.plan import PLAN_KEYS, plan
 
 NOW_MS = 1_717_200_000_000  # 2024-06-01T00:00:00Z: the audit's "now" in these tests
 HOUR_MS = 3_600_000
@@ -269,7 +269,7 @@ def test_one_wallet_with_an_outsized_share_is_flagged(tmp_path: Path) -> None:
 def test_beyond_the_exact_limit_duplicates_are_estimated_in_fixed_memory(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from backfill import duplicates
+    from backfill.look import duplicates
 
     monkeypatch.setattr(duplicates, "EXACT_IDS", 50)
     assert audit(tmp_path, clean_rows()) == {}  # nothing flagged on a clean file

@@ -33,14 +33,14 @@ from conftest import (
     write_valid_orders,
 )
 
-from backfill import record_file
-from backfill.api import TORQUE_V1
+from backfill.books import record_file
+from backfill.books.journal import read_journal
 from backfill.errors import RecordWriteError
-from backfill.journal import read_journal
-from backfill.mapping import load_mapping
-from backfill.offline import open_inputs
-from backfill.pipeline import Run, Target, plan_source_run
-from backfill.sender import HttpxPoster, SendPolicy
+from backfill.look.validate import open_inputs
+from backfill.mapping.envelopes import TORQUE_V1
+from backfill.mapping.spec import load_mapping
+from backfill.pipeline.run import Run, Target, plan_source_run
+from backfill.send.sender import HttpxPoster, SendPolicy
 
 pytestmark = pytest.mark.timeout(120)
 STOP_WITHIN = 30  # seconds: a run whose record cannot be written must end by itself
@@ -127,7 +127,7 @@ def test_a_file_size_limit_stops_the_run_with_one_line_and_resume_delivers_the_r
 LAUNCHER = textwrap.dedent(
     """
     import errno, os, sys, types
-    import backfill.record_file as record_file
+    import backfill.books.record_file as record_file
 
     real_write, calls = os.write, [0]
 

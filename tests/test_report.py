@@ -14,9 +14,9 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from backfill.books.report import REPORT_FIELDS, ReportWriter, read_report
 from backfill.errors import ReportError
-from backfill.events import RowFailure
-from backfill.report import REPORT_FIELDS, ReportWriter, read_report
+from backfill.mapping.events import RowFailure
 
 SECRET = "test-key-Zq8sXw3LmN0pRt7vY"
 FAILURES = [

@@ -18,9 +18,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from backfill.events import RowFailure
-from backfill.report import ReportWriter, read_report
-from backfill.rerun import records_table
+from backfill.books.report import ReportWriter, read_report
+from backfill.mapping.events import RowFailure
+from backfill.pipeline.rerun import records_table
 
 INT64 = 2**63 - 1
 SUFFIXES = (".jsonl", ".csv")

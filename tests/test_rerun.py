@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 from conftest import CliResult, SampleOutcome, SandboxProcess, write_sample_mapping
 
-from backfill.report import read_report
+from backfill.books.report import read_report
 
 pytestmark = pytest.mark.timeout(120)
 CLI_TIMEOUT = 60

@@ -27,7 +27,7 @@ from conftest import (
     write_valid_orders,
 )
 
-from backfill.report import read_report
+from backfill.books.report import read_report
 
 pytestmark = pytest.mark.timeout(120)
 CONCURRENCY = 8

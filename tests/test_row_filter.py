@@ -14,7 +14,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from backfill.errors import MappingError
-from backfill.filter_language import (
+from backfill.mapping.filter_language import (
     Check,
     Column,
     Comparison,
@@ -27,7 +27,7 @@ from backfill.filter_language import (
     Value,
     parse_filter,
 )
-from backfill.row_filter import RowFilter
+from backfill.mapping.row_filter import RowFilter
 
 WORDS = ["paid", "refunded", "Paid", "", "pending", "pa", "é"]
 NUMBER_TEXTS = ["5", "20", " 12 ", "-1.5", "1e3", "abc", "", "+3", ".5", "nan", "10"]

@@ -17,7 +17,7 @@ import pytest
 from conftest import SAMPLE, CliResult, SampleOutcome, SandboxProcess, write_sample_mapping
 from test_resume import CONCURRENCY, SLOW, duplicates, wait_for_events
 
-from backfill.report import read_report
+from backfill.books.report import read_report
 
 pytestmark = pytest.mark.timeout(120)
 FAST = ("--rate", "0", "--quiet")

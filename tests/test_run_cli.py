@@ -21,11 +21,11 @@ import pyarrow.parquet as pq
 import pytest
 from conftest import SAMPLE, TEST_KEY, CliResult, SandboxProcess, cli_env, make_pubkey
 
-from backfill.api import Event
 from backfill.errors import UsageError
-from backfill.event_loop import event_loop_runner
-from backfill.events import RowFailure
-from backfill.offline import mapped_chunks, open_inputs
+from backfill.look.validate import mapped_chunks, open_inputs
+from backfill.mapping.envelopes import Event
+from backfill.mapping.events import RowFailure
+from backfill.send.event_loop import event_loop_runner
 
 PARQUET = SAMPLE / "orders.parquet"
 CSV = SAMPLE / "orders.csv"

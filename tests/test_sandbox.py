@@ -20,10 +20,10 @@ from typing import Any
 import httpx
 import pytest
 
-from backfill.api import APIS, TORQUE_INGEST, TORQUE_V1, Api, Event
 from backfill.errors import UsageError
-from backfill.pubkey import b58encode
-from backfill.sandbox import (
+from backfill.mapping.envelopes import APIS, TORQUE_INGEST, TORQUE_V1, Api, Event
+from backfill.mapping.pubkey import b58encode
+from backfill.sandbox.server import (
     EventSchema,
     Sandbox,
     SandboxConfig,

@@ -321,8 +321,8 @@ def test_reports_and_journals_of_run_rerun_and_validate_are_the_owners_alone(
 
 
 def test_a_target_never_shows_the_key_in_its_repr() -> None:
-    from backfill.api import TORQUE_V1
-    from backfill.target import Target
+    from backfill.mapping.envelopes import TORQUE_V1
+    from backfill.pipeline.target import Target
 
     target = Target(TORQUE_V1, "https://api.torque.so/events", TEST_KEY)
 
@@ -343,8 +343,8 @@ def test_a_target_never_shows_the_key_in_its_repr() -> None:
 def test_the_library_refuses_a_target_the_cli_would_refuse(
     endpoint: str, key: str, expected: str
 ) -> None:
-    from backfill.api import TORQUE_V1
-    from backfill.target import Target
+    from backfill.mapping.envelopes import TORQUE_V1
+    from backfill.pipeline.target import Target
 
     with pytest.raises(UsageError, match=re.escape(expected)) as refused:
         Target(TORQUE_V1, endpoint, key)

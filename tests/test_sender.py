@@ -25,14 +25,14 @@ import pyarrow.parquet as pq
 import pytest
 from conftest import TEST_KEY, make_pubkey
 
-from backfill import sender as sender_module
-from backfill.api import TORQUE_INGEST, TORQUE_V1, Api
+from backfill.books.report import read_report
 from backfill.errors import AuthRejected, RedirectRefused
-from backfill.mapping import load_mapping
-from backfill.offline import open_inputs
-from backfill.pipeline import Run, RunSummary, Target, plan_source_run
-from backfill.report import read_report
-from backfill.sender import (
+from backfill.look.validate import open_inputs
+from backfill.mapping.envelopes import TORQUE_INGEST, TORQUE_V1, Api
+from backfill.mapping.spec import load_mapping
+from backfill.pipeline.run import Run, RunSummary, Target, plan_source_run
+from backfill.send import sender as sender_module
+from backfill.send.sender import (
     MAX_RETRY_AFTER,
     RECOVERY_FACTOR,
     RECOVERY_INTERVAL,

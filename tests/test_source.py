@@ -14,8 +14,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from backfill.errors import SourceError
-from backfill.formats import FILE_FORMATS
-from backfill.source import BadLine, CsvReader, ParquetReader, Source, read_source
+from backfill.read.formats import FILE_FORMATS
+from backfill.read.source import BadLine, CsvReader, ParquetReader, Source, read_source
 
 TRY_CP1252 = "it looks like cp1252: try --encoding cp1252, or save the file as UTF-8"
 

@@ -18,7 +18,7 @@ import pytest
 from conftest import SAMPLE, CliResult, SampleOutcome, SandboxProcess, cli_env, write_sample_mapping
 
 from backfill.errors import SourceError
-from backfill.source import PartitionedReader, read_source
+from backfill.read.source import PartitionedReader, read_source
 
 pytestmark = pytest.mark.timeout(120)
 

@@ -17,10 +17,10 @@ import pytest
 from click.testing import CliRunner
 from conftest import CliResult, make_pubkey
 
+from backfill.books.report import REPORT_FIELDS, read_report
 from backfill.cli import cli as cli_group
 from backfill.errors import MappingError
-from backfill.offline import preview, validate
-from backfill.report import REPORT_FIELDS, read_report
+from backfill.look.validate import preview, validate
 
 SAMPLE_COLUMNS = [
     "order_id",

@@ -12,10 +12,10 @@ from typing import Any, TypeVar
 
 import pytest
 
-from backfill.api import TORQUE_V1
 from backfill.errors import EndpointRefused, TransientSendError
-from backfill.sender import CONNECT_FAILED, Reply, SendPolicy
-from backfill.wire import AnswerMalformed, WirePoster, parse_answer
+from backfill.mapping.envelopes import TORQUE_V1
+from backfill.send.sender import CONNECT_FAILED, Reply, SendPolicy
+from backfill.send.wire import AnswerMalformed, WirePoster, parse_answer
 from tests.conftest import TEST_KEY
 
 BODY = b'{"timestamp":1700000000000,"event_name":"purchase"}'

@@ -1,0 +1,21 @@
+"""The run's books: where every row went, in files that survive a crash.
+
+- `record_file`: append-only lines, one `write(2)` each; `report`: the failure report;
+  `journal`: where each sent row stands, for `--resume`.
+- `id_ledger`: the delivered ids across runs, on `id_segments` (sorted segments of digests)
+  and `bloom` (blocked Bloom filters); `id_screen`: a chunk's events against the ledger.
+"""
+
+from __future__ import annotations
+
+from backfill._exports import lazy_exports
+
+__all__ = ["IdLedger", "ReportWriter", "read_report"]
+__getattr__ = lazy_exports(
+    __name__,
+    {
+        "IdLedger": "backfill.books.id_ledger",
+        "ReportWriter": "backfill.books.report",
+        "read_report": "backfill.books.report",
+    },
+)

@@ -1,0 +1,332 @@
+"""`backfill plan`: everything a run would do, short of sending: the counts `validate` gives,
+what was sent already, how many requests and how long at the rate, the span of time and the
+events per month, and the timestamp audit's warnings.
+
+It maps with the same `EventMapper` as `run` and `validate`, one chunk at a time (memory
+stays flat: see `audit` for the one exception). Months are UTC calendar months of the
+events' timestamps, as Torque stores them.
+"""
+
+from __future__ import annotations
+
+import html
+import time
+from collections import Counter
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+
+from backfill.books.id_screen import row_ids
+from backfill.books.journal import JOURNAL_VERSION, RowSet, journal_path, read_journal
+from backfill.books.report import report_name
+from backfill.look.audit import AuditWarning, TimestampAudit
+from backfill.look.validate import ValidationResult, delivered_check, open_inputs
+from backfill.mapping.convert import as_array, to_epoch_ms
+from backfill.mapping.events import EventMapper, MappedChunk
+from backfill.mapping.mapped_read import mapped_chunks_of
+from backfill.mapping.spec import Mapping
+from backfill.read.source import DEFAULT_CHUNK_ROWS, Chunk, Source
+
+DEFAULT_RATE = 100.0
+FILE_SHIFT = 40  # an audit label: the file's index above these bits, the row below
+ROW_MASK = (1 << FILE_SHIFT) - 1
+PLAN_KEYS = (
+    "read",
+    "would_send",
+    "filtered",
+    "failing",
+    "already_sent",
+    "requests",
+    "eta_seconds",
+    "first_timestamp",
+    "last_timestamp",
+    "by_month",
+    "warnings",
+)
+
+
+@dataclass
+class PlanResult:
+    """What a run of this source with this mapping would do."""
+
+    counts: ValidationResult
+    rate: float
+    already_sent: int = 0
+    first_timestamp: int | None = None
+    last_timestamp: int | None = None
+    by_month: dict[str, int] = field(default_factory=dict)
+    warnings: list[AuditWarning] = field(default_factory=list)
+
+    @property
+    def requests(self) -> int:
+        """One POST per event not yet sent (Torque takes one event per request)."""
+        return self.counts.mappable - self.already_sent
+
+    @property
+    def eta_seconds(self) -> float | None:
+        """At the rate, ignoring retries and latency; None without a rate limit."""
+        return self.requests / self.rate if self.rate > 0 else None
+
+    def as_dict(self) -> dict[str, Any]:
+        values = {
+            "read": self.counts.read,
+            "would_send": self.counts.mappable,
+            "filtered": self.counts.filtered,
+            "failing": self.counts.failing,
+            "already_sent": self.already_sent,
+            "requests": self.requests,
+            "eta_seconds": self.eta_seconds,
+            "first_timestamp": self.first_timestamp,
+            "last_timestamp": self.last_timestamp,
+            "by_month": dict(self.by_month),
+            "warnings": [w.as_dict() for w in self.warnings],
+        }
+        return {key: values[key] for key in PLAN_KEYS}
+
+    def months_frame(self) -> pd.DataFrame:
+        return pd.DataFrame(
+            {"month": list(self.by_month), "events": list(self.by_month.values())},
+            columns=["month", "events"],
+        )
+
+    def warnings_frame(self) -> pd.DataFrame:
+        return pd.DataFrame(
+            [w.as_dict() for w in self.warnings],
+            columns=["code", "message", "count", "example_rows", "example_files"],
+        )
+
+    def _repr_html_(self) -> str:
+        span = f"{format_ms(self.first_timestamp)} to {format_ms(self.last_timestamp)}"
+        head = (
+            f"<b>{html.escape(self.counts.source)}</b>: read {self.counts.read:,}, would send "
+            f"{self.counts.mappable:,}, filtered {self.counts.filtered:,}, failing "
+            f"{self.counts.failing:,}, already sent {self.already_sent:,}; {span}"
+        )
+        return head + self.warnings_frame().to_html(index=False)
+
+
+def format_ms(ms: int | None) -> str:
+    if ms is None:
+        return "-"
+    return pd.Timestamp(ms, unit="ms", tz="UTC").strftime("%Y-%m-%d %H:%M:%S UTC")
+
+
+def plan(
+    source: str | Path | Source,
+    mapping: str | Path | Mapping,
+    *,
+    rate: float = DEFAULT_RATE,
+    report: str | Path | None = None,
+    delimiter: str = ",",
+    encoding: str | None = None,
+    sheet: str | None = None,
+    ledger: str | Path | None = None,
+    endpoint: str | None = None,
+    api: str = "torque-v1",
+    chunk_rows: int = DEFAULT_CHUNK_ROWS,
+    now_ms: int | None = None,
+    on_progress: Callable[[int], None] | None = None,
+) -> PlanResult:
+    """Map every row, send nothing, and say what a run would do.
+
+    `report` is where the run's failure report (and so its journal) would be: by default
+    `<source name>.failures.jsonl` in the current directory, as `run` has it. With a
+    mapping's `id:` and a `ledger`, rows whose id an earlier run delivered to `endpoint`
+    (default: the api's) count as already sent too.
+    """
+    opened_source, opened_mapping = open_inputs(
+        source, mapping, delimiter, encoding=encoding, sheet=sheet
+    )
+    now_ms = int(time.time() * 1000) if now_ms is None else now_ms
+    report_path = Path(report or report_name(opened_source.name))
+    sent = journal_accepted(opened_source, opened_mapping, report_path)
+    delivered = delivered_check(opened_mapping, ledger, endpoint, api)
+    result = PlanResult(ValidationResult(opened_source.name, opened_mapping.origin), rate)
+    mapper = EventMapper(opened_mapping, opened_source.name, now_ms)
+    audit = TimestampAudit(opened_mapping, now_ms)
+    months: Counter[str] = Counter()
+    for chunk in mapped_chunks_of(opened_source, opened_mapping, chunk_rows):
+        mapped = mapper.map_chunk(chunk)
+        result.counts.add(mapped)
+        file_index = len(result.counts.files) - 1
+        ms = _look_at(chunk, mapped, opened_mapping, audit, now_ms, file_index)
+        if len(ms):
+            _span(result, ms, months)
+        if sent is not None or delivered is not None:
+            result.already_sent += _already_sent(mapped, sent, delivered, opened_mapping)
+        if on_progress is not None:
+            on_progress(result.counts.read)
+    result.by_month = dict(sorted(months.items()))
+    result.warnings = audit.warnings()
+    for warning in result.warnings:
+        labels = warning.example_rows
+        warning.example_rows = [label & ROW_MASK for label in labels]
+        warning.example_files = [result.counts.files[label >> FILE_SHIFT] for label in labels]
+    return result
+
+
+def _look_at(
+    chunk: Chunk,
+    mapped: MappedChunk,
+    mapping: Mapping,
+    audit: TimestampAudit,
+    now_ms: int,
+    file_index: int,
+) -> np.ndarray:
+    """Feed the audit one chunk; the ms of its events. Only the columns it needs are
+    touched: filtering a whole chunk's table would cost more than all the checks. The audit
+    knows rows by labels that carry their file (`file_index << FILE_SHIFT | row`): a row
+    number means something only within its file."""
+    kept = ~np.isin(chunk.rows, mapped.filtered_rows, assume_unique=True)
+    everything = bool(kept.all())
+    offset = np.int64(file_index) << np.int64(FILE_SHIFT)
+    kept_rows = (chunk.rows if everything else chunk.rows[kept]) + offset
+
+    def column(name: str, positions: np.ndarray | None) -> pa.Array:
+        values = as_array(chunk.table.column(name))
+        return values if positions is None else values.take(pa.array(positions))
+
+    kept_positions = None if everything else np.flatnonzero(kept)
+    raw = column(mapping.timestamp_column, kept_positions)
+    converted = mapped.timestamp  # the mapper's own conversion of the kept rows, or again
+    if converted is None or converted.values is None:
+        converted = to_epoch_ms(raw, mapping.timestamp_rule, now_ms)
+    ms = np.asarray(
+        converted.values if converted.values is not None else converted.materialize(), np.int64
+    )
+    unparsed = converted.missing.copy()
+    for problem in converted.problems[:-1]:  # the last is the range check: the audit's job
+        unparsed |= problem.mask
+    audit.add_times(kept_rows, raw, ms, ~unparsed)
+    failures = [f for f in mapped.failures if f.row is not None]
+    audit.add_failures(
+        [int(offset) + f.row for f in failures],  # type: ignore[operator]
+        [f.reason for f in failures],
+    )
+    in_chunk = _positions(chunk.rows, mapped.event_rows)
+    in_kept = in_chunk if everything else (np.cumsum(kept) - 1)[in_chunk]
+    every_row = len(in_chunk) == len(chunk.rows)
+    wallets = column(mapping.pubkey_column, None if every_row else in_chunk)
+    ids = None
+    if audit.id_column is not None:
+        ids = column(audit.id_column, None if every_row else in_chunk)
+    audit.add_events(mapped.event_rows + offset, ms[in_kept], wallets, ids)
+    return ms[in_kept]
+
+
+def _positions(rows: np.ndarray, wanted: np.ndarray) -> np.ndarray:
+    """Where the `wanted` row numbers are in `rows` (both ascending)."""
+    if len(rows) and rows[-1] - rows[0] == len(rows) - 1:  # consecutive: no search
+        return wanted - rows[0]
+    return np.searchsorted(rows, wanted)
+
+
+def _span(result: PlanResult, ms: np.ndarray, months: Counter[str]) -> None:
+    low, high = int(ms.min()), int(ms.max())
+    if result.first_timestamp is None or low < result.first_timestamp:
+        result.first_timestamp = low
+    if result.last_timestamp is None or high > result.last_timestamp:
+        result.last_timestamp = high
+    keys, counts = np.unique(
+        ms.astype("datetime64[ms]").astype("datetime64[M]"), return_counts=True
+    )
+    for key, count in zip(keys.astype(str).tolist(), counts.tolist()):
+        months[key] += count
+
+
+def _already_sent(
+    mapped: MappedChunk,
+    sent: dict[str, RowSet] | None,
+    delivered: Callable[[Sequence[str]], np.ndarray] | None,
+    mapping: Mapping,
+) -> int:
+    """Events of the chunk that an earlier run delivered: in its journal, or their id in the
+    ledger (a row in both counts once)."""
+    rows = mapped.event_rows.tolist()
+    done = np.zeros(len(rows), dtype=bool)
+    file_sent = sent.get(mapped.source) if sent is not None else None
+    if file_sent is not None:
+        done |= np.fromiter((row in file_sent for row in rows), bool, len(rows))
+    if delivered is not None and mapping.id_column is not None:
+        ids = row_ids(mapped, mapping.id_column, rows)
+        named = [i for i, key in enumerate(ids) if key is not None]
+        if named:
+            found = delivered([ids[i] for i in named])
+            done[np.asarray(named)[found]] = True
+    return int(done.sum())
+
+
+def journal_accepted(
+    source: Source, mapping: Mapping, report_path: Path
+) -> dict[str, RowSet] | None:
+    """Rows an earlier run of this same source and mapping has delivered, by file, from its
+    journal beside `report_path`: of the files it declared that have not changed since (a
+    changed file's numbers name other rows now; `run --resume` refuses it). None when there
+    is no journal, or it belongs to another backfill."""
+    state = read_journal(journal_path(report_path))
+    if state is None:
+        return None
+    key = {"version": JOURNAL_VERSION, "source": source.identity, "mapping": mapping.fingerprint}
+    if any(state.key.get(name) != value for name, value in key.items()):
+        return None
+    now = source.fingerprints()
+    return {
+        name: state.rows(state.accepted, name)
+        for name, declared in state.fingerprints.items()
+        if name in now and declared == now[name]
+    }
+
+
+# --- the headline of the question before a real run ------------------------------------------
+
+
+def duration_words(seconds: float) -> str:
+    seconds = round(seconds)
+    hours, rest = divmod(seconds, 3600)
+    minutes, secs = divmod(rest, 60)
+    if hours:
+        return f"{hours} h {minutes:02d} min"
+    if minutes:
+        return f"{minutes} min {secs:02d} s"
+    return f"{secs} s"
+
+
+def rate_words(rate: float, requests: int) -> str:
+    if rate <= 0:
+        return "no rate limit"
+    return f"{rate:g} events/s: about {duration_words(requests / rate)}"
+
+
+def plan_headline(result: PlanResult, limit: int | None = None) -> list[str]:
+    """What `run` is about to do, in a few lines: events, span, time, what fails, warnings."""
+    requests = result.requests if limit is None else min(limit, result.requests)
+    counts = result.counts
+    lines = [
+        f"About to send {requests:,} events"
+        + (f" (--limit {limit:,} of {result.requests:,})" if limit is not None else ""),
+        f"  orders from {format_ms(result.first_timestamp)} to {format_ms(result.last_timestamp)}",
+        f"  at {rate_words(result.rate, requests)}",
+        f"  {counts.failing:,} rows fail (to the report), {counts.filtered:,} filtered out, "
+        f"{result.already_sent:,} sent before",
+    ]
+    if result.warnings:
+        found = ", ".join(f"{w.code} ({w.count:,})" for w in result.warnings)
+        lines.append(f"  warnings: {found}; see backfill plan")
+    return lines
+
+
+def feed_headline(chunks: Iterable[MappedChunk], source_name: str, rate: float) -> list[str]:
+    """The same for `rerun`, from the chunks it will send (a report's rows: few)."""
+    stamps = [event.timestamp for chunk in chunks for _, event in chunk.events()]
+    first = format_ms(min(stamps)) if stamps else "-"
+    last = format_ms(max(stamps)) if stamps else "-"
+    return [
+        f"About to send {len(stamps):,} events again (rows of {source_name})",
+        f"  orders from {first} to {last}",
+        f"  at {rate_words(rate, len(stamps))}",
+    ]

@@ -1,0 +1,28 @@
+"""The mapping: the YAML that turns a source's rows into Torque events, and what applies it.
+
+- `spec`: the YAML file loaded and checked (`load_mapping`, `mapping_from_dict`);
+  `json_schema`: the same rules as a JSON Schema for editors.
+- `convert`: exact, vectorised conversions to Torque's three types and epoch milliseconds;
+  `pubkey`: Solana public keys; `lookup`: fields found by key in a second file.
+- `filter_language`: the `filter`, parsed against an allow-list; `row_filter`: it evaluated
+  with Arrow kernels; `pushdown`: it tested against Parquet row-group statistics.
+- `mapped_read`: only what a mapping reads of a source; `events`: chunks in, events and row
+  failures out; `envelopes`: the same event in each of Torque's request shapes.
+
+Nothing here knows of HTTP or of the run's records.
+"""
+
+from __future__ import annotations
+
+from backfill._exports import lazy_exports
+
+__all__ = ["EventMapper", "Mapping", "load_mapping", "mapping_from_dict"]
+__getattr__ = lazy_exports(
+    __name__,
+    {
+        "EventMapper": "backfill.mapping.events",
+        "Mapping": "backfill.mapping.spec",
+        "load_mapping": "backfill.mapping.spec",
+        "mapping_from_dict": "backfill.mapping.spec",
+    },
+)

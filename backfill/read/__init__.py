@@ -1,0 +1,26 @@
+"""Reading sources: what SOURCE names, one reader per format, a sample for `init`.
+
+- `source`: a file, a directory, a glob or an object-store URL, read one file at a time;
+  Hive-style partition folders become columns.
+- `formats`: which reader opens a file, by its name; `base`: the chunks every reader yields,
+  under the file's own row numbers.
+- `csv_reader`, `parquet_reader`, `jsonl_reader`, `xlsx_reader`: one reader per format;
+  `text_codec`: text in any encoding, decoded as it streams.
+- `sampling`: a few thousand rows spread over a source, in bounded time.
+
+Nothing here knows of mappings, events or HTTP.
+"""
+
+from __future__ import annotations
+
+from backfill._exports import lazy_exports
+
+__all__ = ["Chunk", "Source", "read_source"]
+__getattr__ = lazy_exports(
+    __name__,
+    {
+        "Chunk": "backfill.read.base",
+        "Source": "backfill.read.source",
+        "read_source": "backfill.read.source",
+    },
+)

@@ -1,0 +1,17 @@
+"""A local Torque-compatible server: rehearse a backfill, test the sender, break it on purpose.
+
+- `server`: the server, its fault injection and its event schemas;
+- `command`: its command line, shared by `backfill sandbox` and `python -m backfill.sandbox`.
+
+Used only by the CLI and the tests.
+"""
+
+from __future__ import annotations
+
+from backfill._exports import lazy_exports
+
+__all__ = ["Sandbox", "SandboxConfig"]
+__getattr__ = lazy_exports(
+    __name__,
+    {"Sandbox": "backfill.sandbox.server", "SandboxConfig": "backfill.sandbox.server"},
+)
