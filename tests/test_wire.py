@@ -14,7 +14,8 @@ import pytest
 
 from backfill.errors import EndpointRefused, TransientSendError
 from backfill.mapping.envelopes import TORQUE_V1
-from backfill.send.sender import CONNECT_FAILED, Reply, SendPolicy
+from backfill.send.answers import CONNECT_FAILED, Reply
+from backfill.send.sender import SendPolicy
 from backfill.send.wire import AnswerMalformed, WirePoster, parse_answer
 from tests.conftest import TEST_KEY
 
