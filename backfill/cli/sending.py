@@ -90,7 +90,7 @@ def check_network(endpoint: str) -> None:
 
 
 def sandbox_schema(mapping: Any, source: Any) -> Any:
-    from backfill.sandbox.server import schema_from_mapping
+    from backfill.sandbox.schemas import schema_from_mapping
 
     return schema_from_mapping(mapping, source)
 
@@ -167,7 +167,8 @@ async def _execute(
     if not use_sandbox:
         run = Run(plan, target, on_progress=on_progress, on_notice=notice)
         return await _run_with_signals(run), None
-    from backfill.sandbox.server import Sandbox, SandboxConfig
+    from backfill.sandbox.config import SandboxConfig
+    from backfill.sandbox.server import Sandbox
 
     config = SandboxConfig(port=0, key=target.api_key, schemas=(schema,) if schema else ())
     async with Sandbox(config) as sandbox:
