@@ -23,6 +23,7 @@ from backfill.books.id_ledger import IdLedger
 from backfill.books.id_screen import Screened
 from backfill.books.journal import RowSet, drop_torn_tail
 from backfill.books.report import read_report
+from backfill.mapping.envelopes import Api
 from backfill.mapping.events import MappedChunk, RowFailure
 from backfill.pipeline.run_files import RunFiles
 from backfill.pipeline.run_plan import RunPlan
@@ -142,7 +143,7 @@ class RunRecords:
             return
         for row, body in items:
             if row in books.unknown_fate:
-                event = self._api.parse(json.loads(body)).as_dict()
+                event = stored_event(self._api, body)
                 line = {"row": row, "source": books.name, "event": event}
                 self.files.write_uncertain((json.dumps(line, ensure_ascii=False) + "\n").encode())
                 self.counts.uncertain += 1
@@ -226,3 +227,8 @@ class RunRecords:
         if self.ledger is not None:
             self.ledger.close()
         self.files.close(summary)
+
+
+def stored_event(api: Api, body: bytes) -> dict[str, Any]:
+    """A request body as the report and the uncertain list keep it (the torque-v1 shape)."""
+    return api.parse(json.loads(body)).as_dict()

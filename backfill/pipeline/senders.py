@@ -7,7 +7,6 @@ gives), or unsent when the run stops first.
 from __future__ import annotations
 
 import asyncio
-import json
 from collections.abc import Callable
 from functools import partial
 from typing import NamedTuple
@@ -15,7 +14,7 @@ from typing import NamedTuple
 from backfill.errors import AuthRejected, EndpointRefused
 from backfill.mapping.events import MappedChunk, RowFailure
 from backfill.pipeline.run_plan import RunPlan
-from backfill.pipeline.run_records import FileBooks, Item, RunRecords
+from backfill.pipeline.run_records import FileBooks, Item, RunRecords, stored_event
 from backfill.pipeline.target import Target
 from backfill.send.answers import is_final_rejection
 from backfill.send.cutoff import UnreachableCutoff
@@ -122,7 +121,7 @@ class Senders:
             reason=_send_reason(delivery.status, delivery.kind, message),
             error=message,
             record=chunk.record(row),
-            event=self.target.api.parse(json.loads(body)).as_dict(),
+            event=stored_event(self.target.api, body),
             status=delivery.status,
             attempts=delivery.attempts,
         )
