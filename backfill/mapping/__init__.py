@@ -4,8 +4,9 @@
   `json_schema`: the same rules as a JSON Schema for editors.
 - `convert`: exact, vectorised conversions to Torque's three types and epoch milliseconds;
   `pubkey`: Solana public keys; `lookup`: fields found by key in a second file.
-- `filter_language`: the `filter`, parsed against an allow-list; `row_filter`: it evaluated
-  with Arrow kernels; `pushdown`: it tested against Parquet row-group statistics.
+- `filter_language`: the `filter`, parsed against an allow-list, into `filter_tree`'s nodes
+  (`filter_refusal` words what is not allowed); `row_filter`: it evaluated with Arrow
+  kernels; `pushdown`: it tested against Parquet row-group statistics.
 - `mapped_read`: only what a mapping reads of a source; `events`: chunks in, events and row
   failures out; `envelopes`: the same event in each of Torque's request shapes.
 

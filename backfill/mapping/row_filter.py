@@ -25,7 +25,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from backfill.errors import MappingError
-from backfill.mapping.filter_language import (
+from backfill.mapping.filter_language import parse_filter
+from backfill.mapping.filter_tree import (
     Check,
     Column,
     Comparison,
@@ -39,7 +40,6 @@ from backfill.mapping.filter_language import (
     Truth,
     Value,
     columns_of,
-    parse_filter,
 )
 
 ArrowMask = Callable[[pa.Table], Any]

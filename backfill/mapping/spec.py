@@ -22,7 +22,8 @@ import yaml
 from backfill.errors import MappingError
 from backfill.mapping.convert import FieldType, TimestampRule, type_of_column
 from backfill.mapping.envelopes import json_type
-from backfill.mapping.filter_language import FilterError, filter_columns, parse_filter
+from backfill.mapping.filter_language import filter_columns, parse_filter
+from backfill.mapping.filter_tree import FilterError
 from backfill.mapping.lookup import Lookup, lookup_from_spec
 
 TOP_KEYS = ("event_name", "timestamp", "user", "event_data", "filter", "id")
