@@ -1,6 +1,7 @@
 """The mapping: the YAML that turns a source's rows into Torque events, and what applies it.
 
-- `spec`: the YAML file loaded and checked (`load_mapping`, `mapping_from_dict`);
+- `spec`: the YAML file loaded and checked (`load_mapping`, `mapping_from_dict`), each key
+  by `spec_checks`;
   `json_schema`: the same rules as a JSON Schema for editors.
 - `convert`: exact, vectorised conversions to Torque's three types and epoch milliseconds;
   `pubkey`: Solana public keys; `lookup`: fields found by key in a second file.
