@@ -9,7 +9,9 @@
   (`filter_refusal` words what is not allowed); `row_filter`: it evaluated with Arrow
   kernels; `pushdown`: it tested against Parquet row-group statistics.
 - `mapped_read`: only what a mapping reads of a source; `events`: chunks in, events and row
-  failures out; `envelopes`: the same event in each of Torque's request shapes.
+  failures out, through `field_columns` (each field converted, each row's problems) and
+  `event_bodies` (the request bodies); `envelopes`: the same event in each of Torque's
+  request shapes.
 
 Nothing here knows of HTTP or of the run's records.
 """
