@@ -37,15 +37,10 @@ from pathlib import Path
 
 import numpy as np
 
-from backfill.books.id_segments import (
-    LARGEST_MERGE,
-    SegmentStore,
-    digest_list,
-    digests,
-    halves,
-    transaction,
-)
-from backfill.books.id_segments import SCHEMA as SEGMENTS_SCHEMA
+from backfill.books.id_digests import digest_list, digests, halves
+from backfill.books.id_segments import LARGEST_MERGE, SegmentStore
+from backfill.books.segment_tables import SCHEMA as SEGMENTS_SCHEMA
+from backfill.books.segment_tables import transaction
 from backfill.errors import JournalError
 
 LEDGER_ENV = "BACKFILL_LEDGER"
