@@ -4,7 +4,8 @@
   `journal`: where each sent row stands, for `--resume`.
 - `id_ledger`: the delivered ids across runs, on `id_segments` (sorted segments of digests:
   `id_digests` their arithmetic, `segment_tables` their SQLite tables) and `bloom` (blocked
-  Bloom filters); `id_screen`: a chunk's events against the ledger.
+  Bloom filters), its file opened by `ledger_file`, this run's uncommitted ids in
+  `id_claims`; `id_screen`: a chunk's events against the ledger.
 """
 
 from __future__ import annotations
