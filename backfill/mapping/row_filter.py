@@ -280,13 +280,12 @@ class _Binder:
                 return pc.invert(result) if negate else result
 
             return missing
-        if value.kind == "null":
-            return lambda table: pa.array(np.zeros(table.num_rows, dtype=bool))
-        if value.kind != "text":
-            raise FilterError(
-                f"`{node.text}`: {node.name}() looks into text; {value.what} is "
-                f"{_KIND_WORDS[value.kind]}."
-            )
+        refusal = (
+            f"`{node.text}`: {node.name}() looks into text; {value.what} is "
+            f"{_KIND_WORDS[value.kind]}."
+        )
+        if _all_missing(value, "text", refusal):
+            return _keeps_none
         kernel = {
             "startswith": pc.starts_with,
             "endswith": pc.ends_with,
@@ -297,14 +296,13 @@ class _Binder:
 
     def truth(self, node: Truth) -> ArrowMask:
         value = self.value(node.column)
-        if value.kind == "null":
-            return lambda table: pa.array(np.zeros(table.num_rows, dtype=bool))
-        if value.kind != "boolean":
-            raise FilterError(
-                f"`{node.text}` alone is a condition only for a true/false column; "
-                f"{value.what} is {_KIND_WORDS[value.kind]}: compare it, e.g. "
-                f"{node.text} == 'paid'."
-            )
+        refusal = (
+            f"`{node.text}` alone is a condition only for a true/false column; "
+            f"{value.what} is {_KIND_WORDS[value.kind]}: compare it, e.g. "
+            f"{node.text} == 'paid'."
+        )
+        if _all_missing(value, "boolean", refusal):
+            return _keeps_none
         compute = value.compute
         return lambda table: pc.fill_null(compute(table), False)
 
@@ -314,6 +312,21 @@ def _fold(combine: Callable[..., Any], masks: list[Any]) -> Any:
     for mask in masks[1:]:
         result = combine(result, mask)
     return result
+
+
+def _all_missing(value: _Bound, wanted: Kind, refusal: str) -> bool:
+    """True when `value` has no value in any row (a test of it keeps nothing); a
+    `FilterError` saying `refusal` when it is neither that nor of the `wanted` kind."""
+    if value.kind == "null":
+        return True
+    if value.kind != wanted:
+        raise FilterError(refusal)
+    return False
+
+
+def _keeps_none(table: pa.Table) -> pa.Array:
+    """What a test of a column with no value at all gives: no row is kept."""
+    return pa.array(np.zeros(table.num_rows, dtype=bool))
 
 
 def _none(table: pa.Table) -> None:
