@@ -15,12 +15,12 @@ from backfill.errors import UsageError
 from backfill.mapping.convert import type_of_column
 from backfill.mapping.envelopes import Api, Event, json_type
 from backfill.mapping.pubkey import pubkey_problem
+from backfill.mapping.spec_checks import FIELD_TYPES
 
 if TYPE_CHECKING:
     from backfill.mapping.spec import Mapping as Mapping_
     from backfill.read.source import Source
 
-FIELD_TYPES = ("string", "number", "boolean")
 MIN_MS_TIMESTAMP = 10**11  # 1973-03-03 in milliseconds, 5138 AD in seconds: smaller means seconds
 UNKNOWN_EVENT = "Event not found for this API key"
 
