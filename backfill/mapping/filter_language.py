@@ -7,7 +7,7 @@ The tree is walked once, and every node must be one of the few kinds the languag
 functions); anything else is refused with one line naming the construct. What comes out is
 a small tree of the classes below, which `row_filter` evaluates with Arrow kernels.
 
-Grammar (README.md, "The filter language", says the same for users)::
+Grammar (docs/mapping.md, "The filter language", says the same for users)::
 
     filter     := filter 'or' filter | filter 'and' filter | 'not' filter | '(' filter ')'
                 | value OP value | value ['not'] 'in' '[' literal, ... ']'
