@@ -2,7 +2,8 @@
 
     python benchmarks/httpx_sender.py --url https://127.0.0.1:PORT/events --events 20000
 
-Measures what httpx would cost if it were backfill's HTTP client (README, Design: httpx).
+Measures what httpx would cost if it were backfill's HTTP client (docs/sending.md, "The HTTP
+client").
 """
 
 from __future__ import annotations

@@ -579,7 +579,7 @@ FAR_FUTURE_MS = 2**62  # a "now" that keeps the range check out of the way of ex
 
 
 def decimal_epoch_ms(value: Decimal, unit: str) -> int:
-    """The README's rule, with exact decimal arithmetic: auto picks the unit by magnitude."""
+    """docs/mapping.md's rule, in exact decimal arithmetic: auto picks the unit by magnitude."""
     if unit == "auto":
         tiers = ((10**11, "s"), (10**14, "ms"), (10**17, "us"))
         unit = next((name for limit, name in tiers if abs(value) < limit), "ns")

@@ -205,7 +205,7 @@ def test_lost_answers_make_duplicates_no_more_than_the_resets_after_accepting(
     stored = stored_ids(sandbox.store)
     assert set(stored) == {f"ORD-{i}" for i in range(count)}  # nothing lost
     duplicates = sum(times - 1 for times in stored.values())
-    # Only an event kept before its answer was lost can arrive twice: the window the README
+    # Only an event kept before its answer was lost can arrive twice: the window docs/records.md
     # documents. A reset before the body was read never stores anything.
     assert duplicates == stats["duplicates"]
     assert 0 < duplicates <= injected["reset-after"]

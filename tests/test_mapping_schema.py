@@ -1,8 +1,8 @@
 """`backfill schema`: the JSON Schema of map.yaml agrees with the loader.
 
-Every ```yaml example in README.md (and the sample's map.yaml) is valid under the schema AND
-loads with the loader; mappings the loader refuses for an unknown key or a wrong shape are
-refused by the schema too.
+Every ```yaml example in README.md and docs/*.md (and the sample's map.yaml) is valid under
+the schema AND loads with the loader; mappings the loader refuses for an unknown key or a wrong
+shape are refused by the schema too.
 """
 
 from __future__ import annotations
@@ -27,13 +27,18 @@ from backfill.mapping.json_schema import as_json_document, mapping_schema
 from backfill.mapping.spec import mapping_from_dict
 
 YAML_BLOCK = re.compile(r"^```yaml\n(.*?)^```", re.S | re.M)
+DOC_PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
 
 
-def readme_mappings() -> list[str]:
-    """Every mapping in the README's yaml blocks: whole ones as they are; a block of
-    one-line fragments (`filter: ...` examples) gives one mapping per line, the line put
-    into a small complete mapping."""
-    blocks = YAML_BLOCK.findall((ROOT / "README.md").read_text(encoding="utf-8"))
+def _read(page: Path) -> str:
+    return page.read_text(encoding="utf-8")
+
+
+def documented_mappings() -> list[str]:
+    """Every mapping in the yaml blocks of README.md and docs/: whole ones as they are; a
+    block of one-line fragments (`filter: ...` examples) gives one mapping per line, the line
+    put into a small complete mapping."""
+    blocks = [block for page in DOC_PAGES for block in YAML_BLOCK.findall(_read(page))]
     mappings = [block for block in blocks if "event_name:" in block]
     for block in blocks:
         if "event_name:" in block:
@@ -70,14 +75,14 @@ def test_the_schema_is_a_valid_2020_12_schema() -> None:
     jsonschema.Draft202012Validator.check_schema(mapping_schema())
 
 
-def test_the_readme_has_mapping_examples() -> None:
-    assert len(readme_mappings()) >= 2
-    assert any(example.count("\n") > 10 for example in readme_mappings())  # a whole one
+def test_the_docs_have_mapping_examples() -> None:
+    assert len(documented_mappings()) >= 2
+    assert any(example.count("\n") > 10 for example in documented_mappings())  # a whole one
 
 
-@pytest.mark.parametrize("index", range(len(readme_mappings())))
-def test_every_readme_example_is_valid_for_schema_and_loader(index: int, tmp_path: Path) -> None:
-    data = yaml.safe_load(readme_mappings()[index])
+@pytest.mark.parametrize("index", range(len(documented_mappings())))
+def test_every_documented_mapping_passes_schema_and_loader(index: int, tmp_path: Path) -> None:
+    data = yaml.safe_load(documented_mappings()[index])
     assert schema_errors(data) == []
     _write_lookup_tables(data, tmp_path)  # the loader reads the tables an example names
     mapping_from_dict(data, origin=str(tmp_path / "map.yaml"))  # raises if the loader refuses
@@ -180,10 +185,10 @@ def test_backfill_schema_prints_the_schema(cli: Callable[..., CliResult]) -> Non
     assert json.loads(result.stdout) == mapping_schema()
 
 
-def test_readme_shows_the_editor_comment() -> None:
-    readme = (ROOT / "README.md").read_text(encoding="utf-8")
-    assert "# yaml-language-server: $schema=" in readme
-    assert "backfill schema > map.schema.json" in readme
+def test_the_mapping_page_shows_the_editor_comment() -> None:
+    page = _read(ROOT / "docs" / "mapping.md")
+    assert "# yaml-language-server: $schema=" in page
+    assert "backfill schema > map.schema.json" in page
 
 
 def test_a_yes_key_in_a_word_list_reads_like_the_loader(tmp_path: Path) -> None:

@@ -1,5 +1,5 @@
 """The mapping's filter evaluated with Arrow: the documented semantics, against a reference
-evaluator written in plain Python from the README's rules."""
+evaluator written in plain Python from the rules in docs/mapping.md."""
 
 from __future__ import annotations
 
@@ -52,7 +52,7 @@ def kept(expression: str, table: pa.Table, source: str = "orders.parquet") -> li
     return row_filter.keep(table, np.arange(table.num_rows)).tolist()
 
 
-# --- the reference: the README's rules, row by row, in Python ------------------------------
+# --- the reference: the rules of docs/mapping.md, row by row, in Python -------------------
 
 _NUMBER = re.compile(r"[+-]?([0-9]+\.?[0-9]*|\.[0-9]+)([eE][+-]?[0-9]+)?")
 

@@ -8,7 +8,7 @@ functions); anything else is refused with one line naming the construct. What co
 a small tree of `filter_tree`'s classes, which `row_filter` evaluates with Arrow kernels;
 `filter_refusal` words the refusals.
 
-Grammar (README.md, "The filter language", says the same for users)::
+Grammar (docs/mapping.md, "The filter language", says the same for users)::
 
     filter     := filter 'or' filter | filter 'and' filter | 'not' filter | '(' filter ')'
                 | value OP value | value ['not'] 'in' '[' literal, ... ']'

@@ -2,7 +2,7 @@
 
 The schema is built from the loader's own key lists (`spec_checks.TOP_KEYS`, `FIELD_KEYS`, ...):
 a key the loader learns appears here without a second list to keep in step, and a test
-checks schema and loader against every mapping example in the README. The schema is the
+checks schema and loader against every mapping example in README.md and docs/. The schema is the
 editor's first line; the loader stays the judge (it also checks time zones, filters and
 columns against the source, which a schema cannot).
 """

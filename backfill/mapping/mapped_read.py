@@ -2,7 +2,7 @@
 not the Parquet row groups the filter provably drops.
 
 So a wide export costs what its mapped columns cost. The failure report's `record` then
-holds these columns (README, "The failure report").
+holds these columns (docs/records.md, "The failure report").
 """
 
 from __future__ import annotations

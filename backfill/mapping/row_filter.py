@@ -4,7 +4,7 @@ The expression is parsed and checked once (`filter_language`); here it is bound 
 types of the columns it reads, once per distinct set of types, and then run chunk after
 chunk as Arrow compute calls. No user text ever reaches an interpreter.
 
-Semantics (README.md, "The filter language"):
+Semantics (docs/mapping.md, "The filter language"):
 - A missing value (null, NaN, or empty text) makes a comparison false, except `!=` and
   `not in`, which are true: a missing value differs from every value. `not`, `and` and `or`
   then work on plain true/false.
