@@ -16,7 +16,7 @@ from pathlib import Path
 
 from backfill.books.journal import JournalKey, JournalWriter
 
-KEY = JournalKey("/bench/orders.parquet", 1, 1, "bench", "torque-v1", "http://127.0.0.1/events")
+KEY = JournalKey("/bench/orders.parquet", "bench", "torque-v1", "http://127.0.0.1/events")
 
 
 def one_round(directory: Path, events: int, wire: bool) -> float:
