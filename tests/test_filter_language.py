@@ -223,6 +223,47 @@ def test_anything_outside_the_language_is_refused_naming_the_construct(
         assert error == f"map.yaml: filter: {message}"
 
 
+FILTER_FUNCTIONS = ("isna", "notna", "startswith", "endswith", "contains", "lower", "number")
+
+
+@pytest.mark.parametrize(
+    ("expression", "construct", "hint"),
+    [
+        ("x.lower(status) == 'a'", "x.lower", "write lower(x)"),
+        ("status.isna()", "status.isna", "write isna(status)"),
+        ("status.notna()", "status.notna", "write notna(status)"),
+        ("`Order Status`.startswith('p')", "`Order Status`.startswith", None),
+        ("status.contains('p')", "status.contains", "write contains(status, 'x')"),
+        ("x.endswith(status, 'p')", "x.endswith", "write endswith(x, 'x')"),
+        ("__import__('os').number(total) > 1", "__import__('os').number", None),
+        ("lower(status).lower(status) == 'a'", "lower(status).lower", "write lower("),
+        ("number(x.number(total)) > 1", "x.number", None),
+        ("not status.isna()", "status.isna", "write isna(status)"),
+        ("status in [x.lower('A')]", "x.lower", "write lower(x)"),
+    ],
+)
+def test_method_call_spellings_of_the_filter_functions_are_refused_as_attribute_access(
+    expression: str, construct: str, hint: str | None
+) -> None:
+    """Only a bare name calls a filter function: `x.lower(status)` names `lower` too, but as
+    an attribute of something, which is where Python would run code."""
+    error = load_error(expression)
+    assert error.startswith(f"map.yaml: filter: attribute access (`{construct}`) is not allowed")
+    assert error.endswith(ALLOWED)
+    if hint is not None:
+        assert f"; {hint}" in error
+
+
+@pytest.mark.parametrize("name", FILTER_FUNCTIONS)
+def test_no_filter_function_is_callable_as_a_method_of_a_value(name: str) -> None:
+    arguments = "(status, 'a')" if name in ("startswith", "endswith", "contains") else "(status)"
+    for receiver in ("status", "x", "`Order Status`", "lower(status)", "__import__('os')"):
+        for shell in ("{call}", "{call} == 'a'", "not {call}", "number({call}) > 1"):
+            for call in (f"{receiver}.{name}{arguments}", f"{receiver}.{name}()"):
+                expression = shell.format(call=call)
+                assert "attribute access" in load_error(expression), expression
+
+
 def test_parsing_a_filter_warns_about_nothing(recwarn: pytest.WarningsRecorder) -> None:
     warnings.simplefilter("always")
     parse_filter("status == '\\d' or status == 'a'")  # an invalid escape, in quoted text
@@ -273,10 +314,18 @@ def poisons(target: str) -> st.SearchStrategy[str]:
     )
     attribute_name = st.one_of(
         st.sampled_from(["values", "tofile", "dump", "to_csv", "str", "__class__", "astype"]),
+        st.sampled_from(FILTER_FUNCTIONS),  # the language's own names, spelled as methods
         identifier,
     )
+    receiver = st.one_of(column, st.sampled_from(["x", "__import__('os')", "open('/x')"]))
     return st.one_of(
         payload,
+        st.builds(
+            lambda r, f, a: f"{r}.{f}({a})",
+            receiver,
+            st.sampled_from(FILTER_FUNCTIONS),
+            st.sampled_from(["", "status", "total", "status, 'a'", "lower(status)"]),
+        ),
         st.builds(lambda c, a: f"{c}.{a}", column, attribute_name),
         st.builds(lambda c, a, p: f"{c}.{a}({p!r})", column, attribute_name, st.just(target)),
         st.builds(lambda f, p: f"{f}({p})", not_a_filter_function, payload),
@@ -345,15 +394,15 @@ def test_generated_hostile_filters_are_refused_at_load_and_write_nothing(
 def test_no_module_of_backfill_hands_text_to_an_evaluator() -> None:
     """No eval/exec/compile, and no pandas eval/query, anywhere in the package."""
     found = []
-    for path in sorted((ROOT / "backfill").glob("*.py")):
+    for path in sorted((ROOT / "backfill").rglob("*.py")):
         for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
             if not isinstance(node, ast.Call):
                 continue
             func = node.func
             if isinstance(func, ast.Name) and func.id in ("eval", "exec", "compile"):
-                found.append(f"{path.name}:{node.lineno} {func.id}()")
+                found.append(f"{path.relative_to(ROOT)}:{node.lineno} {func.id}()")
             if isinstance(func, ast.Attribute) and func.attr in ("eval", "query"):
-                found.append(f"{path.name}:{node.lineno} .{func.attr}()")
+                found.append(f"{path.relative_to(ROOT)}:{node.lineno} .{func.attr}()")
     assert found == []
 
 
