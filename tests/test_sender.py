@@ -64,7 +64,7 @@ class FakeClock:
     def __call__(self) -> float:
         return self.now
 
-    async def sleep(self, seconds: float) -> None:
+    async def sleep(self, seconds: float) -> None:  # the fake clock's: moves it
         self.sleeps.append(seconds)
         self.now += seconds
 
@@ -218,9 +218,9 @@ def test_interrupting_a_delivery_that_waits_ends_it_at_once_as_interrupted() -> 
         poster = HttpxPoster(URL, {}, policy, transport=httpx.MockTransport(handler))
         waiting = asyncio.Event()
 
-        async def sleep(seconds: float) -> None:
+        async def sleep(seconds: float) -> None:  # records the wait, then waits
             waiting.set()  # the 429 is answered: the delivery now waits out its 60 s
-            await asyncio.sleep(seconds)
+            await asyncio.sleep(seconds)  # virtual time: the clock jumps
 
         limiter = AdaptiveLimiter(policy.rate, clock=virtual_now)
         sender = Sender(poster, policy, limiter, sleep=sleep, clock=virtual_now)
@@ -694,7 +694,7 @@ def test_run_stops_at_the_first_401_and_sends_nothing_more(tmp_path: Path) -> No
         nonlocal arrivals, arrivals_at_first_401
         arrivals += 1
         number = arrivals
-        await asyncio.sleep(0)  # let the other senders interleave, as over a network
+        await asyncio.sleep(0)  # yields: other senders interleave, as over a network
         if number <= 10:
             return answer(202)
         if arrivals_at_first_401 is None:
@@ -730,7 +730,7 @@ def test_a_run_stopped_now_counts_every_row_it_read_including_those_in_flight(
             nonlocal answered
             if answered == 10:  # the second Ctrl-C, while every sender waits for an answer
                 asyncio.get_running_loop().call_soon(run.abort)
-                await asyncio.sleep(3600)
+                await asyncio.sleep(3600)  # never answers: the abort ends it
             answered += 1
             return answer(202)
 
