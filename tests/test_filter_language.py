@@ -113,6 +113,37 @@ def test_the_columns_a_filter_reads(expression: str, columns: list[str] | None) 
         assert filter_columns(expression) == columns
 
 
+@pytest.mark.parametrize(
+    ("expression", "columns"),
+    [
+        ("status == '''it's `x`''' or flag", ["status", "flag"]),
+        ('status == """say "`x`" """ or flag', ["status", "flag"]),
+        ("'''`a`''' == status", ["status"]),
+    ],
+)
+def test_triple_quoted_text_is_text_to_its_closing_triple_quote(
+    expression: str, columns: list[str]
+) -> None:
+    """A quote or a backtick inside '''text''' neither ends the text nor names a column."""
+    assert filter_columns(expression) == columns
+
+
+@pytest.mark.parametrize("expression", ["lower('ABC') == status", "number('12') > total"])
+def test_a_function_of_a_text_literal_is_allowed(expression: str) -> None:
+    parse_filter(expression)
+
+
+@pytest.mark.parametrize(("length", "shown"), [(80, "x" * 69 + "'"), (81, "x" * 67 + "...")])
+def test_a_long_filter_is_shown_cut_to_80_characters_in_a_syntax_error(
+    length: int, shown: str
+) -> None:
+    expression = "status = '" + "x" * (length - 11) + "'"
+    assert len(expression) == length
+    assert load_error(expression).startswith(
+        f'map.yaml: filter: "status = \'{shown}" is not a valid expression'
+    )
+
+
 def test_a_bare_boolean_column_is_a_condition() -> None:
     assert parse_filter("paid") == Truth(Column("paid", "paid"), "paid")
 
@@ -149,7 +180,26 @@ ALLOWED = (
             f"a call of open() (`open('/tmp/x', 'w')`) is not allowed; {ALLOWED}",
         ),
         ("status[0] == 'p'", f"subscript (`status[0]`) is not allowed; {ALLOWED}"),
-        ("(lambda: 1)() == 1", None),
+        (
+            "(lambda: 1)() == 1",
+            f"a call of a computed function() (`(lambda: 1)()`) is not allowed; {ALLOWED}",
+        ),
+        ("status == b'x'", f"a bytes literal (`b'x'`) is not allowed; {ALLOWED}"),
+        ("status == (1, 2)", f"Tuple (`(1, 2)`) is not allowed; {ALLOWED}"),  # by its node
+        (
+            "x[0].lower() == 'a'",
+            f"subscript (`x[0]`) is not allowed; write lower(column); {ALLOWED}",
+        ),
+        (
+            "status.values.str.lower() == 'a'",  # the hint of the first link that has one
+            "attribute access (`status.values`) is not allowed; for text write "
+            f"startswith(status, 'x'), endswith, contains or lower(status); {ALLOWED}",
+        ),
+        (
+            "(a == 1) | (b == 2)",
+            f"`|` (write or) (`(a == 1) | (b == 2)`) is not allowed; {ALLOWED}",
+        ),
+        ("flag < true", "`flag < true`: true/false compare only with == and !=."),
         ("[x for x in y] == 1", f"comprehension (`[x for x in y]`) is not allowed; {ALLOWED}"),
         ("f'{status}' == 'paid'", f"f-string (`f'{{status}}'`) is not allowed; {ALLOWED}"),
         (
