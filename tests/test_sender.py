@@ -28,7 +28,14 @@ from conftest import TEST_KEY, make_pubkey
 from virtual_time import run_virtual, virtual_now
 
 from backfill.books.report import read_report
-from backfill.errors import AuthRejected, RedirectRefused
+from backfill.errors import (
+    AuthRejected,
+    EventRejected,
+    RateLimited,
+    RedirectRefused,
+    SendError,
+    TransientSendError,
+)
 from backfill.look.validate import open_inputs
 from backfill.mapping.envelopes import TORQUE_INGEST, TORQUE_V1, Api
 from backfill.mapping.spec import load_mapping
@@ -41,9 +48,11 @@ from backfill.send.sender import (
     AdaptiveLimiter,
     Delivery,
     HttpxPoster,
+    Reply,
     Sender,
     SendPolicy,
     backoff_delay,
+    check_reply,
     retry_after_seconds,
 )
 
@@ -372,6 +381,61 @@ def test_give_up_stops_retrying_as_interrupted() -> None:
     delivery, _, _ = deliver(handler_then_stop, give_up=give_up)
     assert delivery == Delivery(accepted=False, attempts=1, kind="interrupted")
     assert len(seen) == 1
+
+
+# --- check_reply: each answer's class and message, exactly -----------------------------------
+
+NO_LOCATION = "(no Location header)"
+REDIRECT = (
+    "the endpoint answered HTTP {status}, a redirect to {location}. backfill never follows "
+    "redirects: the API key would travel to another address, and a redirected POST delivers "
+    "nothing. Check --endpoint."
+)
+
+
+@pytest.mark.parametrize(
+    ("status", "headers", "text", "raised", "message"),
+    [
+        (200, {}, "", None, ""),
+        (299, {}, "", None, ""),
+        (
+            300,
+            {},
+            "",
+            RedirectRefused,
+            REDIRECT.format(status=300, location="(no Location header)"),
+        ),
+        (399, {"location": "/x"}, "", RedirectRefused, REDIRECT.format(status=399, location="/x")),
+        (400, {}, '{"message": "bad"}', EventRejected, "bad"),
+        (400, {}, "", EventRejected, "HTTP 400"),
+        (
+            401,
+            {},
+            '{"message": "Invalid key"}',
+            AuthRejected,
+            "the server refused the API key (HTTP 401: Invalid key); check TORQUE_API_KEY and "
+            "that the key belongs to this endpoint and --api.",
+        ),
+        (429, {}, '{"message": "slow down"}', RateLimited, "HTTP 429: slow down"),
+        (503, {}, "", TransientSendError, "HTTP 503"),
+        (503, {}, " busy ", TransientSendError, "HTTP 503: busy"),
+    ],
+)
+def test_check_reply_names_each_answers_class_and_message_exactly(
+    status: int,
+    headers: dict[str, str],
+    text: str,
+    raised: type[SendError] | None,
+    message: str,
+) -> None:
+    reply = Reply(status, headers, text)
+    if raised is None:
+        assert check_reply(reply) == status
+        return
+    with pytest.raises(SendError) as caught:
+        check_reply(reply)
+    assert type(caught.value) is raised
+    assert str(caught.value) == message and caught.value.status == status
 
 
 # --- Retry-After ---------------------------------------------------------------------------
