@@ -119,6 +119,9 @@ def test_the_columns_a_filter_reads(expression: str, columns: list[str] | None) 
         ("status == '''it's `x`''' or flag", ["status", "flag"]),
         ('status == """say "`x`" """ or flag', ["status", "flag"]),
         ("'''`a`''' == status", ["status"]),
+        ("status == 'a\\'`x`' or `Order Status`", ["status", "Order Status"]),
+        ("status == 'a\\'' or `Order Status`", ["status", "Order Status"]),  # \' is text
+        ('status == "\\\\" or `Order Status`', ["status", "Order Status"]),  # \\ is text
     ],
 )
 def test_triple_quoted_text_is_text_to_its_closing_triple_quote(
@@ -260,6 +263,7 @@ ALLOWED = (
             "the number 99999999999999999999 is too large; at most 2^63 - 1.",
         ),
         ("status ==", None),
+        ("status == 'paid", None),  # quoted text never closed
         ("`Order Status == 'paid'", "a backtick (`) is not closed; write `Column Name`."),
     ],
 )

@@ -408,6 +408,8 @@ REDIRECT = (
         (399, {"location": "/x"}, "", RedirectRefused, REDIRECT.format(status=399, location="/x")),
         (400, {}, '{"message": "bad"}', EventRejected, "bad"),
         (400, {}, "", EventRejected, "HTTP 400"),
+        (400, {}, "[1, 2]", EventRejected, "[1, 2]"),  # JSON, but not Torque's envelope
+        (400, {}, '{"message": ""}', EventRejected, '{"message": ""}'),
         (
             401,
             {},
