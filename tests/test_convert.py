@@ -550,11 +550,17 @@ def test_decoding_base58_gives_back_the_number_of_bytes_encoded(raw: bytes) -> N
         (b"\x01" + bytes(31), None),
         (b"\x01" + bytes(32), "decodes to 33 bytes, expected 32"),  # the smallest 33-byte one
         (b"\xff" * 31, "decodes to 31 bytes, expected 32"),
+        (bytes(32), None),  # 32 zero bytes: 32 ones, the shortest key
     ],
 )
 def test_the_keys_at_the_edges_of_32_bytes(raw: bytes, problem: str | None) -> None:
     assert pubkey_problem(b58encode(raw)) == problem
     assert decoded_length(b58encode(raw) + "0") is None  # not base58
+
+
+@pytest.mark.parametrize(("value", "found"), [(12345, "int"), (None, "NoneType"), (b"1", "bytes")])
+def test_a_key_that_is_not_text_is_named_by_its_type(value: object, found: str) -> None:
+    assert pubkey_problem(value) == f"expected base58 text, found {found}"
 
 
 # --- properties ----------------------------------------------------------------------------
