@@ -540,6 +540,26 @@ def test_limiter_recovers_by_its_factor_each_interval_up_to_the_users_rate() -> 
     step2 = step1 * RECOVERY_FACTOR + 1
     assert rates[:2] == [pytest.approx(step1), pytest.approx(step2)]
     assert rates[-1] == 100 and max(rates) == 100  # never above the user's --rate
+    clock.now += RECOVERY_INTERVAL
+    limiter.slow_down(None)  # a new overload after recovering: halves again
+    assert limiter.rate == 50 and limiter.slowdowns == 2
+
+
+def test_a_pause_as_long_as_the_one_in_force_does_not_extend_it() -> None:
+    """Only a longer pause is news (a long one is announced once, not per answer)."""
+    clock = FakeClock(now=10.0)
+    limiter = AdaptiveLimiter(100, clock=clock)
+    assert limiter.pause(5.0) is True
+    assert limiter.pause(5.0) is False and limiter.pause(4.0) is False
+    assert limiter.paused_until == 15.0
+    assert limiter.pause(5.5) is True and limiter.paused_until == 15.5
+
+
+def test_an_unlimited_limiter_slowed_before_any_request_halves_from_two_a_second() -> None:
+    clock = FakeClock()
+    limiter = AdaptiveLimiter(0, clock=clock)
+    limiter.slow_down(None)
+    assert limiter.rate == 1.0  # half of the 2/s floor, and the minimum rate
 
 
 def test_unlimited_limiter_gets_a_finite_rate_after_a_429() -> None:
@@ -555,6 +575,9 @@ def test_unlimited_limiter_gets_a_finite_rate_after_a_429() -> None:
     limiter.slow_down(None)
     assert limiter.rate == pytest.approx(40)  # half of the 80/s it was reaching
     assert limiter.slowdowns == 1
+    clock.now += RECOVERY_INTERVAL
+    limiter.on_success()
+    assert limiter.rate == pytest.approx(40 * RECOVERY_FACTOR + 1)  # climbs, not back to 0
     # ...and climbs back to unlimited after enough quiet intervals.
     for _ in range(200):
         clock.now += RECOVERY_INTERVAL
