@@ -10,6 +10,7 @@ import itertools
 from collections.abc import Callable, Iterator, Sequence
 
 import pytest
+from virtual_time import run_virtual
 
 from backfill.send.gate import AUTO_CAP, ConcurrencyGate
 from backfill.send.gate_sizing import INITIAL_LIMIT
@@ -50,7 +51,7 @@ async def step(
 async def let_through(gate: ConcurrencyGate, demand: int) -> int:
     """`demand` senders try the gate at once: how many got through (the rest give up)."""
     tries = [asyncio.ensure_future(gate.acquire()) for _ in range(demand)]
-    await asyncio.sleep(0)
+    await asyncio.sleep(0)  # yields to the loop once; no time passes
     through = sum(task.done() for task in tries)
     await give_up(tries)
     return through
@@ -255,13 +256,13 @@ def test_a_sender_cancelled_while_waiting_leaves_no_trace_and_one_handed_a_slot_
         await gate.acquire()
         first = asyncio.ensure_future(gate.acquire())
         second = asyncio.ensure_future(gate.acquire())
-        await asyncio.sleep(0)
+        await asyncio.sleep(0)  # yields to the loop once; no time passes
         gate.release()  # hands the slot to `first`...
         first.cancel()  # ...which is cancelled before it runs: the slot goes to `second`
         await asyncio.gather(first, return_exceptions=True)
         await asyncio.wait_for(second, 1)
         third = asyncio.ensure_future(gate.acquire())
-        await asyncio.sleep(0)
+        await asyncio.sleep(0)  # yields to the loop once; no time passes
         third.cancel()
         await asyncio.gather(third, return_exceptions=True)
         gate.release()
@@ -284,7 +285,7 @@ def test_a_sender_cancelled_while_the_gate_hands_out_slots_leaves_the_gate_sound
         gate = ConcurrencyGate(1, adaptive=False)
         await gate.acquire()
         waiting = asyncio.ensure_future(gate.acquire())
-        await asyncio.sleep(0)
+        await asyncio.sleep(0)  # yields to the loop once; no time passes
         waiting.cancel()
         gate.release()  # drops the cancelled waiter before its task runs
         outcome = await asyncio.gather(waiting, return_exceptions=True)
@@ -306,12 +307,12 @@ def test_before_the_first_answer_in_flight_grows_by_half_the_rate_per_second_wai
         through = []
         for seconds in (0.0, 0.1, 0.2, 2.0):  # the last: beyond EARLY_SECONDS
             clock.now += seconds
-            await asyncio.sleep(0.03)  # a few of the gate's ticks
+            await asyncio.sleep(0.03)  # virtual: six of the gate's 5 ms ticks, exactly
             through.append(sum(task.done() for task in tries))
         await give_up(tries)
         return through
 
-    assert asyncio.run(go()) == [INITIAL_LIMIT, 50, 150, 250]
+    assert run_virtual(go()) == [INITIAL_LIMIT, 50, 150, 250]
 
 
 def test_the_first_answer_ends_the_growth_before_answers() -> None:
@@ -321,16 +322,16 @@ def test_the_first_answer_ends_the_growth_before_answers() -> None:
 
     async def go() -> tuple[int, int]:
         tries = [asyncio.ensure_future(gate.acquire()) for _ in range(600)]
-        await asyncio.sleep(0)
+        await asyncio.sleep(0)  # yields to the loop once; no time passes
         started = gate.sent()
         clock.now += 0.04
-        await asyncio.sleep(0.03)
+        await asyncio.sleep(0.03)  # virtual: six of the gate's 5 ms ticks, exactly
         gate.answered(started, overloaded=False)  # a 40 ms answer: 20 in flight by now
         at_answer = gate.limit
         clock.now += 0.3
-        await asyncio.sleep(0.03)
+        await asyncio.sleep(0.03)  # virtual: six of the gate's 5 ms ticks, exactly
         await give_up(tries)
         return at_answer, gate.limit
 
-    at_answer, later = asyncio.run(go())
+    at_answer, later = run_virtual(go())
     assert at_answer == pytest.approx(20, abs=1) and later == at_answer

@@ -29,7 +29,7 @@ from backfill.mapping.convert import (
     to_string,
     type_of_column,
 )
-from backfill.mapping.pubkey import BASE58_ALPHABET, b58encode, decoded_length
+from backfill.mapping.pubkey import BASE58_ALPHABET, b58encode, decoded_length, pubkey_problem
 
 NOW_MS = 1_900_000_000_000  # 2030-03-17: a fixed "now", so the tests do not age
 INSTANT_MS = 1_731_596_206_795  # 2024-11-14T14:56:46.795Z, the example in Torque's docs
@@ -534,6 +534,33 @@ def test_every_encoded_32_byte_value_is_a_pubkey_and_no_other_length_is(raw: byt
     text = b58encode(raw)
     converted = PubkeyChecker().check(pa.array([text]))
     assert (not problems(converted)) == (len(raw) == 32 and 32 <= len(text) <= 44)
+
+
+@PROPERTY
+@given(raw=st.binary(min_size=0, max_size=64))
+def test_decoding_base58_gives_back_the_number_of_bytes_encoded(raw: bytes) -> None:
+    """The reference every key check above is measured against: it must itself be right."""
+    assert decoded_length(b58encode(raw)) == len(raw)
+
+
+@pytest.mark.parametrize(
+    ("raw", "problem"),
+    [
+        (b"\xff" * 32, None),  # the largest 32-byte key
+        (b"\x01" + bytes(31), None),
+        (b"\x01" + bytes(32), "decodes to 33 bytes, expected 32"),  # the smallest 33-byte one
+        (b"\xff" * 31, "decodes to 31 bytes, expected 32"),
+        (bytes(32), None),  # 32 zero bytes: 32 ones, the shortest key
+    ],
+)
+def test_the_keys_at_the_edges_of_32_bytes(raw: bytes, problem: str | None) -> None:
+    assert pubkey_problem(b58encode(raw)) == problem
+    assert decoded_length(b58encode(raw) + "0") is None  # not base58
+
+
+@pytest.mark.parametrize(("value", "found"), [(12345, "int"), (None, "NoneType"), (b"1", "bytes")])
+def test_a_key_that_is_not_text_is_named_by_its_type(value: object, found: str) -> None:
+    assert pubkey_problem(value) == f"expected base58 text, found {found}"
 
 
 # --- properties ----------------------------------------------------------------------------

@@ -117,7 +117,7 @@ def wait_for_stored(sandbox: SandboxProcess, process: subprocess.Popen[str], cou
     while not sandbox.store.exists() or sandbox.store.read_bytes().count(b"\n") < count:
         assert process.poll() is None, process.communicate()
         assert time.monotonic() < deadline, "the run did not get going within 30 s"
-        time.sleep(0.02)
+        time.sleep(0.02)  # polls for the event (events stored), up to the 30 s deadline
 
 
 def finish(process: subprocess.Popen[str], timeout: float = 90) -> CliResult:

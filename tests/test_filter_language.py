@@ -112,6 +112,40 @@ def test_the_columns_a_filter_reads(expression: str, columns: list[str] | None) 
         assert filter_columns(expression) == columns
 
 
+@pytest.mark.parametrize(
+    ("expression", "columns"),
+    [
+        ("status == '''it's `x`''' or flag", ["status", "flag"]),
+        ('status == """say "`x`" """ or flag', ["status", "flag"]),
+        ("'''`a`''' == status", ["status"]),
+        ("status == 'a\\'`x`' or `Order Status`", ["status", "Order Status"]),
+        ("status == 'a\\'' or `Order Status`", ["status", "Order Status"]),  # \' is text
+        ('status == "\\\\" or `Order Status`', ["status", "Order Status"]),  # \\ is text
+    ],
+)
+def test_triple_quoted_text_is_text_to_its_closing_triple_quote(
+    expression: str, columns: list[str]
+) -> None:
+    """A quote or a backtick inside '''text''' neither ends the text nor names a column."""
+    assert filter_columns(expression) == columns
+
+
+@pytest.mark.parametrize("expression", ["lower('ABC') == status", "number('12') > total"])
+def test_a_function_of_a_text_literal_is_allowed(expression: str) -> None:
+    parse_filter(expression)
+
+
+@pytest.mark.parametrize(("length", "shown"), [(80, "x" * 69 + "'"), (81, "x" * 67 + "...")])
+def test_a_long_filter_is_shown_cut_to_80_characters_in_a_syntax_error(
+    length: int, shown: str
+) -> None:
+    expression = "status = '" + "x" * (length - 11) + "'"
+    assert len(expression) == length
+    assert load_error(expression).startswith(
+        f'map.yaml: filter: "status = \'{shown}" is not a valid expression'
+    )
+
+
 def test_a_bare_boolean_column_is_a_condition() -> None:
     assert parse_filter("paid") == Truth(Column("paid", "paid"), "paid")
 
@@ -148,7 +182,26 @@ ALLOWED = (
             f"a call of open() (`open('/tmp/x', 'w')`) is not allowed; {ALLOWED}",
         ),
         ("status[0] == 'p'", f"subscript (`status[0]`) is not allowed; {ALLOWED}"),
-        ("(lambda: 1)() == 1", None),
+        (
+            "(lambda: 1)() == 1",
+            f"a call of a computed function() (`(lambda: 1)()`) is not allowed; {ALLOWED}",
+        ),
+        ("status == b'x'", f"a bytes literal (`b'x'`) is not allowed; {ALLOWED}"),
+        ("status == (1, 2)", f"Tuple (`(1, 2)`) is not allowed; {ALLOWED}"),  # by its node
+        (
+            "x[0].lower() == 'a'",
+            f"subscript (`x[0]`) is not allowed; write lower(column); {ALLOWED}",
+        ),
+        (
+            "status.values.str.lower() == 'a'",  # the hint of the first link that has one
+            "attribute access (`status.values`) is not allowed; for text write "
+            f"startswith(status, 'x'), endswith, contains or lower(status); {ALLOWED}",
+        ),
+        (
+            "(a == 1) | (b == 2)",
+            f"`|` (write or) (`(a == 1) | (b == 2)`) is not allowed; {ALLOWED}",
+        ),
+        ("flag < true", "`flag < true`: true/false compare only with == and !=."),
         ("[x for x in y] == 1", f"comprehension (`[x for x in y]`) is not allowed; {ALLOWED}"),
         ("f'{status}' == 'paid'", f"f-string (`f'{{status}}'`) is not allowed; {ALLOWED}"),
         (
@@ -209,6 +262,7 @@ ALLOWED = (
             "the number 99999999999999999999 is too large; at most 2^63 - 1.",
         ),
         ("status ==", None),
+        ("status == 'paid", None),  # quoted text never closed
         ("`Order Status == 'paid'", "a backtick (`) is not closed; write `Column Name`."),
     ],
 )
@@ -220,6 +274,47 @@ def test_anything_outside_the_language_is_refused_naming_the_construct(
     assert "\n" not in error
     if message is not None:
         assert error == f"map.yaml: filter: {message}"
+
+
+FILTER_FUNCTIONS = ("isna", "notna", "startswith", "endswith", "contains", "lower", "number")
+
+
+@pytest.mark.parametrize(
+    ("expression", "construct", "hint"),
+    [
+        ("x.lower(status) == 'a'", "x.lower", "write lower(x)"),
+        ("status.isna()", "status.isna", "write isna(status)"),
+        ("status.notna()", "status.notna", "write notna(status)"),
+        ("`Order Status`.startswith('p')", "`Order Status`.startswith", None),
+        ("status.contains('p')", "status.contains", "write contains(status, 'x')"),
+        ("x.endswith(status, 'p')", "x.endswith", "write endswith(x, 'x')"),
+        ("__import__('os').number(total) > 1", "__import__('os').number", None),
+        ("lower(status).lower(status) == 'a'", "lower(status).lower", "write lower("),
+        ("number(x.number(total)) > 1", "x.number", None),
+        ("not status.isna()", "status.isna", "write isna(status)"),
+        ("status in [x.lower('A')]", "x.lower", "write lower(x)"),
+    ],
+)
+def test_method_call_spellings_of_the_filter_functions_are_refused_as_attribute_access(
+    expression: str, construct: str, hint: str | None
+) -> None:
+    """Only a bare name calls a filter function: `x.lower(status)` names `lower` too, but as
+    an attribute of something, which is where Python would run code."""
+    error = load_error(expression)
+    assert error.startswith(f"map.yaml: filter: attribute access (`{construct}`) is not allowed")
+    assert error.endswith(ALLOWED)
+    if hint is not None:
+        assert f"; {hint}" in error
+
+
+@pytest.mark.parametrize("name", FILTER_FUNCTIONS)
+def test_no_filter_function_is_callable_as_a_method_of_a_value(name: str) -> None:
+    arguments = "(status, 'a')" if name in ("startswith", "endswith", "contains") else "(status)"
+    for receiver in ("status", "x", "`Order Status`", "lower(status)", "__import__('os')"):
+        for shell in ("{call}", "{call} == 'a'", "not {call}", "number({call}) > 1"):
+            for call in (f"{receiver}.{name}{arguments}", f"{receiver}.{name}()"):
+                expression = shell.format(call=call)
+                assert "attribute access" in load_error(expression), expression
 
 
 def test_parsing_a_filter_warns_about_nothing(recwarn: pytest.WarningsRecorder) -> None:
@@ -272,10 +367,18 @@ def poisons(target: str) -> st.SearchStrategy[str]:
     )
     attribute_name = st.one_of(
         st.sampled_from(["values", "tofile", "dump", "to_csv", "str", "__class__", "astype"]),
+        st.sampled_from(FILTER_FUNCTIONS),  # the language's own names, spelled as methods
         identifier,
     )
+    receiver = st.one_of(column, st.sampled_from(["x", "__import__('os')", "open('/x')"]))
     return st.one_of(
         payload,
+        st.builds(
+            lambda r, f, a: f"{r}.{f}({a})",
+            receiver,
+            st.sampled_from(FILTER_FUNCTIONS),
+            st.sampled_from(["", "status", "total", "status, 'a'", "lower(status)"]),
+        ),
         st.builds(lambda c, a: f"{c}.{a}", column, attribute_name),
         st.builds(lambda c, a, p: f"{c}.{a}({p!r})", column, attribute_name, st.just(target)),
         st.builds(lambda f, p: f"{f}({p})", not_a_filter_function, payload),
@@ -344,15 +447,15 @@ def test_generated_hostile_filters_are_refused_at_load_and_write_nothing(
 def test_no_module_of_backfill_hands_text_to_an_evaluator() -> None:
     """No eval/exec/compile, and no pandas eval/query, anywhere in the package."""
     found = []
-    for path in sorted((ROOT / "backfill").glob("*.py")):
+    for path in sorted((ROOT / "backfill").rglob("*.py")):
         for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
             if not isinstance(node, ast.Call):
                 continue
             func = node.func
             if isinstance(func, ast.Name) and func.id in ("eval", "exec", "compile"):
-                found.append(f"{path.name}:{node.lineno} {func.id}()")
+                found.append(f"{path.relative_to(ROOT)}:{node.lineno} {func.id}()")
             if isinstance(func, ast.Attribute) and func.attr in ("eval", "query"):
-                found.append(f"{path.name}:{node.lineno} .{func.attr}()")
+                found.append(f"{path.relative_to(ROOT)}:{node.lineno} .{func.attr}()")
     assert found == []
 
 

@@ -47,7 +47,7 @@ def wait_for_events(sandbox: SandboxProcess, process: subprocess.Popen[str], cou
     while stored_count(sandbox) < count:
         assert process.poll() is None, process.communicate()
         assert time.monotonic() < deadline, f"only {stored_count(sandbox)} events after 30 s"
-        time.sleep(0.02)
+        time.sleep(0.02)  # polls for the event (events stored), up to the 30 s deadline
 
 
 def order_ids(sandbox: SandboxProcess) -> list[str]:
@@ -62,7 +62,7 @@ def settle_in_flight(sandbox: SandboxProcess) -> None:
         stats = sandbox.stats()
         if stats["accepted"] + sum(stats["rejected_by_status"].values()) >= stats["requests"]:
             return
-        time.sleep(0.02)
+        time.sleep(0.02)  # polls for the event (all answered), up to the 10 s deadline
 
 
 def journal_rows(report: Path) -> list[int]:

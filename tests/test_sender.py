@@ -1,8 +1,9 @@
 """The sender through `httpx.MockTransport`: what each answer means, retries, waits, the limiter.
 
 No test sleeps: `Sender` takes the `sleep` it uses between attempts, and `AdaptiveLimiter`
-takes its clock, so waits are recorded and time is moved by hand. The `Run` tests at the end
-drive the whole sending half over a small Parquet file with a mock endpoint.
+takes its clock, so waits are recorded and time is moved by hand; the limiter's own timers
+(aiolimiter's) run on `virtual_time`'s loop, whose clock jumps to the next timer. The `Run`
+tests at the end drive the whole sending half over a small Parquet file with a mock endpoint.
 """
 
 from __future__ import annotations
@@ -24,15 +25,23 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 from conftest import TEST_KEY, make_pubkey
+from virtual_time import run_virtual, virtual_now
 
 from backfill.books.report import read_report
-from backfill.errors import AuthRejected, RedirectRefused
+from backfill.errors import (
+    AuthRejected,
+    EventRejected,
+    RateLimited,
+    RedirectRefused,
+    SendError,
+    TransientSendError,
+)
 from backfill.look.validate import open_inputs
 from backfill.mapping.envelopes import TORQUE_INGEST, TORQUE_V1, Api
 from backfill.mapping.spec import load_mapping
 from backfill.pipeline.run import Run, RunSummary, Target, plan_source_run
 from backfill.send import sender as sender_module
-from backfill.send.answers import MAX_RETRY_AFTER, retry_after_seconds
+from backfill.send.answers import MAX_RETRY_AFTER, Reply, check_reply, retry_after_seconds
 from backfill.send.backoff import backoff_delay
 from backfill.send.httpx_poster import HttpxPoster
 from backfill.send.limiter import RECOVERY_FACTOR, RECOVERY_INTERVAL, AdaptiveLimiter
@@ -55,7 +64,7 @@ class FakeClock:
     def __call__(self) -> float:
         return self.now
 
-    async def sleep(self, seconds: float) -> None:
+    async def sleep(self, seconds: float) -> None:  # the fake clock's: moves it
         self.sleeps.append(seconds)
         self.now += seconds
 
@@ -204,19 +213,26 @@ def test_retry_after_on_a_503_pauses_every_sender_and_a_long_one_is_announced() 
 def test_interrupting_a_delivery_that_waits_ends_it_at_once_as_interrupted() -> None:
     handler, seen = scripted(answer(429, "slow down", **{"Retry-After": "60"}))
 
-    async def go() -> Delivery:
+    async def go() -> tuple[Delivery, float]:
         policy = SendPolicy(rate=1000)
         poster = HttpxPoster(URL, {}, policy, transport=httpx.MockTransport(handler))
-        sender = Sender(poster, policy)
-        task = asyncio.create_task(sender.deliver(BODY))
-        while not seen:
-            await asyncio.sleep(0)
-        await asyncio.sleep(0.01)
-        sender.interrupt_waits()  # the first Ctrl-C, during the 60 s wait
-        return await asyncio.wait_for(task, 1)
+        waiting = asyncio.Event()
 
-    delivery = asyncio.run(go())
+        async def sleep(seconds: float) -> None:  # records the wait, then waits
+            waiting.set()  # the 429 is answered: the delivery now waits out its 60 s
+            await asyncio.sleep(seconds)  # virtual time: the clock jumps
+
+        limiter = AdaptiveLimiter(policy.rate, clock=virtual_now)
+        sender = Sender(poster, policy, limiter, sleep=sleep, clock=virtual_now)
+        task = asyncio.create_task(sender.deliver(BODY))
+        await asyncio.wait_for(waiting.wait(), 5)
+        started = virtual_now()
+        sender.interrupt_waits()  # the first Ctrl-C, during the 60 s wait
+        return await asyncio.wait_for(task, 1), virtual_now() - started
+
+    delivery, waited = run_virtual(go())
     assert delivery.kind == "interrupted" and not delivery.accepted and len(seen) == 1
+    assert waited == 0  # at once: not one timer of the 60 s wait went off
 
 
 @pytest.mark.parametrize("status", [401, 403])
@@ -358,6 +374,63 @@ def test_give_up_stops_retrying_as_interrupted() -> None:
     assert len(seen) == 1
 
 
+# --- check_reply: each answer's class and message, exactly -----------------------------------
+
+NO_LOCATION = "(no Location header)"
+REDIRECT = (
+    "the endpoint answered HTTP {status}, a redirect to {location}. backfill never follows "
+    "redirects: the API key would travel to another address, and a redirected POST delivers "
+    "nothing. Check --endpoint."
+)
+
+
+@pytest.mark.parametrize(
+    ("status", "headers", "text", "raised", "message"),
+    [
+        (200, {}, "", None, ""),
+        (299, {}, "", None, ""),
+        (
+            300,
+            {},
+            "",
+            RedirectRefused,
+            REDIRECT.format(status=300, location="(no Location header)"),
+        ),
+        (399, {"location": "/x"}, "", RedirectRefused, REDIRECT.format(status=399, location="/x")),
+        (400, {}, '{"message": "bad"}', EventRejected, "bad"),
+        (400, {}, "", EventRejected, "HTTP 400"),
+        (400, {}, "[1, 2]", EventRejected, "[1, 2]"),  # JSON, but not Torque's envelope
+        (400, {}, '{"message": ""}', EventRejected, '{"message": ""}'),
+        (
+            401,
+            {},
+            '{"message": "Invalid key"}',
+            AuthRejected,
+            "the server refused the API key (HTTP 401: Invalid key); check TORQUE_API_KEY and "
+            "that the key belongs to this endpoint and --api.",
+        ),
+        (429, {}, '{"message": "slow down"}', RateLimited, "HTTP 429: slow down"),
+        (503, {}, "", TransientSendError, "HTTP 503"),
+        (503, {}, " busy ", TransientSendError, "HTTP 503: busy"),
+    ],
+)
+def test_check_reply_names_each_answers_class_and_message_exactly(
+    status: int,
+    headers: dict[str, str],
+    text: str,
+    raised: type[SendError] | None,
+    message: str,
+) -> None:
+    reply = Reply(status, headers, text)
+    if raised is None:
+        assert check_reply(reply) == status
+        return
+    with pytest.raises(SendError) as caught:
+        check_reply(reply)
+    assert type(caught.value) is raised
+    assert str(caught.value) == message and caught.value.status == status
+
+
 # --- Retry-After ---------------------------------------------------------------------------
 
 
@@ -458,6 +531,26 @@ def test_limiter_recovers_by_its_factor_each_interval_up_to_the_users_rate() -> 
     step2 = step1 * RECOVERY_FACTOR + 1
     assert rates[:2] == [pytest.approx(step1), pytest.approx(step2)]
     assert rates[-1] == 100 and max(rates) == 100  # never above the user's --rate
+    clock.now += RECOVERY_INTERVAL
+    limiter.slow_down(None)  # a new overload after recovering: halves again
+    assert limiter.rate == 50 and limiter.slowdowns == 2
+
+
+def test_a_pause_as_long_as_the_one_in_force_does_not_extend_it() -> None:
+    """Only a longer pause is news (a long one is announced once, not per answer)."""
+    clock = FakeClock(now=10.0)
+    limiter = AdaptiveLimiter(100, clock=clock)
+    assert limiter.pause(5.0) is True
+    assert limiter.pause(5.0) is False and limiter.pause(4.0) is False
+    assert limiter.paused_until == 15.0
+    assert limiter.pause(5.5) is True and limiter.paused_until == 15.5
+
+
+def test_an_unlimited_limiter_slowed_before_any_request_halves_from_two_a_second() -> None:
+    clock = FakeClock()
+    limiter = AdaptiveLimiter(0, clock=clock)
+    limiter.slow_down(None)
+    assert limiter.rate == 1.0  # half of the 2/s floor, and the minimum rate
 
 
 def test_unlimited_limiter_gets_a_finite_rate_after_a_429() -> None:
@@ -473,6 +566,9 @@ def test_unlimited_limiter_gets_a_finite_rate_after_a_429() -> None:
     limiter.slow_down(None)
     assert limiter.rate == pytest.approx(40)  # half of the 80/s it was reaching
     assert limiter.slowdowns == 1
+    clock.now += RECOVERY_INTERVAL
+    limiter.on_success()
+    assert limiter.rate == pytest.approx(40 * RECOVERY_FACTOR + 1)  # climbs, not back to 0
     # ...and climbs back to unlimited after enough quiet intervals.
     for _ in range(200):
         clock.now += RECOVERY_INTERVAL
@@ -678,7 +774,7 @@ def test_run_stops_at_the_first_401_and_sends_nothing_more(tmp_path: Path) -> No
         nonlocal arrivals, arrivals_at_first_401
         arrivals += 1
         number = arrivals
-        await asyncio.sleep(0)  # let the other senders interleave, as over a network
+        await asyncio.sleep(0)  # yields: other senders interleave, as over a network
         if number <= 10:
             return answer(202)
         if arrivals_at_first_401 is None:
@@ -714,7 +810,7 @@ def test_a_run_stopped_now_counts_every_row_it_read_including_those_in_flight(
             nonlocal answered
             if answered == 10:  # the second Ctrl-C, while every sender waits for an answer
                 asyncio.get_running_loop().call_soon(run.abort)
-                await asyncio.sleep(3600)
+                await asyncio.sleep(3600)  # never answers: the abort ends it
             answered += 1
             return answer(202)
 
@@ -758,26 +854,88 @@ def test_a_401_echoing_the_key_does_not_get_it_into_the_summary(tmp_path: Path) 
         assert TEST_KEY.encode() not in path.read_bytes(), path.name
 
 
+@pytest.mark.parametrize(
+    ("rate", "burst"),
+    [(5000, 150), (2000, 60), (1000, 30), (400, 12), (100, 5), (40, 2), (10, 1), (0.5, 1)],
+)
+def test_a_fresh_limiter_lets_exactly_its_burst_through_at_once(rate: float, burst: int) -> None:
+    """The bucket holds 30 ms of the rate (at least 5 requests, or 50 ms' worth if that is
+    fewer, and at least one): that many go at once, and not one more until the clock moves."""
+
+    async def go() -> tuple[int, float]:
+        limiter = AdaptiveLimiter(rate, clock=virtual_now)
+        started = virtual_now()
+        tries = [asyncio.ensure_future(limiter.acquire()) for _ in range(2 * burst + 5)]
+        for _ in range(5):
+            await asyncio.sleep(0)  # every sender tries; the virtual clock stays where it is
+        through = sum(task.done() for task in tries)
+        moved = virtual_now() - started
+        for task in tries:
+            task.cancel()
+        await asyncio.gather(*tries, return_exceptions=True)
+        return through, moved
+
+    assert run_virtual(go()) == (burst, 0.0)
+
+
+def send_times(rate: float, count: int, senders: int) -> list[float]:
+    """When each of `count` requests got its token from a fresh limiter at `rate`, with
+    `senders` asking at once and again as soon as they get one: the client's own timeline."""
+
+    async def go() -> list[float]:
+        limiter = AdaptiveLimiter(rate, clock=virtual_now)
+        started = virtual_now()
+        times: list[float] = []
+
+        async def sender() -> None:
+            while len(times) < count:
+                await limiter.acquire()
+                times.append(virtual_now() - started)
+
+        await asyncio.wait_for(asyncio.gather(*(sender() for _ in range(senders))), 3600)
+        return times[:count]
+
+    return run_virtual(go())
+
+
+@pytest.mark.parametrize(("rate", "burst"), [(5000, 150), (1000, 30), (100, 5), (10, 1)])
+@pytest.mark.parametrize("senders", [1, 64])
+def test_the_limiters_timeline_never_passes_its_burst_plus_the_rate(
+    rate: float, burst: int, senders: int
+) -> None:
+    """On the client's own timeline: the n-th request goes no sooner than (n - burst) / rate,
+    so no one-second window holds more than rate + burst; and the rate is kept up (the last
+    request goes no more than a wake-up later than that)."""
+    count = int(3 * rate) + burst
+    times = send_times(rate, count, senders)
+    slack = 1e-9 * count  # floating point, summed over the run
+    for n, moment in enumerate(times, start=1):
+        assert moment >= (n - burst) / rate - slack, (n, moment)
+    assert times[-1] <= (count - burst) / rate + 0.01
+    window = [t for t in times if 1.0 <= t < 2.0]
+    assert len(window) <= rate + burst
+
+
 def test_senders_waiting_when_the_rate_halves_wait_again_at_the_new_rate() -> None:
     """Two buckets must never drain side by side: that would send at the old rate plus the
     new one while a 429 asks everyone to slow down."""
 
-    async def go() -> tuple[int, float]:
-        limiter = AdaptiveLimiter(100)
+    async def go() -> tuple[float, float]:
+        limiter = AdaptiveLimiter(100, clock=virtual_now)
         for _ in range(10):  # use up the burst
             await limiter.acquire()
         waiting = [asyncio.ensure_future(limiter.acquire()) for _ in range(20)]
-        await asyncio.sleep(0)
+        await asyncio.sleep(0)  # the twenty queue up; no time passes
         limiter.slow_down(None)  # 100/s -> 50/s while twenty wait on the old bucket
-        started = asyncio.get_running_loop().time()
-        await asyncio.gather(*waiting)
-        return limiter.rate, asyncio.get_running_loop().time() - started
+        started = virtual_now()
+        await asyncio.wait_for(asyncio.gather(*waiting), 60)
+        return limiter.rate, virtual_now() - started
 
-    rate, seconds = asyncio.run(go())
+    rate, seconds = run_virtual(go())
     assert rate == 50
-    # Twenty tokens at 50/s (less the new bucket's small burst) take well over 0.3 s; drained
-    # at the old rate they took 0.2 s.
-    assert seconds >= 0.3
+    # Twenty tokens at 50/s, less the new bucket's burst of 2, take 18 / 50 = 0.36 s; drained
+    # at the old rate they took 0.2 s, and both buckets side by side less still.
+    assert seconds == pytest.approx(0.36, abs=0.01)
 
 
 def test_waiting_senders_get_their_tokens_in_order_a_few_per_wake_up() -> None:
@@ -785,7 +943,7 @@ def test_waiting_senders_get_their_tokens_in_order_a_few_per_wake_up() -> None:
     2000/s), not one aiolimiter wake-up (and timer) per sender."""
 
     async def go() -> tuple[list[int], list[int], float]:
-        limiter = AdaptiveLimiter(2000)
+        limiter = AdaptiveLimiter(2000, clock=virtual_now)
         bucket = limiter._limiter
         assert bucket is not None
         while bucket.has_capacity():  # use up the burst
@@ -805,46 +963,46 @@ def test_waiting_senders_get_their_tokens_in_order_a_few_per_wake_up() -> None:
             await limiter.acquire()
             served.append(i)
 
-        started = asyncio.get_running_loop().time()
+        started = virtual_now()
         await asyncio.wait_for(asyncio.gather(*(one(i) for i in range(100))), 5)
-        return served, taken_for_queued, asyncio.get_running_loop().time() - started
+        return served, taken_for_queued, virtual_now() - started
 
-    served, taken, seconds = asyncio.run(go())
+    served, taken, seconds = run_virtual(go())
     assert served == list(range(100))
-    assert taken and max(taken) == 4  # one wake-up for four senders
-    assert len(taken) <= sum(taken) / 3 + 2
-    assert seconds >= 0.04  # still at the rate: 100 tokens at 2000/s take 0.05 s
+    assert taken == [4] * 25  # one wake-up for four senders
+    assert seconds == pytest.approx(0.05, abs=1e-4)  # still at the rate: 100 at 2000/s
 
 
 def test_a_pause_while_senders_wait_for_tokens_makes_each_wait_it_out() -> None:
     async def go() -> float:
-        limiter = AdaptiveLimiter(1000)
+        limiter = AdaptiveLimiter(1000, clock=virtual_now)
         bucket = limiter._limiter
         assert bucket is not None
         while bucket.has_capacity():
             await limiter.acquire()
         waiting = [asyncio.ensure_future(limiter.acquire()) for _ in range(20)]
-        await asyncio.sleep(0)
-        started = asyncio.get_running_loop().time()
+        await asyncio.sleep(0)  # the twenty queue up; no time passes
+        started = virtual_now()
         limiter.pause(0.3)  # a Retry-After while twenty wait for the rate
         await asyncio.wait_for(asyncio.gather(*waiting), 5)
-        return asyncio.get_running_loop().time() - started
+        return virtual_now() - started
 
-    assert asyncio.run(go()) >= 0.3
+    # The pause, and by its end the bucket has room for all twenty at once.
+    assert run_virtual(go()) == pytest.approx(0.3, abs=1e-6)
 
 
 def test_senders_cancelled_while_waiting_for_tokens_leave_no_task_behind() -> None:
     async def go() -> int:
-        limiter = AdaptiveLimiter(100)
+        limiter = AdaptiveLimiter(100, clock=virtual_now)
         waiting = [asyncio.ensure_future(limiter.acquire()) for _ in range(40)]
-        await asyncio.sleep(0.01)
+        await asyncio.sleep(0.01)  # virtual: the burst goes, the rest queue for tokens
         for task in waiting:
             task.cancel()
         await asyncio.gather(*waiting, return_exceptions=True)
-        await asyncio.sleep(0.1)  # a dispenser waits at most one token's time, then sees none
+        await asyncio.sleep(0.01)  # virtual: a dispenser waits one token's time, sees none
         return len(asyncio.all_tasks()) - 1
 
-    assert asyncio.run(go()) == 0
+    assert run_virtual(go()) == 0
 
 
 def test_the_last_events_of_a_run_are_posted_side_by_side(tmp_path: Path) -> None:

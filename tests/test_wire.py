@@ -116,11 +116,14 @@ Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]
 
 
 class RawServer:
-    """A server on 127.0.0.1 whose connections each run `handler`; it counts them."""
+    """A server on 127.0.0.1 whose connections each run `handler`; it counts them, and the
+    connections whose handler has ended (`wait_ended` waits for a number of them)."""
 
     def __init__(self, handler: Handler) -> None:
         self.handler = handler
         self.connections = 0
+        self.ended = 0
+        self._changed = asyncio.Event()
         self._server: asyncio.Server | None = None
 
     async def __aenter__(self) -> RawServer:
@@ -132,6 +135,8 @@ class RawServer:
                 pass
             finally:
                 writer.close()
+                self.ended += 1
+                self._changed.set()
 
         self._server = await asyncio.start_server(on_connection, "127.0.0.1", 0)
         return self
@@ -145,26 +150,44 @@ class RawServer:
         assert self._server is not None
         return f"http://127.0.0.1:{self._server.sockets[0].getsockname()[1]}/events"
 
+    async def wait_ended(self, count: int, deadline: float = 10.0) -> None:
+        """Until `count` connections' handlers have ended (a generous deadline, not a pause)."""
 
-def post_to(handler: Handler, count: int = 1, timeout: float = 5.0) -> tuple[list[Any], RawServer]:
-    """`count` POSTs one after another on one poster; each a Reply or the exception raised."""
+        async def ended() -> None:
+            while self.ended < count:
+                self._changed.clear()
+                await self._changed.wait()
+
+        await asyncio.wait_for(ended(), deadline)
+
+
+def post_to(
+    handler: Handler, count: int = 1, timeout: float = 5.0, *, one_ends_each: bool = False
+) -> tuple[list[Any], RawServer]:
+    """`count` POSTs one after another on one poster; each a Reply or the exception raised.
+    `one_ends_each`: after the n-th POST, wait until n connections' handlers have ended."""
 
     async def scenario() -> tuple[list[Any], RawServer]:
         async with RawServer(handler) as server:
             poster = WirePoster(server.url, HEADERS, SendPolicy(timeout=timeout))
             outcomes: list[Any] = []
             try:
-                for _ in range(count):
+                for sent in range(1, count + 1):
                     try:
                         outcomes.append(await poster.post(BODY))
                     except TransientSendError as exc:
                         outcomes.append(exc)
-                    await asyncio.sleep(0.05)  # lets a closing server's FIN arrive
+                    if one_ends_each:
+                        await server.wait_ended(sent)
             finally:
                 await poster.aclose()
             return outcomes, server
 
     return asyncio.run(scenario())
+
+
+async def answer_nothing(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    """A handler that hangs up at once."""
 
 
 async def refusal_of(poster: WirePoster, expected: type[Refusal]) -> Refusal:
@@ -225,13 +248,33 @@ def test_requests_one_after_another_share_one_kept_alive_connection() -> None:
     assert server.connections == 1
 
 
+SAYS_CLOSE = b"HTTP/1.1 202 Accepted\r\nConnection: close\r\nContent-Length: 0\r\n\r\n"
+
+
 def test_an_answer_that_says_close_is_followed_by_a_new_connection() -> None:
     async def answer_then_close(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         await reader.readuntil(b"\r\n\r\n")
-        writer.write(b"HTTP/1.1 202 Accepted\r\nConnection: close\r\nContent-Length: 0\r\n\r\n")
+        writer.write(SAYS_CLOSE)
         await writer.drain()
 
     outcomes, server = post_to(answer_then_close, count=3)
+    assert [reply.status for reply in outcomes] == [202, 202, 202]
+    assert server.connections == 3
+
+
+def test_connection_close_is_obeyed_even_when_the_server_keeps_the_socket_open() -> None:
+    """The header alone decides: this server says `Connection: close` but never closes, and
+    would answer a second request on the same socket. No FIN to wait for, nothing timed."""
+
+    async def says_close_keeps_answering(
+        reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+    ) -> None:
+        while True:
+            await reader.readuntil(b"\r\n\r\n")
+            await reader.readexactly(len(BODY))
+            writer.write(SAYS_CLOSE)
+
+    outcomes, server = post_to(says_close_keeps_answering, count=3)
     assert [reply.status for reply in outcomes] == [202, 202, 202]
     assert server.connections == 3
 
@@ -242,9 +285,11 @@ def test_a_connection_the_server_closed_while_idle_is_not_written_to() -> None:
     ) -> None:
         await reader.readuntil(b"\r\n\r\n")
         writer.write(ACCEPTED)  # says keep-alive, then closes anyway (an idle timeout)
-        await writer.drain()
+        writer.write_eof()
+        await reader.read()  # ends when the client has seen the FIN and closed its side
 
-    outcomes, server = post_to(one_answer_then_hang_up, count=3)
+    # Each next POST starts once the client has seen the FIN: the event, not a pause.
+    outcomes, server = post_to(one_answer_then_hang_up, count=3, one_ends_each=True)
     assert [reply.status for reply in outcomes] == [202, 202, 202]
     assert server.connections == 3
 
@@ -259,9 +304,12 @@ def test_a_server_that_closes_without_answering_is_a_disconnection_to_retry() ->
 
 
 def test_a_server_that_never_answers_is_a_timeout_after_the_policys_seconds() -> None:
+    """The timeout is a promise about wall time, so wall time is what is measured: no sooner
+    than the policy's 0.3 s, and (a wide bound for a loaded machine) well before 5 s."""
+
     async def never(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         await reader.readuntil(b"\r\n\r\n")
-        await asyncio.sleep(30)
+        await asyncio.Event().wait()  # never answers; ends when the poster hangs up
 
     async def timed() -> tuple[Any, float]:
         loop = asyncio.get_running_loop()
@@ -287,7 +335,7 @@ def test_garbage_instead_of_an_answer_is_a_bad_answer_and_the_connection_is_drop
 
 def test_a_port_nobody_listens_on_is_a_connect_failure_naming_host_and_port() -> None:
     async def scenario() -> TransientSendError:
-        async with RawServer(lambda r, w: asyncio.sleep(0)) as server:
+        async with RawServer(answer_nothing) as server:
             url = server.url
         return await refusal_of(WirePoster(url, HEADERS, SendPolicy(timeout=5)), TransientSendError)
 
@@ -297,11 +345,18 @@ def test_a_port_nobody_listens_on_is_a_connect_failure_naming_host_and_port() ->
 
 
 def test_many_new_connections_look_the_host_up_once() -> None:
+    arrived = 0
+    all_in = asyncio.Event()
+
     async def answer_late(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        nonlocal arrived
         while True:
             await reader.readuntil(b"\r\n\r\n")
             await reader.readexactly(len(BODY))
-            await asyncio.sleep(0.05)  # all ten are in flight at once: ten connections
+            arrived += 1
+            if arrived == 10:
+                all_in.set()
+            await asyncio.wait_for(all_in.wait(), 10)  # all ten in flight: ten connections
             writer.write(ACCEPTED)
 
     async def scenario() -> tuple[list[int], int, int]:
