@@ -51,7 +51,9 @@ def check_endpoint(endpoint: str, allow_insecure: bool) -> None:
 
 def request_target(endpoint: str) -> str:
     """The path and query as they go in the request line, percent-encoded."""
-    parts = urlsplit(endpoint.strip())
+    if any(ord(char) < 0x20 or ord(char) == 0x7F for char in endpoint):  # urlsplit drops some
+        raise UsageError(f"--endpoint {endpoint!r} holds a line break or control character.")
+    parts = urlsplit(endpoint)
     _check_authority(endpoint, parts.netloc, parts.hostname or "")
     try:
         port = parts.port
@@ -59,8 +61,8 @@ def request_target(endpoint: str) -> str:
         port = -1
     if port is not None and not 0 < port < 65536:
         raise UsageError(f"--endpoint {endpoint!r}: the port must be a number from 1 to 65535.")
-    path = _encoded(endpoint, parts.path) or "/"
-    return path + (f"?{_encoded(endpoint, parts.query)}" if parts.query else "")
+    path = _encoded(parts.path) or "/"
+    return path + (f"?{_encoded(parts.query)}" if parts.query else "")
 
 
 def _check_authority(endpoint: str, netloc: str, host: str) -> None:
@@ -75,11 +77,7 @@ def _check_authority(endpoint: str, netloc: str, host: str) -> None:
         ) from None
 
 
-def _encoded(endpoint: str, text: str) -> str:
-    if any(ord(char) < 0x20 or ord(char) == 0x7F for char in text):
-        raise UsageError(
-            f"--endpoint {endpoint!r} holds a line break or control character in its path."
-        )
+def _encoded(text: str) -> str:
     return quote(_LONE_PERCENT.sub("%25", text), safe=_SAFE, encoding="utf-8")
 
 
