@@ -12,7 +12,7 @@ from typing import Any, TypeVar
 
 import pytest
 
-from backfill.errors import EndpointRefused, TransientSendError
+from backfill.errors import AnswerLost, EndpointRefused, TransientSendError
 from backfill.mapping.envelopes import TORQUE_V1
 from backfill.send.answer_parser import Answer, AnswerMalformed, AnswerReader
 from backfill.send.sender import CONNECT_FAILED, Reply, SendPolicy
@@ -407,3 +407,41 @@ def test_a_proxy_that_wants_credentials_stops_the_run_and_never_sees_the_key_in_
         assert TEST_KEY.encode() not in request
     else:  # plain http through a proxy: asked in absolute form
         assert request.startswith(b"POST http://torque.example:8443/events HTTP/1.1\r\n")
+
+
+# --- what a failed exchange means: lost (maybe applied) or never sent --------------------------
+
+
+def test_a_request_written_without_a_readable_answer_is_lost_and_may_have_been_applied() -> None:
+    async def hang_up(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.readuntil(b"\r\n\r\n")
+
+    async def garbage(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.readuntil(b"\r\n\r\n")
+        writer.write(b"HTTP/1.1 100 Continue\r\n\r\n" * 50)
+        await writer.drain()
+        await reader.read()
+
+    for handler in (hang_up, garbage):
+        [outcome], _ = post_to(handler)
+        assert isinstance(outcome, AnswerLost), outcome
+
+
+def test_a_request_that_never_left_is_not_lost() -> None:
+    async def scenario() -> TransientSendError:
+        async with RawServer(lambda r, w: asyncio.sleep(0)) as server:
+            url = server.url
+        return await refusal_of(WirePoster(url, HEADERS, SendPolicy(timeout=5)), TransientSendError)
+
+    assert not isinstance(asyncio.run(scenario()), AnswerLost)
+
+
+def test_a_2xx_head_that_never_ends_is_an_answer_at_the_timeout_not_a_loss() -> None:
+    async def head_only(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.readuntil(b"\r\n\r\n")
+        writer.write(b"HTTP/1.1 202 Accepted\r\nContent-Length: 20\r\n\r\n{")
+        await writer.drain()
+        await reader.read()
+
+    [outcome], _ = post_to(head_only, timeout=0.3)
+    assert isinstance(outcome, Reply) and outcome.status == 202
