@@ -44,7 +44,8 @@ from array import array
 from collections import Counter, deque
 from typing import Any, cast
 
-from backfill.sandbox.server import LATENCY_JITTER, _max_in_window, _timeline
+from backfill.sandbox.faults import LATENCY_JITTER
+from backfill.sandbox.traffic import _max_in_window, _timeline
 
 MAX_HEAD_BYTES = 64 * 1024
 MAX_BODY_BYTES = 1024 * 1024

@@ -11,7 +11,8 @@ from collections.abc import Callable, Iterator, Sequence
 
 import pytest
 
-from backfill.send.gate import AUTO_CAP, INITIAL_LIMIT, ConcurrencyGate
+from backfill.send.gate import AUTO_CAP, ConcurrencyGate
+from backfill.send.gate_sizing import INITIAL_LIMIT
 
 
 class Clock:

@@ -40,7 +40,8 @@ from backfill.look.validate import open_inputs
 from backfill.mapping.envelopes import TORQUE_V1
 from backfill.mapping.spec import load_mapping
 from backfill.pipeline.run import Run, Target, plan_source_run
-from backfill.send.sender import HttpxPoster, SendPolicy
+from backfill.send.httpx_poster import HttpxPoster
+from backfill.send.sender import SendPolicy
 
 pytestmark = pytest.mark.timeout(120)
 STOP_WITHIN = 30  # seconds: a run whose record cannot be written must end by itself

@@ -23,14 +23,10 @@ import pytest
 from backfill.errors import UsageError
 from backfill.mapping.envelopes import APIS, TORQUE_INGEST, TORQUE_V1, Api, Event
 from backfill.mapping.pubkey import b58encode
-from backfill.sandbox.server import (
-    EventSchema,
-    Sandbox,
-    SandboxConfig,
-    _max_in_window,
-    _schemas_from_json,
-    serve,
-)
+from backfill.sandbox.config import SandboxConfig
+from backfill.sandbox.schemas import EventSchema, _schemas_from_json
+from backfill.sandbox.server import Sandbox, serve
+from backfill.sandbox.traffic import _max_in_window
 
 PUBKEY = b58encode(bytes(range(1, 33)))
 KEY = "test-key-not-a-secret"

@@ -23,7 +23,7 @@ import pyarrow.parquet as pq
 import pytest
 from conftest import TEST_KEY, CliResult, SandboxProcess, cli_env, make_pubkey
 
-from backfill.cli import check_endpoint
+from backfill.cli.sending import check_endpoint
 from backfill.errors import UsageError
 
 pytestmark = pytest.mark.timeout(120)

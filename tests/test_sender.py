@@ -32,18 +32,11 @@ from backfill.mapping.envelopes import TORQUE_INGEST, TORQUE_V1, Api
 from backfill.mapping.spec import load_mapping
 from backfill.pipeline.run import Run, RunSummary, Target, plan_source_run
 from backfill.send import sender as sender_module
-from backfill.send.sender import (
-    MAX_RETRY_AFTER,
-    RECOVERY_FACTOR,
-    RECOVERY_INTERVAL,
-    AdaptiveLimiter,
-    Delivery,
-    HttpxPoster,
-    Sender,
-    SendPolicy,
-    backoff_delay,
-    retry_after_seconds,
-)
+from backfill.send.answers import MAX_RETRY_AFTER, retry_after_seconds
+from backfill.send.backoff import backoff_delay
+from backfill.send.httpx_poster import HttpxPoster
+from backfill.send.limiter import RECOVERY_FACTOR, RECOVERY_INTERVAL, AdaptiveLimiter
+from backfill.send.sender import Delivery, Sender, SendPolicy
 
 URL = "https://api.torque.so/events"
 BODY = b'{"timestamp":1731596206795}'

@@ -15,7 +15,8 @@ import pytest
 from backfill.errors import AnswerLost, EndpointRefused, TransientSendError
 from backfill.mapping.envelopes import TORQUE_V1
 from backfill.send.answer_parser import Answer, AnswerMalformed, AnswerReader
-from backfill.send.sender import CONNECT_FAILED, Reply, SendPolicy
+from backfill.send.answers import CONNECT_FAILED, Reply
+from backfill.send.sender import SendPolicy
 from backfill.send.wire import WirePoster
 from tests.conftest import TEST_KEY
 

@@ -1,9 +1,12 @@
 """The pipeline: read -> mapping -> send -> books, for `run` and `rerun`.
 
-- `run`: `Run`, the pipeline itself, progress as a callback;
+- `run`: `Run`, the pipeline itself, progress as a callback; `reading`: its reading half,
+  `senders`: its sending half; `summary`: what it tells its caller (`Progress`,
+  `RunSummary`);
 - `run_plan`: what a run sends and where its records go, from a source; `rerun`: the same
   from a failure report;
-- `run_records`: the run's books kept in the files and in the counts;
+- `run_records`: where each row went, in the counts and each file's books; `run_files`:
+  the report, journal and uncertain list it writes them to;
 - `target`: the endpoint, the envelope, the key and the policy.
 """
 
@@ -17,7 +20,7 @@ __getattr__ = lazy_exports(
     {
         "Run": "backfill.pipeline.run",
         "RunPlan": "backfill.pipeline.run_plan",
-        "RunSummary": "backfill.pipeline.run",
+        "RunSummary": "backfill.pipeline.summary",
         "Target": "backfill.pipeline.target",
     },
 )

@@ -6,12 +6,12 @@ journal, failed in its report) are counted as already done and never sent or rep
 twice. A row is known by (file, row): each file of the source has its own `FileBooks`,
 looked up once a chunk (a chunk's rows all come from one file), never once a row.
 `RunCounts` holds the invariant `accepted + filtered + failed + unsent + already_done +
-already_sent == read`: every counter changes here, through one method per fate.
+already_sent == read`: every counter changes here, through one method per fate. The files
+themselves (opening, resuming, fsync, closing) are `run_files`' job.
 """
 
 from __future__ import annotations
 
-import asyncio
 import json
 from collections import Counter
 from collections.abc import Callable
@@ -21,26 +21,16 @@ from typing import Any
 
 from backfill.books.id_ledger import IdLedger
 from backfill.books.id_screen import Screened
-from backfill.books.journal import (
-    JournalState,
-    JournalWriter,
-    RowSet,
-    check_journal,
-    drop_torn_tail,
-    journal_path,
-    read_journal,
-)
-from backfill.books.record_file import RecordFile
-from backfill.books.report import ReportWriter, read_report
-from backfill.errors import RecordWriteError
+from backfill.books.journal import RowSet, drop_torn_tail
+from backfill.books.report import read_report
+from backfill.mapping.envelopes import Api
 from backfill.mapping.events import MappedChunk, RowFailure
+from backfill.pipeline.run_files import RunFiles
 from backfill.pipeline.run_plan import RunPlan
 from backfill.pipeline.target import Target
 
 MAX_REASONS = 50  # distinct reasons kept in the summary; servers may put values in messages
 OTHER_REASONS = "other reasons (see the report)"
-UNCERTAIN = ".uncertain.jsonl"  # beside the report: rows sent again whose fate was unknown
-FSYNC_INTERVAL = 1.0  # seconds: an accepted row is on disk at most about this long after
 Item = tuple[int, bytes]  # (row, request body); the row's file is its chunk's
 NOT_DECLARED = -1  # a file's journal id before the run reaches it
 
@@ -92,7 +82,7 @@ class FileBooks:
 
 
 class RunRecords:
-    """The report, the journal, the rows an earlier run settled, and the counts."""
+    """Where each row went: the counts, each file's books, and what goes into the files."""
 
     def __init__(self, plan: RunPlan, target: Target, ledger: IdLedger | None = None) -> None:
         """Open (or, resuming, reopen) the report and the journal of `plan`."""
@@ -101,35 +91,15 @@ class RunRecords:
         self._api = target.api
         self.ledger = ledger
         self._books: dict[str, FileBooks] = {}
-        self._journal: JournalWriter | None = None
-        self._state: JournalState | None = None  # the earlier run's, when resuming
         self._reported: dict[str, FileBooks] = {}  # file -> its rows in the report so far
-        self.uncertain_path = plan.report_path.with_name(plan.report_path.name + UNCERTAIN)
-        self._uncertain: RecordFile | None = None
-        resuming, state, path = False, None, None
-        if plan.journal_key is not None:
-            key = plan.journal_key.bound_to(target.bound_to)
-            path = journal_path(plan.report_path, rehearsal=target.rehearsal)
-            state = None if plan.restart else read_journal(path)  # --restart: unread
-            resuming = check_journal(
-                path, state, key, resume=plan.resume, restart=plan.restart, files=plan.files
-            )
-        if resuming and state is not None and path is not None:
-            self._state = state
-            self._load_reported_rows()
-            drop_torn_tail(path)  # a full disk may have cut its last line
-        else:
-            plan.report_path.unlink(missing_ok=True)
-            self.uncertain_path.unlink(missing_ok=True)
-        self._report = ReportWriter(plan.report_path, [target.api_key])
-        if plan.journal_key is not None and path is not None:
-            self._journal = JournalWriter(path, key, append=resuming)
-            if self._state is not None:
-                self._journal.files.update(self._state.files)
+        self.files = RunFiles(plan, target, read_earlier_report=self._load_reported_rows)
+        self._state = self.files.earlier  # the earlier run's, when resuming
+        self._journal = self.files.journal
+        self.uncertain_path = self.files.uncertain_path
 
     @property
     def journal_path(self) -> Path | None:
-        return self._journal.path if self._journal else None
+        return self.files.journal_path
 
     def _load_reported_rows(self) -> None:
         """Rows already in the report are settled: a resumed run must not report them twice."""
@@ -173,11 +143,9 @@ class RunRecords:
             return
         for row, body in items:
             if row in books.unknown_fate:
-                if self._uncertain is None:
-                    self._uncertain = RecordFile(self.uncertain_path)
-                event = self._api.parse(json.loads(body)).as_dict()
+                event = stored_event(self._api, body)
                 line = {"row": row, "source": books.name, "event": event}
-                self._uncertain.write((json.dumps(line, ensure_ascii=False) + "\n").encode())
+                self.files.write_uncertain((json.dumps(line, ensure_ascii=False) + "\n").encode())
                 self.counts.uncertain += 1
 
     # --- rows an earlier run settled -------------------------------------------------------
@@ -238,7 +206,7 @@ class RunRecords:
         by_reason = self.counts.failed_by_reason
         known = failure.reason in by_reason or len(by_reason) < MAX_REASONS
         by_reason[failure.reason if known else OTHER_REASONS] += 1
-        self._report.write(failure)
+        self.files.report.write(failure)
         books = self._books.get(failure.source)
         if self.ledger is not None and books is not None and failure.row in books.ids:
             self.ledger.release(books.ids.pop(failure.row))  # not delivered: a later row may
@@ -246,45 +214,21 @@ class RunRecords:
     def unsent(self, count: int) -> None:
         self.counts.unsent += count
 
-    # --- durability ----------------------------------------------------------------------
-
-    def sync(self) -> None:
-        """fsync whatever was written since the last sync (safe from another thread)."""
-        for record in (self._journal, self._report, self._uncertain):
-            if record is not None:
-                record.sync()
+    # --- the files -----------------------------------------------------------------------
 
     async def keep_synced(
-        self,
-        on_error: Callable[[Exception], None],
-        interval: float | None = None,
+        self, on_error: Callable[[Exception], None], interval: float | None = None
     ) -> None:
-        """fsync every `interval` seconds, quiet spells included, off the event loop; an
-        fsync that fails (EIO...) goes to `on_error`, which stops the run."""
-        try:
-            while True:
-                await asyncio.sleep(FSYNC_INTERVAL if interval is None else interval)
-                await asyncio.to_thread(self.sync)
-        except RecordWriteError as exc:
-            on_error(exc)
-
-    # --- the end ---------------------------------------------------------------------------
+        """fsync the files on a timer; see `RunFiles.keep_synced`."""
+        await self.files.keep_synced(on_error, interval)
 
     def close(self, summary: dict[str, Any] | None) -> None:
-        """Flush and close every file; `summary` marks the journal finished. After a failed
-        write nothing more is written, and every file is still closed."""
+        """Close the ledger and every file; `summary` marks the journal finished."""
         if self.ledger is not None:
             self.ledger.close()
-        files = [f for f in (self._report, self._uncertain, self._journal) if f is not None]
-        try:
-            if summary is not None and self._journal is not None:
-                self._journal.finish(summary)
-        finally:
-            errors = []
-            for record in files:
-                try:
-                    record.close()
-                except RecordWriteError as exc:
-                    errors.append(exc)
-            if errors:
-                raise errors[0]
+        self.files.close(summary)
+
+
+def stored_event(api: Api, body: bytes) -> dict[str, Any]:
+    """A request body as the report and the uncertain list keep it (the torque-v1 shape)."""
+    return api.parse(json.loads(body)).as_dict()

@@ -14,15 +14,10 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from backfill.errors import BackfillError
-from backfill.sandbox.server import (
-    LATENCY_JITTER,
-    NAMED_FAULTS,
-    RETRY_AFTER_FORMATS,
-    SandboxConfig,
-    _schemas_from_json,
-    schema_from_mapping,
-    serve,
-)
+from backfill.sandbox.config import RETRY_AFTER_FORMATS, SandboxConfig
+from backfill.sandbox.faults import LATENCY_JITTER, NAMED_FAULTS
+from backfill.sandbox.schemas import _schemas_from_json, schema_from_mapping
+from backfill.sandbox.server import serve
 from backfill.send.event_loop import event_loop_runner
 
 

@@ -7,7 +7,7 @@ stops instead, and `--resume` sends the rest once the server is back.
 
 from __future__ import annotations
 
-from backfill.send.sender import CONNECT_FAILED
+from backfill.send.answers import CONNECT_FAILED
 
 UNREACHABLE_AFTER = 20  # events in a row that could not even connect: the server is gone
 

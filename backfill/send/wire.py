@@ -41,7 +41,7 @@ from backfill.send.connect import Dialer, Resolve, look_up
 from backfill.send.endpoint import ascii_host, bracketed, request_target
 from backfill.send.pool import DISCONNECTED, Connection, Pool
 from backfill.send.route import PRIVATE_CA_HINT, Route, route_for, ssl_context
-from backfill.send.sender import CONNECT_FAILED, Reply
+from backfill.send.answers import CONNECT_FAILED, Reply
 
 if TYPE_CHECKING:
     from backfill.send.sender import SendPolicy
