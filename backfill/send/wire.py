@@ -37,11 +37,11 @@ from backfill.errors import (
     TransientSendError,
 )
 from backfill.send.answer_parser import Answer, AnswerMalformed
+from backfill.send.answers import CONNECT_FAILED, Reply
 from backfill.send.connect import Dialer, Resolve, look_up
 from backfill.send.endpoint import ascii_host, bracketed, request_target
 from backfill.send.pool import DISCONNECTED, Connection, Pool
 from backfill.send.route import PRIVATE_CA_HINT, Route, route_for, ssl_context
-from backfill.send.answers import CONNECT_FAILED, Reply
 
 if TYPE_CHECKING:
     from backfill.send.sender import SendPolicy
