@@ -258,7 +258,7 @@ def test_answers_lost_after_the_event_was_applied_are_each_counted_and_listed(
     assert code == 0 and summary["accepted"] == EVENTS
     assert sum(server.applied.values()) == 2 * EVENTS  # each event applied twice
     assert summary["uncertain"] == EVENTS
-    listed = Path(summary["uncertain_report"]).read_text().splitlines()
+    listed = (tmp_path / summary["uncertain_report"]).read_text().splitlines()
     rows = sorted(json.loads(line)["row"] for line in listed)
     assert len(rows) == EVENTS and len(set(rows)) == EVENTS
     assert {json.loads(line)["event"]["event_data"]["orderId"] for line in listed} == set(
