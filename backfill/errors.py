@@ -17,7 +17,8 @@ The tree::
           │    └── CertificateRejected  TLS: the server's certificate does not verify
           ├── EventRejected       4xx: this event is invalid; never retried
           └── TransientSendError  worth another try: 408/425/429, 5xx, timeouts, resets
-               └── RateLimited    the server asked us to slow down (may carry Retry-After)
+               ├── RateLimited    the server asked us to slow down (may carry Retry-After)
+               └── AnswerLost     the request left, no answer came: it may have been applied
 
 Row-level problems (a value that does not convert, a rejected event) are not raised
 through the pipeline: they become entries of the failure report, so one bad row never
@@ -102,3 +103,9 @@ class TransientSendError(SendError):
 
 class RateLimited(TransientSendError):
     """The server asked to slow down (408, 425, 429)."""
+
+
+class AnswerLost(TransientSendError):
+    """The request was written but no readable answer came back (a timeout, a dropped
+    connection, garbage): the server may have applied the event, so a retry may duplicate
+    it. A request that provably never left (refused, failed before writing) is not this."""

@@ -88,8 +88,8 @@ def main(argv: list[str] | None = None) -> int:
     print("| client | µs of CPU per POST, per round | median |")
     print("| --- | --- | --- |")
     for client, values in figures.items():
-        rounds = ", ".join(f"{value * 1e6:.0f}" for value in values)
-        print(f"| {client} | {rounds} | {statistics.median(values) * 1e6:.0f} |")
+        rounds = ", ".join(f"{value * 1e6:.1f}" for value in values)
+        print(f"| {client} | {rounds} | {statistics.median(values) * 1e6:.1f} |")
     return 0
 
 

@@ -209,6 +209,7 @@ def test_lost_answers_make_duplicates_no_more_than_the_resets_after_accepting(
     # documents. A reset before the body was read never stores anything.
     assert duplicates == stats["duplicates"]
     assert 0 < duplicates <= injected["reset-after"]
+    assert duplicates <= summary["uncertain"]  # every possible duplicate is counted and listed
 
 
 # --- faults that never stop: every row to the report with the true reason --------------------

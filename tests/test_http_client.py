@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import base64
+import re
 import ssl
 from pathlib import Path
 
 import pytest
 
 from backfill.errors import UsageError
+from backfill.send.endpoint import check_endpoint, request_target
 from backfill.send.route import Route, route_for, ssl_context
 
 PROXY_NAMES = ["http_proxy", "https_proxy", "no_proxy", "all_proxy"]
@@ -132,3 +134,96 @@ def test_a_file_that_is_not_pem_is_a_usage_error(
     monkeypatch.setenv("SSL_CERT_FILE", str(junk))
     with pytest.raises(UsageError, match="cannot be read as PEM certificates"):
         ssl_context()
+
+
+# --- NO_PROXY as curl reads it ----------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("no_proxy", "endpoint", "bypassed"),
+    [
+        ("*.example.com", "https://api.example.com/events", True),
+        (".example.com", "https://api.example.com/events", True),
+        ("example.com", "https://example.com/events", True),
+        ("example.com", "https://notexample.com/events", False),
+        ("*.example.com", "https://example.org/events", False),
+        ("10.0.0.0/8", "http://10.1.2.3:8080/events", True),
+        ("10.0.0.0/8", "http://11.1.2.3:8080/events", False),
+        ("fd00::/8", "http://[fd12::5]:8080/events", True),
+        ("[::1]", "http://[::1]:8787/events", True),
+        ("::1", "http://[::1]:8787/events", True),
+        ("[::1]:9999", "http://[::1]:8787/events", False),
+        ("localhost:8787", "http://localhost:8787/events", True),
+        ("localhost:9999", "http://localhost:8787/events", False),
+        ("api.example.com:443", "https://api.example.com/events", True),
+        ("other.org example.com", "https://api.example.com/events", True),
+        ("other.org, ,example.com", "https://api.example.com/events", True),
+        ("*", "https://anything.io/events", True),
+        ("", "https://api.example.com/events", False),
+    ],
+)
+def test_no_proxy_forms_match_as_curl_matches_them(
+    monkeypatch: pytest.MonkeyPatch, no_proxy: str, endpoint: str, bypassed: bool
+) -> None:
+    monkeypatch.setenv("HTTP_PROXY", "http://proxy:3128")
+    monkeypatch.setenv("HTTPS_PROXY", "http://proxy:3128")
+    monkeypatch.setenv("NO_PROXY", no_proxy)
+    assert (route_for(endpoint).proxy is None) is bypassed
+
+
+# --- the endpoint: validated, encoded, and never in clear text to another host ---------------
+
+
+@pytest.mark.parametrize(
+    ("endpoint", "target"),
+    [
+        ("https://api.torque.so/events", "/events"),
+        ("https://api.torque.so", "/"),
+        ("https://api.torque.so/my events", "/my%20events"),
+        ("https://api.torque.so/événements?q=€", "/%C3%A9v%C3%A9nements?q=%E2%82%AC"),
+        ("https://api.torque.so/a%20b/100%", "/a%20b/100%25"),
+        ("https://api.torque.so/ev?a=1&b=x y", "/ev?a=1&b=x%20y"),
+    ],
+)
+def test_the_endpoints_path_is_percent_encoded_once(endpoint: str, target: str) -> None:
+    assert request_target(endpoint) == target
+
+
+@pytest.mark.parametrize(
+    ("endpoint", "said"),
+    [
+        ("ftp://api.torque.so/events", "not an http(s) URL"),
+        ("https:///events", "not an http(s) URL"),
+        ("https://api.torque.so:99999/events", "port must be a number from 1 to 65535"),
+        ("https://api.torque.so:http/events", "port must be a number from 1 to 65535"),
+        ("https://api torque.so/events", "the host holds a space"),
+        ("https://api.torque.so/ev\nents", "line break or control character"),
+    ],
+)
+def test_what_cannot_be_an_endpoint_is_a_usage_error_saying_why(endpoint: str, said: str) -> None:
+    with pytest.raises(UsageError, match=re.escape(said)):
+        check_endpoint(endpoint, allow_insecure=False)
+
+
+def test_plain_http_to_this_machine_through_a_proxy_elsewhere_needs_allow_insecure(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("HTTP_PROXY", "http://proxy.corp:3128")
+    with pytest.raises(UsageError, match=r"through the proxy proxy\.corp.*clear text"):
+        check_endpoint("http://127.0.0.1:8787/events", allow_insecure=False)
+    check_endpoint("http://127.0.0.1:8787/events", allow_insecure=True)
+    monkeypatch.setenv("NO_PROXY", "127.0.0.0/8")
+    check_endpoint("http://127.0.0.1:8787/events", allow_insecure=False)
+    monkeypatch.setenv("HTTP_PROXY", "http://127.0.0.1:3128")  # a proxy on this machine
+    monkeypatch.delenv("NO_PROXY")
+    check_endpoint("http://127.0.0.2:8787/events", allow_insecure=False)
+
+
+def test_a_host_with_a_space_is_a_usage_error_before_anything_is_sent(tmp_path: Path) -> None:
+    from tests.conftest import run_cli, write_valid_orders
+
+    source, mapping = write_valid_orders(tmp_path, 1)
+    args = ["run", source, "--mapping", mapping, "--json", "--endpoint", "https://api torque.so/"]
+    done = run_cli(*args, cwd=tmp_path)
+    assert done.code == 2 and "Traceback" not in done.stderr
+    assert "the host holds a space" in done.stderr

@@ -12,58 +12,62 @@ from typing import Any, TypeVar
 
 import pytest
 
-from backfill.errors import EndpointRefused, TransientSendError
+from backfill.errors import AnswerLost, EndpointRefused, TransientSendError
 from backfill.mapping.envelopes import TORQUE_V1
+from backfill.send.answer_parser import Answer, AnswerMalformed, AnswerReader
 from backfill.send.answers import CONNECT_FAILED, Reply
 from backfill.send.sender import SendPolicy
-from backfill.send.wire import AnswerMalformed, WirePoster, parse_answer
+from backfill.send.wire import WirePoster
 from tests.conftest import TEST_KEY
 
 BODY = b'{"timestamp":1700000000000,"event_name":"purchase"}'
 HEADERS = {"Content-Type": "application/json", TORQUE_V1.key_header: TEST_KEY}
 ACCEPTED = b"HTTP/1.1 202 Accepted\r\nContent-Length: 20\r\n\r\n" + b'{"status":"SUCCESS"}'
 
-# --- framing ---------------------------------------------------------------------------------
+# --- framing (llhttp, and what the client adds around it) ----------------------------------
+
+
+def read(raw: bytes, at_eof: bool = False) -> Answer | None:
+    """The answer in `raw`, fed to one reader; at_eof: then the connection ends."""
+    reader = AnswerReader()
+    answer = reader.feed(raw)
+    if answer is None and at_eof:
+        answer = reader.feed_eof()
+    if answer is not None and reader.extra:
+        answer.keep_alive = False
+    return answer
 
 
 def test_an_answer_split_across_reads_is_whole_only_once_its_length_is_in() -> None:
-    assert parse_answer(ACCEPTED[:30], at_eof=False) is None
-    assert parse_answer(ACCEPTED[:-1], at_eof=False) is None
-    parsed = parse_answer(ACCEPTED, at_eof=False)
-    assert parsed is not None
-    answer, used = parsed
-    assert (answer.status, answer.body, answer.keep_alive, used) == (
-        202,
-        b'{"status":"SUCCESS"}',
-        True,
-        len(ACCEPTED),
-    )
+    reader = AnswerReader()
+    assert reader.feed(ACCEPTED[:30]) is None
+    assert reader.feed(ACCEPTED[30:-1]) is None
+    answer = reader.feed(ACCEPTED[-1:])
+    assert answer is not None
+    assert (answer.status, answer.body, answer.keep_alive) == (202, b'{"status":"SUCCESS"}', True)
 
 
 def test_a_chunked_answer_is_joined_and_its_trailers_consumed() -> None:
     raw = (
         b"HTTP/1.1 400 Bad Request\r\nTransfer-Encoding: chunked\r\n\r\n"
-        b"5;ext=1\r\nhello\r\n7\r\n, world\r\n0\r\nX-Trailer: 1\r\n\r\nNEXT"
+        b"5;ext=1\r\nhello\r\n7\r\n, world\r\n0\r\nX-Trailer: 1\r\n\r\n"
     )
-    assert parse_answer(raw[:-20], at_eof=False) is None
-    parsed = parse_answer(raw, at_eof=False)
-    assert parsed is not None
-    answer, used = parsed
-    assert answer.body == b"hello, world" and raw[used:] == b"NEXT"
+    assert read(raw[:-20]) is None
+    answer = read(raw)
+    assert answer is not None and answer.body == b"hello, world" and answer.keep_alive
 
 
 def test_interim_answers_are_skipped_for_the_real_one() -> None:
     raw = b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 103 Early Hints\r\nLink: x\r\n\r\n" + ACCEPTED
-    parsed = parse_answer(raw, at_eof=False)
-    assert parsed is not None and parsed[0].status == 202 and parsed[1] == len(raw)
+    answer = read(raw)
+    assert answer is not None and answer.status == 202 and "link" not in answer.headers
 
 
 def test_an_answer_without_a_length_ends_with_the_connection() -> None:
     raw = b"HTTP/1.1 503 Service Unavailable\r\nRetry-After: 7\r\n\r\ntry later"
-    assert parse_answer(raw, at_eof=False) is None
-    parsed = parse_answer(raw, at_eof=True)
-    assert parsed is not None
-    answer, _ = parsed
+    assert read(raw) is None
+    answer = read(raw, at_eof=True)
+    assert answer is not None
     assert answer.body == b"try later" and not answer.keep_alive
     assert answer.headers["retry-after"] == "7"
 
@@ -75,21 +79,31 @@ def test_an_answer_without_a_length_ends_with_the_connection() -> None:
         (b"HTTP/1.0 202 OK\r\nContent-Length: 0\r\n\r\n", False),
         (b"HTTP/1.0 202 OK\r\nConnection: Keep-Alive\r\nContent-Length: 0\r\n\r\n", True),
         (b"HTTP/1.1 204 No Content\r\n\r\n", True),
+        (b"HTTP/1.1 202 OK\r\nContent-Length: 0\r\n\r\nHTTP/1.1 202 OK\r\n", False),
+        (b"HTTP/1.1 202 OK\r\nContent-Length: 2\r\n\r\nokEXTRA", False),
     ],
 )
 def test_whether_a_connection_may_carry_another_request(raw: bytes, keep_alive: bool) -> None:
-    parsed = parse_answer(raw, at_eof=False)
-    assert parsed is not None and parsed[0].keep_alive is keep_alive
+    answer = read(raw)
+    assert answer is not None and answer.keep_alive is keep_alive
 
 
 def test_header_names_are_lower_case_and_repeats_are_joined() -> None:
     raw = b"HTTP/1.1 429 Slow\r\nX-A: 1\r\nx-a: 2\r\nRetry-After: 3\r\nContent-Length: 0\r\n\r\n"
-    parsed = parse_answer(raw, at_eof=False)
-    assert parsed is not None and parsed[0].headers == {
+    answer = read(raw)
+    assert answer is not None and answer.headers == {
         "x-a": "1, 2",
         "retry-after": "3",
         "content-length": "0",
     }
+
+
+def test_a_folded_header_and_bare_line_feeds_are_read_as_rfc_9112_lets_a_client() -> None:
+    folded = b"HTTP/1.1 429 Slow\r\nRetry-After:\r\n 3\r\nContent-Length: 0\r\n\r\n"
+    answer = read(folded)
+    assert answer is not None and answer.headers["retry-after"] == "3"
+    bare = read(b"HTTP/1.1 202 Accepted\nContent-Length: 2\n\nok")
+    assert bare is not None and (bare.status, bare.body) == (202, b"ok")
 
 
 @pytest.mark.parametrize(
@@ -97,16 +111,48 @@ def test_header_names_are_lower_case_and_repeats_are_joined() -> None:
     [
         b"SSH-2.0-OpenSSH_9.6\r\n\r\n",
         b"HTTP/1.1 2x2 OK\r\n\r\n",
-        b"HTTP/1.1 200 OK\r\nno colon here\r\n\r\n",
-        b"HTTP/1.1 200 OK\r\nContent-Length: -1\r\n\r\n",
-        "HTTP/1.1 200 OK\r\nContent-Length: \u00b2\r\n\r\n".encode("latin-1"),
         "HTTP/1.1 2\u00b20 OK\r\n\r\n".encode("latin-1"),
-        b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n",
+        b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: h2c\r\n\r\n",
+        b"HTTP/1.1 100 Continue\r\n\r\n" * 20,
     ],
 )
-def test_what_is_not_an_http_answer_is_said_to_be_malformed(raw: bytes) -> None:
-    with pytest.raises(AnswerMalformed):
-        parse_answer(raw, at_eof=False)
+def test_what_is_not_an_http_answer_is_malformed_and_says_no_status(raw: bytes) -> None:
+    with pytest.raises(AnswerMalformed) as caught:
+        read(raw)
+    assert caught.value.answer is None
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        b"HTTP/1.1 202 OK\r\nno colon here\r\n\r\n",
+        b"HTTP/1.1 202 OK\r\nContent-Length: -1\r\n\r\n",
+        "HTTP/1.1 202 OK\r\nContent-Length: \u00b2\r\n\r\n".encode("latin-1"),
+        b"HTTP/1.1 202 OK\r\nContent-Length: 2\r\nContent-Length: 9\r\n\r\nok",
+        b"HTTP/1.1 202 OK\r\nTransfer-Encoding: chunked\r\n\r\n-6\r\nabc",
+        b"HTTP/1.1 202 OK\r\nTransfer-Encoding: chunked\r\n\r\n0x2\r\nab\r\n0\r\n\r\n",
+        b"HTTP/1.1 202 OK\r\nTransfer-Encoding: chunked\r\n\r\n+2\r\nab\r\n0\r\n\r\n",
+        b"HTTP/1.1 202 OK\r\nTransfer-Encoding: chunked\r\n\r\n1_0\r\nab\r\n0\r\n\r\n",
+        b"HTTP/1.1 202 OK\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nab0\r\n\r\n",
+        b"HTTP/1.1 202\r\nTransfer-Encoding: chunked\r\nContent-Length: 5\r\n\r\n0\r\n\r\n",
+    ],
+)
+def test_a_whole_2xx_status_line_is_kept_when_the_rest_of_the_answer_is_malformed(
+    raw: bytes,
+) -> None:
+    with pytest.raises(AnswerMalformed) as caught:
+        read(raw)
+    said = caught.value.answer
+    assert said is not None and said.status == 202 and not said.keep_alive
+
+
+def test_an_answer_cut_short_keeps_its_status_line() -> None:
+    reader = AnswerReader()
+    assert reader.feed(b"HTTP/1.1 503 Busy\r\nContent-Length: 50\r\n\r\nshort") is None
+    with pytest.raises(AnswerMalformed) as caught:
+        reader.feed_eof()
+    assert caught.value.answer is not None and caught.value.answer.status == 503
+    assert AnswerReader().feed_eof() is None  # nothing at all: the server said nothing
 
 
 # --- real sockets ----------------------------------------------------------------------------
@@ -417,3 +463,41 @@ def test_a_proxy_that_wants_credentials_stops_the_run_and_never_sees_the_key_in_
         assert TEST_KEY.encode() not in request
     else:  # plain http through a proxy: asked in absolute form
         assert request.startswith(b"POST http://torque.example:8443/events HTTP/1.1\r\n")
+
+
+# --- what a failed exchange means: lost (maybe applied) or never sent --------------------------
+
+
+def test_a_request_written_without_a_readable_answer_is_lost_and_may_have_been_applied() -> None:
+    async def hang_up(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.readuntil(b"\r\n\r\n")
+
+    async def garbage(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.readuntil(b"\r\n\r\n")
+        writer.write(b"HTTP/1.1 100 Continue\r\n\r\n" * 50)
+        await writer.drain()
+        await reader.read()
+
+    for handler in (hang_up, garbage):
+        [outcome], _ = post_to(handler)
+        assert isinstance(outcome, AnswerLost), outcome
+
+
+def test_a_request_that_never_left_is_not_lost() -> None:
+    async def scenario() -> TransientSendError:
+        async with RawServer(lambda r, w: asyncio.sleep(0)) as server:
+            url = server.url
+        return await refusal_of(WirePoster(url, HEADERS, SendPolicy(timeout=5)), TransientSendError)
+
+    assert not isinstance(asyncio.run(scenario()), AnswerLost)
+
+
+def test_a_2xx_head_that_never_ends_is_an_answer_at_the_timeout_not_a_loss() -> None:
+    async def head_only(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.readuntil(b"\r\n\r\n")
+        writer.write(b"HTTP/1.1 202 Accepted\r\nContent-Length: 20\r\n\r\n{")
+        await writer.drain()
+        await reader.read()
+
+    [outcome], _ = post_to(head_only, timeout=0.3)
+    assert isinstance(outcome, Reply) and outcome.status == 202

@@ -89,8 +89,8 @@ def print_summary(summary: RunSummary, sandbox_stats: dict[str, Any] | None) -> 
         click.echo(f"  not sent      {counts.unsent:,}")
     if counts.uncertain:
         click.echo(
-            f"  uncertain     {counts.uncertain:,} (sent again after a crash; Torque may "
-            f"hold them twice: {summary.uncertain_path})"
+            f"  uncertain     {counts.uncertain:,} (sent again after a crash or a lost "
+            f"answer; Torque may hold them twice: {summary.uncertain_path})"
         )
     click.echo(f"  retries       {counts.retries:,}")
     click.echo(

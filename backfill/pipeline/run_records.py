@@ -49,7 +49,7 @@ class RunCounts:
     already_sent: int = 0  # skipped: the ledger says an earlier run delivered their ids
     failed_before: int = 0  # of already_done: rows an earlier run put in the report
     retries: int = 0
-    uncertain: int = 0  # sent again: an earlier run sent them but never heard back
+    uncertain: int = 0  # sent again after a crash or a lost answer: possible duplicates
     failed_by_reason: Counter[str] = field(default_factory=Counter)
 
     @property
@@ -143,10 +143,15 @@ class RunRecords:
             return
         for row, body in items:
             if row in books.unknown_fate:
-                event = stored_event(self._api, body)
-                line = {"row": row, "source": books.name, "event": event}
-                self.files.write_uncertain((json.dumps(line, ensure_ascii=False) + "\n").encode())
-                self.counts.uncertain += 1
+                self.uncertain(books, row, body)
+
+    def uncertain(self, books: FileBooks, row: int, body: bytes) -> None:
+        """One request of this row going (again) although an earlier one may have been
+        applied, after a crash or a lost answer: a possible duplicate in Torque, counted and
+        listed (row, source, event) before it leaves, so the user can look for it there."""
+        line = {"row": row, "source": books.name, "event": stored_event(self._api, body)}
+        self.files.write_uncertain((json.dumps(line, ensure_ascii=False) + "\n").encode())
+        self.counts.uncertain += 1
 
     # --- rows an earlier run settled -------------------------------------------------------
 

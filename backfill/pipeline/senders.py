@@ -81,14 +81,18 @@ class Senders:
 
     async def _post(self, row: int, body: bytes, origin: Origin, stopping: asyncio.Event) -> None:
         """Post one event; its row is marked on the wire just before its first request
-        leaves (past the gate and the rate limit)."""
+        leaves (past the gate and the rate limit), and listed as uncertain before each
+        retry that follows a lost answer."""
         records, books = self.records, origin.books
         if stopping.is_set():
             records.unsent(1)
             return
         try:
             delivery = await self.sender.deliver(
-                body, give_up=stopping.is_set, on_wire=partial(records.on_wire, books, row)
+                body,
+                give_up=stopping.is_set,
+                on_wire=partial(records.on_wire, books, row),
+                on_uncertain=partial(records.uncertain, books, row, body),
             )
         except EndpointRefused as exc:
             self.auth_error = self.auth_error or exc

@@ -9,16 +9,15 @@ header, and plain http to another machine (the key would travel in clear text).
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from urllib.parse import urlsplit
 
 from backfill.books.journal import SANDBOX_ENDPOINT
 from backfill.books.report import MIN_SECRET_LENGTH
 from backfill.errors import UsageError
 from backfill.mapping.envelopes import Api
+from backfill.send import endpoint as send_endpoint
 from backfill.send.sender import SendPolicy
 
 MAX_MESSAGE_CHARS = 500  # a server's message, cut after the key is scrubbed from all of it
-LOOPBACK_HOSTS = {"127.0.0.1", "localhost", "::1"}
 API_KEY_ENV = "TORQUE_API_KEY"
 
 
@@ -68,11 +67,5 @@ def check_key(key: str) -> None:
 
 
 def check_endpoint(endpoint: str, allow_insecure: bool) -> None:
-    parts = urlsplit(endpoint)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise UsageError(f"--endpoint {endpoint!r} is not an http(s) URL.")
-    if parts.scheme == "http" and parts.hostname not in LOOPBACK_HOSTS and not allow_insecure:
-        raise UsageError(
-            f"--endpoint {endpoint} is plain http to another machine: the API key would "
-            "travel in clear text. Use https, or --allow-insecure if you mean it."
-        )
+    """See `backfill.send.endpoint.check_endpoint`: the one place of the rule."""
+    send_endpoint.check_endpoint(endpoint, allow_insecure)

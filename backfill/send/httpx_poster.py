@@ -1,7 +1,8 @@
 """`HttpxPoster`: the sender over any httpx transport, the unit tests' seam (`MockTransport`).
 
 Production sends with `wire.WirePoster`; this one exists so that tests (and anyone who
-wants httpx's transports) can drive the whole sender without a socket.
+wants httpx's transports) can drive the whole sender without a socket. Like the wire, it
+raises `AnswerLost` when the request may have left and no answer came back.
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ import asyncio
 from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
-from backfill.errors import TransientSendError
+from backfill.errors import AnswerLost, TransientSendError
 from backfill.send.answers import CONNECT_FAILED, Reply
 
 if TYPE_CHECKING:
@@ -48,15 +49,21 @@ class HttpxPoster:
                 self._transport.handle_async_request(request), self._timeout
             )
             await response.aread()
-        except (asyncio.TimeoutError, httpx.TimeoutException):
-            raise TransientSendError("no answer within the timeout", kind="timeout") from None
+        except (httpx.ConnectTimeout, httpx.PoolTimeout):
+            raise TransientSendError("no connection within the timeout", kind="timeout") from None
+        except (asyncio.TimeoutError, httpx.TimeoutException):  # written, never answered
+            raise AnswerLost("no answer within the timeout", kind="timeout") from None
         except httpx.RemoteProtocolError:
-            raise TransientSendError(
+            raise AnswerLost(
                 "the server closed the connection without answering", kind="disconnected"
             ) from None
         except httpx.ConnectError:
             raise TransientSendError(
                 f"cannot connect to {self._url.host}", kind=CONNECT_FAILED
+            ) from None
+        except (httpx.ReadError, httpx.WriteError) as exc:  # the request may have left
+            raise AnswerLost(
+                f"the connection failed ({type(exc).__name__})", kind="connection error"
             ) from None
         except httpx.TransportError as exc:
             raise TransientSendError(

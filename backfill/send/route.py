@@ -6,7 +6,10 @@ them, decided once at start-up and explained when they cannot work (`wire.py` us
   private CA can be trusted without code. A name that cannot be read is a `UsageError`.
 - `HTTP_PROXY`, `HTTPS_PROXY` and `NO_PROXY` (either case; lower case wins, as in curl and
   urllib) pick the proxy for the endpoint's scheme; an `https://` endpoint goes through the
-  proxy in a CONNECT tunnel, so the proxy sees neither the key nor the events. The proxy is
+  proxy in a CONNECT tunnel, so the proxy sees neither the key nor the events. NO_PROXY is
+  read as curl reads it (`bypasses_proxy`): `*`, domains matched with their subdomains
+  (`example.com`, `.example.com`, `*.example.com`), IP addresses and CIDR ranges (IPv6 with
+  or without brackets), each optionally with `:port`; commas or spaces between them. The proxy is
   resolved here from the environment only: never `~/.netrc`, whose credentials would travel to
   the endpoint.
 - Redirects are never followed (`wire.py` returns a 3xx like any answer): the sender turns a
@@ -16,7 +19,9 @@ them, decided once at start-up and explained when they cannot work (`wire.py` us
 from __future__ import annotations
 
 import base64
+import ipaddress
 import os
+import re
 import ssl
 import urllib.request
 from dataclasses import dataclass
@@ -79,7 +84,8 @@ def route_for(endpoint: str) -> Route:
     host = parts.hostname or ""
     proxies = urllib.request.getproxies_environment()
     chosen = proxies.get(parts.scheme)
-    if not chosen or urllib.request.proxy_bypass_environment(host, proxies):
+    port = parts.port or (443 if parts.scheme == "https" else 80)
+    if not chosen or bypasses_proxy(host, port, proxies.get("no", "")):
         return Route()
     variable = f"{parts.scheme.upper()}_PROXY"
     if "://" not in chosen:
@@ -99,6 +105,51 @@ def route_for(endpoint: str) -> Route:
     user = urllib.request.unquote(proxy.username) if proxy.username is not None else None
     password = urllib.request.unquote(proxy.password) if proxy.password is not None else None
     return Route(url, user, password)
+
+
+def bypasses_proxy(host: str, port: int, no_proxy: str) -> bool:
+    """Whether NO_PROXY names this host (and port), as curl reads it."""
+    host = host.strip("[]").rstrip(".").lower()
+    for entry in re.split(r"[,\s]+", no_proxy.lower()):
+        if entry == "*":
+            return True
+        name, entry_port = _split_port(entry)
+        if name and entry_port in (None, port) and _names(name, host):
+            return True
+    return False
+
+
+def _split_port(entry: str) -> tuple[str, int | None]:
+    """`host:port`, `[v6]:port`, or an entry without a port (a bare IPv6 address has more
+    than one colon, so its last group is not a port)."""
+    if entry.startswith("["):
+        inside, _, rest = entry[1:].partition("]")
+        return inside, int(rest[1:]) if rest[1:].isdigit() else None
+    if entry.count(":") == 1:
+        name, _, port = entry.partition(":")
+        if port.isdigit():
+            return name, int(port)
+    return entry, None
+
+
+def _names(entry: str, host: str) -> bool:
+    """A CIDR range holding the host's address, the same address, or the domain itself or
+    one of its subdomains (a leading `.` or `*.` changes nothing, as in curl)."""
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        address = None
+    if "/" in entry:
+        try:
+            return address is not None and address in ipaddress.ip_network(entry, strict=False)
+        except ValueError:
+            return False
+    try:
+        return address == ipaddress.ip_address(entry)
+    except ValueError:
+        pass
+    domain = entry.removeprefix("*").removeprefix(".").rstrip(".")
+    return bool(domain) and (host == domain or host.endswith("." + domain))
 
 
 def _without_credentials(url: str) -> str:

@@ -21,7 +21,13 @@ from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass
 from typing import Any, NamedTuple, Protocol
 
-from backfill.errors import EndpointRefused, EventRejected, SendError, TransientSendError
+from backfill.errors import (
+    AnswerLost,
+    EndpointRefused,
+    EventRejected,
+    SendError,
+    TransientSendError,
+)
 from backfill.send.answers import CONNECT_FAILED, Reply, check_reply
 from backfill.send.backoff import RetryWaits, duration
 from backfill.send.gate import ConcurrencyGate
@@ -119,6 +125,7 @@ class Sender:
         body: bytes,
         give_up: Callable[[], bool] = lambda: False,
         on_wire: Callable[[], None] | None = None,
+        on_uncertain: Callable[[], None] | None = None,
     ) -> Delivery:
         """Raises `EndpointRefused` (the whole run must stop); every other outcome is returned.
 
@@ -126,29 +133,38 @@ class Sender:
         attempts, and the row stays unsent (so `--resume` sends it). `interrupt_waits` ends
         a delivery that is waiting (backoff, Retry-After, rate limit) the same way.
         `on_wire` is called just before the first attempt leaves, past the gate and the
-        rate limit: the journal's mark that this event's fate is unknown until answered."""
-        return await self.interruptions.guard(self._deliver(body, give_up, on_wire))
+        rate limit: the journal's mark that this event's fate is unknown until answered.
+        `on_uncertain` is called, at the same point, before each retry that follows an
+        `AnswerLost`: the event may have been applied, so this retry may duplicate it."""
+        return await self.interruptions.guard(self._deliver(body, give_up, on_wire, on_uncertain))
 
     def interrupt_waits(self) -> None:
         """End every delivery that is waiting rather than on the wire (a first Ctrl-C)."""
         self.interruptions.interrupt_waits()
 
     async def _deliver(
-        self, body: bytes, give_up: Callable[[], bool], on_wire: Callable[[], None] | None
+        self,
+        body: bytes,
+        give_up: Callable[[], bool],
+        on_wire: Callable[[], None] | None,
+        on_uncertain: Callable[[], None] | None,
     ) -> Delivery:
         sent = failures = limited = 0
         limited_since: float | None = None
+        lost = False  # the last attempt's answer was lost: it may have been applied
         while True:
             if sent and give_up():
                 return Delivery(False, sent, kind="interrupted")
             sent += 1
+            leaving = on_wire if sent == 1 else (on_uncertain if lost else None)
             try:
-                status = check_reply(await self._post(body, on_wire if sent == 1 else None))
+                status = check_reply(await self._post(body, leaving))
             except EndpointRefused:
                 raise
             except EventRejected as exc:
                 return Delivery(False, sent, exc.status, exc.kind, str(exc))
             except TransientSendError as exc:
+                lost = isinstance(exc, AnswerLost)
                 if exc.status == 429:  # slow down, not a failure: bounded by time instead
                     limited += 1
                     now = self._clock()
@@ -186,7 +202,8 @@ class Sender:
         return self.limiter.rate
 
     async def _post(self, body: bytes, on_wire: Callable[[], None] | None = None) -> Reply:
-        """One request through the concurrency gate, then the rate limit, then the wire."""
+        """One request through the concurrency gate, then the rate limit, then the wire;
+        `on_wire` is called just before it leaves."""
         gate = self.gate
         await gate.acquire()
         try:
