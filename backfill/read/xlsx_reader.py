@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Iterator, Sequence
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import pyarrow as pa
@@ -40,6 +40,10 @@ Row = list[Any]
 
 class XlsxReader(FileReader):
     """One sheet of a workbook: the first, or the one named."""
+
+    # The sheet last opened stays parsed until its first read: a single workbook is parsed
+    # once, not twice. One slot only, so a directory of workbooks holds one sheet at a time.
+    _parsed: ClassVar[tuple[XlsxReader, Any] | None] = None
 
     def __init__(
         self,
@@ -60,19 +64,22 @@ class XlsxReader(FileReader):
         cls, filesystem: pafs.FileSystem, path: str, name: str, sheet: str | None = None
     ) -> XlsxReader:
         """Reads the sheet once to learn each column's kind of cells and the row count."""
-        with _Sheet(filesystem, path, name, sheet) as opened:
-            rows = opened.rows()
-            header = _header(next(rows, None), name)
-            kinds: list[set[str]] = [set() for _ in header]
-            records = 0
-            for batch in _batches(rows, LEARN_ROWS):
-                records += sum(1 for row in batch if not _empty(row))
-                for found, column in zip(kinds, zip(*batch)):
-                    cells.learn(found, column)
-            dates = frozenset(c for c, kind in zip(header, kinds) if "date" in kind)
-            types = [cells.arrow_type(kind) for kind in kinds]
-            schema = pa.schema(list(zip(header, types)))
-            return cls(filesystem, path, name, opened.title, schema, records, dates)
+        XlsxReader._parsed = None  # let the last sheet go before parsing the next
+        title, parsed = _parse(filesystem, path, name, sheet)
+        rows = _rows(parsed)
+        header = _header(next(rows, None), name)
+        kinds: list[set[str]] = [set() for _ in header]
+        records = 0
+        for batch in _batches(rows, LEARN_ROWS):
+            records += sum(1 for row in batch if not _empty(row))
+            for found, column in zip(kinds, zip(*batch)):
+                cells.learn(found, column)
+        dates = frozenset(c for c, kind in zip(header, kinds) if "date" in kind)
+        types = [cells.arrow_type(kind) for kind in kinds]
+        schema = pa.schema(list(zip(header, types)))
+        reader = cls(filesystem, path, name, title, schema, records, dates)
+        XlsxReader._parsed = (reader, parsed)
+        return reader
 
     def chunks(
         self,
@@ -82,15 +89,20 @@ class XlsxReader(FileReader):
     ) -> Iterator[Chunk]:
         wanted = list(columns) if columns is not None else self.columns
         schema = pa.schema([self.schema.field(column) for column in wanted])
-        with _Sheet(self.filesystem, self.path, self.name, self.sheet) as opened:
-            rows = opened.rows()
-            next(rows, None)  # the header
-            first = 0
-            for batch in _batches(rows, chunk_rows):
-                chunk = self._chunk(first, batch, schema)
-                first += len(batch)
-                if len(chunk) or chunk.bad_lines:
-                    yield chunk
+        held = XlsxReader._parsed
+        if held is not None and held[0] is self:
+            XlsxReader._parsed = None
+            parsed = held[1]
+        else:
+            _, parsed = _parse(self.filesystem, self.path, self.name, self.sheet)
+        rows = _rows(parsed)
+        next(rows, None)  # the header
+        first = 0
+        for batch in _batches(rows, chunk_rows):
+            chunk = self._chunk(first, batch, schema)
+            first += len(batch)
+            if len(chunk) or chunk.bad_lines:
+                yield chunk
 
     def _chunk(self, first: int, batch: list[Row], schema: pa.Schema) -> Chunk:
         """Rows `first`... of the sheet: the empty ones left out, those with a serial date
@@ -127,61 +139,54 @@ def _empty(row: Row) -> bool:
     return row.count(cells.EMPTY) == len(row)
 
 
-class _Sheet:
-    """The workbook opened by calamine from `filesystem`, and the sheet to read."""
+def _parse(filesystem: pafs.FileSystem, path: str, name: str, sheet: str | None) -> tuple[str, Any]:
+    """The sheet's title and the sheet parsed whole (calamine holds it); the file is closed."""
+    import python_calamine  # imported here: only xlsx sources pay for it
 
-    def __init__(self, filesystem: pafs.FileSystem, path: str, name: str, sheet: str | None):
-        self.filesystem, self.path, self.name, self.sheet = filesystem, path, name, sheet
-
-    def __enter__(self) -> _Sheet:
-        import python_calamine  # imported here: only xlsx sources pay for it
-
-        try:
-            self.handle = self.filesystem.open_input_file(self.path)
-        except (OSError, pa.ArrowException) as exc:
-            raise SourceError(f"{self.name}: cannot open the workbook: {exc}") from exc
-        if self.handle.read(4) != ZIP_MAGIC:
-            self.handle.close()
+    try:
+        handle = filesystem.open_input_file(path)
+    except (OSError, pa.ArrowException) as exc:
+        raise SourceError(f"{name}: cannot open the workbook: {exc}") from exc
+    with handle:
+        if handle.read(4) != ZIP_MAGIC:
             raise SourceError(
-                f"{self.name}: not a readable .xlsx workbook (an .xlsx file is a zip archive; "
+                f"{name}: not a readable .xlsx workbook (an .xlsx file is a zip archive; "
                 "this one is not: open it in Excel and save it as .xlsx)."
             )
-        self.handle.seek(0)
+        handle.seek(0)
         try:
-            if isinstance(self.filesystem, pafs.LocalFileSystem):
-                self.workbook = python_calamine.CalamineWorkbook.from_path(self.path)
+            if isinstance(filesystem, pafs.LocalFileSystem):
+                workbook = python_calamine.CalamineWorkbook.from_path(path)
             else:
-                self.workbook = python_calamine.CalamineWorkbook.from_filelike(self.handle)
+                workbook = python_calamine.CalamineWorkbook.from_filelike(handle)
         except Exception as exc:  # calamine's ZipError, XmlError, PasswordError...
-            self.handle.close()
-            raise SourceError(f"{self.name}: not a readable .xlsx workbook ({exc}).") from exc
-        names = self.workbook.sheet_names
-        if self.sheet is not None and self.sheet not in names:
-            self.__exit__()
+            raise SourceError(f"{name}: not a readable .xlsx workbook ({exc}).") from exc
+    with workbook:
+        names = workbook.sheet_names
+        if sheet is not None and sheet not in names:
             raise SourceError(
-                f"{self.name}: there is no sheet {self.sheet!r}; the workbook has "
+                f"{name}: there is no sheet {sheet!r}; the workbook has "
                 f"{', '.join(repr(n) for n in names)}."
             )
-        self.title = self.sheet if self.sheet is not None else names[0]
-        return self
-
-    def rows(self) -> Iterator[Row]:
-        """The sheet's rows from row 1, each as wide as the widest; nothing for a sheet with
-        no cells. calamine starts its rows at the first column holding a cell: the empty
-        columns before it are put back, so that the header's cells stay Excel's."""
+        title = sheet if sheet is not None else names[0]
         try:
-            sheet = self.workbook.get_sheet_by_name(self.title)
+            return title, workbook.get_sheet_by_name(title)
         except Exception as exc:  # a damaged sheet: calamine raises several kinds
-            raise SourceError(f"{self.name}: cannot read the sheet {self.title!r}: {exc}") from exc
-        if sheet.start is None:
-            return
-        pad = [cells.EMPTY] * sheet.start[1]
-        for row in sheet.iter_rows():
-            yield pad + row if pad else row
+            raise SourceError(f"{name}: cannot read the sheet {title!r}: {exc}") from exc
 
-    def __exit__(self, *exc: object) -> None:
-        self.workbook.close()
-        self.handle.close()
+
+def _rows(sheet: Any) -> Iterator[Row]:
+    """The sheet's rows from row 1, each as wide as the widest; nothing for a sheet with no
+    cells. calamine starts its rows at the first column holding a cell: the empty columns
+    before it are put back, so that the header's cells stay Excel's."""
+    if sheet.start is None:
+        return
+    pad = [cells.EMPTY] * sheet.start[1]
+    if not pad:
+        yield from sheet.iter_rows()
+        return
+    for row in sheet.iter_rows():
+        yield pad + row
 
 
 def _header(values: Row | None, name: str) -> list[str]:
