@@ -166,10 +166,10 @@ class BlockParser:
         return None
 
 
-def raw_blocks(stream: pa.NativeFile, block_bytes: int = BLOCK_BYTES) -> Iterator[list[bytes]]:
-    """The stream's lines (without their line breaks), about `block_bytes` at a time."""
+def raw_blocks(stream: pa.NativeFile) -> Iterator[list[bytes]]:
+    """The stream's lines (without their line breaks), about `BLOCK_BYTES` at a time."""
     rest = b""
-    while block := stream.read(block_bytes):
+    while block := stream.read(BLOCK_BYTES):
         lines = (rest + block).split(b"\n")
         rest = lines.pop()
         if lines:

@@ -63,20 +63,19 @@ class JsonLinesReader(FileReader):
         chosen = check_encoding(encoding) if encoding is not None else "utf-8"
         kinds: dict[str, set[str]] = {}
         paths: dict[str, Path] = {}
-        records = lines = size = 0
+        records = lines = 0
         complete = True
-        for block in _blocks(filesystem, path, name):
-            if size >= HEAD_BYTES:
+        for raw in _head_lines(filesystem, path, name):
+            if raw is None:
                 complete = False
                 break
-            for raw in block:
-                parsed = parse_line(raw, lines, chosen)
-                lines, size = lines + 1, size + len(raw) + 1
-                if isinstance(parsed, BadLine):
-                    records += 1
-                elif parsed is not None:
-                    records += 1
-                    _learn(parsed, kinds, paths)
+            parsed = parse_line(raw, lines, chosen)
+            lines += 1
+            if isinstance(parsed, BadLine):
+                records += 1
+            elif parsed is not None:
+                records += 1
+                _learn(parsed, kinds, paths)
         columns = [Column(c, paths[c], arrow_type(kind)) for c, kind in kinds.items()]
         total = records if complete else None
         return cls(filesystem, path, name, columns, total, chosen, lines)
@@ -109,6 +108,18 @@ def _learn(record: dict[Path, Any], kinds: dict[str, set[str]], paths: dict[str,
             paths[name] = path
         if value is not None:
             found.add(kind_of(value))
+
+
+def _head_lines(filesystem: pafs.FileSystem, path: str, name: str) -> Iterator[bytes | None]:
+    """The lines of the file's first `HEAD_BYTES`, then None if the file goes on."""
+    size = 0
+    for block in _blocks(filesystem, path, name):
+        for raw in block:
+            if size >= HEAD_BYTES:
+                yield None
+                return
+            size += len(raw) + 1
+            yield raw
 
 
 def _blocks(filesystem: pafs.FileSystem, path: str, name: str) -> Iterator[list[bytes]]:
