@@ -5,7 +5,9 @@
 - `formats`: which reader opens a file, by its name; `base`: the chunks every reader yields,
   under the file's own row numbers.
 - `csv_reader`, `parquet_reader`, `jsonl_reader`, `xlsx_reader`: one reader per format;
-  `text_codec`: text in any encoding, decoded as it streams.
+  `text_codec`: text in any encoding, decoded as it streams; `jsonl_blocks` and `jsonl_lines`:
+  JSON Lines a block at a time (Arrow), line by line (`json`) where a block holds a bad
+  line; `xlsx_cells`: a sheet's cells a column at a time.
 - `sampling`: a few thousand rows spread over a source, in bounded time.
 
 Nothing here knows of mappings, events or HTTP.
