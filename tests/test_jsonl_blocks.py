@@ -13,6 +13,7 @@ import pyarrow as pa
 import pytest
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
+from kinds_reference import column_type_name
 
 from backfill.read import jsonl_blocks, jsonl_reader
 from backfill.read.formats import open_local_file
@@ -61,19 +62,9 @@ def oracle(lines: list[str]) -> tuple[dict[str, str], list[tuple[int, dict[str, 
             if value is not None:
                 kinds[column].add(kind(value))
         records.append((number, flat))
-    types = {column: type_name(found) for column, found in kinds.items()}
+    types = {column: column_type_name(found) for column, found in kinds.items()}
     expected = [(n, {c: cell(r.get(c), types[c]) for c in types}) for n, r in records]
     return types, expected, broken
-
-
-def type_name(kinds: set[str]) -> str:
-    if kinds == {"boolean"}:
-        return "bool"
-    if kinds == {"integer"}:
-        return "int64"
-    if kinds and kinds <= {"integer", "float"}:
-        return "double"
-    return "string"
 
 
 def cell(value: Any, type_: str) -> Any:

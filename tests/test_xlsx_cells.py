@@ -13,6 +13,7 @@ from typing import Any
 import openpyxl
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from kinds_reference import column_type_name
 
 from backfill.read.formats import open_local_file
 
@@ -41,13 +42,7 @@ def column_type(kinds: set[str]) -> str:
     kinds = {"text" if k == "number-text" else k for k in kinds}
     if kinds == {"date"}:
         return "timestamp[ms]"
-    if kinds == {"boolean"}:
-        return "bool"
-    if kinds == {"integer"}:
-        return "int64"
-    if kinds and kinds <= {"integer", "float"}:
-        return "double"
-    return "string"
+    return column_type_name(kinds)
 
 
 def is_serial(value: Any) -> bool:

@@ -65,17 +65,6 @@ def kind_of(value: Any) -> str:
     return kind
 
 
-def arrow_type(kinds: set[str]) -> pa.DataType:
-    """A column of one kind keeps it; integers and floats make floats; any other mix is text."""
-    if kinds == {"boolean"}:
-        return pa.bool_()
-    if kinds == {"integer"}:
-        return pa.int64()
-    if kinds and kinds <= {"integer", "float"}:
-        return pa.float64()
-    return pa.string()
-
-
 def fits(value: Any, kind: pa.DataType) -> bool:
     """Whether a value read after the head has a place in its column without loss."""
     if value is None or pa.types.is_string(kind):

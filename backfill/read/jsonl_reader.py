@@ -29,7 +29,8 @@ import pyarrow.fs as pafs
 from backfill.errors import SourceError
 from backfill.read.base import DEFAULT_CHUNK_ROWS, BadLine, Chunk, FileReader, RowGroupTest
 from backfill.read.jsonl_blocks import Block, BlockParser, Column, raw_blocks
-from backfill.read.jsonl_lines import Path, arrow_type, column_name, kind_of, parse_line
+from backfill.read.jsonl_lines import Path, column_name, kind_of, parse_line
+from backfill.read.kinds import column_type
 from backfill.read.text_codec import check_encoding
 
 HEAD_BYTES = 4 << 20
@@ -76,7 +77,7 @@ class JsonLinesReader(FileReader):
             elif parsed is not None:
                 records += 1
                 _learn(parsed, kinds, paths)
-        columns = [Column(c, paths[c], arrow_type(kind)) for c, kind in kinds.items()]
+        columns = [Column(c, paths[c], column_type(kind)) for c, kind in kinds.items()]
         total = records if complete else None
         return cls(filesystem, path, name, columns, total, chosen, lines)
 

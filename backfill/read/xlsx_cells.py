@@ -17,6 +17,8 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
+from backfill.read.kinds import column_type
+
 EMPTY = ""
 WHOLE_LIMIT = 2**53  # a whole double below this is an integer; beyond, Excel's own digits end
 _NUMBER_TEXT = re.compile(r"^\s*[0-9]+(\.[0-9]+)?\s*$")
@@ -61,13 +63,7 @@ def arrow_type(kinds: set[str]) -> pa.DataType:
     kinds = {"text" if kind == "number-text" else kind for kind in kinds}
     if kinds == {"date"}:
         return pa.timestamp("ms")
-    if kinds == {"boolean"}:
-        return pa.bool_()
-    if kinds == {"integer"}:
-        return pa.int64()
-    if kinds and kinds <= {"integer", "float"}:
-        return pa.float64()
-    return pa.string()
+    return column_type(kinds)
 
 
 def not_dates(column: str, cells: Cells, timestamps: bool) -> dict[int, str]:
