@@ -71,7 +71,7 @@ class XlsxReader(FileReader):
         kinds: list[set[str]] = [set() for _ in header]
         records = 0
         for batch in _batches(rows, LEARN_ROWS):
-            records += sum(1 for row in batch if not _empty(row))
+            records += len(batch) - batch.count([cells.EMPTY] * len(batch[0]))  # C-level
             for found, column in zip(kinds, zip(*batch)):
                 cells.learn(found, column)
         dates = frozenset(c for c, kind in zip(header, kinds) if "date" in kind)
