@@ -1,10 +1,11 @@
 """Excel workbooks (.xlsx): one sheet, read by calamine (Rust, through python-calamine).
 
 calamine parses the whole sheet into memory before the first row is handed over (no Rust
-reader for .xlsx streams a sheet): about 32 bytes a cell, plus the text, so a full sheet of
-1,048,576 rows x 20 columns holds some 700 MB while it is read (see docs/sources.md). Rows
-are then turned into Arrow columns a chunk at a time (`xlsx_cells`). The sheet is read
-twice: once to learn each column's kind of cells and the row count, once to send.
+reader for .xlsx that Python can call streams a sheet): about 90 bytes a cell as measured,
+so a full sheet of 1,048,575 rows x 20 columns peaks near 1.9 GB (docs/sources.md). Rows are
+then turned into Arrow columns a chunk at a time (`xlsx_cells`). The sheet is read twice,
+once to learn each column's kind of cells and the row count, once to send; it stays parsed
+between the two (see `XlsxReader._parsed`), so it is parsed once.
 
 Row numbers follow the sheet: row `r` is Excel's row `r + 2` (row 1 holds the header), so a
 person finds a reported row at once; empty rows are no records but keep their place.
