@@ -167,3 +167,25 @@ def test_calamine_reads_every_cell_as_openpyxl_does(
         ]
         assert read == records
         assert [line.row for chunk in chunks for line in chunk.bad_lines] == failed
+
+
+def test_dates_with_empty_cells_keep_their_millisecond_up_to_the_year_9999(tmp_path: Path) -> None:
+    late = dt.datetime(9999, 12, 31, 23, 59, 59, 999_000)
+    book = openpyxl.Workbook()
+    sheet = book.active
+    for row in (
+        ["id", "when"],
+        ["a", late],
+        ["b", None],
+        ["c", dt.datetime(1900, 3, 1, 0, 0, 0, 1000)],
+    ):
+        sheet.append(row)
+    book.save(tmp_path / "o.xlsx")
+
+    [chunk] = open_local_file(tmp_path / "o.xlsx").chunks()
+
+    assert chunk.table.column("when").to_pylist() == [
+        late,
+        None,
+        dt.datetime(1900, 3, 1, 0, 0, 0, 1000),
+    ]

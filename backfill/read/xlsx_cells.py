@@ -16,6 +16,7 @@ from typing import Any
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from backfill.read.kinds import column_type
 
@@ -131,9 +132,8 @@ def _timestamps(values: list[dt.date | None]) -> pa.Array:
     """To the nearest millisecond (Excel keeps no finer time); a date cell is its midnight."""
     moments = [dt.datetime(v.year, v.month, v.day) if type(v) is dt.date else v for v in values]
     micros = pa.array(moments, pa.timestamp("us"))
-    counts = micros.cast(pa.int64()).to_numpy(zero_copy_only=False)
-    mask = np.asarray(micros.is_null())
-    counts = np.where(mask, 0, counts)
+    mask = micros.is_null().to_numpy(zero_copy_only=False)
+    counts = pc.fill_null(micros.cast(pa.int64()), 0).to_numpy()  # int64: exact to 9999
     millis = np.floor_divide(counts + 500, 1000)
     return pa.array(millis, pa.int64(), mask=mask).cast(pa.timestamp("ms"))
 
