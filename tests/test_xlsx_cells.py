@@ -11,10 +11,12 @@ from pathlib import Path
 from typing import Any
 
 import openpyxl
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from kinds_reference import column_type_name
 
+from backfill.read import xlsx_reader
 from backfill.read.formats import open_local_file
 
 NUMBER_TEXT = re.compile(r"^\s*[0-9]+(\.[0-9]+)?\s*$")
@@ -189,3 +191,22 @@ def test_dates_with_empty_cells_keep_their_millisecond_up_to_the_year_9999(tmp_p
         None,
         dt.datetime(1900, 3, 1, 0, 0, 0, 1000),
     ]
+
+
+def test_a_workbook_is_parsed_once_for_open_and_its_first_read(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    book = openpyxl.Workbook()
+    for row in (["id"], ["a"], ["b"]):
+        book.active.append(row)
+    book.save(tmp_path / "o.xlsx")
+    parses: list[str] = []
+    parse = xlsx_reader._parse
+    monkeypatch.setattr(xlsx_reader, "_parse", lambda *args: parses.append(args[2]) or parse(*args))
+
+    reader = open_local_file(tmp_path / "o.xlsx")
+    first = [c.table.to_pylist() for c in reader.chunks()]
+    again = [c.table.to_pylist() for c in reader.chunks()]  # a second read parses again
+
+    assert first == again == [[{"id": "a"}, {"id": "b"}]]
+    assert len(parses) == 2
