@@ -1,15 +1,19 @@
-"""The source formats of issue 16, measured: cp1252 CSV against UTF-8, .xlsx, JSON Lines.
+"""The source formats measured against CSV of the same rows: .xlsx and JSON Lines (issue 26).
 
-    .venv/bin/python benchmarks/bench_formats.py                 # 1M CSV/JSONL, 200k xlsx
-    .venv/bin/python benchmarks/bench_formats.py --quick         # 100k / 20k: a smoke test
+    .venv/bin/python benchmarks/bench_formats.py                  # 200k and 1M rows, init
+    .venv/bin/python benchmarks/bench_formats.py --quick          # 20k: a smoke test
+    .venv/bin/python benchmarks/bench_formats.py --sizes 1m,5m --only jsonl,jsonl-nested
     .venv/bin/python benchmarks/bench_formats.py --rounds 3
 
-Each figure is `backfill validate` (map every row, send nothing) on one core (taskset),
-under GNU time: rows per second of wall time and peak RSS. The files are made from
-`make_orders.py`'s orders, the same rows in every format: the cp1252 CSV is the UTF-8 one
-transcoded; the .xlsx has `created_at` as date cells; the JSON Lines nest the wallet and the
-tier under `customer`. Memory is flat when the peak does not grow with the row count, so
-each format is also measured at a tenth of its size.
+Each figure is `backfill validate` (map every row, send nothing) or `backfill init` on one
+core (taskset), under GNU time: rows per second of wall time, CPU seconds, peak RSS. The
+files are made from `make_orders.py`'s orders, the same rows in every format, with 20
+columns: the orders' 11 and 9 more (a second date, numbers, booleans, text, an empty-ish
+note). The .xlsx has both dates as date cells and is written by xlsxwriter in
+constant_memory mode (`pip install xlsxwriter`: a benchmark tool only, not a dependency;
+its strings are inline, not in a shared table); `1m` means Excel's maximum for a workbook,
+1,048,575 rows under the header. JSON Lines come flat, and nested (wallet and tier under
+`customer`). Files are written once into benchmarks/data/ and reused.
 """
 
 from __future__ import annotations
@@ -18,11 +22,14 @@ import argparse
 import datetime as dt
 import json
 import statistics
+import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import pyarrow as pa
+import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
 HERE = Path(__file__).resolve().parent
@@ -34,61 +41,98 @@ from measure import bench_env, pinned, run_measured  # noqa: E402
 DATA = HERE / "data"
 MAP = HERE / "map.yaml"
 CPU = 1
+EXCEL_MAX_ROWS = 1_048_575  # under the header
+EXTRA = ["shipped_at", "discount", "weight_kg", "line", "warehouse", "carrier", "gift", "notes",
+         "zip"]  # fmt: skip
+FORMATS = ("csv", "jsonl", "jsonl-nested", "xlsx")
 
 
-def orders(rows: int, fmt: str) -> Path:
-    path = DATA / f"orders_{rows}.{fmt}"
+def orders(rows: int) -> Path:
+    path = DATA / f"orders_{rows}.parquet"
     if not path.exists():
         DATA.mkdir(exist_ok=True)
-        make_orders.write_orders(path, rows, fmt)
-    return path
-
-
-def cp1252_csv(rows: int) -> Path:
-    path = DATA / f"orders_{rows}_cp1252.csv"
-    if not path.exists():
-        source = orders(rows, "csv")
-        with (
-            source.open(encoding="utf-8", newline="") as src,
-            path.open("w", encoding="cp1252", newline="") as out,
-        ):
-            while block := src.read(1 << 20):
-                out.write(block)
+        make_orders.write_orders(path, rows, "parquet")
     return path
 
 
 def records(rows: int) -> Iterator[dict[str, Any]]:
-    """The orders as dicts, a batch at a time."""
-    for batch in pq.ParquetFile(orders(rows, "parquet")).iter_batches(50_000):
-        yield from batch.to_pylist()
+    """The orders with the 9 more columns, as dicts, a batch at a time."""
+    number = 0
+    for batch in pq.ParquetFile(orders(rows)).iter_batches(50_000):
+        for record in batch.to_pylist():
+            number += 1
+            when = dt.datetime.fromisoformat(record["created_at"].replace("Z", "+00:00"))
+            shipped = when + dt.timedelta(days=2)
+            record.update(
+                shipped_at=shipped.isoformat(timespec="milliseconds").replace("+00:00", "Z"),
+                discount=(number % 7) * 0.5, weight_kg=number % 13 + 0.25, line=number % 5,
+                warehouse=f"WH-{number % 9}", carrier="DHL", gift=number % 2 == 0,
+                notes=None if number % 3 else "fragile", zip=f"{number % 99_999:05d}",
+            )  # fmt: skip
+            yield record
 
 
-def xlsx(rows: int) -> Path:
-    import openpyxl
-
-    path = DATA / f"orders_{rows}.xlsx"
-    if path.exists():
-        return path
-    workbook = openpyxl.Workbook(write_only=True)
-    sheet = workbook.create_sheet("Orders")
-    sheet.append(make_orders.SCHEMA.names)
-    for record in records(rows):
-        when = dt.datetime.fromisoformat(record["created_at"].replace("Z", "+00:00"))
-        record["created_at"] = when.replace(tzinfo=None)
-        sheet.append(list(record.values()))
-    workbook.save(path)
+def source(fmt: str, rows: int) -> Path:
+    rows = EXCEL_MAX_ROWS if fmt == "xlsx" and rows >= 1_000_000 else rows
+    suffix = {"jsonl-nested": "nested.jsonl"}.get(fmt, fmt)
+    path = DATA / f"wide_{rows}.{suffix}"
+    if not path.exists():
+        partial = path.with_name(path.name + ".partial")
+        {"csv": write_csv, "jsonl": write_jsonl, "jsonl-nested": write_nested, "xlsx": write_xlsx}[
+            fmt
+        ](partial, rows)
+        partial.rename(path)
     return path
 
 
-def jsonl(rows: int) -> Path:
-    path = DATA / f"orders_{rows}.jsonl"
-    if path.exists():
-        return path
+def write_csv(path: Path, rows: int) -> None:
+    schema = pa.schema([(column, pa.string()) for column in _columns()])
+    with pacsv.CSVWriter(str(path), schema) as out:
+        batch: list[dict[str, Any]] = []
+        for record in records(rows):
+            batch.append({k: _csv_text(v) for k, v in record.items()})
+            if len(batch) == 50_000:
+                out.write_table(pa.Table.from_pylist(batch, schema=schema))
+                batch = []
+        if batch:
+            out.write_table(pa.Table.from_pylist(batch, schema=schema))
+
+
+def _csv_text(value: Any) -> str:
+    if value is None:
+        return ""
+    return ("true" if value else "false") if isinstance(value, bool) else str(value)
+
+
+def _columns() -> list[str]:
+    return [*make_orders.SCHEMA.names, *EXTRA]
+
+
+def write_jsonl(path: Path, rows: int, nested: bool = False) -> None:
     with path.open("w", encoding="utf-8") as out:
         for record in records(rows):
-            record["customer"] = {"wallet": record.pop("wallet"), "tier": record.pop("tier")}
+            if nested:
+                record["customer"] = {"wallet": record.pop("wallet"), "tier": record.pop("tier")}
             out.write(json.dumps(record, ensure_ascii=False) + "\n")
-    return path
+
+
+def write_nested(path: Path, rows: int) -> None:
+    write_jsonl(path, rows, nested=True)
+
+
+def write_xlsx(path: Path, rows: int) -> None:
+    import xlsxwriter  # a benchmark tool only: pip install xlsxwriter
+
+    options = {"constant_memory": True, "default_date_format": "yyyy-mm-dd hh:mm:ss.000"}
+    workbook = xlsxwriter.Workbook(str(path), options)
+    sheet = workbook.add_worksheet("Orders")
+    sheet.write_row(0, 0, _columns())
+    for number, record in enumerate(records(rows), start=1):
+        for column in ("created_at", "shipped_at"):
+            moment = dt.datetime.fromisoformat(record[column].replace("Z", "+00:00"))
+            record[column] = moment.replace(tzinfo=None)
+        sheet.write_row(number, 0, list(record.values()))
+    workbook.close()
 
 
 def nested_map() -> Path:
@@ -100,60 +144,71 @@ def nested_map() -> Path:
     return path
 
 
-def validate(path: Path, mapping: Path, *extra: str) -> dict[str, float]:
-    argv = ["backfill", "validate", str(path), "-m", str(mapping), "--json", *extra]
+def measure(command: str, path: Path, mapping: Path) -> dict[str, float]:
+    if command == "validate":
+        argv = ["backfill", "validate", str(path), "-m", str(mapping), "--json"]
+    else:
+        argv = ["backfill", "init", str(path), "-o", str(DATA / "draft.yaml"), "--force"]
     measured = run_measured(pinned(argv, CPU), env=bench_env())
-    result = measured.json_output()
-    if measured.returncode not in (0, 1) or not isinstance(result.get("read"), int):
+    if measured.returncode not in (0, 1):
         raise SystemExit(f"{' '.join(argv)} failed: {measured.stderr_tail}")
+    rows = measured.json_output()["read"] if command == "validate" else 0
     return {
-        "rows": result["read"],
-        "failing": result["failing"],
-        "rows_per_second": result["read"] / measured.wall_seconds,
+        "rows": float(rows),  # type: ignore[arg-type]
+        "rows_per_second": float(rows) / measured.wall_seconds,  # type: ignore[arg-type]
         "wall_seconds": measured.wall_seconds,
+        "cpu_seconds": measured.cpu_seconds,
         "peak_rss_mb": measured.max_rss_kb / 1024,
     }
 
 
-def best(runs: list[dict[str, float]]) -> dict[str, float]:
-    """The median rate, and the largest peak: the machine is shared, rounds vary."""
-    return {
-        **runs[0],
-        "rows_per_second": statistics.median(r["rows_per_second"] for r in runs),
-        "peak_rss_mb": max(r["peak_rss_mb"] for r in runs),
-        "rounds": len(runs),
-    }
+def rows_of(text: str) -> int:
+    text = text.lower()
+    scale = {"k": 1_000, "m": 1_000_000}.get(text[-1], 1)
+    return int(float(text.rstrip("km")) * scale)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--quick", action="store_true")
-    parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--rounds", type=int, default=1)
+    parser.add_argument("--sizes", default="200k,1m")
+    parser.add_argument("--only", default=",".join(FORMATS))
+    parser.add_argument("--no-init", action="store_true")
     args = parser.parse_args()
-    big, sheet = (100_000, 20_000) if args.quick else (1_000_000, 200_000)
-    cases = {
-        "csv utf-8": (orders(big, "csv"), MAP, ()),
-        "csv cp1252": (cp1252_csv(big), MAP, ("--encoding", "cp1252")),
-        "jsonl": (jsonl(big), nested_map(), ()),
-        "jsonl (a tenth)": (jsonl(big // 10), nested_map(), ()),
-        "xlsx": (xlsx(sheet), MAP, ()),
-        "xlsx (a tenth)": (xlsx(sheet // 10), MAP, ()),
-    }
-    results = {}
+    sizes = [20_000] if args.quick else [rows_of(s) for s in args.sizes.split(",")]
+    formats = args.only.split(",")
+    load = subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip()
+    print(f"machine load at start: {load}", file=sys.stderr)
+    results: dict[tuple[str, str, int], list[dict[str, float]]] = {}
     for _ in range(args.rounds):  # rounds alternate the cases, so load drifts hit them all
-        for name, (path, mapping, extra) in cases.items():
-            results.setdefault(name, []).append(validate(path, mapping, *extra))
-            print(f"  {name}: {results[name][-1]}", file=sys.stderr, flush=True)
-    print("| source | rows | rows/s (median) | wall s | peak RSS MB (max) | rounds |")
-    print("| --- | ---: | ---: | ---: | ---: | ---: |")
-    for name, runs in results.items():
-        row = best(runs)
+        for size in sizes:
+            for fmt in formats:
+                path = source(fmt, size)
+                mapping = nested_map() if fmt == "jsonl-nested" else MAP
+                commands = ["validate"] if args.no_init else ["validate", "init"]
+                for command in commands:
+                    result = measure(command, path, mapping)
+                    results.setdefault((command, fmt, size), []).append(result)
+                    print(f"  {command} {fmt} {size:,}: {result}", file=sys.stderr, flush=True)
+    print_table(results)
+    load = subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip()
+    print(f"\nmachine load at the end: {load}")
+
+
+def print_table(results: dict[tuple[str, str, int], list[dict[str, float]]]) -> None:
+    print("| command | source | rows | rows/s (median) | wall s | CPU s | peak RSS MB (max) |")
+    print("| --- | --- | ---: | ---: | ---: | ---: | ---: |")
+    for (command, fmt, size), runs in results.items():
+        rate = statistics.median(r["rows_per_second"] for r in runs)
+        wall = statistics.median(r["wall_seconds"] for r in runs)
+        cpu = statistics.median(r["cpu_seconds"] for r in runs)
+        peak = max(r["peak_rss_mb"] for r in runs)
+        rows = int(runs[0]["rows"]) or (EXCEL_MAX_ROWS if fmt == "xlsx" and size >= 10**6 else size)
+        shown_rate = f"{rate:,.0f}" if command == "validate" else "-"
         print(
-            f"| {name} | {row['rows']:,} | {row['rows_per_second']:,.0f} | "
-            f"{row['wall_seconds']:.1f} | {row['peak_rss_mb']:.0f} | {row['rounds']} |"
+            f"| {command} | {fmt} | {rows:,} | {shown_rate} | {wall:.1f} | {cpu:.1f} | {peak:.0f} |"
         )
-    utf8, cp = best(results["csv utf-8"]), best(results["csv cp1252"])
-    print(f"\ncp1252 / UTF-8 rate: {cp['rows_per_second'] / utf8['rows_per_second']:.2f}")
 
 
 if __name__ == "__main__":

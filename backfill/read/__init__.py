@@ -6,7 +6,9 @@
   under the file's own row numbers, and `ChunkReader.chunks`, which they all share.
 - `csv_reader`, `parquet_reader`, `jsonl_reader`, `xlsx_reader`: one reader per format;
   `csv_header`: a CSV's header and encoding, read before its data; `text_codec`: text in
-  any encoding, decoded as it streams.
+  any encoding, decoded as it streams; `jsonl_blocks` and `jsonl_lines`: JSON Lines a block
+  at a time (Arrow), line by line (`json`) where a block holds a bad line; `xlsx_cells`: a
+  sheet's cells a column at a time; `kinds`: a column's type from its values' kinds.
 - `sampling`: a few thousand rows spread over a source, in bounded time.
 
 Nothing here knows of mappings, events or HTTP.
