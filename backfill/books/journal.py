@@ -131,8 +131,16 @@ class JournalState:
 
 
 def journal_path(report_path: Path, *, rehearsal: bool = False) -> Path:
-    suffix = ".sandbox.state" if rehearsal else ".state"
-    return report_path.with_name(report_path.name + suffix)
+    """Beside the report: `<report>.state`; a rehearsal's `<name>.sandbox.state` beside
+    its `<name>.sandbox.failures.jsonl`, and `.sandbox.` said once in any other name."""
+    name = report_path.name
+    if rehearsal and name.endswith(REHEARSAL_REPORT):
+        return report_path.with_name(name.removesuffix(REHEARSAL_REPORT) + ".sandbox.state")
+    named_apart = not rehearsal or ".sandbox." in name  # a rehearsal's rerun report is too
+    return report_path.with_name(name + (".state" if named_apart else ".sandbox.state"))
+
+
+REHEARSAL_REPORT = ".sandbox.failures.jsonl"
 
 
 def read_journal(path: Path) -> JournalState | None:

@@ -23,13 +23,14 @@ from typing import Any, Literal
 import numpy as np
 import pyarrow as pa
 
-from backfill.mapping.convert import Converted, PubkeyChecker, as_array, to_epoch_ms
+from backfill.mapping.convert import Converted, PubkeyChecker, as_array
 from backfill.mapping.envelopes import TORQUE_V1, Api, Event
 from backfill.mapping.event_bodies import MappedRows
 from backfill.mapping.field_columns import convert_field, failure_messages
 from backfill.mapping.lookup import looked_up
 from backfill.mapping.row_filter import RowFilter
 from backfill.mapping.spec import Mapping
+from backfill.mapping.times import to_epoch_ms
 from backfill.read.source import Chunk
 
 Stage = Literal["read", "mapping", "send"]

@@ -20,7 +20,7 @@ from typing import Any
 import yaml
 
 from backfill.errors import MappingError
-from backfill.mapping.convert import FieldType, TimestampRule, type_of_column
+from backfill.mapping.convert import FieldType, type_of_column
 from backfill.mapping.filter_language import filter_columns
 from backfill.mapping.lookup import Lookup
 from backfill.mapping.spec_checks import (
@@ -43,6 +43,7 @@ from backfill.mapping.spec_checks import (
     suggest,
     word_list,
 )
+from backfill.mapping.times import TimestampRule
 
 
 @dataclass(frozen=True)

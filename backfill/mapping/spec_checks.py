@@ -18,15 +18,17 @@ from typing import Any
 import yaml
 
 from backfill.errors import MappingError
-from backfill.mapping.convert import FieldType, TimestampRule
+from backfill.mapping.convert import FieldType
 from backfill.mapping.envelopes import json_type
 from backfill.mapping.filter_language import parse_filter
 from backfill.mapping.filter_tree import FilterError
 from backfill.mapping.lookup import Lookup, lookup_from_spec
+from backfill.mapping.time_text import DATE_ORDERS
+from backfill.mapping.times import TIMESTAMP_UNITS, TimestampRule
 
 TOP_KEYS = ("event_name", "timestamp", "user", "event_data", "filter", "id")
 REQUIRED_TOP_KEYS = ("event_name", "timestamp", "user", "event_data")
-TIMESTAMP_KEYS = ("column", "unit", "format", "timezone")
+TIMESTAMP_KEYS = ("column", "unit", "format", "timezone", "dates")
 USER_KEYS = ("pubKey",)
 LOOKUP_KEYS = ("lookup", "key")  # with column and value: `value` names the table's column
 PUBKEY_KEYS = ("column", "lookup", "key", "value")
@@ -45,7 +47,7 @@ FIELD_KEYS = (
 DECIMAL_MARKS = (".", ",")
 THOUSANDS_MARKS = (".", ",", " ", "'", "\u00a0", "\u202f")  # the last two: (narrow) no-break spaces
 FIELD_TYPES: tuple[FieldType, ...] = ("string", "number", "boolean")
-UNITS = ("auto", "s", "ms", "us", "ns", "iso")
+UNITS = TIMESTAMP_UNITS
 
 
 def read_mapping_yaml(path: Path) -> Any:
@@ -118,7 +120,13 @@ def checked_timestamp(section: Any, origin: str) -> tuple[str, TimestampRule]:
         )
     timezone = section.get("timezone", "UTC")
     _check_timezone(timezone, origin)
-    return column, TimestampRule(unit=unit, format=fmt, timezone=timezone)
+    dates = section.get("dates")
+    if dates is not None and dates not in DATE_ORDERS:
+        raise MappingError(
+            f"{origin}: timestamp.dates: expected day-first (13/05/2021) or month-first "
+            f"(05/13/2021); found {shown(dates)}."
+        )
+    return column, TimestampRule(unit=unit, format=fmt, timezone=timezone, dates=dates)
 
 
 def _check_timezone(timezone: Any, origin: str) -> None:
