@@ -15,9 +15,9 @@ from conftest import CliResult
 
 from backfill.cli import cli as cli_group
 from backfill.errors import MappingError
-from backfill.mapping.convert import TimestampRule
 from backfill.mapping.filter_language import ALLOWED
 from backfill.mapping.spec import FieldSpec, filter_columns, load_mapping, mapping_from_dict
+from backfill.mapping.times import TimestampRule
 
 COLUMNS = ["order_id", "created_at", "wallet", "total", "tier", "coupon", "status", "Order Date"]
 BASE: dict[str, Any] = {

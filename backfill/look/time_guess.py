@@ -19,19 +19,19 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from backfill.mapping.convert import Converted, TimestampRule, missing_mask, to_epoch_ms
+from backfill.mapping.convert import Converted, missing_mask
+from backfill.mapping.times import EPOCH_TIERS, HAS_OFFSET, TimestampRule, to_epoch_ms
 
 PARSE_SHARE = 0.98
 YEAR_2000_MS = 946_684_800_000
 DAY_MS = 86_400_000
-_TIERS = ((10**11, "s"), (10**14, "ms"), (10**17, "us"))
 _UNIT_WORDS = {"s": "seconds", "ms": "milliseconds", "us": "microseconds", "ns": "nanoseconds"}
 _SHAPE = re.compile(
     r"^(\d{1,4})([/.\-])(\d{1,2})\2(\d{1,4})"
     r"(?:([ T])(\d{1,2}):(\d{2})(:\d{2})?(\.\d+)?(\s*)([AaPp][Mm])?)?"
     r"\s*(Z|[+-]\d{2}:?\d{2})?$"
 )
-_OFFSET = re.compile(r"[Tt ][0-9:.,]+([zZ]|[+-][0-9]{2}(:?[0-9]{2})?)$")
+_OFFSET = re.compile(HAS_OFFSET)
 _EPOCH = re.compile(r"^-?[0-9]+(\.[0-9]+)?$")
 SPARSE_SHARE = 0.9  # of the best-filled time column's fill rate: below it, not chosen
 # Names in the order the draft prefers them, when fill rates are alike: the order's own time
@@ -168,7 +168,7 @@ def _epoch_guess(
 
 
 def _tier(magnitude: float) -> str:
-    return next((unit for limit, unit in _TIERS if magnitude < limit), "ns")
+    return next((unit for limit, unit in EPOCH_TIERS if magnitude < limit), "ns")
 
 
 def _unit_why(unit: str, what: str) -> str:

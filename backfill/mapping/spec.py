@@ -20,10 +20,11 @@ from typing import Any
 import yaml
 
 from backfill.errors import MappingError
-from backfill.mapping.convert import FieldType, TimestampRule, type_of_column
+from backfill.mapping.convert import FieldType, type_of_column
 from backfill.mapping.envelopes import json_type
 from backfill.mapping.filter_language import FilterError, filter_columns, parse_filter
 from backfill.mapping.lookup import Lookup, lookup_from_spec
+from backfill.mapping.times import TimestampRule
 
 TOP_KEYS = ("event_name", "timestamp", "user", "event_data", "filter", "id")
 REQUIRED_TOP_KEYS = ("event_name", "timestamp", "user", "event_data")
