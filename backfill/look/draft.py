@@ -43,6 +43,7 @@ _IDENTIFIER_NAME = re.compile(
     r"(^|[^a-z])(id|code|zip|postal|postcode|sku|phone|ean|upc)s?($|[^a-z])|id$", re.I
 )
 _BUYER_NAME = re.compile(r"customer|user|buyer|client|account|member|email|wallet|address", re.I)
+_TIME_WORDS = re.compile(r"date|time|created|placed|_at$| at$", re.I)
 _WALLET_NAME = re.compile(r"wallet|pub_?key|address|owner", re.I)
 
 
@@ -112,9 +113,10 @@ def draft_mapping(
 
 def _placeholder_time_column(table: pa.Table, taken: set[str]) -> str:
     """A text column to name when none reads as times (every row then fails)."""
-    names = table.column_names
-    text = [n for n in names if n not in taken and pa.types.is_string(table.schema.field(n).type)]
-    return (text or [n for n in names if n not in taken] or names)[0]
+    names = [n for n in table.column_names if n not in taken] or table.column_names
+    timely = [n for n in names if _TIME_WORDS.search(n)]
+    text = [n for n in names if pa.types.is_string(table.schema.field(n).type)]
+    return (timely or text or names)[0]
 
 
 # --- the wallet --------------------------------------------------------------------------
@@ -276,7 +278,8 @@ def _reading_lines(sniffed: Sniffed | None, delimiter: str, encoding: str | None
 
 
 def _field_lines(fields: list[FieldDraft]) -> list[str]:
-    width = max((len(f.name) + len(_flow(f.spec)) for f in fields), default=0) + 4
+    width = max((len(f.name) + len(_flow(f.spec)) + 2 * (not f.active) for f in fields), default=0)
+    width += 4
     lines = []
     for item in fields:
         line = f"{item.name}: {_flow(item.spec)}"
