@@ -97,13 +97,14 @@ SHAPE_ERRORS = [
     ),
     pytest.param(
         changed("timestamp", ["created_at"]),
-        "timestamp: expected a column name or keys column, unit, format, timezone; found a list.",
+        "timestamp: expected a column name or keys column, unit, format, timezone, dates; "
+        "found a list.",
         id="timestamp-not-a-mapping",
     ),
     pytest.param(
         changed("timestamp.colum", "created_at"),
         "timestamp.colum: unknown key (did you mean 'column'?). "
-        "Expected column, unit, format, timezone.",
+        "Expected column, unit, format, timezone, dates.",
         id="timestamp-key-typo",
     ),
     pytest.param(
@@ -113,13 +114,13 @@ SHAPE_ERRORS = [
     ),
     pytest.param(
         changed("timestamp.unit", "mss"),
-        "timestamp.unit: expected one of auto, s, ms, us, ns, iso; found 'mss' "
+        "timestamp.unit: expected one of auto, s, ms, us, ns, iso, excel; found 'mss' "
         "(did you mean 'ms'?).",
         id="bad-unit-typo",
     ),
     pytest.param(
         changed("timestamp.unit", "seconds"),
-        "timestamp.unit: expected one of auto, s, ms, us, ns, iso; found 'seconds'.",
+        "timestamp.unit: expected one of auto, s, ms, us, ns, iso, excel; found 'seconds'.",
         id="bad-unit",
     ),
     pytest.param(

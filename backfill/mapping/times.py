@@ -23,8 +23,12 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from backfill.mapping.convert import Converted, Problem, missing_mask, true_mask
+from backfill.mapping.time_text import DAY_MS, HAS_OFFSET, NEEDS_ORDER, read_times
 
-TimestampUnit = Literal["auto", "s", "ms", "us", "ns", "iso"]
+__all__ = ["HAS_OFFSET", "TimestampRule", "to_epoch_ms", "wall_to_utc"]
+
+TimestampUnit = Literal["auto", "s", "ms", "us", "ns", "iso", "excel"]
+TIMESTAMP_UNITS: tuple[TimestampUnit, ...] = ("auto", "s", "ms", "us", "ns", "iso", "excel")
 
 MS_PER_UNIT: dict[str, tuple[int, int]] = {  # unit -> (multiply, floor-divide) to reach ms
     "s": (1000, 1),
@@ -34,16 +38,21 @@ MS_PER_UNIT: dict[str, tuple[int, int]] = {  # unit -> (multiply, floor-divide) 
 }
 EPOCH_TIERS = ((10**11, "s"), (10**14, "ms"), (10**17, "us"))  # magnitude below -> unit; ns
 FUTURE_SLACK_MS = 24 * 3600 * 1000
-HAS_OFFSET = r"[Tt ][0-9:.,]+([zZ]|[+-][0-9]{2}(:?[0-9]{2})?)$"  # after a time: not 2024-11-14
+EXCEL_EPOCH_MS = -2_209_161_600_000  # 1899-12-30: Excel's day 0 (past its 1900 leap-day bug)
+EXCEL_LAST_DAY = 2_958_466  # 9999-12-31, the last day Excel shows
 _INT64_MAX = 2**63 - 1
 _DECIMAL_TEXT = r"^-?([0-9]+\.[0-9]+|[0-9]{19,})$"  # with a fraction, or too long for int64
 
 
 @dataclass(frozen=True)
 class TimestampRule:
+    """How a column's values become instants. `timezone` places values without an offset
+    (a value's own offset always wins); `dates` orders day/month dates such as 05/06/2021."""
+
     unit: TimestampUnit = "auto"
     format: str | None = None
     timezone: str = "UTC"
+    dates: str | None = None  # "day-first" or "month-first"
 
 
 def to_epoch_ms(column: pa.Array, rule: TimestampRule, now_ms: int | None = None) -> Converted:
@@ -53,6 +62,8 @@ def to_epoch_ms(column: pa.Array, rule: TimestampRule, now_ms: int | None = None
     if pa.types.is_timestamp(kind) or pa.types.is_date(kind):
         ms, gap = _datetime_column_ms(column, rule.timezone)
         problems = [_gap_problem(gap & ~missing, rule.timezone)]
+    elif rule.unit == "excel":
+        ms, problems = _excel_serials(column, ~missing, rule.timezone)
     elif pa.types.is_integer(kind):
         ms, problems = _epoch_integers(pc.cast(column, pa.int64()), ~missing, rule.unit)
     elif pa.types.is_floating(kind):
@@ -80,21 +91,57 @@ def _range_problem(ms: np.ndarray, usable: np.ndarray, now_ms: int | None) -> Pr
 
 
 def _datetime_column_ms(column: pa.Array, timezone: str) -> tuple[np.ndarray, np.ndarray]:
-    """Datetime columns: aware ones are instants already; naive ones are wall clock time."""
+    """Datetime columns (Excel's date cells among them): aware ones are instants already;
+    naive ones are wall clock time, a date the first instant of its day."""
     kind = column.type
-    if pa.types.is_date(kind):
+    dates = pa.types.is_date(kind)
+    if dates:
         column = pc.cast(column, pa.timestamp("s"))
         kind = column.type
-    gap = np.zeros(len(column), dtype=bool)
-    if kind.tz is None and timezone != "UTC":
-        naive = pd.Series(column.to_pandas(), copy=False)
-        was_nat = naive.isna().to_numpy()
-        local = _localize(naive, timezone)
-        gap = local.isna().to_numpy() & ~was_nat
-        column = pa.array(local)
-        kind = column.type
     raw = pc.fill_null(pc.cast(column, pa.int64()), 0).to_numpy()
-    return _scale_to_ms(raw, kind.unit), gap
+    ms = _scale_to_ms(raw, kind.unit)
+    if kind.tz is not None:
+        return ms, np.zeros(len(column), dtype=bool)
+    day_start = np.ones(len(ms), dtype=bool) if dates else None
+    return wall_to_utc(ms, timezone, day_start)
+
+
+def wall_to_utc(
+    wall_ms: np.ndarray, timezone: str, day_start: np.ndarray | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """UTC ms of wall-clock ms in `timezone`, and which wall times the zone skipped.
+
+    A repeated hour takes its first (summer) instant; a skipped time is a gap, so that the
+    row fails instead of silently moving, except the start of a day (`day_start`: a date
+    without a time), which is the day's first instant: 2017-10-15 in Sao Paulo began at
+    01:00. Values beyond pandas' range (years 1678 to 2261) stay as they are: the range
+    check fails them."""
+    gap = np.zeros(len(wall_ms), dtype=bool)
+    if timezone == "UTC" or not len(wall_ms):
+        return wall_ms, gap
+    inside = (wall_ms > _PANDAS_MIN_MS) & (wall_ms < _PANDAS_MAX_MS)
+    local = pd.DatetimeIndex(wall_ms[inside].astype("datetime64[ms]"))
+    zone = zoneinfo.ZoneInfo(timezone)
+    first = np.ones(len(local), dtype=bool)
+    placed = local.tz_localize(zone, ambiguous=first, nonexistent="NaT")
+    skipped = np.asarray(placed.isna())
+    utc = placed.as_unit("ms").asi8.copy()
+    if day_start is not None and skipped.any():
+        starts = skipped & day_start[inside]
+        if starts.any():
+            moved = local[starts].tz_localize(
+                zone, ambiguous=first[starts], nonexistent="shift_forward"
+            )
+            utc[starts] = moved.as_unit("ms").asi8
+            skipped &= ~starts
+    out = wall_ms.copy()
+    out[inside] = np.where(skipped, 0, utc)
+    gap[inside] = skipped
+    return out, gap
+
+
+_PANDAS_MIN_MS = -9_000_000_000_000  # 1684: inside pandas' nanosecond range, with room
+_PANDAS_MAX_MS = 9_000_000_000_000  # 2255
 
 
 def _scale_to_ms(raw: np.ndarray, unit: str) -> np.ndarray:
@@ -103,16 +150,6 @@ def _scale_to_ms(raw: np.ndarray, unit: str) -> np.ndarray:
     if multiply > 1:
         raw = np.clip(raw, -_INT64_MAX // multiply, _INT64_MAX // multiply)
     return raw * multiply // divide
-
-
-def _localize(naive: pd.Series, timezone: str) -> pd.Series:
-    """Wall-clock times in `timezone`: a repeated hour takes its first (DST) instant, a
-    skipped hour becomes NaT so that the row fails instead of silently moving."""
-    return naive.dt.tz_localize(
-        zoneinfo.ZoneInfo(timezone),
-        ambiguous=np.ones(len(naive), dtype=bool),
-        nonexistent="NaT",
-    )
 
 
 def _gap_problem(gap: np.ndarray, timezone: str) -> Problem:
@@ -160,6 +197,31 @@ def _epoch_floats(
         digits = pc.cast(column, pa.string())  # shortest round-trip digits, maybe 1.5e+12
         bad = _decimal_epochs(digits, fractional, unit, ms)
         problems.append(Problem(bad, "is not an epoch number in the mapping's unit"))
+    return ms, problems
+
+
+def _excel_serials(
+    column: pa.Array, present: np.ndarray, timezone: str
+) -> tuple[np.ndarray, list[Problem]]:
+    """Excel serials: days since 1899-12-30, the fraction the time of day, wall clock time
+    (as a date cell shows it). Excel keeps a time as a fraction of a day in a double: it is
+    rounded to the nearest millisecond."""
+    if pa.types.is_integer(column.type) or pa.types.is_floating(column.type):
+        number = present.copy()
+        values = pc.cast(column, pa.float64(), safe=False)
+    else:
+        text = pc.utf8_trim_whitespace(pc.cast(column, pa.string()))
+        number = present & true_mask(pc.match_substring_regex(text, r"^[0-9]+(\.[0-9]*)?$"))
+        values = pc.cast(pc.if_else(pa.array(number), text, "0"), pa.float64())
+    days = pc.fill_null(values, 0).to_numpy(zero_copy_only=False)
+    usable = number & np.isfinite(days) & (days >= 0) & (days <= EXCEL_LAST_DAY)
+    days = np.where(usable, days, 0.0)
+    wall = np.round(days * DAY_MS).astype(np.int64) + EXCEL_EPOCH_MS
+    ms, gap = wall_to_utc(wall, timezone, day_start=days == np.floor(days))
+    problems = [
+        Problem(present & ~usable, "is not an Excel serial (days since 1899-12-30)"),
+        _gap_problem(gap & usable, timezone),
+    ]
     return ms, problems
 
 
@@ -273,38 +335,51 @@ def _plain_decimal_ms(text: pa.Array, unit: TimestampUnit) -> tuple[np.ndarray, 
 def _parse_datetimes(
     text: pa.Array, rows: np.ndarray, rule: TimestampRule, out: np.ndarray
 ) -> list[Problem]:
-    """ISO-8601 (or `format`) text: offsets honoured, naive values placed in `timezone`."""
-    if rule.format is None:  # RFC 3339 allows a lowercase t and z; pandas does not
-        text = pc.utf8_upper(text)
+    """Dates and times as shops write them (see `time_text`), or in the mapping's `format`:
+    a value's own offset honoured, values without one placed in `timezone`."""
     if rule.format is not None:
-        aware = rows if "%z" in rule.format or "%Z" in rule.format else np.zeros_like(rows)
-    else:
-        aware = rows & true_mask(pc.match_substring_regex(text, HAS_OFFSET))
+        return _parse_formatted(text, rows, rule, out)
+    positions = np.flatnonzero(rows)
+    read = read_times(text.filter(pa.array(rows)), rule.dates)
+    naive = read.read & ~read.has_offset
+    ms = read.instants()
+    ms[naive], gap = wall_to_utc(ms[naive], rule.timezone, read.date_only[naive])
+    out[positions[read.read]] = ms[read.read]
+    nonexistent = np.zeros(len(out), dtype=bool)
+    nonexistent[positions[np.flatnonzero(naive)[gap]]] = True
+    unparsed = np.zeros(len(out), dtype=bool)
+    unparsed[positions[~read.read & ~read.needs_order]] = True
+    needs_order = np.zeros(len(out), dtype=bool)
+    needs_order[positions[read.needs_order]] = True
+    return [
+        Problem(unparsed, "is not a timestamp (expected ISO-8601 or epoch digits)"),
+        Problem(needs_order, NEEDS_ORDER),
+        _gap_problem(nonexistent, rule.timezone),
+    ]
+
+
+def _parse_formatted(
+    text: pa.Array, rows: np.ndarray, rule: TimestampRule, out: np.ndarray
+) -> list[Problem]:
+    """Text in the mapping's strptime `format`, read by pandas; with %z or %Z it carries its
+    offset, else it is placed in `timezone`."""
+    how = str(rule.format)
+    aware = rows if "%z" in how or "%Z" in how else np.zeros_like(rows)
     naive = rows & ~aware
-    how = rule.format or "ISO8601"
     unparsed = np.zeros(len(out), dtype=bool)
     nonexistent = np.zeros(len(out), dtype=bool)
-    if rule.format is None:  # the common case, without pandas: Arrow's strict ISO parser
-        aware = _arrow_iso_ms(text, aware, "UTC", out)
-        if rule.timezone == "UTC":
-            naive = _arrow_iso_ms(text, naive, None, out)
-    if aware.any() or naive.any():
-        series = pd.Series(text.to_pandas(), copy=False)
+    series = pd.Series(text.to_pandas(), copy=False)
     if aware.any():
         parsed = pd.to_datetime(series[aware], format=how, utc=True, errors="coerce")
         unparsed[aware] = _store_ms(parsed, out, aware)
     if naive.any():
         parsed = pd.to_datetime(series[naive], format=how, errors="coerce")
-        if rule.timezone != "UTC":
-            was_nat = parsed.isna().to_numpy()
-            parsed = _localize(parsed, rule.timezone)
-            gap = parsed.isna().to_numpy() & ~was_nat
-            nonexistent[np.flatnonzero(naive)[gap]] = True
-        unparsed[naive] = _store_ms(parsed, out, naive)
-        unparsed &= ~nonexistent
-    expected = f"text in the format {rule.format!r}" if rule.format else "ISO-8601 or epoch digits"
+        wall = np.zeros(len(out), dtype=np.int64)
+        unparsed[naive] = _store_ms(parsed, wall, naive)
+        out[naive], gap = wall_to_utc(wall[naive], rule.timezone)
+        nonexistent[naive] = gap & ~unparsed[naive]
     return [
-        Problem(unparsed, f"is not a timestamp (expected {expected})"),
+        Problem(unparsed, f"is not a timestamp (expected text in the format {how!r})"),
         _gap_problem(nonexistent, rule.timezone),
     ]
 
