@@ -46,6 +46,11 @@ def _print_preview(result: Preview) -> None:
             click.echo(json.dumps(item.event.as_dict(), indent=2, ensure_ascii=False))
         elif item.failure is not None:
             click.echo(f"{where}: FAILS: {item.failure.error}")
+    if result.more_failures:
+        click.echo(
+            f"... and {result.more_failures:,} more failing rows "
+            "(backfill validate counts them all, by reason)."
+        )
     if not result.rows:
         click.echo("No rows map: every row read was filtered out.")
 
@@ -158,6 +163,11 @@ def init(
     help="The run's failure report, beside which its journal is (default as run).",
 )
 @click.option("--json", "as_json", is_flag=True, help="Print the plan as one JSON object.")
+@click.option(
+    "--limit",
+    type=click.IntRange(min=1),
+    help="Plan `run --limit N`: the first N events not sent before, as the run counts them.",
+)
 @source_options
 @ledger_scope_options
 def plan(
@@ -166,6 +176,7 @@ def plan(
     rate: float,
     report: Path | None,
     as_json: bool,
+    limit: int | None,
     reading: dict[str, Any],
     ledger_path: Path | None = None,
     endpoint: str | None = None,
@@ -183,6 +194,7 @@ def plan(
             ledger=ledger_place(ledger_path, sandbox=False),
             endpoint=endpoint,
             api=api_name,
+            limit=limit,
             **reading,
         )
     if as_json:

@@ -17,11 +17,11 @@ import numpy as np
 import pandas as pd
 
 from backfill.books.id_ledger import LedgerScope, delivered_reader
-from backfill.books.id_screen import new_rows
 from backfill.books.report import ReportWriter
+from backfill.look.forecast import ChunkForecast, RunForecast
 from backfill.mapping.envelopes import Event, get_api
 from backfill.mapping.events import EventMapper, MappedChunk, RowFailure
-from backfill.mapping.mapped_read import mapped_chunks_of
+from backfill.mapping.mapped_read import mapped_chunks_of, require_mapped_columns
 from backfill.mapping.spec import Mapping, load_mapping
 from backfill.read.source import DEFAULT_CHUNK_ROWS, Source, read_source
 
@@ -74,14 +74,17 @@ class ValidationResult:
     new: int | None = None  # of `mappable`: rows whose `id:` the ledger does not hold
     files: list[str] = field(default_factory=list)  # the source's files met, in order
 
-    def add(self, chunk: MappedChunk) -> None:
+    def add(self, forecast: ChunkForecast) -> None:
+        """A chunk as the run would treat it: `mappable` counts its events, sent now or
+        before; duplicate and missing ids fail as they would in the run."""
+        chunk = forecast.chunk
         if not self.files or self.files[-1] != chunk.source:
             self.files.append(chunk.source)
         self.read += chunk.read
-        self.mappable += len(chunk.event_rows)
+        self.mappable += forecast.events
         self.filtered += chunk.filtered
-        self.failing += len(chunk.failures)
-        for failure in chunk.failures:
+        self.failing += len(forecast.failures)
+        for failure in forecast.failures:
             self.count_reason(failure)
 
     def count_reason(self, failure: RowFailure) -> None:
@@ -163,6 +166,7 @@ def open_inputs(
         if isinstance(source, Source)
         else read_source(source, delimiter=delimiter, encoding=encoding, sheet=sheet)
     )
+    require_mapped_columns(opened_source, opened_mapping)
     opened_mapping.check_columns(opened_source.columns, opened_source.name)
     return opened_source, opened_mapping
 
@@ -199,16 +203,17 @@ def validate(
     delivered = delivered_check(opened_mapping, ledger, endpoint, api)
     if delivered is not None:
         result.new = 0
+    forecast = RunForecast(opened_mapping, delivered=delivered)
     writer = _fresh_report(report)
     try:
         for chunk in mapped_chunks(opened_source, opened_mapping, chunk_rows):
-            result.add(chunk)
-            if delivered is not None and opened_mapping.id_column is not None:
-                result.new = (result.new or 0) + new_rows(
-                    chunk, delivered, opened_mapping.id_column
-                )
+            seen = forecast.take(chunk)
+            assert seen is not None  # no limit: every chunk is taken
+            result.add(seen)
+            if result.new is not None:
+                result.new += seen.to_send
             if writer is not None:
-                for failure in chunk.failures:
+                for failure in seen.failures:
                     writer.write(failure)
             if on_progress is not None:
                 on_progress(result.read)
@@ -253,6 +258,7 @@ class Preview:
     rows: list[PreviewRow]
     filtered: int = 0
     source: str = ""  # the SOURCE's name: a row of another name is in one of its files
+    more_failures: int = 0  # failing rows met beyond the n shown, before the n-th event
 
     @property
     def events(self) -> list[Event]:
@@ -292,7 +298,9 @@ def preview(
     encoding: str | None = None,
     sheet: str | None = None,
 ) -> Preview:
-    """Map rows from the top until `n` events are found; failures met on the way are kept."""
+    """Map rows from the top until `n` events are found; the first `n` failing rows met on
+    the way are kept, the others counted (`more_failures`): a draft whose every row fails
+    shows n of them, not the file."""
     opened_source, opened_mapping = open_inputs(
         source, mapping, delimiter, encoding=encoding, sheet=sheet
     )
@@ -305,7 +313,9 @@ def preview(
         failures = {f.row: f for f in mapped.failures}
         positions = {row: position for position, row in enumerate(chunk.rows.tolist())}
         for row in sorted(set(positions) | {f.row for f in mapped.failures if f.row is not None}):
-            if row in found or row in failures:
+            if row in failures and row not in found and len(result.failures) >= n:
+                result.more_failures += 1
+            elif row in found or row in failures:
                 record = failures[row].record if row not in positions else None
                 record = record or chunk.table.slice(positions[row], 1).to_pylist()[0]
                 item = PreviewRow(row, found.get(row), failures.get(row), mapped.source, record)

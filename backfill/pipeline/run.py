@@ -23,13 +23,12 @@ from functools import partial
 from pathlib import Path
 from typing import Any, NamedTuple
 
-import numpy as np
-
 from backfill.books.id_ledger import IdLedger, LedgerScope
 from backfill.books.id_screen import screen
 from backfill.errors import AuthRejected, EndpointRefused, RecordWriteError
 from backfill.mapping.envelopes import Api
 from backfill.mapping.events import MappedChunk, RowFailure
+from backfill.mapping.limit import limit_chunk
 from backfill.pipeline.rerun import plan_rerun, records_table
 from backfill.pipeline.run_plan import RunPlan, plan_source_run
 from backfill.pipeline.run_records import FileBooks, Item, RunCounts, RunRecords
@@ -396,32 +395,6 @@ def _drop_fed(feed: EventFeed[Fed], records: RunRecords | None) -> None:
     left = feed.take_all()
     if records is not None:
         records.unsent(len(left))
-
-
-def limit_chunk(
-    chunk: MappedChunk,
-    items: list[Item],
-    remaining: int | None,
-    not_done: Callable[[list[Item]], list[Item]],
-) -> tuple[MappedChunk, list[Item], int | None]:
-    """With --limit, cut the chunk just after the last event that may still go."""
-    if remaining is None:
-        return chunk, items, None
-    fresh = not_done(items)
-    if len(fresh) < remaining:
-        return chunk, items, remaining - len(fresh)
-    last_row = fresh[remaining - 1][0]
-    cut = int(np.flatnonzero(chunk.rows == last_row)[0]) + 1
-    kept_rows = set(chunk.rows[:cut].tolist())
-    trimmed = MappedChunk(
-        rows=chunk.rows[:cut],
-        filtered_rows=chunk.filtered_rows[np.isin(chunk.filtered_rows, chunk.rows[:cut])],
-        failures=[f for f in chunk.failures if f.row is None or f.row <= last_row],
-        event_rows=chunk.event_rows[np.isin(chunk.event_rows, chunk.rows[:cut])],
-        table=chunk.table,
-        source=chunk.source,
-    )
-    return trimmed, [item for item in items if item[0] in kept_rows], 0
 
 
 def _next_prepared(
