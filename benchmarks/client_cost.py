@@ -1,12 +1,14 @@
-"""What one POST costs the client: aiohttp's client against backfill's `wire.py`.
+"""What one POST costs the client: httpx's and aiohttp's clients against backfill's `wire.py`.
 
     .venv/bin/python benchmarks/client_cost.py --events 20000 --rounds 3
+    .venv/bin/python benchmarks/client_cost.py --clients wire,httpx   # the test seam's cost
 
 Each round starts `far_server.py` (no latency) in its own process, then posts the same
-pre-built bodies with 64 worker tasks on uvloop, once through an `aiohttp.ClientSession` and
-once through `backfill.send.wire.WirePoster`, in turn. The figure is this process's CPU per
-request while sending (building the bodies is not counted); the server's CPU is its own.
-Nothing but the client differs, so the difference is what the client layer costs.
+pre-built bodies with 64 worker tasks on uvloop, once through each client in turn: an
+`httpx.AsyncClient`, an `aiohttp.ClientSession` and `backfill.send.wire.WirePoster`. The
+figure is this process's CPU per request while sending (building the bodies is not
+counted); the server's CPU is its own. Nothing but the client differs, so the difference is
+what the client layer costs.
 """
 
 from __future__ import annotations
@@ -28,30 +30,51 @@ from backfill.send.wire import WirePoster
 
 HEADERS = {"Content-Type": "application/json", "x-torque-api-key": "bench-key"}
 Post = Callable[[bytes], Awaitable[int]]
+Close = Callable[[], Awaitable[None]]
+
+
+def aiohttp_client(url: str, concurrency: int) -> tuple[Post, Close]:
+    import aiohttp
+
+    session = aiohttp.ClientSession(
+        connector=aiohttp.TCPConnector(limit=concurrency), headers=HEADERS
+    )
+
+    async def post(body: bytes) -> int:
+        async with session.post(url, data=body, allow_redirects=False) as response:
+            await response.read()
+            return response.status
+
+    return post, session.close
+
+
+def httpx_client(url: str, concurrency: int) -> tuple[Post, Close]:
+    import httpx
+
+    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
+    client = httpx.AsyncClient(headers=HEADERS, limits=limits, follow_redirects=False)
+
+    async def post(body: bytes) -> int:
+        return (await client.post(url, content=body)).status_code
+
+    return post, client.aclose
+
+
+def wire_client(url: str, concurrency: int) -> tuple[Post, Close]:
+    poster = WirePoster(url, HEADERS, SendPolicy(concurrency=concurrency))
+
+    async def post(body: bytes) -> int:
+        return (await poster.post(body)).status
+
+    return post, poster.aclose
+
+
+CLIENTS = {"httpx": httpx_client, "aiohttp": aiohttp_client, "wire": wire_client}
 
 
 async def cost(client: str, url: str, bodies: list[bytes], concurrency: int) -> float:
     """CPU seconds per request of posting every body once through `client`."""
-    if client == "aiohttp":
-        import aiohttp
-
-        session = aiohttp.ClientSession(
-            connector=aiohttp.TCPConnector(limit=concurrency), headers=HEADERS
-        )
-
-        async def post(body: bytes) -> int:
-            async with session.post(url, data=body, allow_redirects=False) as response:
-                await response.read()
-                return response.status
-
-        close: Callable[[], Awaitable[None]] = session.close
-    else:
-        poster = WirePoster(url, HEADERS, SendPolicy(concurrency=concurrency))
-
-        async def post(body: bytes) -> int:
-            return (await poster.post(body)).status
-
-        close = poster.aclose
+    post, close = CLIENTS[client](url, concurrency)
     pending = iter(bodies)
     statuses: list[int] = []
 
@@ -73,10 +96,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--events", type=make_orders.parse_rows, default=20_000)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--concurrency", type=int, default=64)
+    parser.add_argument("--clients", default="httpx,aiohttp,wire", help="comma-separated")
     args = parser.parse_args(argv)
     bodies = build_bodies(args.events)
     run = event_loop_runner()
-    figures: dict[str, list[float]] = {"aiohttp": [], "wire": []}
+    figures: dict[str, list[float]] = {name: [] for name in args.clients.split(",")}
     for _ in range(args.rounds):
         for client in figures:
             server = Server("far")
@@ -87,9 +111,13 @@ def main(argv: list[str] | None = None) -> int:
                 server.stop()
     print("| client | µs of CPU per POST, per round | median |")
     print("| --- | --- | --- |")
+    medians = {client: statistics.median(values) for client, values in figures.items()}
     for client, values in figures.items():
         rounds = ", ".join(f"{value * 1e6:.1f}" for value in values)
-        print(f"| {client} | {rounds} | {statistics.median(values) * 1e6:.1f} |")
+        print(f"| {client} | {rounds} | {medians[client] * 1e6:.1f} |")
+    if "wire" in medians:
+        for client, median in medians.items():
+            print(f"{client} ÷ wire: {median / medians['wire']:.1f} ×")
     return 0
 
 
