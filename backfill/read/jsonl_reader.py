@@ -19,7 +19,7 @@ Row `r` is the file's line `r + 1`; blank lines are no records but keep their pl
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
@@ -27,7 +27,7 @@ import pyarrow as pa
 import pyarrow.fs as pafs
 
 from backfill.errors import SourceError
-from backfill.read.base import DEFAULT_CHUNK_ROWS, BadLine, Chunk, FileReader, RowGroupTest
+from backfill.read.base import BadLine, Chunk, FileReader, RowGroupTest
 from backfill.read.jsonl_blocks import Block, BlockParser, Column, raw_blocks
 from backfill.read.jsonl_lines import Path, column_name, kind_of, parse_line
 from backfill.read.kinds import column_type
@@ -81,13 +81,9 @@ class JsonLinesReader(FileReader):
         total = records if complete else None
         return cls(filesystem, path, name, columns, total, chosen, lines)
 
-    def chunks(
-        self,
-        chunk_rows: int = DEFAULT_CHUNK_ROWS,
-        columns: Sequence[str] | None = None,
-        skip_group: RowGroupTest | None = None,
+    def read_chunks(
+        self, chunk_rows: int, wanted: list[str], skip_group: RowGroupTest | None
     ) -> Iterator[Chunk]:
-        wanted = list(columns) if columns is not None else self.columns
         parser = BlockParser([self._columns[c] for c in wanted], self.encoding, self.head_lines)
         gathered = _Gathered(pa.schema([self.schema.field(c) for c in wanted]), self.name)
         first = 0
