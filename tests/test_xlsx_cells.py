@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import datetime as dt
 import re
+import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +17,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from kinds_reference import column_type_name
 
-from backfill.read import xlsx_reader
+from backfill.read import xlsx_reader, xlsx_windows
 from backfill.read.formats import open_local_file
 
 NUMBER_TEXT = re.compile(r"^\s*[0-9]+(\.[0-9]+)?\s*$")
@@ -146,6 +147,22 @@ def sheets(draw: st.DrawFn) -> list[list[Any]]:
 def test_calamine_reads_every_cell_as_openpyxl_does(
     workbook: list[list[list[Any]]], tmp_path: Path
 ) -> None:
+    reads_as_openpyxl_does(workbook, tmp_path)
+
+
+@settings(
+    max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(workbook=st.lists(sheets(), min_size=1, max_size=3))
+def test_a_sheet_cut_into_windows_of_a_row_or_two_reads_as_openpyxl_does(
+    workbook: list[list[list[Any]]], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(xlsx_windows, "WINDOW_BYTES", 1)  # a window as soon as a row is held
+    monkeypatch.setattr(xlsx_windows, "BLOCK", 37)  # tags cut across the blocks read
+    reads_as_openpyxl_does(workbook, tmp_path)
+
+
+def reads_as_openpyxl_does(workbook: list[list[list[Any]]], tmp_path: Path) -> None:
     path = tmp_path / "o.xlsx"
     book = openpyxl.Workbook()
     book.remove(book.active)
@@ -210,3 +227,32 @@ def test_a_workbook_is_parsed_once_for_open_and_its_first_read(
 
     assert first == again == [[{"id": "a"}, {"id": "b"}]]
     assert len(parses) == 2
+
+
+def test_rows_written_without_their_numbers_keep_their_place_across_windows(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    book = openpyxl.Workbook()
+    for row in (["id", "n"], ["a", 1], ["b", 2], ["c", 3], ["d", 4]):
+        book.active.append(row)
+    book.save(tmp_path / "numbered.xlsx")
+    with (
+        zipfile.ZipFile(tmp_path / "numbered.xlsx") as numbered,
+        zipfile.ZipFile(tmp_path / "o.xlsx", "w") as bare,
+    ):
+        for name in numbered.namelist():
+            data = numbered.read(name)
+            if name == "xl/worksheets/sheet1.xml":  # some writers leave out r="..."
+                data = re.sub(rb' r="[A-Z]*[0-9]+"', b"", data)
+                assert b" r=" not in data
+            bare.writestr(name, data)
+    monkeypatch.setattr(xlsx_windows, "WINDOW_BYTES", 1)
+    monkeypatch.setattr(xlsx_windows, "BLOCK", 37)
+
+    chunks = list(open_local_file(tmp_path / "o.xlsx").chunks())
+
+    assert len(chunks) > 1
+    assert [row for chunk in chunks for row in chunk.rows.tolist()] == [0, 1, 2, 3]
+    assert [r for chunk in chunks for r in chunk.table.to_pylist()] == [
+        {"id": "a", "n": 1}, {"id": "b", "n": 2}, {"id": "c", "n": 3}, {"id": "d", "n": 4},
+    ]  # fmt: skip
