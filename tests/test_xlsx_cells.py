@@ -6,6 +6,7 @@ more as the reference; the reader must give the same columns, rows and values.""
 from __future__ import annotations
 
 import datetime as dt
+import io
 import re
 import zipfile
 from pathlib import Path
@@ -19,6 +20,7 @@ from kinds_reference import column_type_name
 
 from backfill.read import xlsx_reader, xlsx_windows
 from backfill.read.formats import open_local_file
+from backfill.read.sampling import sample_source
 
 NUMBER_TEXT = re.compile(r"^\s*[0-9]+(\.[0-9]+)?\s*$")
 
@@ -256,3 +258,55 @@ def test_rows_written_without_their_numbers_keep_their_place_across_windows(
     assert [r for chunk in chunks for r in chunk.table.to_pylist()] == [
         {"id": "a", "n": 1}, {"id": "b", "n": 2}, {"id": "c", "n": 3}, {"id": "d", "n": 4},
     ]  # fmt: skip
+
+
+def test_init_samples_the_first_rows_and_stretches_spread_over_the_sheet(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    book = openpyxl.Workbook()
+    book.active.append(["id", "note"])
+    for number in range(1, 401):  # the note appears only in the last rows
+        book.active.append([f"r{number}", "late" if number > 390 else None])
+    book.save(tmp_path / "o.xlsx")
+    monkeypatch.setattr(xlsx_windows, "SAMPLE_WINDOW_BYTES", 1_000)
+    monkeypatch.setattr(xlsx_windows, "SAMPLE_WINDOWS", 4)
+    parsed: list[int] = []
+    parse = xlsx_windows._parse
+    monkeypatch.setattr(
+        xlsx_windows, "_parse", lambda *args: parsed.append(args[4]) or parse(*args)
+    )
+
+    sample = sample_source(tmp_path / "o.xlsx", rows=50)
+
+    ids = sample.table.column("id").to_pylist()
+    assert len(parsed) == 4  # windows parsed: the first and three spread, not the sheet's ~20
+    assert sample.rows <= 50
+    assert ids[0] == "r1"
+    assert max(int(i[1:]) for i in ids) > 390  # the last window is among them
+    assert ids == sorted(ids, key=lambda i: int(i[1:]))
+    assert str(sample.source.schema.field("note").type) == "string"
+    assert sample.source.files[0].total_rows is None  # not counted: the sheet was not read
+
+
+def test_a_disk_too_full_to_keep_the_parsed_sheet_parses_it_again(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    book = openpyxl.Workbook()
+    for row in (["id"], ["a"], ["b"]):
+        book.active.append(row)
+    book.save(tmp_path / "o.xlsx")
+
+    class FullDisk(io.BytesIO):
+        def write(self, data: Any) -> int:
+            raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(xlsx_windows.tempfile, "TemporaryFile", lambda **_: FullDisk())
+    parses: list[str] = []
+    parse = xlsx_reader._parse
+    monkeypatch.setattr(xlsx_reader, "_parse", lambda *args: parses.append(args[2]) or parse(*args))
+
+    reader = open_local_file(tmp_path / "o.xlsx")
+    read = [c.table.to_pylist() for c in reader.chunks()]
+
+    assert read == [[{"id": "a"}, {"id": "b"}]]
+    assert len(parses) == 2  # open, then the read: nothing was kept

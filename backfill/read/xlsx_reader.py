@@ -4,8 +4,8 @@ calamine parses a whole sheet into memory before the first row is handed over, s
 is handed to it a window of rows at a time (`xlsx_windows`): memory stays that of a window,
 whatever the sheet's size. Rows are then turned into Arrow columns a chunk at a time
 (`xlsx_cells`). The sheet is read twice, once to learn each column's kind of cells and the
-row count, once to send; a sheet within one window stays parsed between the two (see
-`XlsxReader._parsed`), a larger one is parsed again.
+row count, once to send; the windows parsed for the first are kept on disk for the second
+(`xlsx_windows.Spill`, held in `XlsxReader._parsed`), so the sheet is parsed once.
 
 Row numbers follow the sheet: row `r` is Excel's row `r + 2` (row 1 holds the header), so a
 person finds a reported row at once; empty rows are no records but keep their place.
@@ -46,9 +46,10 @@ Row = list[Any]
 class XlsxReader(FileReader):
     """One sheet of a workbook: the first, or the one named."""
 
-    # The sheet last opened stays parsed until its first read: a single workbook is parsed
-    # once, not twice. One slot only, so a directory of workbooks holds one sheet at a time.
-    _parsed: ClassVar[tuple[XlsxReader, list[Window]] | None] = None
+    # The sheet last opened stays parsed (spilled to disk) until its first read: a single
+    # workbook is parsed once, not twice. One slot only, so a directory of workbooks spills
+    # one sheet at a time.
+    _parsed: ClassVar[tuple[XlsxReader, xlsx_windows.Spill] | None] = None
 
     def __init__(
         self,
@@ -57,7 +58,7 @@ class XlsxReader(FileReader):
         name: str,
         sheet: str,
         schema: pa.Schema,
-        total_rows: int,
+        total_rows: int | None,
         date_columns: frozenset[str],
     ) -> None:
         super().__init__(filesystem, path, name, schema, total_rows)
@@ -66,18 +67,25 @@ class XlsxReader(FileReader):
 
     @classmethod
     def open(
-        cls, filesystem: pafs.FileSystem, path: str, name: str, sheet: str | None = None
+        cls,
+        filesystem: pafs.FileSystem,
+        path: str,
+        name: str,
+        sheet: str | None = None,
+        sampled: bool = False,
     ) -> XlsxReader:
-        """Reads the sheet once to learn each column's kind of cells and the row count."""
-        XlsxReader._parsed = None  # let the last sheet go before parsing the next
-        title, windows = _parse(filesystem, path, name, sheet)
+        """Reads the sheet once to learn each column's kind of cells and the row count.
+        `sampled` (init): only the first rows and stretches spread over the sheet are read,
+        the columns' kinds learned from them, the row count unknown; the first read gives
+        those rows only."""
+        _let_go()  # the sheet opened before, before parsing the next
+        title, windows = _parse(filesystem, path, name, sheet, sampled)
         values, data = _header_row(iter(windows))
         header = _header(values, name)
         kinds: list[set[str]] = [set() for _ in header]
-        records, count, kept = 0, 0, []
+        records, spill = 0, xlsx_windows.Spill()
         for window in data:
-            count += 1
-            kept = [window] if count == 1 else []  # held below if it is the whole sheet
+            spill.add(window)
             for _, batch in _batches([window], len(header), LEARN_ROWS):
                 records += len(batch) - batch.count([cells.EMPTY] * len(batch[0]))  # C-level
                 for found, column in zip(kinds, zip(*batch)):
@@ -85,8 +93,9 @@ class XlsxReader(FileReader):
         dates = frozenset(c for c, kind in zip(header, kinds) if "date" in kind)
         types = [cells.arrow_type(kind) for kind in kinds]
         schema = pa.schema(list(zip(header, types)))
-        reader = cls(filesystem, path, name, title, schema, records, dates)
-        XlsxReader._parsed = (reader, kept) if count <= 1 else None
+        total = None if sampled else records
+        reader = cls(filesystem, path, name, title, schema, total, dates)
+        XlsxReader._parsed = (reader, spill) if spill.whole else None
         return reader
 
     def chunks(
@@ -100,7 +109,7 @@ class XlsxReader(FileReader):
         held = XlsxReader._parsed
         if held is not None and held[0] is self:
             XlsxReader._parsed = None
-            data: Iterable[Window] = held[1]
+            data: Iterable[Window] = held[1].windows()
         else:
             _, windows = _parse(self.filesystem, self.path, self.name, self.sheet)
             data = _header_row(iter(windows))[1]
@@ -135,6 +144,12 @@ class XlsxReader(FileReader):
         return Chunk(rows, table, tuple(lines), self.name)
 
 
+def _let_go() -> None:
+    held, XlsxReader._parsed = XlsxReader._parsed, None
+    if held is not None:
+        held[1].close()
+
+
 def _header_row(windows: Iterator[Window]) -> tuple[Row | None, Iterator[Window]]:
     """Row 1 (None for a sheet with no cells; no cells when row 1 is empty) and the windows
     of the rows under it."""
@@ -165,7 +180,7 @@ def _empty(row: Row) -> bool:
 
 
 def _parse(
-    filesystem: pafs.FileSystem, path: str, name: str, sheet: str | None
+    filesystem: pafs.FileSystem, path: str, name: str, sheet: str | None, sampled: bool = False
 ) -> tuple[str, Iterator[Window]]:
     """The sheet's title and its windows, parsed one at a time as they are read: the file
     stays open until the last. A file that is no workbook, or no such sheet, fails here."""
@@ -194,7 +209,7 @@ def _parse(
     except BaseException:
         handle.close()
         raise
-    return title, _windows(handle, book, found, name, title)
+    return title, _windows(handle, book, found, name, title, sampled)
 
 
 def _windows(
@@ -203,10 +218,11 @@ def _windows(
     found: xlsx_windows.SheetXml,
     name: str,
     title: str,
+    sampled: bool,
 ) -> Iterator[Window]:
     with handle, book:
         try:
-            yield from xlsx_windows.windows(book, found, title)
+            yield from xlsx_windows.windows(book, found, title, sampled)
         except Exception as exc:  # calamine's XmlError..., a zip cut short: a damaged sheet
             raise SourceError(f"{name}: cannot read the sheet {title!r}: {exc}") from exc
 
