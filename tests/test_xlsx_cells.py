@@ -215,13 +215,7 @@ def test_dates_with_empty_cells_keep_their_millisecond_up_to_the_year_9999(tmp_p
 def test_a_workbook_is_parsed_once_for_open_and_its_first_read(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    book = openpyxl.Workbook()
-    for row in (["id"], ["a"], ["b"]):
-        book.active.append(row)
-    book.save(tmp_path / "o.xlsx")
-    parses: list[str] = []
-    parse = xlsx_reader._parse
-    monkeypatch.setattr(xlsx_reader, "_parse", lambda *args: parses.append(args[2]) or parse(*args))
+    parses = two_rows_counting_parses(tmp_path, monkeypatch)
 
     reader = open_local_file(tmp_path / "o.xlsx")
     first = [c.table.to_pylist() for c in reader.chunks()]
@@ -291,22 +285,28 @@ def test_init_samples_the_first_rows_and_stretches_spread_over_the_sheet(
 def test_a_disk_too_full_to_keep_the_parsed_sheet_parses_it_again(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    book = openpyxl.Workbook()
-    for row in (["id"], ["a"], ["b"]):
-        book.active.append(row)
-    book.save(tmp_path / "o.xlsx")
 
     class FullDisk(io.BytesIO):
         def write(self, data: Any) -> int:
             raise OSError(28, "No space left on device")
 
     monkeypatch.setattr(xlsx_windows.tempfile, "TemporaryFile", lambda **_: FullDisk())
-    parses: list[str] = []
-    parse = xlsx_reader._parse
-    monkeypatch.setattr(xlsx_reader, "_parse", lambda *args: parses.append(args[2]) or parse(*args))
+    parses = two_rows_counting_parses(tmp_path, monkeypatch)
 
     reader = open_local_file(tmp_path / "o.xlsx")
     read = [c.table.to_pylist() for c in reader.chunks()]
 
     assert read == [[{"id": "a"}, {"id": "b"}]]
     assert len(parses) == 2  # open, then the read: nothing was kept
+
+
+def two_rows_counting_parses(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """o.xlsx with rows `a` and `b` under `id`; the list fills with each parse of it."""
+    book = openpyxl.Workbook()
+    for row in (["id"], ["a"], ["b"]):
+        book.active.append(row)
+    book.save(tmp_path / "o.xlsx")
+    parses: list[str] = []
+    parse = xlsx_reader._parse
+    monkeypatch.setattr(xlsx_reader, "_parse", lambda *args: parses.append(args[2]) or parse(*args))
+    return parses
