@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from typing import IO, Any
 
 WINDOW_BYTES = 16 << 20  # the sheet's XML parsed at a time: ~450,000 cells of numbers
-SHARED_STRINGS_SHARE = 2
+SHARED_STRINGS_SHARE = 1  # the table parses ~4x faster a byte than rows: <= ~25% more
 SAMPLE_WINDOW_BYTES = 512 << 10  # init: ~600 rows of 20 columns a window
 SAMPLE_WINDOWS = 21
 SAMPLE_STRINGS_BYTES = 64 << 20  # shared strings parsed at most, over init's windows
