@@ -280,6 +280,9 @@ def test_init_samples_the_first_rows_and_stretches_spread_over_the_sheet(
     assert ids == sorted(ids, key=lambda i: int(i[1:]))
     assert str(sample.source.schema.field("note").type) == "string"
     assert sample.source.files[0].total_rows is None  # not counted: the sheet was not read
+    again = [r["id"] for c in sample.source.files[0].chunks() for r in c.table.to_pylist()]
+    assert set(ids) <= set(again)
+    assert len(again) < 400  # a second read gives the sampled rows again, not the whole sheet
 
 
 def test_a_disk_too_full_to_keep_the_parsed_sheet_parses_it_again(

@@ -64,6 +64,7 @@ class XlsxReader(FileReader):
         super().__init__(filesystem, path, name, schema, total_rows)
         self.sheet = sheet
         self._date_columns = date_columns
+        self.sampled = False  # True: every read gives the sampled rows, the kinds learned from
 
     @classmethod
     def open(
@@ -95,6 +96,7 @@ class XlsxReader(FileReader):
         schema = pa.schema(list(zip(header, types)))
         total = None if sampled else records
         reader = cls(filesystem, path, name, title, schema, total, dates)
+        reader.sampled = sampled
         XlsxReader._parsed = (reader, spill) if spill.whole else None
         return reader
 
@@ -111,7 +113,7 @@ class XlsxReader(FileReader):
             XlsxReader._parsed = None
             data: Iterable[Window] = held[1].windows()
         else:
-            _, windows = _parse(self.filesystem, self.path, self.name, self.sheet)
+            _, windows = _parse(self.filesystem, self.path, self.name, self.sheet, self.sampled)
             data = _header_row(iter(windows))[1]
         for first, batch in _batches(data, len(self.columns), chunk_rows):
             chunk = self._chunk(first, batch, schema)
