@@ -6,7 +6,9 @@ more as the reference; the reader must give the same columns, rows and values.""
 from __future__ import annotations
 
 import datetime as dt
+import io
 import re
+import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -16,8 +18,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from kinds_reference import column_type_name
 
-from backfill.read import xlsx_reader
+from backfill.read import xlsx_reader, xlsx_windows
 from backfill.read.formats import open_local_file
+from backfill.read.sampling import sample_source
 
 NUMBER_TEXT = re.compile(r"^\s*[0-9]+(\.[0-9]+)?\s*$")
 
@@ -146,6 +149,22 @@ def sheets(draw: st.DrawFn) -> list[list[Any]]:
 def test_calamine_reads_every_cell_as_openpyxl_does(
     workbook: list[list[list[Any]]], tmp_path: Path
 ) -> None:
+    reads_as_openpyxl_does(workbook, tmp_path)
+
+
+@settings(
+    max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(workbook=st.lists(sheets(), min_size=1, max_size=3))
+def test_a_sheet_cut_into_windows_of_a_row_or_two_reads_as_openpyxl_does(
+    workbook: list[list[list[Any]]], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(xlsx_windows, "WINDOW_BYTES", 1)  # a window as soon as a row is held
+    monkeypatch.setattr(xlsx_windows, "BLOCK", 37)  # tags cut across the blocks read
+    reads_as_openpyxl_does(workbook, tmp_path)
+
+
+def reads_as_openpyxl_does(workbook: list[list[list[Any]]], tmp_path: Path) -> None:
     path = tmp_path / "o.xlsx"
     book = openpyxl.Workbook()
     book.remove(book.active)
@@ -196,13 +215,7 @@ def test_dates_with_empty_cells_keep_their_millisecond_up_to_the_year_9999(tmp_p
 def test_a_workbook_is_parsed_once_for_open_and_its_first_read(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    book = openpyxl.Workbook()
-    for row in (["id"], ["a"], ["b"]):
-        book.active.append(row)
-    book.save(tmp_path / "o.xlsx")
-    parses: list[str] = []
-    parse = xlsx_reader._parse
-    monkeypatch.setattr(xlsx_reader, "_parse", lambda *args: parses.append(args[2]) or parse(*args))
+    parses = two_rows_counting_parses(tmp_path, monkeypatch)
 
     reader = open_local_file(tmp_path / "o.xlsx")
     first = [c.table.to_pylist() for c in reader.chunks()]
@@ -210,3 +223,93 @@ def test_a_workbook_is_parsed_once_for_open_and_its_first_read(
 
     assert first == again == [[{"id": "a"}, {"id": "b"}]]
     assert len(parses) == 2
+
+
+def test_rows_written_without_their_numbers_keep_their_place_across_windows(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    book = openpyxl.Workbook()
+    for row in (["id", "n"], ["a", 1], ["b", 2], ["c", 3], ["d", 4]):
+        book.active.append(row)
+    book.save(tmp_path / "numbered.xlsx")
+    with (
+        zipfile.ZipFile(tmp_path / "numbered.xlsx") as numbered,
+        zipfile.ZipFile(tmp_path / "o.xlsx", "w") as bare,
+    ):
+        for name in numbered.namelist():
+            data = numbered.read(name)
+            if name == "xl/worksheets/sheet1.xml":  # some writers leave out r="..."
+                data = re.sub(rb' r="[A-Z]*[0-9]+"', b"", data)
+                assert b" r=" not in data
+            bare.writestr(name, data)
+    monkeypatch.setattr(xlsx_windows, "WINDOW_BYTES", 1)
+    monkeypatch.setattr(xlsx_windows, "BLOCK", 37)
+
+    chunks = list(open_local_file(tmp_path / "o.xlsx").chunks())
+
+    assert len(chunks) > 1
+    assert [row for chunk in chunks for row in chunk.rows.tolist()] == [0, 1, 2, 3]
+    assert [r for chunk in chunks for r in chunk.table.to_pylist()] == [
+        {"id": "a", "n": 1}, {"id": "b", "n": 2}, {"id": "c", "n": 3}, {"id": "d", "n": 4},
+    ]  # fmt: skip
+
+
+def test_init_samples_the_first_rows_and_stretches_spread_over_the_sheet(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    book = openpyxl.Workbook()
+    book.active.append(["id", "note"])
+    for number in range(1, 401):  # the note appears only in the last rows
+        book.active.append([f"r{number}", "late" if number > 390 else None])
+    book.save(tmp_path / "o.xlsx")
+    monkeypatch.setattr(xlsx_windows, "SAMPLE_WINDOW_BYTES", 1_000)
+    monkeypatch.setattr(xlsx_windows, "SAMPLE_WINDOWS", 4)
+    parsed: list[int] = []
+    parse = xlsx_windows._parse
+    monkeypatch.setattr(
+        xlsx_windows, "_parse", lambda *args: parsed.append(args[4]) or parse(*args)
+    )
+
+    sample = sample_source(tmp_path / "o.xlsx", rows=50)
+
+    ids = sample.table.column("id").to_pylist()
+    assert len(parsed) == 4  # windows parsed: the first and three spread, not the sheet's ~20
+    assert sample.rows <= 50
+    assert ids[0] == "r1"
+    assert max(int(i[1:]) for i in ids) > 390  # the last window is among them
+    assert ids == sorted(ids, key=lambda i: int(i[1:]))
+    assert str(sample.source.schema.field("note").type) == "string"
+    assert sample.source.files[0].total_rows is None  # not counted: the sheet was not read
+    again = [r["id"] for c in sample.source.files[0].chunks() for r in c.table.to_pylist()]
+    assert set(ids) <= set(again)
+    assert len(again) < 400  # a second read gives the sampled rows again, not the whole sheet
+
+
+def test_a_disk_too_full_to_keep_the_parsed_sheet_parses_it_again(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+
+    class FullDisk(io.BytesIO):
+        def write(self, data: Any) -> int:
+            raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(xlsx_windows.tempfile, "TemporaryFile", lambda **_: FullDisk())
+    parses = two_rows_counting_parses(tmp_path, monkeypatch)
+
+    reader = open_local_file(tmp_path / "o.xlsx")
+    read = [c.table.to_pylist() for c in reader.chunks()]
+
+    assert read == [[{"id": "a"}, {"id": "b"}]]
+    assert len(parses) == 2  # open, then the read: nothing was kept
+
+
+def two_rows_counting_parses(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """o.xlsx with rows `a` and `b` under `id`; the list fills with each parse of it."""
+    book = openpyxl.Workbook()
+    for row in (["id"], ["a"], ["b"]):
+        book.active.append(row)
+    book.save(tmp_path / "o.xlsx")
+    parses: list[str] = []
+    parse = xlsx_reader._parse
+    monkeypatch.setattr(xlsx_reader, "_parse", lambda *args: parses.append(args[2]) or parse(*args))
+    return parses

@@ -76,11 +76,13 @@ def open_file(
     delimiter: str = ",",
     encoding: str | None = None,
     sheet: str | None = None,
+    sampled: bool = False,
 ) -> FileReader:
     """Open one file by its name's extension: the header or schema is read, no data yet.
 
     `encoding` (any codec Python knows) is for text formats; None: UTF-8, or UTF-16 where a
-    byte order mark says so. `sheet` is for workbooks; None: the first."""
+    byte order mark says so. `sheet` is for workbooks; None: the first. `sampled`: opened
+    for a sample, a workbook's columns learned from spread rows only (see `XlsxReader`)."""
     shown = name if name is not None else path
     file_format = format_of(shown)
     if file_format == "parquet":
@@ -88,7 +90,7 @@ def open_file(
     if file_format == "jsonl":
         return JsonLinesReader.open(filesystem, path, shown, encoding)
     if file_format == "xlsx":
-        return XlsxReader.open(filesystem, path, shown, sheet)
+        return XlsxReader.open(filesystem, path, shown, sheet, sampled)
     if file_format == "csv":
         return CsvReader.open(filesystem, path, shown, delimiter, encoding)
     raise SourceError(
@@ -103,6 +105,7 @@ def open_local_file(
     delimiter: str = ",",
     encoding: str | None = None,
     sheet: str | None = None,
+    sampled: bool = False,
 ) -> FileReader:
     """A local file, named as given (relative paths stay relative in messages)."""
     return open_file(
@@ -112,4 +115,5 @@ def open_local_file(
         delimiter=delimiter,
         encoding=encoding,
         sheet=sheet,
+        sampled=sampled,
     )

@@ -12,6 +12,9 @@ months). The sample is evidence for a draft, not a count: `plan` and `validate` 
   in: only its head is sampled.
 - Parquet: the first rows of row groups spread over the file(s); a file with one row group
   gives its head.
+- .xlsx: the workbook is opened `sampled`: its first rows and stretches spread over the
+  sheet, chosen by bytes of the sheet's XML (see `xlsx_windows.sample_windows`); its
+  columns' kinds are learned from them only.
 """
 
 from __future__ import annotations
@@ -31,6 +34,7 @@ import pyarrow.parquet as pq
 from backfill.read.formats import format_of
 from backfill.read.sniff import HEAD_BYTES, Sniffed, sniff_csv
 from backfill.read.source import CsvReader, FileReader, ParquetReader, Source, read_source
+from backfill.read.xlsx_reader import XlsxReader
 
 SAMPLE_ROWS = 3_000
 HEAD_ROWS = 1_000
@@ -65,7 +69,7 @@ def sample_source(
 ) -> Sample:
     """Open `path` as `run` would (same errors for a bad file) and sample its rows; a
     directory's files are sampled alike, a share of the rows each."""
-    source = read_source(path, delimiter=delimiter, encoding=encoding, sheet=sheet)
+    source = read_source(path, delimiter=delimiter, encoding=encoding, sheet=sheet, sampled=True)
     files = [source.files[i] for i in _spread(len(source.files), MAX_FILES)]
     per_file = max(1, math.ceil(rows / max(len(files), 1)))
     tables, how = [], ""
@@ -106,6 +110,8 @@ def _sample_file(reader: FileReader, rows: int, columns: list[str]) -> tuple[pa.
         return _parquet_sample(reader, rows, columns)
     if isinstance(reader, CsvReader):
         return _csv_sample(reader, rows)
+    if isinstance(reader, XlsxReader):
+        return _xlsx_sample(reader, rows, columns)
     table = _head(reader, rows, columns)
     return table, f"the first {table.num_rows:,} rows"
 
@@ -140,6 +146,15 @@ def _parquet_sample(reader: ParquetReader, rows: int, columns: list[str]) -> tup
     if groups > 1:
         return table, f"the first {per_group:,} rows of {len(picked)} of its {groups} row groups"
     return table, f"the first {table.num_rows:,} rows (the file has one row group)"
+
+
+def _xlsx_sample(reader: XlsxReader, rows: int, columns: list[str]) -> tuple[pa.Table, str]:
+    """The rows of a workbook opened `sampled`: its first read gives only those."""
+    tables = [chunk.table for chunk in reader.chunks(columns=columns)]
+    table = pa.concat_tables(tables) if tables else reader.schema.empty_table()
+    if table.num_rows > rows:
+        table = table.take(pa.array(_spread(table.num_rows, rows)))
+    return table, f"{table.num_rows:,} rows from the first rows and stretches over the sheet"
 
 
 def _csv_sample(reader: CsvReader, rows: int) -> tuple[pa.Table, str]:

@@ -122,15 +122,22 @@ def read_source(
     delimiter: str = ",",
     encoding: str | None = None,
     sheet: str | None = None,
+    sampled: bool = False,
 ) -> Source:
     """Open what `path` names: the header or schema of each file is read, no data yet.
 
     A file; a directory (its files of a known format, found recursively, hive-style
     `key=value` folders becoming text columns); a glob (`exports/*.csv`, `lake/**/*.parquet`);
     or any of these at an object-store URL (`s3://`, and `gs://`, `abfs://` where pyarrow
-    has the filesystem), with credentials from the store's own environment and config."""
+    has the filesystem), with credentials from the store's own environment and config.
+    `sampled`: opened for a sample (`init`), see `open_file`."""
     text = str(path)
-    options: dict[str, Any] = {"delimiter": delimiter, "encoding": encoding, "sheet": sheet}
+    options: dict[str, Any] = {
+        "delimiter": delimiter,
+        "encoding": encoding,
+        "sheet": sheet,
+        "sampled": sampled,
+    }
     if "://" in text:
         return _remote_source(text, options)
     if _is_glob(text) and not Path(text).exists():

@@ -1,11 +1,11 @@
 """Excel workbooks (.xlsx): one sheet, read by calamine (Rust, through python-calamine).
 
-calamine parses the whole sheet into memory before the first row is handed over (no Rust
-reader for .xlsx that Python can call streams a sheet): about 90 bytes a cell as measured,
-so a full sheet of 1,048,575 rows x 20 columns peaks near 1.9 GB (docs/sources.md). Rows are
-then turned into Arrow columns a chunk at a time (`xlsx_cells`). The sheet is read twice,
-once to learn each column's kind of cells and the row count, once to send; it stays parsed
-between the two (see `XlsxReader._parsed`), so it is parsed once.
+calamine parses a whole sheet into memory before the first row is handed over, so the sheet
+is handed to it a window of rows at a time (`xlsx_windows`): memory stays that of a window,
+whatever the sheet's size. Rows are then turned into Arrow columns a chunk at a time
+(`xlsx_cells`). The sheet is read twice, once to learn each column's kind of cells and the
+row count, once to send; the windows parsed for the first are kept on disk for the second
+(`xlsx_windows.Spill`, held in `XlsxReader._parsed`), so the sheet is parsed once.
 
 Row numbers follow the sheet: row `r` is Excel's row `r + 2` (row 1 holds the header), so a
 person finds a reported row at once; empty rows are no records but keep their place.
@@ -23,7 +23,9 @@ seconds since 1970.
 from __future__ import annotations
 
 import itertools
-from collections.abc import Iterator, Sequence
+import xml.etree.ElementTree as ET
+import zipfile
+from collections.abc import Iterable, Iterator, Sequence
 from typing import Any, ClassVar
 
 import numpy as np
@@ -32,7 +34,9 @@ import pyarrow.fs as pafs
 
 from backfill.errors import SourceError
 from backfill.read import xlsx_cells as cells
+from backfill.read import xlsx_windows
 from backfill.read.base import DEFAULT_CHUNK_ROWS, BadLine, Chunk, FileReader, RowGroupTest
+from backfill.read.xlsx_windows import Window
 
 ZIP_MAGIC = b"PK\x03\x04"
 LEARN_ROWS = 16_384  # rows transposed at a time while learning the columns' kinds
@@ -42,9 +46,10 @@ Row = list[Any]
 class XlsxReader(FileReader):
     """One sheet of a workbook: the first, or the one named."""
 
-    # The sheet last opened stays parsed until its first read: a single workbook is parsed
-    # once, not twice. One slot only, so a directory of workbooks holds one sheet at a time.
-    _parsed: ClassVar[tuple[XlsxReader, Any] | None] = None
+    # The sheet last opened stays parsed (spilled to disk) until its first read: a single
+    # workbook is parsed once, not twice. One slot only, so a directory of workbooks spills
+    # one sheet at a time.
+    _parsed: ClassVar[tuple[XlsxReader, xlsx_windows.Spill] | None] = None
 
     def __init__(
         self,
@@ -53,33 +58,46 @@ class XlsxReader(FileReader):
         name: str,
         sheet: str,
         schema: pa.Schema,
-        total_rows: int,
+        total_rows: int | None,
         date_columns: frozenset[str],
     ) -> None:
         super().__init__(filesystem, path, name, schema, total_rows)
         self.sheet = sheet
         self._date_columns = date_columns
+        self.sampled = False  # True: every read gives the sampled rows, the kinds learned from
 
     @classmethod
     def open(
-        cls, filesystem: pafs.FileSystem, path: str, name: str, sheet: str | None = None
+        cls,
+        filesystem: pafs.FileSystem,
+        path: str,
+        name: str,
+        sheet: str | None = None,
+        sampled: bool = False,
     ) -> XlsxReader:
-        """Reads the sheet once to learn each column's kind of cells and the row count."""
-        XlsxReader._parsed = None  # let the last sheet go before parsing the next
-        title, parsed = _parse(filesystem, path, name, sheet)
-        rows = _rows(parsed)
-        header = _header(next(rows, None), name)
+        """Reads the sheet once to learn each column's kind of cells and the row count.
+        `sampled` (init): only the first rows and stretches spread over the sheet are read,
+        the columns' kinds learned from them, the row count unknown; the first read gives
+        those rows only."""
+        _let_go()  # the sheet opened before, before parsing the next
+        title, windows = _parse(filesystem, path, name, sheet, sampled)
+        values, data = _header_row(iter(windows))
+        header = _header(values, name)
         kinds: list[set[str]] = [set() for _ in header]
-        records = 0
-        for batch in _batches(rows, LEARN_ROWS):
-            records += len(batch) - batch.count([cells.EMPTY] * len(batch[0]))  # C-level
-            for found, column in zip(kinds, zip(*batch)):
-                cells.learn(found, column)
+        records, spill = 0, xlsx_windows.Spill()
+        for window in data:
+            spill.add(window)
+            for _, batch in _batches([window], len(header), LEARN_ROWS):
+                records += len(batch) - batch.count([cells.EMPTY] * len(batch[0]))  # C-level
+                for found, column in zip(kinds, zip(*batch)):
+                    cells.learn(found, column)
         dates = frozenset(c for c, kind in zip(header, kinds) if "date" in kind)
         types = [cells.arrow_type(kind) for kind in kinds]
         schema = pa.schema(list(zip(header, types)))
-        reader = cls(filesystem, path, name, title, schema, records, dates)
-        XlsxReader._parsed = (reader, parsed)
+        total = None if sampled else records
+        reader = cls(filesystem, path, name, title, schema, total, dates)
+        reader.sampled = sampled
+        XlsxReader._parsed = (reader, spill) if spill.whole else None
         return reader
 
     def chunks(
@@ -93,15 +111,12 @@ class XlsxReader(FileReader):
         held = XlsxReader._parsed
         if held is not None and held[0] is self:
             XlsxReader._parsed = None
-            parsed = held[1]
+            data: Iterable[Window] = held[1].windows()
         else:
-            _, parsed = _parse(self.filesystem, self.path, self.name, self.sheet)
-        rows = _rows(parsed)
-        next(rows, None)  # the header
-        first = 0
-        for batch in _batches(rows, chunk_rows):
+            _, windows = _parse(self.filesystem, self.path, self.name, self.sheet, self.sampled)
+            data = _header_row(iter(windows))[1]
+        for first, batch in _batches(data, len(self.columns), chunk_rows):
             chunk = self._chunk(first, batch, schema)
-            first += len(batch)
             if len(chunk) or chunk.bad_lines:
                 yield chunk
 
@@ -131,24 +146,51 @@ class XlsxReader(FileReader):
         return Chunk(rows, table, tuple(lines), self.name)
 
 
-def _batches(rows: Iterator[Row], size: int) -> Iterator[list[Row]]:
-    while batch := list(itertools.islice(rows, size)):
-        yield batch
+def _let_go() -> None:
+    held, XlsxReader._parsed = XlsxReader._parsed, None
+    if held is not None:
+        held[1].close()
+
+
+def _header_row(windows: Iterator[Window]) -> tuple[Row | None, Iterator[Window]]:
+    """Row 1 (None for a sheet with no cells; no cells when row 1 is empty) and the windows
+    of the rows under it."""
+    first = next(windows, None)
+    if first is None:
+        return None, iter(())
+    if first.first > 0:
+        return [], itertools.chain([first], windows)
+    rest = Window(1, first.rows[1:])
+    return first.rows[0], itertools.chain([rest], windows)
+
+
+def _batches(windows: Iterable[Window], width: int, size: int) -> Iterator[tuple[int, list[Row]]]:
+    """The rows under the header, `size` at most at a time, each at least `width` cells (as
+    wide as the widest of its window), with the sheet's row number of the first (Excel's
+    row - 2). A batch holds rows of one window: its rows are all as wide."""
+    for window in windows:
+        rows = window.rows
+        if rows and len(rows[0]) < width:
+            pad = [cells.EMPTY] * (width - len(rows[0]))
+            rows = [row + pad for row in rows]
+        for at in range(0, len(rows), size):
+            yield window.first - 1 + at, rows[at : at + size]
 
 
 def _empty(row: Row) -> bool:
     return row.count(cells.EMPTY) == len(row)
 
 
-def _parse(filesystem: pafs.FileSystem, path: str, name: str, sheet: str | None) -> tuple[str, Any]:
-    """The sheet's title and the sheet parsed whole (calamine holds it); the file is closed."""
-    import python_calamine  # imported here: only xlsx sources pay for it
-
+def _parse(
+    filesystem: pafs.FileSystem, path: str, name: str, sheet: str | None, sampled: bool = False
+) -> tuple[str, Iterator[Window]]:
+    """The sheet's title and its windows, parsed one at a time as they are read: the file
+    stays open until the last. A file that is no workbook, or no such sheet, fails here."""
     try:
         handle = filesystem.open_input_file(path)
     except (OSError, pa.ArrowException) as exc:
         raise SourceError(f"{name}: cannot open the workbook: {exc}") from exc
-    with handle:
+    try:
         if handle.read(4) != ZIP_MAGIC:
             raise SourceError(
                 f"{name}: not a readable .xlsx workbook (an .xlsx file is a zip archive; "
@@ -156,38 +198,35 @@ def _parse(filesystem: pafs.FileSystem, path: str, name: str, sheet: str | None)
             )
         handle.seek(0)
         try:
-            if isinstance(filesystem, pafs.LocalFileSystem):
-                workbook = python_calamine.CalamineWorkbook.from_path(path)
-            else:
-                workbook = python_calamine.CalamineWorkbook.from_filelike(handle)
-        except Exception as exc:  # calamine's ZipError, XmlError, PasswordError...
-            raise SourceError(f"{name}: not a readable .xlsx workbook ({exc}).") from exc
-    with workbook:
-        names = workbook.sheet_names
-        if sheet is not None and sheet not in names:
+            book = zipfile.ZipFile(handle)
+            found, title = xlsx_windows.sheet_xml(book, sheet)
+        except KeyError:
+            titles = xlsx_windows.sheet_xml(book, None)[0].titles
             raise SourceError(
                 f"{name}: there is no sheet {sheet!r}; the workbook has "
-                f"{', '.join(repr(n) for n in names)}."
-            )
-        title = sheet if sheet is not None else names[0]
+                f"{', '.join(repr(n) for n in titles)}."
+            ) from None
+        except (zipfile.BadZipFile, ET.ParseError, OSError) as exc:
+            raise SourceError(f"{name}: not a readable .xlsx workbook ({exc}).") from exc
+    except BaseException:
+        handle.close()
+        raise
+    return title, _windows(handle, book, found, name, title, sampled)
+
+
+def _windows(
+    handle: pa.NativeFile,
+    book: zipfile.ZipFile,
+    found: xlsx_windows.SheetXml,
+    name: str,
+    title: str,
+    sampled: bool,
+) -> Iterator[Window]:
+    with handle, book:
         try:
-            return title, workbook.get_sheet_by_name(title)
-        except Exception as exc:  # a damaged sheet: calamine raises several kinds
+            yield from xlsx_windows.windows(book, found, title, sampled)
+        except Exception as exc:  # calamine's XmlError..., a zip cut short: a damaged sheet
             raise SourceError(f"{name}: cannot read the sheet {title!r}: {exc}") from exc
-
-
-def _rows(sheet: Any) -> Iterator[Row]:
-    """The sheet's rows from row 1, each as wide as the widest; nothing for a sheet with no
-    cells. calamine starts its rows at the first column holding a cell: the empty columns
-    before it are put back, so that the header's cells stay Excel's."""
-    if sheet.start is None:
-        return
-    pad = [cells.EMPTY] * sheet.start[1]
-    if not pad:
-        yield from sheet.iter_rows()
-        return
-    for row in sheet.iter_rows():
-        yield pad + row
 
 
 def _header(values: Row | None, name: str) -> list[str]:
