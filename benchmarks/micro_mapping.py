@@ -23,8 +23,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from backfill.mapping.convert import TimestampRule, to_epoch_ms
 from backfill.mapping.row_filter import RowFilter
+from backfill.mapping.times import TimestampRule, to_epoch_ms
 
 HERE = Path(__file__).resolve().parent
 FILTERS = [

@@ -18,18 +18,16 @@ from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 from backfill.mapping.convert import (
-    FUTURE_SLACK_MS,
     Converted,
     Problem,
     PubkeyChecker,
-    TimestampRule,
     to_boolean,
-    to_epoch_ms,
     to_number,
     to_string,
     type_of_column,
 )
 from backfill.mapping.pubkey import BASE58_ALPHABET, b58encode, decoded_length
+from backfill.mapping.times import FUTURE_SLACK_MS, TimestampRule, to_epoch_ms
 
 NOW_MS = 1_900_000_000_000  # 2030-03-17: a fixed "now", so the tests do not age
 INSTANT_MS = 1_731_596_206_795  # 2024-11-14T14:56:46.795Z, the example in Torque's docs

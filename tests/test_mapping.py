@@ -15,9 +15,9 @@ from conftest import CliResult
 
 from backfill.cli import cli as cli_group
 from backfill.errors import MappingError
-from backfill.mapping.convert import TimestampRule
 from backfill.mapping.filter_language import ALLOWED
 from backfill.mapping.spec import FieldSpec, filter_columns, load_mapping, mapping_from_dict
+from backfill.mapping.times import TimestampRule
 
 COLUMNS = ["order_id", "created_at", "wallet", "total", "tier", "coupon", "status", "Order Date"]
 BASE: dict[str, Any] = {
@@ -97,13 +97,14 @@ SHAPE_ERRORS = [
     ),
     pytest.param(
         changed("timestamp", ["created_at"]),
-        "timestamp: expected a column name or keys column, unit, format, timezone; found a list.",
+        "timestamp: expected a column name or keys column, unit, format, timezone, dates; "
+        "found a list.",
         id="timestamp-not-a-mapping",
     ),
     pytest.param(
         changed("timestamp.colum", "created_at"),
         "timestamp.colum: unknown key (did you mean 'column'?). "
-        "Expected column, unit, format, timezone.",
+        "Expected column, unit, format, timezone, dates.",
         id="timestamp-key-typo",
     ),
     pytest.param(
@@ -113,13 +114,13 @@ SHAPE_ERRORS = [
     ),
     pytest.param(
         changed("timestamp.unit", "mss"),
-        "timestamp.unit: expected one of auto, s, ms, us, ns, iso; found 'mss' "
+        "timestamp.unit: expected one of auto, s, ms, us, ns, iso, excel; found 'mss' "
         "(did you mean 'ms'?).",
         id="bad-unit-typo",
     ),
     pytest.param(
         changed("timestamp.unit", "seconds"),
-        "timestamp.unit: expected one of auto, s, ms, us, ns, iso; found 'seconds'.",
+        "timestamp.unit: expected one of auto, s, ms, us, ns, iso, excel; found 'seconds'.",
         id="bad-unit",
     ),
     pytest.param(

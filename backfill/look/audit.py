@@ -25,7 +25,9 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from backfill.look.duplicates import DuplicateIds, value_hashes
+from backfill.mapping.convert import true_mask
 from backfill.mapping.spec import Mapping
+from backfill.mapping.times import EPOCH_TIERS, HAS_OFFSET, TimestampRule
 
 EXAMPLE_ROWS = 5
 YEAR_2009_MS = 1_230_768_000_000  # 2009-01-01T00:00:00Z
@@ -34,8 +36,6 @@ WALLET_SHARE = 0.1  # one wallet with this share of the events (or more) is susp
 WALLET_MIN_EVENTS = 100
 WALLETS_TRACKED = 1_000  # candidates for the wallet check, at most
 WALLET_PROBE = 256  # rows of a chunk looked at to find candidates
-_TIERS = ((10**11, "s"), (10**14, "ms"), (10**17, "us"))
-_HAS_OFFSET = r"[Tt ][0-9:.,]+([zZ]|[+-][0-9]{2}(:?[0-9]{2})?)$"
 _EPOCH_TEXT = r"^\s*-?[0-9]+(\.[0-9]+)?\s*$"
 _GAP_REASON = "does not exist in time zone"
 _ORDER_ID = re.compile(r"^order[ _-]?id$", re.I)
@@ -78,20 +78,17 @@ def id_column(mapping: Mapping) -> str | None:
 
 
 class TimestampAudit:
-    """Counters over every kept row's time, and every event's wallet and id."""
+    """Every check of the audit over the rows the filter keeps: each check is a small
+    function or class below; this one feeds them and gathers their warnings."""
 
     def __init__(self, mapping: Mapping, now_ms: int) -> None:
-        self.mapping = mapping
+        self.rule = mapping.timestamp_rule
+        self.zone = self.rule.timezone
         self.now_ms = now_ms
-        self.zone = mapping.timestamp_rule.timezone
-        self.unit = mapping.timestamp_rule.unit
         self.id_column = id_column(mapping)
         self.found: dict[str, AuditWarning] = {}
-        self.events = 0
-        self.midnight = AuditWarning("all_midnight", "")
-        self.all_midnight = True
-        self.wallets: Counter[str] = Counter()
-        self.wallet_rows: dict[str, list[int]] = {}
+        self.midnight = MidnightCheck(self.zone)
+        self.wallets = WalletConcentration()
         self.duplicates = DuplicateIds()
 
     def warn(self, code: str, message: str, rows: np.ndarray) -> None:
@@ -112,8 +109,16 @@ class TimestampAudit:
             "times before 2009, before the shop could have existed (a wrong unit or format?)",
             rows[parsed & (ms < YEAR_2009_MS)],
         )
-        self._check_unit(rows, raw)
-        naive = self._naive(raw) & parsed
+        mismatch = unit_mismatch(raw, self.rule.unit)
+        if mismatch is not None:
+            said, other = mismatch
+            self.warn(
+                "unit_mismatch",
+                f"epoch values whose number of digits says {said}, but the mapping's unit is "
+                f"{self.rule.unit}",
+                rows[other],
+            )
+        naive = naive_values(raw, self.rule) & parsed
         self.warn(
             "naive_values",
             f"times without an offset, read as {self.zone} (the mapping's timezone); if they "
@@ -121,7 +126,12 @@ class TimestampAudit:
             rows[naive],
         )
         if self.zone != "UTC" and naive.any():
-            self._check_ambiguous(rows[naive], ms[naive])
+            self.warn(
+                "dst_ambiguous",
+                f"local times that occur twice in {self.zone} (clocks went back); the first "
+                "was taken",
+                rows[naive][ambiguous_times(ms[naive], self.zone)],
+            )
 
     def add_failures(self, rows: list[int], reasons: list[str]) -> None:
         gap = np.array(
@@ -136,143 +146,16 @@ class TimestampAudit:
     def add_events(
         self, rows: np.ndarray, ms: np.ndarray, wallets: pa.Array, ids: pa.Array | None
     ) -> None:
-        self.events += len(rows)
-        if self.all_midnight and len(rows):
-            at_midnight = self._at_midnight(ms)
-            self.all_midnight = bool(at_midnight.all())
-            self.midnight.add(rows)
-        self._count_wallets(rows, wallets)
+        self.midnight.add(rows, ms)
+        self.wallets.add(rows, wallets)
         if ids is not None and len(rows):
-            present = ~_mask(pc.is_null(ids))
+            present = ~true_mask(pc.is_null(ids))
             self.duplicates.add(rows[present], value_hashes(ids)[present])
-
-    # --- the checks --------------------------------------------------------------------
-
-    def _check_unit(self, rows: np.ndarray, raw: pa.Array) -> None:
-        if self.unit not in ("s", "ms", "us", "ns"):
-            return
-        if pa.types.is_integer(raw.type):
-            numbers = pc.fill_null(pc.cast(raw, pa.int64()), 0).to_numpy()
-            digits = ~np.asarray(raw.is_null().to_numpy(zero_copy_only=False), dtype=bool)
-        elif pa.types.is_string(raw.type) or pa.types.is_large_string(raw.type):
-            digits = _mask(pc.match_substring_regex(raw, r"^\s*-?[0-9]{1,18}\s*$"))
-            text = pc.if_else(pa.array(digits), pc.utf8_trim_whitespace(raw), "0")
-            numbers = pc.cast(text, pa.int64()).to_numpy()
-        else:
-            return
-        magnitude = np.abs(numbers)
-        tier = np.select([magnitude < t for t, _ in _TIERS], [u for _, u in _TIERS], "ns")
-        other = digits & (tier != self.unit) & (magnitude > 0)
-        if other.any():
-            said = Counter(tier[other].tolist()).most_common(1)[0][0]
-            self.warn(
-                "unit_mismatch",
-                f"epoch values whose number of digits says {said}, but the mapping's unit is "
-                f"{self.unit}",
-                rows[other],
-            )
-
-    def _naive(self, raw: pa.Array) -> np.ndarray:
-        kind = raw.type
-        present = ~_mask(pc.is_null(raw))
-        if pa.types.is_timestamp(kind):
-            return present if kind.tz is None else np.zeros(len(raw), bool)
-        if pa.types.is_date(kind):
-            return present
-        if not (pa.types.is_string(kind) or pa.types.is_large_string(kind)):
-            return np.zeros(len(raw), bool)
-        fmt = self.mapping.timestamp_rule.format
-        if fmt is not None and ("%z" in fmt or "%Z" in fmt):
-            return np.zeros(len(raw), bool)
-        if fmt is not None:
-            return present & _mask(pc.greater(pc.utf8_length(raw), 0))
-        zulu = _mask(pc.ends_with(raw, "Z")) | _mask(pc.ends_with(raw, "z"))
-        naive = present & ~zulu  # cheap: most values end in Z
-        if naive.any():  # regular expressions cost 0.5 us a value: only on the rest
-            rest = raw.filter(pa.array(naive))
-            marked = _mask(pc.match_substring_regex(rest, _HAS_OFFSET))
-            marked |= _mask(pc.match_substring_regex(rest, _EPOCH_TEXT))
-            marked |= ~_mask(pc.greater(pc.utf8_length(rest), 0))
-            naive[np.flatnonzero(naive)[marked]] = False
-        return naive
-
-    def _check_ambiguous(self, rows: np.ndarray, ms: np.ndarray) -> None:
-        zone = zoneinfo.ZoneInfo(self.zone)
-        wall = pd.to_datetime(ms, unit="ms", utc=True).tz_convert(zone).tz_localize(None)
-        again = wall.tz_localize(zone, ambiguous="NaT", nonexistent="NaT")
-        self.warn(
-            "dst_ambiguous",
-            f"local times that occur twice in {self.zone} (clocks went back); the first was taken",
-            rows[np.asarray(again.isna())],
-        )
-
-    def _at_midnight(self, ms: np.ndarray) -> np.ndarray:
-        if self.zone == "UTC":
-            return ms % DAY_MS == 0
-        local = pd.to_datetime(ms, unit="ms", utc=True).tz_convert(zoneinfo.ZoneInfo(self.zone))
-        return np.asarray(local.normalize() == local)
-
-    def _count_wallets(self, rows: np.ndarray, wallets: pa.Array) -> None:
-        """A wallet with WALLET_SHARE of all events has that share in at least one chunk, and
-        then shows in a strided sample of it: only those become candidates, counted exactly
-        from then on (a lower bound, vectorised; no hash of every key)."""
-        if not len(rows):
-            return
-        step = max(1, len(rows) // WALLET_PROBE)
-        probe = pc.value_counts(wallets.take(pa.array(np.arange(0, len(rows), step))))
-        busy = probe.field("counts").to_numpy() >= WALLET_SHARE / 2 * -(-len(rows) // step)
-        for value in probe.field("values").filter(pa.array(busy)).to_pylist():
-            if value is not None and value not in self.wallets:
-                self.wallets[value] = 0
-                self.wallet_rows[value] = []
-        if not self.wallets:
-            return
-        candidates = pa.array(list(self.wallets), wallets.type)
-        matched = _mask(pc.is_in(wallets, value_set=candidates))
-        if not matched.any():
-            return
-        counts = pc.value_counts(wallets.filter(pa.array(matched)))
-        for value, number in zip(
-            counts.field("values").to_pylist(), counts.field("counts").to_pylist()
-        ):
-            self.wallets[value] += number
-            if len(self.wallet_rows[value]) < EXAMPLE_ROWS:
-                mask = _mask(pc.equal(wallets, pa.scalar(value, wallets.type)))
-                self.wallet_rows[value].extend(int(r) for r in rows[mask][:EXAMPLE_ROWS])
-        if len(self.wallets) > WALLETS_TRACKED:  # many chunks with different busy wallets
-            kept = self.wallets.most_common(WALLETS_TRACKED // 2)
-            self.wallets = Counter(dict(kept))
-            self.wallet_rows = {key: self.wallet_rows[key] for key, _ in kept}
-
-    # --- results -----------------------------------------------------------------------
 
     def warnings(self) -> list[AuditWarning]:
         found = list(self.found.values())
-        if self.events and self.all_midnight:
-            self.midnight.message = (
-                "every time is at midnight: a date column, so the time of day is lost (is "
-                "there a column with the time?)"
-            )
-            found.append(self.midnight)
-        found += self._wallet_warning() + self._duplicate_warning()
-        return found
-
-    def _wallet_warning(self) -> list[AuditWarning]:
-        if self.events < WALLET_MIN_EVENTS or not self.wallets:
-            return []
-        wallet, count = self.wallets.most_common(1)[0]
-        if count < WALLET_SHARE * self.events:
-            return []
-        share = count / self.events
-        return [
-            AuditWarning(
-                "wallet_concentration",
-                f"one wallet, {wallet}, holds {share:.0%} of the events: a test wallet or a "
-                "default put in where the buyer's was missing?",
-                count,
-                sorted(self.wallet_rows.get(wallet, []))[:EXAMPLE_ROWS],
-            )
-        ]
+        found += self.midnight.warning() + self.wallets.warning()
+        return found + self._duplicate_warning()
 
     def _duplicate_warning(self) -> list[AuditWarning]:
         found = self.duplicates.result()
@@ -291,8 +174,152 @@ class TimestampAudit:
         ]
 
 
-def _mask(array: pa.Array | pa.ChunkedArray) -> np.ndarray:
-    filled = pc.fill_null(array, False)
-    if isinstance(filled, pa.ChunkedArray):
-        filled = filled.combine_chunks()
-    return filled.to_numpy(zero_copy_only=False).astype(bool, copy=False)
+# --- the time checks, each over one chunk's kept rows -----------------------------------------
+
+
+def unit_mismatch(raw: pa.Array, unit: str) -> tuple[str, np.ndarray] | None:
+    """Epoch values whose magnitude says another unit than the mapping's: the unit most
+    of them say, and which they are; None when the unit is not named or all agree."""
+    if unit not in ("s", "ms", "us", "ns"):
+        return None
+    if pa.types.is_integer(raw.type):
+        numbers = pc.fill_null(pc.cast(raw, pa.int64()), 0).to_numpy()
+        digits = ~np.asarray(raw.is_null().to_numpy(zero_copy_only=False), dtype=bool)
+    elif pa.types.is_string(raw.type) or pa.types.is_large_string(raw.type):
+        digits = true_mask(pc.match_substring_regex(raw, r"^\s*-?[0-9]{1,18}\s*$"))
+        text = pc.if_else(pa.array(digits), pc.utf8_trim_whitespace(raw), "0")
+        numbers = pc.cast(text, pa.int64()).to_numpy()
+    else:
+        return None
+    magnitude = np.abs(numbers)
+    tier = np.select([magnitude < t for t, _ in EPOCH_TIERS], [u for _, u in EPOCH_TIERS], "ns")
+    other = digits & (tier != unit) & (magnitude > 0)
+    if not other.any():
+        return None
+    return Counter(tier[other].tolist()).most_common(1)[0][0], other
+
+
+def naive_values(raw: pa.Array, rule: TimestampRule) -> np.ndarray:
+    """Which values carry no offset (and are no epoch): read in the mapping's zone."""
+    kind = raw.type
+    present = ~true_mask(pc.is_null(raw))
+    if pa.types.is_timestamp(kind):
+        return present if kind.tz is None else np.zeros(len(raw), bool)
+    if pa.types.is_date(kind):
+        return present
+    if not (pa.types.is_string(kind) or pa.types.is_large_string(kind)):
+        return np.zeros(len(raw), bool)
+    fmt = rule.format
+    if fmt is not None and ("%z" in fmt or "%Z" in fmt):
+        return np.zeros(len(raw), bool)
+    if fmt is not None:
+        return present & true_mask(pc.greater(pc.utf8_length(raw), 0))
+    zulu = true_mask(pc.ends_with(raw, "Z")) | true_mask(pc.ends_with(raw, "z"))
+    naive = present & ~zulu  # cheap: most values end in Z
+    if naive.any():  # regular expressions cost 0.5 us a value: only on the rest
+        rest = raw.filter(pa.array(naive))
+        marked = true_mask(pc.match_substring_regex(rest, HAS_OFFSET))
+        marked |= true_mask(pc.match_substring_regex(rest, _EPOCH_TEXT))
+        marked |= ~true_mask(pc.greater(pc.utf8_length(rest), 0))
+        naive[np.flatnonzero(naive)[marked]] = False
+    return naive
+
+
+def ambiguous_times(ms: np.ndarray, zone_name: str) -> np.ndarray:
+    """Which instants show a wall-clock time that occurs twice in the zone."""
+    zone = zoneinfo.ZoneInfo(zone_name)
+    wall = pd.to_datetime(ms, unit="ms", utc=True).tz_convert(zone).tz_localize(None)
+    again = wall.tz_localize(zone, ambiguous="NaT", nonexistent="NaT")
+    return np.asarray(again.isna())
+
+
+class MidnightCheck:
+    """Whether every event's time is at local midnight: a date column, the time lost."""
+
+    def __init__(self, zone: str) -> None:
+        self.zone = zone
+        self.events = 0
+        self.all_midnight = True
+        self.found = AuditWarning("all_midnight", "")
+
+    def add(self, rows: np.ndarray, ms: np.ndarray) -> None:
+        self.events += len(rows)
+        if self.all_midnight and len(rows):
+            self.all_midnight = bool(self._at_midnight(ms).all())
+            self.found.add(rows)
+
+    def _at_midnight(self, ms: np.ndarray) -> np.ndarray:
+        if self.zone == "UTC":
+            return ms % DAY_MS == 0
+        local = pd.to_datetime(ms, unit="ms", utc=True).tz_convert(zoneinfo.ZoneInfo(self.zone))
+        return np.asarray(local.normalize() == local)
+
+    def warning(self) -> list[AuditWarning]:
+        if not (self.events and self.all_midnight):
+            return []
+        self.found.message = (
+            "every time is at midnight: a date column, so the time of day is lost (is "
+            "there a column with the time?)"
+        )
+        return [self.found]
+
+
+class WalletConcentration:
+    """One wallet with a large share of the events: a test wallet or a default."""
+
+    def __init__(self) -> None:
+        self.events = 0
+        self.wallets: Counter[str] = Counter()
+        self.wallet_rows: dict[str, list[int]] = {}
+
+    def add(self, rows: np.ndarray, wallets: pa.Array) -> None:
+        """A wallet with WALLET_SHARE of all events has that share in at least one chunk, and
+        then shows in a strided sample of it: only those become candidates, counted exactly
+        from then on (a lower bound, vectorised; no hash of every key)."""
+        self.events += len(rows)
+        if not len(rows):
+            return
+        step = max(1, len(rows) // WALLET_PROBE)
+        probe = pc.value_counts(wallets.take(pa.array(np.arange(0, len(rows), step))))
+        busy = probe.field("counts").to_numpy() >= WALLET_SHARE / 2 * -(-len(rows) // step)
+        for value in probe.field("values").filter(pa.array(busy)).to_pylist():
+            if value is not None and value not in self.wallets:
+                self.wallets[value] = 0
+                self.wallet_rows[value] = []
+        if self.wallets:
+            self._count(rows, wallets)
+
+    def _count(self, rows: np.ndarray, wallets: pa.Array) -> None:
+        candidates = pa.array(list(self.wallets), wallets.type)
+        matched = true_mask(pc.is_in(wallets, value_set=candidates))
+        if not matched.any():
+            return
+        counts = pc.value_counts(wallets.filter(pa.array(matched)))
+        for value, number in zip(
+            counts.field("values").to_pylist(), counts.field("counts").to_pylist()
+        ):
+            self.wallets[value] += number
+            if len(self.wallet_rows[value]) < EXAMPLE_ROWS:
+                mask = true_mask(pc.equal(wallets, pa.scalar(value, wallets.type)))
+                self.wallet_rows[value].extend(int(r) for r in rows[mask][:EXAMPLE_ROWS])
+        if len(self.wallets) > WALLETS_TRACKED:  # many chunks with different busy wallets
+            kept = self.wallets.most_common(WALLETS_TRACKED // 2)
+            self.wallets = Counter(dict(kept))
+            self.wallet_rows = {key: self.wallet_rows[key] for key, _ in kept}
+
+    def warning(self) -> list[AuditWarning]:
+        if self.events < WALLET_MIN_EVENTS or not self.wallets:
+            return []
+        wallet, count = self.wallets.most_common(1)[0]
+        if count < WALLET_SHARE * self.events:
+            return []
+        share = count / self.events
+        return [
+            AuditWarning(
+                "wallet_concentration",
+                f"one wallet, {wallet}, holds {share:.0%} of the events: a test wallet or a "
+                "default put in where the buyer's was missing?",
+                count,
+                sorted(self.wallet_rows.get(wallet, []))[:EXAMPLE_ROWS],
+            )
+        ]

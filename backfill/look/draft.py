@@ -17,32 +17,34 @@ import pyarrow as pa
 import yaml
 
 from backfill.books.report import source_last_part
+from backfill.look.column_kinds import CONSENT, column_kind, personal_data, scalar
+from backfill.look.order_rows import (
+    LineItems,
+    find_line_items,
+    id_lines,
+    line_item_lines,
+    status_filter_lines,
+)
 from backfill.look.time_guess import TimestampGuess, failed_rows, guess_timestamps
 from backfill.mapping.convert import PubkeyChecker, missing_mask
 from backfill.mapping.spec import mapping_from_dict
-from backfill.read.sampling import SAMPLE_ROWS, Sample, sample_source
+from backfill.read.sampling import SAMPLE_ROWS, Sample, sample_source, sniff_source
+from backfill.read.sniff import Sniffed
+
+__all__ = ["Draft", "FieldDraft", "draft_mapping", "field_name", "scalar"]
 
 DEFAULT_EVENT_NAME = "ORDER"
 WALLET_SHARE = 0.9  # of the sampled values present: a few bad keys are the report's business
 OPTIONAL_SHARE = 0.05  # empty in at least this share of the sample: optional
-NUMBER_SHARE = 0.98  # numbers in at least this share: a number, the rest fail
-FREE_TEXT_LENGTH = 40
-NAME_DISTINCT = 100
-NAME_DISTINCT_SHARE = 0.2
-_INT = re.compile(r"^[+-]?[0-9]+$")
-_FLOAT = re.compile(r"^[+-]?([0-9]+\.?[0-9]*|\.[0-9]+)([eE][+-]?[0-9]+)?$")
+# When no column reads as times, the draft names one under a format no value can match, so
+# that every row fails until the user picks the right column: never 1970, never a guess.
+NO_TIME_FORMAT = "%Y CHOOSE THE TIME COLUMN AND ITS FORMAT"
 _IDENTIFIER_NAME = re.compile(
     r"(^|[^a-z])(id|code|zip|postal|postcode|sku|phone|ean|upc)s?($|[^a-z])|id$", re.I
 )
 _BUYER_NAME = re.compile(r"customer|user|buyer|client|account|member|email|wallet|address", re.I)
+_TIME_WORDS = re.compile(r"date|time|created|placed|_at$| at$", re.I)
 _WALLET_NAME = re.compile(r"wallet|pub_?key|address|owner", re.I)
-_ORDER_ID_NAME = re.compile(
-    r"^(order|transaction|purchase|invoice)[ _\-]?(id|number|no|nr|ref|reference)$", re.I
-)
-_STATUS_NAME = re.compile(r"^(order[ _]?)?(status|state)$", re.I)
-_TRUE_FALSE = ({"true", "false"}, {"yes", "no"}, {"1", "0"}, {"y", "n"}, {"t", "f"})
-_PLAIN = re.compile(r"^[A-Za-z_][A-Za-z0-9_ .\-/]*$")
-_RESERVED = {"true", "false", "yes", "no", "on", "off", "y", "n", "null"}
 
 
 @dataclass
@@ -55,6 +57,7 @@ class FieldDraft:
     note: str
     active: bool = True
     extra: list[str] = field(default_factory=list)
+    personal: bool = False
 
 
 @dataclass
@@ -68,38 +71,52 @@ class Draft:
     wallet: str | None
     pubkey_column: str
     fields: list[FieldDraft]
+    sniffed: Sniffed | None = None
+    line_items: LineItems | None = None
 
 
 def draft_mapping(
     path: str | Path,
     *,
     event_name: str = DEFAULT_EVENT_NAME,
-    delimiter: str = ",",
+    delimiter: str | None = None,
     encoding: str | None = None,
     sheet: str | None = None,
     sample_rows: int = SAMPLE_ROWS,
 ) -> Draft:
-    """Sample `path` and draft a mapping for it; the text loads with `load_mapping`."""
+    """Sample `path` and draft a mapping for it; the text loads with `load_mapping`. A CSV's
+    delimiter and encoding, when not given, are sniffed from its first bytes."""
+    sniffed = sniff_source(path) if delimiter is None or encoding is None else None
+    if sniffed is not None:
+        delimiter = delimiter or sniffed.delimiter
+        encoding = encoding or sniffed.encoding
     sample = sample_source(
-        path, delimiter=delimiter, encoding=encoding, sheet=sheet, rows=sample_rows
+        path, delimiter=delimiter or ",", encoding=encoding, sheet=sheet, rows=sample_rows
     )
     guesses = guess_timestamps(sample.table)
-    chosen = guesses[0] if guesses else None
-    wallet = _wallet_column(sample.table, {chosen.column} if chosen else set())
-    taken = {g.column for g in guesses[:1]} | ({wallet} if wallet else set())
-    pubkey_column = wallet or _buyer_column(sample.table, taken)
+    chosen = guesses[0] if guesses and not guesses[0].sparse else None
+    items = find_line_items(sample.table)
+    orders = sample.table.filter(pa.array(items.keep)) if items is not None else sample.table
+    wallet = _wallet_column(orders, {chosen.column} if chosen else set())
+    taken = {chosen.column} if chosen else set()
+    taken |= {wallet} if wallet else set()
+    pubkey_column = wallet or _buyer_column(orders, taken)
     taken.add(pubkey_column)
-    fields = _field_drafts(sample.table, taken)
-    if chosen is None:  # nothing parses as a time: name a column so the draft still loads
-        names = sample.table.column_names
-        chosen_column = next((n for n in names if n not in taken), names[0])
-    else:
-        chosen_column = chosen.column
-    text = _render(
-        sample, event_name, chosen, chosen_column, guesses[1:], wallet, pubkey_column, fields
-    )
-    mapping_from_dict(yaml.safe_load(text), origin="the draft")  # a draft that cannot load is a bug
-    return Draft(text, sample, chosen, guesses[1:], wallet, pubkey_column, fields)
+    fields = _field_drafts(orders, taken)
+    chosen_column = chosen.column if chosen else _placeholder_time_column(sample.table, taken)
+    others = [g for g in guesses if g is not chosen]
+    draft = Draft("", sample, chosen, others, wallet, pubkey_column, fields, sniffed, items)
+    draft.text = _render(draft, event_name, chosen_column, orders, delimiter or ",", encoding)
+    mapping_from_dict(yaml.safe_load(draft.text), origin="the draft")  # one that cannot load: a bug
+    return draft
+
+
+def _placeholder_time_column(table: pa.Table, taken: set[str]) -> str:
+    """A text column to name when none reads as times (every row then fails)."""
+    names = [n for n in table.column_names if n not in taken] or table.column_names
+    timely = [n for n in names if _TIME_WORDS.search(n)]
+    text = [n for n in names if pa.types.is_string(table.schema.field(n).type)]
+    return (timely or text or names)[0]
 
 
 # --- the wallet --------------------------------------------------------------------------
@@ -159,7 +176,9 @@ def _field_drafts(table: pa.Table, skip: set[str]) -> list[FieldDraft]:
         if name not in skip
     ]
     if drafts and not any(d.active for d in drafts):  # event_data may not be empty
-        drafts[0].active = True
+        chosen = next((d for d in drafts if not d.personal), None)
+        if chosen is not None:
+            chosen.active = True
     return drafts
 
 
@@ -171,9 +190,15 @@ def _field_draft(column_name: str, column: pa.Array, names: set[str]) -> FieldDr
     if rows and empty == rows:
         spec["type"] = "string"
         return FieldDraft(name, column_name, spec, "empty in every sampled row", active=False)
-    kind, note, active, extra = _kind(column_name, column.filter(pa.array(~missing)))
-    spec["type"] = kind
-    if empty and empty >= OPTIONAL_SHARE * rows:
+    present = column.filter(pa.array(~missing))
+    kind = column_kind(column_name, present)
+    spec["type"] = kind.type
+    spec.update(kind.marks)
+    note, active = kind.note, kind.active
+    personal = personal_data(column_name, present)
+    if personal is not None:
+        note, active = f"{personal}: {CONSENT}", False
+    elif empty and empty >= OPTIONAL_SHARE * rows:
         spec["optional"] = True
         note += f"; empty in {empty:,} of {rows:,} sampled rows: left out of those events"
     elif empty:
@@ -181,87 +206,10 @@ def _field_draft(column_name: str, column: pa.Array, names: set[str]) -> FieldDr
             f"; empty in {empty:,} sampled rows, which fail: add optional: true or default: "
             "to send them"
         )
-    return FieldDraft(name, column_name, spec, note, active, extra)
-
-
-def _kind(name: str, present: pa.Array) -> tuple[str, str, bool, list[str]]:
-    """(type, why, active, extra comment lines) from the values that are there."""
-    if pa.types.is_boolean(present.type):
-        return "boolean", "a boolean column", True, []
-    if pa.types.is_integer(present.type) or pa.types.is_floating(present.type):
-        return "number", f"a {present.type} column", True, []
-    if pa.types.is_decimal(present.type):
-        return "number", "a decimal column", True, []
-    if not (pa.types.is_string(present.type) or pa.types.is_large_string(present.type)):
-        return "string", f"a {present.type} column, sent as text", True, []
-    values = [v for v in present.to_pylist() if v is not None]
-    distinct = sorted(set(values))
-    if len(distinct) == 2:
-        return _two_values(name, distinct, values)
-    integers = [v for v in values if _INT.match(v)]
-    if values and len(integers) >= NUMBER_SHARE * len(values):
-        zeros = [v for v in integers if len(v.lstrip("+-")) > 1 and v.lstrip("+-")[0] == "0"]
-        if zeros:
-            return "string", f"digits with leading zeros ({zeros[0]!r}): kept as text", True, []
-        if _IDENTIFIER_NAME.search(name):
-            return "string", "an identifier made of digits: kept as text", True, []
-        return "number", "whole numbers" + _not_numbers(values), True, []
-    if values and sum(bool(_FLOAT.match(v)) for v in values) >= NUMBER_SHARE * len(values):
-        return "number", "decimal numbers" + _not_numbers(values), True, []
-    mean_length = sum(map(len, values)) / max(len(values), 1)
-    if mean_length > FREE_TEXT_LENGTH:
-        return (
-            "string",
-            f"free text (about {mean_length:.0f} characters); send it if needed",
-            False,
-            [],
-        )
-    spaced = sum(" " in v for v in values) > len(values) / 2
-    if (
-        spaced
-        and len(distinct) >= NAME_DISTINCT
-        and len(distinct) >= NAME_DISTINCT_SHARE * len(values)
-    ):
-        why = f"names with many values ({len(distinct):,} distinct in {len(values):,})"
-        return "string", why + ": left out; send them if the offer needs them", False, []
-    shown = ", ".join(_short(v) for v in distinct[:4]) + (", ..." if len(distinct) > 4 else "")
-    return "string", f"text, {len(distinct):,} distinct values ({shown})", True, []
-
-
-def _not_numbers(values: list[str]) -> str:
-    others = [v for v in values if not _FLOAT.match(v)]
-    if not others:
-        return ""
-    return f"; {len(others):,} sampled values are not numbers (e.g. {others[0]!r}): those rows fail"
-
-
-def _two_values(
-    name: str, distinct: list[str], values: list[str]
-) -> tuple[str, str, bool, list[str]]:
-    lowered = {v.lower() for v in distinct}
-    if lowered in _TRUE_FALSE:
-        return "boolean", f"two values ({', '.join(distinct)}): a boolean", True, []
-    common = max(distinct, key=values.count)
-    other = next(v for v in distinct if v != common)
-    hint = (
-        f"# two values: a boolean? {{column: {scalar(name)}, type: boolean, "
-        f"true: [{scalar(common)}], false: [{scalar(other)}]}}"
-    )
-    return "string", f"two values ({_short(common)}, {_short(other)})", True, [hint]
-
-
-def _short(value: str) -> str:
-    return repr(value if len(value) <= 24 else value[:21] + "...")
+    return FieldDraft(name, column_name, spec, note, active, kind.extra, personal is not None)
 
 
 # --- YAML text ---------------------------------------------------------------------------
-
-
-def scalar(text: str) -> str:
-    """`text` as a YAML scalar: plain where that reads back as the same text, else quoted."""
-    if _PLAIN.match(text) and text.lower() not in _RESERVED and text == text.strip():
-        return text
-    return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
 def _flow(spec: dict[str, object]) -> str:
@@ -273,31 +221,66 @@ def _flow(spec: dict[str, object]) -> str:
 
 
 def _render(
-    sample: Sample,
+    draft: Draft,
     event_name: str,
-    chosen: TimestampGuess | None,
-    chosen_column: str,
-    others: list[TimestampGuess],
-    wallet: str | None,
-    pubkey_column: str,
-    fields: list[FieldDraft],
+    time_column: str,
+    orders: pa.Table,
+    delimiter: str,
+    encoding: str | None,
 ) -> str:
-    source = source_last_part(sample.source.name)
+    source = source_last_part(draft.sample.source.name)
     lines = [
-        f"# A draft mapping by `backfill init` for {source}, from {sample.how}.",
+        f"# A draft mapping by `backfill init` for {source}, from {draft.sample.how}.",
+        *_reading_lines(draft.sniffed, delimiter, encoding),
         "# Every choice is explained beside it: read them, edit, then look before you send:",
-        f"#   backfill plan {source} -m map.yaml",
+        f"#   backfill plan {source} -m map.yaml{reading_options(delimiter, encoding)}",
         "# Editors check this file as you type: `backfill schema > map.schema.json`, then",
         "# make this the first line:  # yaml-language-server: $schema=map.schema.json",
         "",
         f"event_name: {scalar(event_name)}   # the custom event's name, as created in Torque",
-        *_id_lines(sample.table),
+        *id_lines(orders, draft.line_items),
         "",
         "timestamp:",
+        *_timestamp_lines(draft.timestamp, time_column, draft.other_timestamps),
+        "",
+        "user:",
+        *_user_lines(draft.wallet, draft.pubkey_column, draft.sample.rows),
+        "",
+        "event_data:",
+        *_field_lines(draft.fields),
     ]
-    lines += _timestamp_lines(chosen, chosen_column, others)
-    lines += ["", "user:", *_user_lines(wallet, pubkey_column, sample.rows), "", "event_data:"]
-    width = max((len(f.name) + len(_flow(f.spec)) for f in fields), default=0) + 4
+    if draft.line_items is not None:
+        lines += line_item_lines(draft.line_items)
+    lines += status_filter_lines(orders, draft.line_items)
+    return "\n".join(lines) + "\n"
+
+
+def reading_options(delimiter: str, encoding: str | None) -> str:
+    """The command-line options that read the source as the draft did."""
+    options = ""
+    if delimiter != ",":
+        options += " --delimiter " + ("$'\\t'" if delimiter == "\t" else f"'{delimiter}'")
+    if encoding is not None:
+        options += f" --encoding {encoding}"
+    return options
+
+
+def _reading_lines(sniffed: Sniffed | None, delimiter: str, encoding: str | None) -> list[str]:
+    """How the file was read, when that needs options: every command must be given them."""
+    if sniffed is None or not reading_options(delimiter, encoding):
+        return []
+    lines = ["# Read as sniffed from the file's first bytes; give validate, plan and run the same:"]
+    if delimiter != ",":
+        lines.append(f"#   --delimiter: {sniffed.delimiter_why}")
+    if encoding is not None:
+        lines.append(f"#   --encoding {encoding}: {sniffed.encoding_why}")
+    return lines
+
+
+def _field_lines(fields: list[FieldDraft]) -> list[str]:
+    width = max((len(f.name) + len(_flow(f.spec)) + 2 * (not f.active) for f in fields), default=0)
+    width += 4
+    lines = []
     for item in fields:
         line = f"{item.name}: {_flow(item.spec)}"
         line = (
@@ -309,30 +292,38 @@ def _render(
         lines += [f"  {extra}" for extra in item.extra]
     if not any(item.active for item in fields):  # event_data may not be empty
         lines.append("  channel: {value: backfill}   # a constant: no other column to send")
-    lines += _filter_lines(sample.table)
-    return "\n".join(lines) + "\n"
+    return lines
 
 
 def _timestamp_lines(
     chosen: TimestampGuess | None, column: str, others: list[TimestampGuess]
 ) -> list[str]:
+    lines = []
     if chosen is None:
-        return [
-            "  # No column parses as times in the sample (ISO-8601, epoch numbers, or dates",
-            "  # such as 03/01/2019). Name the right column and its format; as drafted, rows fail.",
+        lines += [
+            "  # No column reads as plausible order times in the sample (ISO-8601, epoch",
+            "  # numbers, dates such as 03/01/2019, between 2000 and now). Name the column",
+            "  # that holds each order's time and its format: as drafted, EVERY ROW FAILS.",
             f"  column: {scalar(column)}",
-            "  unit: auto",
+            "  unit: iso",
+            f'  format: "{NO_TIME_FORMAT}"',
             "  timezone: UTC",
         ]
-    lines = [f"  column: {scalar(chosen.column)}   # {chosen.why}"]
-    lines.append(f"  unit: {chosen.unit}   # {chosen.unit_why}")
-    if chosen.format is not None:
-        lines.append(f'  format: "{chosen.format}"   # {chosen.format_why}')
-    lines.append(f"  timezone: UTC   # {chosen.timezone_why}")
-    if chosen.date_only:
-        lines.append("  # dates without a time of day: every event is sent at midnight")
+    else:
+        lines.append(f"  column: {scalar(chosen.column)}   # {chosen.why}")
+        lines.append(f"  unit: {chosen.unit}   # {chosen.unit_why}")
+        if chosen.format is not None:
+            lines.append(f'  format: "{chosen.format}"   # {chosen.format_why}')
+        lines.append(f"  timezone: UTC   # {chosen.timezone_why}")
+        if chosen.date_only:
+            lines.append("  # dates without a time of day: every event is sent at midnight")
     for other in others:
-        lines.append(f"  # also parses as times: {scalar(other.column)} ({other.summary})")
+        if other.sparse:
+            lines.append(
+                f"  # not chosen: {scalar(other.column)} ({other.summary}) is {other.empty_words}"
+            )
+        else:
+            lines.append(f"  # also parses as times: {scalar(other.column)} ({other.summary})")
     return lines
 
 
@@ -348,44 +339,3 @@ def _user_lines(wallet: str | None, column: str, rows: int) -> list[str]:
         '  # "not a Solana public key" (validate and plan exit 1; nothing can be sent).',
         f"  pubKey: {scalar(column)}",
     ]
-
-
-def _id_lines(table: pa.Table) -> list[str]:
-    """The order id for the ledger of delivered ids, from a column named like one: proposed
-    when every sampled row has one and none repeats; else left commented, saying why."""
-    for name in table.column_names:
-        if not _ORDER_ID_NAME.match(name):
-            continue
-        values = [v for v in table.column(name).to_pylist() if v is not None and v != ""]
-        if not values:
-            continue
-        repeats = len(values) - len(set(values))
-        if repeats == 0 and len(values) == table.num_rows:
-            return [
-                f"id: {scalar(name)}   # an order id, none repeats in the sample: a later export "
-                "that holds these orders again skips them (the ledger of delivered ids)"
-            ]
-        return [
-            f"# id: {scalar(name)}   # not proposed: {repeats:,} of {len(values):,} sampled "
-            "values repeat (an order on several lines?); with it, only each order's first "
-            "row would be sent"
-        ]
-    return []
-
-
-def _filter_lines(table: pa.Table) -> list[str]:
-    for name in table.column_names:
-        column = table.column(name)
-        if not _STATUS_NAME.match(name) or not pa.types.is_string(column.type):
-            continue
-        values = [v for v in column.to_pylist() if v]
-        distinct = sorted(set(values), key=lambda v: -values.count(v))
-        if 2 <= len(distinct) <= 6 and "'" not in distinct[0]:
-            shares = ", ".join(f"{v} {values.count(v) / len(values):.0%}" for v in distinct)
-            reference = f"`{name}`" if not re.match(r"^[A-Za-z_]\w*$", name) else name
-            return [
-                "",
-                f"# Which rows to send? {name} holds: {shares}. For example:",
-                f"# filter: \"{reference} == '{distinct[0]}'\"",
-            ]
-    return []

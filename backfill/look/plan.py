@@ -26,10 +26,11 @@ from backfill.books.journal import JOURNAL_VERSION, RowSet, journal_path, read_j
 from backfill.books.report import report_name
 from backfill.look.audit import AuditWarning, TimestampAudit
 from backfill.look.validate import ValidationResult, delivered_check, open_inputs
-from backfill.mapping.convert import as_array, to_epoch_ms
+from backfill.mapping.convert import as_array
 from backfill.mapping.events import EventMapper, MappedChunk
 from backfill.mapping.mapped_read import mapped_chunks_of
 from backfill.mapping.spec import Mapping
+from backfill.mapping.times import to_epoch_ms
 from backfill.read.source import DEFAULT_CHUNK_ROWS, Chunk, Source
 
 DEFAULT_RATE = 100.0

@@ -19,25 +19,33 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from backfill.mapping.convert import Converted, TimestampRule, missing_mask, to_epoch_ms
+from backfill.mapping.convert import Converted, missing_mask
+from backfill.mapping.times import EPOCH_TIERS, HAS_OFFSET, TimestampRule, to_epoch_ms
 
 PARSE_SHARE = 0.98
 YEAR_2000_MS = 946_684_800_000
 DAY_MS = 86_400_000
-_TIERS = ((10**11, "s"), (10**14, "ms"), (10**17, "us"))
 _UNIT_WORDS = {"s": "seconds", "ms": "milliseconds", "us": "microseconds", "ns": "nanoseconds"}
 _SHAPE = re.compile(
     r"^(\d{1,4})([/.\-])(\d{1,2})\2(\d{1,4})"
     r"(?:([ T])(\d{1,2}):(\d{2})(:\d{2})?(\.\d+)?(\s*)([AaPp][Mm])?)?"
     r"\s*(Z|[+-]\d{2}:?\d{2})?$"
 )
-_OFFSET = re.compile(r"[Tt ][0-9:.,]+([zZ]|[+-][0-9]{2}(:?[0-9]{2})?)$")
+_OFFSET = re.compile(HAS_OFFSET)
 _EPOCH = re.compile(r"^-?[0-9]+(\.[0-9]+)?$")
+SPARSE_SHARE = 0.9  # of the best-filled time column's fill rate: below it, not chosen
+# Names in the order the draft prefers them, when fill rates are alike: the order's own time
+# first (`created`, `order date`, `placed`, a plain `date`), then `paid`, then the rest.
 _BEST_NAME = re.compile(
-    r"created|placed|purchase|timestamp|^ts$|order(ed)?[ _]?(date|time|at)|paid", re.I
+    r"created|placed|purchase|timestamp|^ts$|order(ed)?[ _-]?(date|time|at)|^(date|time)$|"
+    r"(sale|transaction|order)[ _-]?date|^date[ _-]?(time|created)$",
+    re.I,
 )
-_TIME_NAME = re.compile(r"date|time|_at$|when", re.I)
-_LATER_NAME = re.compile(r"ship|deliver|update|modif|birth|expir|due|refund|return", re.I)
+_PAID_NAME = re.compile(r"paid|payment", re.I)
+_TIME_NAME = re.compile(r"date|time|_at$| at$|when", re.I)
+_LATER_NAME = re.compile(
+    r"ship|deliver|update|modif|birth|expir|due|refund|return|cancel|fulfil|closed", re.I
+)
 
 
 @dataclass
@@ -52,6 +60,13 @@ class TimestampGuess:
     summary: str
     date_only: bool
     score: tuple[int, int, int]
+    filled: int = 0  # sampled rows with a value
+    rows: int = 0
+    sparse: bool = False  # empty on many more rows than the best-filled time column
+
+    @property
+    def empty_words(self) -> str:
+        return f"empty on {self.rows - self.filled:,} of {self.rows:,} sampled rows"
 
 
 def guess_timestamps(table: pa.Table, now_ms: int | None = None) -> list[TimestampGuess]:
@@ -63,7 +78,10 @@ def guess_timestamps(table: pa.Table, now_ms: int | None = None) -> list[Timesta
         guess = _guess_column(name, column, now_ms, position)
         if guess is not None:
             guesses.append(guess)
-    return sorted(guesses, key=lambda g: g.score, reverse=True)
+    best_fill = max((g.filled for g in guesses), default=0)
+    for guess in guesses:
+        guess.sparse = guess.filled < SPARSE_SHARE * best_fill
+    return sorted(guesses, key=lambda g: (not g.sparse, *g.score), reverse=True)
 
 
 def _guess_column(name: str, column: pa.Array, now_ms: int, position: int) -> TimestampGuess | None:
@@ -134,6 +152,8 @@ def _finish(
         summary=fmt or (unit if unit != "auto" else what),
         date_only=date_only,
         score=(_name_score(name), int(not date_only), -position),
+        filled=total,
+        rows=len(column),
     )
 
 
@@ -148,7 +168,7 @@ def _epoch_guess(
 
 
 def _tier(magnitude: float) -> str:
-    return next((unit for limit, unit in _TIERS if magnitude < limit), "ns")
+    return next((unit for limit, unit in EPOCH_TIERS if magnitude < limit), "ns")
 
 
 def _unit_why(unit: str, what: str) -> str:
@@ -192,10 +212,12 @@ def _naive_words(who: str) -> str:
 
 
 def _name_score(name: str) -> int:
-    if _BEST_NAME.search(name):
-        return 3
     if _LATER_NAME.search(name):
         return 0
+    if _BEST_NAME.search(name):
+        return 4
+    if _PAID_NAME.search(name):
+        return 3
     return 2 if _TIME_NAME.search(name) else 1
 
 

@@ -27,7 +27,6 @@ from backfill.mapping.convert import (
     PubkeyChecker,
     as_array,
     to_boolean,
-    to_epoch_ms,
     to_number,
     to_string,
     type_of_column,
@@ -36,6 +35,7 @@ from backfill.mapping.envelopes import TORQUE_V1, Api, Event, json_member
 from backfill.mapping.lookup import looked_up
 from backfill.mapping.row_filter import RowFilter
 from backfill.mapping.spec import FieldSpec, Mapping
+from backfill.mapping.times import to_epoch_ms
 from backfill.read.source import Chunk
 
 Stage = Literal["read", "mapping", "send"]

@@ -52,6 +52,10 @@ TIMESTAMP_DESCRIPTIONS: dict[str, dict[str, Any]] = {
         "description": "IANA time zone for values without an offset (default UTC).",
         **_NAME,
     },
+    "dates": {
+        "description": "Which comes first in day/month dates such as 05/06/2021.",
+        "enum": ["day-first", "month-first"],
+    },
 }
 LOOKUP_DESCRIPTIONS: dict[str, dict[str, Any]] = {
     "column": {"description": "The orders' column holding the key.", **_NAME},

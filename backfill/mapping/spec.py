@@ -20,14 +20,16 @@ from typing import Any
 import yaml
 
 from backfill.errors import MappingError
-from backfill.mapping.convert import FieldType, TimestampRule, type_of_column
+from backfill.mapping.convert import FieldType, type_of_column
 from backfill.mapping.envelopes import json_type
 from backfill.mapping.filter_language import FilterError, filter_columns, parse_filter
 from backfill.mapping.lookup import Lookup, lookup_from_spec
+from backfill.mapping.time_text import DATE_ORDERS
+from backfill.mapping.times import TIMESTAMP_UNITS, TimestampRule
 
 TOP_KEYS = ("event_name", "timestamp", "user", "event_data", "filter", "id")
 REQUIRED_TOP_KEYS = ("event_name", "timestamp", "user", "event_data")
-TIMESTAMP_KEYS = ("column", "unit", "format", "timezone")
+TIMESTAMP_KEYS = ("column", "unit", "format", "timezone", "dates")
 USER_KEYS = ("pubKey",)
 LOOKUP_KEYS = ("lookup", "key")  # with column and value: `value` names the table's column
 PUBKEY_KEYS = ("column", "lookup", "key", "value")
@@ -46,7 +48,7 @@ FIELD_KEYS = (
 DECIMAL_MARKS = (".", ",")
 THOUSANDS_MARKS = (".", ",", " ", "'", "\u00a0", "\u202f")  # the last two: (narrow) no-break spaces
 FIELD_TYPES: tuple[FieldType, ...] = ("string", "number", "boolean")
-UNITS = ("auto", "s", "ms", "us", "ns", "iso")
+UNITS = TIMESTAMP_UNITS
 
 
 @dataclass(frozen=True)
@@ -252,7 +254,13 @@ def _timestamp(section: Any, origin: str) -> tuple[str, TimestampRule]:
         )
     timezone = section.get("timezone", "UTC")
     _check_timezone(timezone, origin)
-    return column, TimestampRule(unit=unit, format=fmt, timezone=timezone)
+    dates = section.get("dates")
+    if dates is not None and dates not in DATE_ORDERS:
+        raise MappingError(
+            f"{origin}: timestamp.dates: expected day-first (13/05/2021) or month-first "
+            f"(05/13/2021); found {_shown(dates)}."
+        )
+    return column, TimestampRule(unit=unit, format=fmt, timezone=timezone, dates=dates)
 
 
 def _check_timezone(timezone: Any, origin: str) -> None:

@@ -16,6 +16,8 @@ months). The sample is evidence for a draft, not a count: `plan` and `validate` 
 
 from __future__ import annotations
 
+import glob
+import gzip
 import io
 import math
 from dataclasses import dataclass
@@ -26,6 +28,8 @@ import pyarrow as pa
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
+from backfill.read.formats import format_of
+from backfill.read.sniff import HEAD_BYTES, Sniffed, sniff_csv
 from backfill.read.source import CsvReader, FileReader, ParquetReader, Source, read_source
 
 SAMPLE_ROWS = 3_000
@@ -76,6 +80,25 @@ def sample_source(
     if len(files) > 1:
         how = f"{table.num_rows:,} rows from {len(files)} of its {len(source.files)} files"
     return Sample(source, table, how)
+
+
+def sniff_source(path: str | Path) -> Sniffed | None:
+    """The delimiter and encoding of a local CSV source (a glob's first file); None for
+    other formats and places, which say how they are written themselves."""
+    text = str(path)
+    if "://" in text:
+        return None
+    matches = sorted(glob.glob(text, recursive=True)) if not Path(text).exists() else [text]
+    first = next((Path(m) for m in matches if Path(m).is_file()), None)
+    if first is None or format_of(first.name) != "csv":
+        return None
+    opener = gzip.open if first.name.lower().endswith(".gz") else open
+    try:
+        with opener(first, "rb") as handle:
+            head = handle.read(HEAD_BYTES)
+    except OSError:
+        return None  # read_source says what is wrong with the file
+    return sniff_csv(head)
 
 
 def _sample_file(reader: FileReader, rows: int, columns: list[str]) -> tuple[pa.Table, str]:

@@ -1,0 +1,138 @@
+"""Which rows are orders, for `backfill init`: the order id, line-item exports, a status.
+
+Shops such as Shopify write one row per line item: an order's rows follow one another under
+one id, and the order-level columns (financial status, total, ...) are filled on its first
+row only. A backfill sends one event per order, so the draft proposes the filter that keeps
+the first row of each (`notna(<an order-level column>)`), and the rest of the draft is
+guessed from the rows that filter keeps.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+import numpy as np
+import pyarrow as pa
+
+from backfill.look.column_kinds import scalar
+from backfill.mapping.convert import missing_mask
+
+CONTINUATION_EMPTY = 0.95  # share of continuation rows an order-level column is empty on
+_ORDER_ID_NAME = re.compile(
+    r"^(order|transaction|purchase|invoice)[ _\-]?(id|number|no|nr|ref|reference)$", re.I
+)
+_RUN_KEY_NAME = re.compile(r"^(name|number|order|order ?#|order ?no|amazon-order-id)$", re.I)
+_STATUS_NAME = re.compile(r"^(order[ _]?|financial[ _]?|payment[ _]?)?(status|state)$", re.I)
+_ORDER_LEVEL_NAME = re.compile(r"financial|status|total|paid|payment", re.I)
+
+
+@dataclass(frozen=True)
+class LineItems:
+    """A line-item export: the id column, the column filled on first rows only, the filter."""
+
+    id_column: str
+    order_column: str
+    order_columns: list[str]
+    orders: int
+    rows: int
+    keep: np.ndarray  # the sampled rows the filter keeps
+
+    @property
+    def filter(self) -> str:
+        return f"notna({reference(self.order_column)})"
+
+
+def reference(column: str) -> str:
+    """A column as the filter language names it."""
+    return column if re.match(r"^[A-Za-z_]\w*$", column) else f"`{column}`"
+
+
+def find_line_items(table: pa.Table) -> LineItems | None:
+    """A column whose values repeat on consecutive rows, and columns empty on those."""
+    names = [n for n in table.column_names if _ORDER_ID_NAME.match(n) or _RUN_KEY_NAME.match(n)]
+    for name in names:
+        found = _line_items_by(table, name)
+        if found is not None:
+            return found
+    return None
+
+
+def _line_items_by(table: pa.Table, id_column: str) -> LineItems | None:
+    values = table.column(id_column).to_pylist()
+    if len(values) < 2 or any(v is None or v == "" for v in values):
+        return None
+    starts = np.array([i == 0 or values[i] != values[i - 1] for i in range(len(values))])
+    later = ~starts
+    orders = int(starts.sum())
+    if not later.any() or len({values[i] for i in np.flatnonzero(starts)}) != orders:
+        return None  # no repeats, or an id that comes back later: not runs of line items
+    order_columns = []
+    for name in table.column_names:
+        missing = missing_mask(table.column(name).combine_chunks())
+        if not missing[starts].any() and missing[later].mean() >= CONTINUATION_EMPTY:
+            order_columns.append(name)
+    if not order_columns:
+        return None
+    chosen = next((n for n in order_columns if _ORDER_LEVEL_NAME.search(n)), order_columns[0])
+    keep = ~missing_mask(table.column(chosen).combine_chunks())
+    return LineItems(id_column, chosen, order_columns, orders, len(values), keep)
+
+
+def line_item_lines(items: LineItems) -> list[str]:
+    shown = ", ".join(items.order_columns[:4]) + (", ..." if len(items.order_columns) > 4 else "")
+    return [
+        "",
+        f"# A line-item export: an order's rows follow one another under one {items.id_column}",
+        f"# ({items.rows:,} sampled rows hold {items.orders:,} orders), and order-level columns",
+        f"# ({shown}) are filled on its first row only. This filter keeps that row:",
+        "# one event per order. Remove it to send one event per line item.",
+        f'filter: "{items.filter}"',
+    ]
+
+
+def id_lines(table: pa.Table, items: LineItems | None) -> list[str]:
+    """The order id for the ledger of delivered ids, from a column named like one: proposed
+    when every row kept has one and none repeats; else left commented, saying why."""
+    for name in table.column_names:
+        if not _ORDER_ID_NAME.match(name):
+            continue
+        values = [v for v in table.column(name).to_pylist() if v is not None and v != ""]
+        if not values:
+            continue
+        repeats = len(values) - len(set(values))
+        if repeats == 0 and len(values) == table.num_rows:
+            why = "none repeats in the sample"
+            if items is not None:
+                why = "none repeats in the rows the filter keeps"
+            return [
+                f"id: {scalar(name)}   # an order id, {why}: a later export "
+                "that holds these orders again skips them (the ledger of delivered ids)"
+            ]
+        return [
+            f"# id: {scalar(name)}   # not proposed: {repeats:,} of {len(values):,} sampled "
+            "values repeat (an order on several lines?); with it, only each order's first "
+            "row would be sent"
+        ]
+    return []
+
+
+def status_filter_lines(table: pa.Table, items: LineItems | None) -> list[str]:
+    """A commented example filter on a status column, with the share of each value."""
+    for name in table.column_names:
+        column = table.column(name)
+        if not _STATUS_NAME.match(name) or not pa.types.is_string(column.type):
+            continue
+        values = [v for v in column.to_pylist() if v]
+        distinct = sorted(set(values), key=lambda v: -values.count(v))
+        if 2 <= len(distinct) <= 6 and "'" not in distinct[0]:
+            shares = ", ".join(f"{v} {values.count(v) / len(values):.0%}" for v in distinct)
+            wanted = f"{reference(name)} == '{distinct[0]}'"
+            if items is not None:
+                wanted = f"{items.filter} and {wanted}"
+            return [
+                "",
+                f"# Which rows to send? {name} holds: {shares}. For example:",
+                f'# filter: "{wanted}"',
+            ]
+    return []
