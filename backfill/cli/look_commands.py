@@ -158,6 +158,11 @@ def init(
     help="The run's failure report, beside which its journal is (default as run).",
 )
 @click.option("--json", "as_json", is_flag=True, help="Print the plan as one JSON object.")
+@click.option(
+    "--limit",
+    type=click.IntRange(min=1),
+    help="Plan `run --limit N`: the first N events not sent before, as the run counts them.",
+)
 @source_options
 @ledger_scope_options
 def plan(
@@ -166,6 +171,7 @@ def plan(
     rate: float,
     report: Path | None,
     as_json: bool,
+    limit: int | None,
     reading: dict[str, Any],
     ledger_path: Path | None = None,
     endpoint: str | None = None,
@@ -183,6 +189,7 @@ def plan(
             ledger=ledger_place(ledger_path, sandbox=False),
             endpoint=endpoint,
             api=api_name,
+            limit=limit,
             **reading,
         )
     if as_json:

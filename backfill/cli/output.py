@@ -1,7 +1,8 @@
 """What a command says and how it ends: error lines, the progress bar, the run's summary,
 and the exit codes (0 every row accepted or filtered; 1 some rows in the failure report;
 2 a usage, mapping, source or key error, nothing sent; 3 the report or journal could not be
-written, continue with --resume; 130 interrupted)."""
+written, continue with --resume; 70 a bug in backfill, the traceback in a file; 130
+interrupted)."""
 
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ if TYPE_CHECKING:
 
 
 EXIT_OK, EXIT_ROWS_FAILED, EXIT_USAGE, EXIT_WRITE_FAILED, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
+EXIT_BUG = 70  # EX_SOFTWARE (sysexits.h): an exception backfill did not expect
 
 
 WRITE_FAILED_HINT = (

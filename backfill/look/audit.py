@@ -226,11 +226,36 @@ def naive_values(raw: pa.Array, rule: TimestampRule) -> np.ndarray:
 
 
 def ambiguous_times(ms: np.ndarray, zone_name: str) -> np.ndarray:
-    """Which instants show a wall-clock time that occurs twice in the zone."""
-    zone = zoneinfo.ZoneInfo(zone_name)
-    wall = pd.to_datetime(ms, unit="ms", utc=True).tz_convert(zone).tz_localize(None)
-    again = wall.tz_localize(zone, ambiguous="NaT", nonexistent="NaT")
-    return np.asarray(again.isna())
+    """Which instants show a wall-clock time that occurs twice in the zone (instants beyond
+    the years 1684 to 2255 are not looked at: the range checks speak of them)."""
+    inside = _in_zone_range(ms)
+    found = np.zeros(len(ms), dtype=bool)
+    if inside.any():
+        zone = zoneinfo.ZoneInfo(zone_name)
+        wall = pd.DatetimeIndex(wall_clock_ms(ms[inside], zone_name).astype("datetime64[ms]"))
+        again = wall.tz_localize(zone, ambiguous="NaT", nonexistent="NaT")
+        found[inside] = np.asarray(again.isna())
+    return found
+
+
+def wall_clock_ms(ms: np.ndarray, zone_name: str) -> np.ndarray:
+    """The zone's wall-clock time of each instant, as ms since 1970 read as if in UTC: total
+    over every instant (no local midnight is ever built, so no skipped one can be met)."""
+    inside = _in_zone_range(ms)
+    wall = ms.copy()
+    if inside.any():
+        utc = pd.DatetimeIndex(ms[inside].astype("datetime64[ms]"), tz="UTC")
+        local = utc.tz_convert(zoneinfo.ZoneInfo(zone_name)).tz_localize(None)
+        wall[inside] = local.as_unit("ms").asi8
+    return wall
+
+
+def _in_zone_range(ms: np.ndarray) -> np.ndarray:
+    return (ms > _ZONE_MIN_MS) & (ms < _ZONE_MAX_MS)
+
+
+_ZONE_MIN_MS = -9_000_000_000_000  # 1684: zone rules are asked only inside pandas' range
+_ZONE_MAX_MS = 9_000_000_000_000  # 2255
 
 
 class MidnightCheck:
@@ -249,10 +274,8 @@ class MidnightCheck:
             self.found.add(rows)
 
     def _at_midnight(self, ms: np.ndarray) -> np.ndarray:
-        if self.zone == "UTC":
-            return ms % DAY_MS == 0
-        local = pd.to_datetime(ms, unit="ms", utc=True).tz_convert(zoneinfo.ZoneInfo(self.zone))
-        return np.asarray(local.normalize() == local)
+        wall = ms if self.zone == "UTC" else wall_clock_ms(ms, self.zone)
+        return wall % DAY_MS == 0
 
     def warning(self) -> list[AuditWarning]:
         if not (self.events and self.all_midnight):

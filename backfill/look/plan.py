@@ -12,7 +12,7 @@ from __future__ import annotations
 import html
 import time
 from collections import Counter
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -21,10 +21,10 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
-from backfill.books.id_screen import row_ids
 from backfill.books.journal import JOURNAL_VERSION, RowSet, journal_path, read_journal
 from backfill.books.report import report_name
 from backfill.look.audit import AuditWarning, TimestampAudit
+from backfill.look.forecast import RunForecast, Settled
 from backfill.look.validate import ValidationResult, delivered_check, open_inputs
 from backfill.mapping.convert import as_array
 from backfill.mapping.events import EventMapper, MappedChunk
@@ -65,7 +65,8 @@ class PlanResult:
 
     @property
     def requests(self) -> int:
-        """One POST per event not yet sent (Torque takes one event per request)."""
+        """One POST per event not yet sent (Torque takes one event per request): what the
+        run would send, and (if Torque takes them all) its `accepted`."""
         return self.counts.mappable - self.already_sent
 
     @property
@@ -132,34 +133,41 @@ def plan(
     chunk_rows: int = DEFAULT_CHUNK_ROWS,
     now_ms: int | None = None,
     on_progress: Callable[[int], None] | None = None,
+    limit: int | None = None,
 ) -> PlanResult:
     """Map every row, send nothing, and say what a run would do.
 
     `report` is where the run's failure report (and so its journal) would be: by default
     `<source name>.failures.jsonl` in the current directory, as `run` has it. With a
     mapping's `id:` and a `ledger`, rows whose id an earlier run delivered to `endpoint`
-    (default: the api's) count as already sent too.
+    (default: the api's) count as already sent too. The counts are the run's (see
+    `forecast`): ids repeated in the source fail as duplicates, and with `limit` reading
+    stops where the run's would.
     """
     opened_source, opened_mapping = open_inputs(
         source, mapping, delimiter, encoding=encoding, sheet=sheet
     )
     now_ms = int(time.time() * 1000) if now_ms is None else now_ms
     report_path = Path(report or report_name(opened_source.name))
-    sent = journal_accepted(opened_source, opened_mapping, report_path)
+    sent = journal_accepted(opened_source, opened_mapping, report_path) or {}
     delivered = delivered_check(opened_mapping, ledger, endpoint, api)
+    settled = {name: Settled(rows) for name, rows in sent.items()}
+    forecast = RunForecast(opened_mapping, delivered=delivered, settled=settled, limit=limit)
     result = PlanResult(ValidationResult(opened_source.name, opened_mapping.origin), rate)
     mapper = EventMapper(opened_mapping, opened_source.name, now_ms)
     audit = TimestampAudit(opened_mapping, now_ms)
     months: Counter[str] = Counter()
     for chunk in mapped_chunks_of(opened_source, opened_mapping, chunk_rows):
         mapped = mapper.map_chunk(chunk)
-        result.counts.add(mapped)
+        seen = forecast.take(mapped)
+        if seen is None:  # --limit reached: the run reads no further
+            break
+        result.counts.add(seen)
         file_index = len(result.counts.files) - 1
         ms = _look_at(chunk, mapped, opened_mapping, audit, now_ms, file_index)
         if len(ms):
             _span(result, ms, months)
-        if sent is not None or delivered is not None:
-            result.already_sent += _already_sent(mapped, sent, delivered, opened_mapping)
+        result.already_sent += seen.already_sent + seen.already_done
         if on_progress is not None:
             on_progress(result.counts.read)
     result.by_month = dict(sorted(months.items()))
@@ -238,28 +246,6 @@ def _span(result: PlanResult, ms: np.ndarray, months: Counter[str]) -> None:
     )
     for key, count in zip(keys.astype(str).tolist(), counts.tolist()):
         months[key] += count
-
-
-def _already_sent(
-    mapped: MappedChunk,
-    sent: dict[str, RowSet] | None,
-    delivered: Callable[[Sequence[str]], np.ndarray] | None,
-    mapping: Mapping,
-) -> int:
-    """Events of the chunk that an earlier run delivered: in its journal, or their id in the
-    ledger (a row in both counts once)."""
-    rows = mapped.event_rows.tolist()
-    done = np.zeros(len(rows), dtype=bool)
-    file_sent = sent.get(mapped.source) if sent is not None else None
-    if file_sent is not None:
-        done |= np.fromiter((row in file_sent for row in rows), bool, len(rows))
-    if delivered is not None and mapping.id_column is not None:
-        ids = row_ids(mapped, mapping.id_column, rows)
-        named = [i for i, key in enumerate(ids) if key is not None]
-        if named:
-            found = delivered([ids[i] for i in named])
-            done[np.asarray(named)[found]] = True
-    return int(done.sum())
 
 
 def journal_accepted(

@@ -17,8 +17,8 @@ import numpy as np
 import pandas as pd
 
 from backfill.books.id_ledger import LedgerScope, delivered_reader
-from backfill.books.id_screen import new_rows
 from backfill.books.report import ReportWriter
+from backfill.look.forecast import ChunkForecast, RunForecast
 from backfill.mapping.envelopes import Event, get_api
 from backfill.mapping.events import EventMapper, MappedChunk, RowFailure
 from backfill.mapping.mapped_read import mapped_chunks_of
@@ -74,14 +74,17 @@ class ValidationResult:
     new: int | None = None  # of `mappable`: rows whose `id:` the ledger does not hold
     files: list[str] = field(default_factory=list)  # the source's files met, in order
 
-    def add(self, chunk: MappedChunk) -> None:
+    def add(self, forecast: ChunkForecast) -> None:
+        """A chunk as the run would treat it: `mappable` counts its events, sent now or
+        before; duplicate and missing ids fail as they would in the run."""
+        chunk = forecast.chunk
         if not self.files or self.files[-1] != chunk.source:
             self.files.append(chunk.source)
         self.read += chunk.read
-        self.mappable += len(chunk.event_rows)
+        self.mappable += forecast.events
         self.filtered += chunk.filtered
-        self.failing += len(chunk.failures)
-        for failure in chunk.failures:
+        self.failing += len(forecast.failures)
+        for failure in forecast.failures:
             self.count_reason(failure)
 
     def count_reason(self, failure: RowFailure) -> None:
@@ -199,16 +202,17 @@ def validate(
     delivered = delivered_check(opened_mapping, ledger, endpoint, api)
     if delivered is not None:
         result.new = 0
+    forecast = RunForecast(opened_mapping, delivered=delivered)
     writer = _fresh_report(report)
     try:
         for chunk in mapped_chunks(opened_source, opened_mapping, chunk_rows):
-            result.add(chunk)
-            if delivered is not None and opened_mapping.id_column is not None:
-                result.new = (result.new or 0) + new_rows(
-                    chunk, delivered, opened_mapping.id_column
-                )
+            seen = forecast.take(chunk)
+            assert seen is not None  # no limit: every chunk is taken
+            result.add(seen)
+            if result.new is not None:
+                result.new += seen.to_send
             if writer is not None:
-                for failure in chunk.failures:
+                for failure in seen.failures:
                     writer.write(failure)
             if on_progress is not None:
                 on_progress(result.read)

@@ -8,13 +8,12 @@ reader never runs far ahead and memory stays flat however large the file.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Iterator
-
-import numpy as np
+from collections.abc import Iterator
 
 from backfill.books.id_screen import screen
 from backfill.mapping.envelopes import Api
 from backfill.mapping.events import MappedChunk
+from backfill.mapping.limit import limit_chunk
 from backfill.pipeline.run_plan import RunPlan
 from backfill.pipeline.run_records import Item, RunRecords
 from backfill.pipeline.senders import Fed, Origin
@@ -57,32 +56,6 @@ async def read_into(
                 await feed.put([(item, origin) for item in piece])
         if remaining == 0:
             return
-
-
-def limit_chunk(
-    chunk: MappedChunk,
-    items: list[Item],
-    remaining: int | None,
-    not_done: Callable[[list[Item]], list[Item]],
-) -> tuple[MappedChunk, list[Item], int | None]:
-    """With --limit, cut the chunk just after the last event that may still go."""
-    if remaining is None:
-        return chunk, items, None
-    fresh = not_done(items)
-    if len(fresh) < remaining:
-        return chunk, items, remaining - len(fresh)
-    last_row = fresh[remaining - 1][0]
-    cut = int(np.flatnonzero(chunk.rows == last_row)[0]) + 1
-    kept_rows = set(chunk.rows[:cut].tolist())
-    trimmed = MappedChunk(
-        rows=chunk.rows[:cut],
-        filtered_rows=chunk.filtered_rows[np.isin(chunk.filtered_rows, chunk.rows[:cut])],
-        failures=[f for f in chunk.failures if f.row is None or f.row <= last_row],
-        event_rows=chunk.event_rows[np.isin(chunk.event_rows, chunk.rows[:cut])],
-        table=chunk.table,
-        source=chunk.source,
-    )
-    return trimmed, [item for item in items if item[0] in kept_rows], 0
 
 
 def _next_prepared(
