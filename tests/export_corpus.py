@@ -324,9 +324,7 @@ def amazon(out: Path) -> Fixture:
         for o in orders
     ]  # fmt: skip
     write(out / "Orders-2023-04.txt", header, rows, "\t")
-    reason = "issue 27: a tab-separated .txt order report (init cannot tell its format)"
-    return Fixture("amazon", "Orders-2023-04.txt", "buyer-email", "item-price", orders,
-                   xfail={"init": reason, "events": reason})  # fmt: skip
+    return Fixture("amazon", "Orders-2023-04.txt", "buyer-email", "item-price", orders)
 
 
 def stripe(out: Path) -> Fixture:

@@ -37,7 +37,9 @@ def subtree(tmp_path: Path) -> pafs.FileSystem:
         ("a.csv", "csv"),
         ("A.CSV.GZ", "csv"),
         ("x/part-0.Parquet", "parquet"),
-        ("orders.txt", None),
+        ("orders.txt", "text"),
+        ("Orders.TSV", "csv"),
+        ("orders.tab.gz", "csv"),
         ("orders.gz", None),
     ],
 )

@@ -28,6 +28,7 @@ from backfill.look.order_rows import (
 from backfill.look.time_guess import TimestampGuess, failed_rows, guess_timestamps
 from backfill.mapping.convert import PubkeyChecker, missing_mask
 from backfill.mapping.spec import mapping_from_dict
+from backfill.read.formats import CsvReader, named_delimiter, text_file_note
 from backfill.read.sampling import SAMPLE_ROWS, Sample, sample_source, sniff_source
 from backfill.read.sniff import Sniffed
 
@@ -91,8 +92,9 @@ def draft_mapping(
         delimiter = delimiter or sniffed.delimiter
         encoding = encoding or sniffed.encoding
     sample = sample_source(
-        path, delimiter=delimiter or ",", encoding=encoding, sheet=sheet, rows=sample_rows
+        path, delimiter=delimiter, encoding=encoding, sheet=sheet, rows=sample_rows
     )
+    delimiter = _delimiter_read(sample, delimiter)
     guesses = guess_timestamps(sample.table)
     chosen = guesses[0] if guesses and not guesses[0].sparse else None
     items = find_line_items(sample.table)
@@ -106,7 +108,7 @@ def draft_mapping(
     chosen_column = chosen.column if chosen else _placeholder_time_column(sample.table, taken)
     others = [g for g in guesses if g is not chosen]
     draft = Draft("", sample, chosen, others, wallet, pubkey_column, fields, sniffed, items)
-    draft.text = _render(draft, event_name, chosen_column, orders, delimiter or ",", encoding)
+    draft.text = _render(draft, event_name, chosen_column, orders, delimiter, encoding)
     mapping_from_dict(yaml.safe_load(draft.text), origin="the draft")  # one that cannot load: a bug
     return draft
 
@@ -229,8 +231,10 @@ def _render(
     encoding: str | None,
 ) -> str:
     source = source_last_part(draft.sample.source.name)
+    notes = [text_file_note(f.name) for f in draft.sample.source.files[:1]]
     lines = [
         f"# A draft mapping by `backfill init` for {source}, from {draft.sample.how}.",
+        *[f"# {note}" for note in notes if note],
         *_reading_lines(draft.sniffed, delimiter, encoding),
         "# Every choice is explained beside it: read them, edit, then look before you send:",
         f"#   backfill plan {source} -m map.yaml{reading_options(delimiter, encoding)}",
@@ -255,11 +259,18 @@ def _render(
     return "\n".join(lines) + "\n"
 
 
+def _delimiter_read(sample: Sample, given: str | None) -> str:
+    """The delimiter the sample was read with (a .tsv's tab when none was given)."""
+    readers = [f for f in sample.source.files if isinstance(f, CsvReader)]
+    return readers[0].delimiter if readers else named_delimiter(given or ",")
+
+
 def reading_options(delimiter: str, encoding: str | None) -> str:
-    """The command-line options that read the source as the draft did."""
+    """The command-line options that read the source as the draft did: a delimiter by its
+    name where a shell would need quoting tricks (`--delimiter tab`, never $'\\t')."""
     options = ""
     if delimiter != ",":
-        options += " --delimiter " + ("$'\\t'" if delimiter == "\t" else f"'{delimiter}'")
+        options += " --delimiter " + ("tab" if delimiter == "\t" else f"'{delimiter}'")
     if encoding is not None:
         options += f" --encoding {encoding}"
     return options
@@ -267,12 +278,13 @@ def reading_options(delimiter: str, encoding: str | None) -> str:
 
 def _reading_lines(sniffed: Sniffed | None, delimiter: str, encoding: str | None) -> list[str]:
     """How the file was read, when that needs options: every command must be given them."""
-    if sniffed is None or not reading_options(delimiter, encoding):
+    if not reading_options(delimiter, encoding):
         return []
     lines = ["# Read as sniffed from the file's first bytes; give validate, plan and run the same:"]
     if delimiter != ",":
-        lines.append(f"#   --delimiter: {sniffed.delimiter_why}")
-    if encoding is not None:
+        why = sniffed.delimiter_why if sniffed is not None else "as the file's name says"
+        lines.append(f"#   --delimiter: {why}")
+    if encoding is not None and sniffed is not None:
         lines.append(f"#   --encoding {encoding}: {sniffed.encoding_why}")
     return lines
 

@@ -124,7 +124,7 @@ def plan(
     *,
     rate: float = DEFAULT_RATE,
     report: str | Path | None = None,
-    delimiter: str = ",",
+    delimiter: str | None = None,
     encoding: str | None = None,
     sheet: str | None = None,
     ledger: str | Path | None = None,

@@ -153,7 +153,7 @@ class ValidationResult:
 def open_inputs(
     source: str | Path | Source,
     mapping: str | Path | Mapping,
-    delimiter: str = ",",
+    delimiter: str | None = None,
     *,
     encoding: str | None = None,
     sheet: str | None = None,
@@ -183,7 +183,7 @@ def validate(
     mapping: str | Path | Mapping,
     *,
     report: str | Path | None = None,
-    delimiter: str = ",",
+    delimiter: str | None = None,
     encoding: str | None = None,
     sheet: str | None = None,
     chunk_rows: int = DEFAULT_CHUNK_ROWS,
@@ -292,7 +292,7 @@ def preview(
     mapping: str | Path | Mapping,
     n: int = 5,
     *,
-    delimiter: str = ",",
+    delimiter: str | None = None,
     encoding: str | None = None,
     sheet: str | None = None,
 ) -> Preview:

@@ -1,0 +1,110 @@
+"""Exports shaped as platforms write them, for issue 27's features (the corpus of
+tests/export_corpus.py covers the common columns; these add what those features need).
+
+Each writer makes the file, `wallets.csv` (the buyer's key -> a Solana key) and returns the
+events a right mapping sends, computed apart from backfill: instants with `zoneinfo` from
+the wall time chosen here, amounts with `decimal` from the digits written.
+
+    python tests/platform_exports.py OUT_DIR
+"""
+
+from __future__ import annotations
+
+import random
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
+from decimal import Decimal
+from pathlib import Path
+
+from export_corpus import EPOCH, csv_text, money, wallet_of
+
+
+@dataclass(frozen=True)
+class Expected:
+    """One event a right mapping sends: (ms, wallet, amount)."""
+
+    ms: int
+    wallet: str
+    amount: Decimal
+
+
+@dataclass
+class Export:
+    """An export file beside its `wallets.csv`, and the events it should give."""
+
+    folder: Path
+    file: str
+    key_column: str
+    amount_column: str
+    events: list[Expected]
+
+    @property
+    def path(self) -> Path:
+        return self.folder / self.file
+
+    def expected(self) -> list[tuple[int, str, Decimal]]:
+        return sorted((e.ms, e.wallet, e.amount) for e in self.events)
+
+
+def ms_of(when: datetime) -> int:
+    return (when - EPOCH) // timedelta(milliseconds=1)
+
+
+def write_wallets(folder: Path, keys: list[str], write_key: Callable[[str], str] = str) -> None:
+    """wallets.csv: each key (as the shop's table writes it) -> its wallet."""
+    unique = sorted(set(keys))
+    rows = [[write_key(k), wallet_of(k)] for k in unique]
+    (folder / "wallets.csv").write_text(csv_text(["key", "wallet"], rows), encoding="utf-8")
+
+
+# --- Amazon: a settlement report, tab-separated .txt ---------------------------------------
+
+SETTLEMENT_HEADER = [
+    "settlement-id", "settlement-start-date", "settlement-end-date", "deposit-date",
+    "total-amount", "currency", "transaction-type", "order-id", "merchant-order-id",
+    "adjustment-id", "shipment-id", "marketplace-name", "amount-type", "amount-description",
+    "amount", "fulfillment-id", "posted-date", "posted-date-time", "order-item-code",
+    "merchant-order-item-id", "merchant-adjustment-item-id", "sku", "quantity-purchased",
+    "promotion-id",
+]  # fmt: skip
+REFUNDED = (3, 7, 11, 19)  # orders whose item comes back on a Refund row, same order-id
+
+
+def amazon_settlement(folder: Path, orders: int = 24) -> Export:
+    """Amazon's settlement report (flat file V2): a summary row first, then a row per
+    transaction; an item refunded appears twice under one order-id (Order, then Refund)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    rng = random.Random(27)
+    start = datetime(2023, 4, 1, tzinfo=timezone.utc)
+    summary = ["17683925691", "2023-04-01 00:00:00 UTC", "2023-04-15 00:00:00 UTC",
+               "2023-04-17 00:00:00 UTC", "0.00", "USD"] + [""] * 18  # fmt: skip
+    rows, events = [summary], []
+    for number in range(orders):
+        order_id = f"114-{3_000_000 + number:07d}-{5_000_000 + number:07d}"
+        when = start + timedelta(hours=rng.randint(5, 30) * (number + 1), seconds=number * 7)
+        amount = Decimal(rng.randint(500, 9_000)) / 100
+        kinds = [("Order", when, amount)]
+        if number in REFUNDED:
+            kinds.append(("Refund", when + timedelta(days=2, minutes=13), -amount))
+        for kind, at, value in kinds:
+            rows.append([
+                "17683925691", "", "", "", "", "", kind, order_id, "", "", "", "Amazon.com",
+                "ItemPrice", "Principal", money(value), "AFN", at.strftime("%Y-%m-%d"),
+                at.strftime("%Y-%m-%d %H:%M:%S UTC"), f"{40_000_000 + number}", "", "",
+                "BOOK-1", "1", "",
+            ])  # fmt: skip
+            events.append(Expected(ms_of(at), wallet_of(order_id), value))
+    text = csv_text(SETTLEMENT_HEADER, rows, delimiter="\t")
+    (folder / "settlement.txt").write_text(text, encoding="utf-8")
+    write_wallets(folder, [r[7] for r in rows[1:]])
+    return Export(folder, "settlement.txt", "order-id", "amount", events)
+
+
+EXPORTS: dict[str, Callable[[Path], Export]] = {"amazon_settlement": amazon_settlement}
+
+if __name__ == "__main__":
+    target = Path(sys.argv[1] if len(sys.argv) > 1 else "platform_exports")
+    for name, write in EXPORTS.items():
+        print(write(target / name).path)
