@@ -399,10 +399,8 @@ def square(out: Path) -> Fixture:
         for i, o in enumerate(orders)
     ]  # fmt: skip
     write(out / "square_orders.csv", header, rows)
-    reason = "issue 27: an unnamed index column (init cannot name it) and cents"
-    xfail = {"init": reason, "events": reason}
     return Fixture("square", "square_orders.csv", "customer_id", "total_money_amount", orders,
-                   amount_scale=Decimal("0.01"), xfail=xfail)  # fmt: skip
+                   amount_scale=Decimal("0.01"))  # fmt: skip
 
 
 PLATFORMS: dict[str, Callable[[Path], Fixture]] = {

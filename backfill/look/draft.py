@@ -28,6 +28,7 @@ from backfill.look.order_rows import (
 from backfill.look.time_guess import TimestampGuess, failed_rows, guess_timestamps
 from backfill.mapping.convert import PubkeyChecker, missing_mask
 from backfill.mapping.spec import mapping_from_dict
+from backfill.read.base import is_unnamed
 from backfill.read.formats import CsvReader, named_delimiter, text_file_note
 from backfill.read.sampling import SAMPLE_ROWS, Sample, sample_source, sniff_source
 from backfill.read.sniff import Sniffed
@@ -193,6 +194,10 @@ def _field_draft(column_name: str, column: pa.Array, names: set[str]) -> FieldDr
         spec["type"] = "string"
         return FieldDraft(name, column_name, spec, "empty in every sampled row", active=False)
     present = column.filter(pa.array(~missing))
+    if is_unnamed(column_name):
+        spec["type"] = "string"
+        note = "no name in the file's header (pandas' index column?): named as pandas reads it"
+        return FieldDraft(name, column_name, spec, note, active=False)
     kind = column_kind(column_name, present)
     spec["type"] = kind.type
     spec.update(kind.marks)

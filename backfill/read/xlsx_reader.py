@@ -25,7 +25,14 @@ import pyarrow as pa
 import pyarrow.fs as pafs
 
 from backfill.errors import SourceError
-from backfill.read.base import DEFAULT_CHUNK_ROWS, BadLine, Chunk, FileReader, RowGroupTest
+from backfill.read.base import (
+    DEFAULT_CHUNK_ROWS,
+    BadLine,
+    Chunk,
+    FileReader,
+    RowGroupTest,
+    named_header,
+)
 
 ZIP_MAGIC = b"PK\x03\x04"
 _NUMBER_TEXT = re.compile(r"^\s*[0-9]+(\.[0-9]+)?\s*$")
@@ -192,27 +199,11 @@ def _header(values: tuple[Any, ...] | None, name: str) -> list[str]:
         cells.pop()
     if not cells:
         raise SourceError(f"{name}: the first row is empty; expected column names.")
-    header = []
-    for index, cell in enumerate(cells):
-        if cell in (None, ""):
-            raise SourceError(
-                f"{name}: the header cell {_column_letter(index)}1 is empty; every column "
-                "needs a name in the first row."
-            )
-        header.append(str(cell))
+    header = named_header(["" if cell is None else str(cell) for cell in cells])
     duplicates = sorted({column for column in header if header.count(column) > 1})
     if duplicates:
         raise SourceError(f"{name}: the header names {duplicates[0]!r} twice.")
     return header
-
-
-def _column_letter(index: int) -> str:
-    letters = ""
-    index += 1
-    while index:
-        index, rest = divmod(index - 1, 26)
-        letters = chr(ord("A") + rest) + letters
-    return letters
 
 
 def _kind(value: Any) -> str:
