@@ -13,7 +13,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from backfill.errors import MappingError
-from backfill.mapping.filter_language import (
+from backfill.mapping.filter_language import filter_columns, parse_filter
+from backfill.mapping.filter_tree import (
     Check,
     Column,
     Comparison,
@@ -23,8 +24,6 @@ from backfill.mapping.filter_language import (
     Membership,
     Not,
     Truth,
-    filter_columns,
-    parse_filter,
 )
 from backfill.mapping.spec import mapping_from_dict
 

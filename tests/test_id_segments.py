@@ -14,8 +14,10 @@ from hypothesis import strategies as st
 
 from backfill.books import id_segments
 from backfill.books.bloom import BlockedBloom, false_positive_chance
+from backfill.books.id_digests import digests
 from backfill.books.id_ledger import IdLedger, LedgerScope, delivered_reader
-from backfill.books.id_segments import SCHEMA, SegmentStore, digests
+from backfill.books.id_segments import SegmentStore
+from backfill.books.segment_tables import SCHEMA
 from backfill.errors import JournalError
 
 SCOPE = LedgerScope.of("https://api.torque.so/events", "torque-v1", "STORE_ORDER")

@@ -15,7 +15,7 @@ from conftest import CliResult
 
 from backfill.cli import cli as cli_group
 from backfill.errors import MappingError
-from backfill.mapping.filter_language import ALLOWED
+from backfill.mapping.filter_tree import ALLOWED
 from backfill.mapping.spec import FieldSpec, filter_columns, load_mapping, mapping_from_dict
 from backfill.mapping.times import TimestampRule
 

@@ -22,7 +22,7 @@ import yaml
 from conftest import ROOT, CliResult
 
 from backfill.errors import MappingError
-from backfill.mapping import spec as loader
+from backfill.mapping import spec_checks as loader
 from backfill.mapping.json_schema import as_json_document, mapping_schema
 from backfill.mapping.spec import mapping_from_dict
 

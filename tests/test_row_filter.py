@@ -14,7 +14,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from backfill.errors import MappingError
-from backfill.mapping.filter_language import (
+from backfill.mapping.filter_language import parse_filter
+from backfill.mapping.filter_tree import (
     Check,
     Column,
     Comparison,
@@ -25,7 +26,6 @@ from backfill.mapping.filter_language import (
     Predicate,
     Truth,
     Value,
-    parse_filter,
 )
 from backfill.mapping.row_filter import RowFilter
 

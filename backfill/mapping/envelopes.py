@@ -137,16 +137,21 @@ TORQUE_V1 = Api(
     data_key="event_data",
     nested_user=True,
 )
+# Both later envelopes carry the user's key, the event's name and its data as flat members
+# under the same names: written once here.
+_FLAT_BODY: dict[str, Any] = {
+    "user_key": "userPubkey",
+    "name_key": "eventName",
+    "data_key": "data",
+    "nested_user": False,
+}
 TORQUE_SERVER = Api(
     name="torque-server",
     default_endpoint="https://server.torque.so/event/custom",
     key_header="x-torque-api-key",
     path="/event/custom",
     description="the middle envelope: {timestamp, userPubkey, eventName, data}",
-    user_key="userPubkey",
-    name_key="eventName",
-    data_key="data",
-    nested_user=False,
+    **_FLAT_BODY,
 )
 TORQUE_INGEST = Api(
     name="torque-ingest",
@@ -154,10 +159,7 @@ TORQUE_INGEST = Api(
     key_header="x-api-key",
     path="/ingest/events",
     description="the current ingest envelope: {userPubkey, timestamp, eventName, data}",
-    user_key="userPubkey",
-    name_key="eventName",
-    data_key="data",
-    nested_user=False,
+    **_FLAT_BODY,
 )
 APIS: dict[str, Api] = {api.name: api for api in (TORQUE_V1, TORQUE_SERVER, TORQUE_INGEST)}
 

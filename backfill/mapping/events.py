@@ -7,34 +7,29 @@ events themselves. `validate` therefore never builds an event it would throw awa
 
 Events are made along one path only: the request bodies. An `Event` (for `preview`, the
 notebooks, a report) is the documented body read back, so it cannot differ from what is sent.
+
+Here: the chunk's fate assembled (`EventMapper`, `MappedChunk`, `RowFailure`); a field's
+column converted and its problems worded: `field_columns`; the bodies: `event_bodies`.
 """
 
 from __future__ import annotations
 
-import functools
 import json
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import numpy as np
 import pyarrow as pa
 
-from backfill.mapping.convert import (
-    Converted,
-    Problem,
-    PubkeyChecker,
-    as_array,
-    to_boolean,
-    to_number,
-    to_string,
-    type_of_column,
-)
-from backfill.mapping.envelopes import TORQUE_V1, Api, Event, json_member
+from backfill.mapping.convert import Converted, PubkeyChecker, as_array
+from backfill.mapping.envelopes import TORQUE_V1, Api, Event
+from backfill.mapping.event_bodies import MappedRows
+from backfill.mapping.field_columns import convert_field, failure_messages
 from backfill.mapping.lookup import looked_up
 from backfill.mapping.row_filter import RowFilter
-from backfill.mapping.spec import FieldSpec, Mapping
+from backfill.mapping.spec import Mapping
 from backfill.mapping.times import to_epoch_ms
 from backfill.read.source import Chunk
 
@@ -107,15 +102,9 @@ class MappedChunk:
         return ((row, api.encode(event)) for row, event in self.events())
 
 
-@dataclass(frozen=True)
-class _FieldColumn:
-    spec: FieldSpec
-    label: str
-    converted: Converted
-
-
 class EventMapper:
-    """Applies one mapping to the chunks of one source."""
+    """Applies one mapping to the chunks of one source: filter, convert, sort each row into
+    filtered, failed or mapped."""
 
     def __init__(self, mapping: Mapping, source_name: str, now_ms: int | None = None) -> None:
         self.mapping = mapping
@@ -139,18 +128,15 @@ class EventMapper:
         pubkey = looked_up(
             kept.column(self.mapping.pubkey_column), self.mapping.pubkey_lookup, self._pubkeys.check
         )
-        columns = [self._convert_field(spec, kept) for spec in self.mapping.fields]
-        messages = self._failure_messages(kept, timestamp, pubkey, columns)
+        columns = [convert_field(spec, kept) for spec in self.mapping.fields]
+        messages = failure_messages(self.mapping, kept, timestamp, pubkey, columns)
         failed = np.zeros(kept.num_rows, dtype=bool)
         failed[list(messages)] = True
         source = chunk.source or self.source_name
         failures = self._read_failures(chunk, source)
         failures += self._row_failures(kept, kept_rows, messages, source)
         ok = ~failed
-
-        def good_rows() -> tuple[list[int], list[str], list[list[Any]]]:
-            return self._good_rows(ok, timestamp, pubkey, columns)
-
+        mapped = MappedRows(self.mapping, ok, timestamp, pubkey, columns)
         return MappedChunk(
             rows=chunk.rows,
             filtered_rows=chunk.rows[~keep],
@@ -159,7 +145,7 @@ class EventMapper:
             table=table,
             source=source,
             timestamp=timestamp,
-            _encode=lambda api: self._encode_bodies(api, *good_rows()),
+            _encode=mapped.encode,
         )
 
     def _skipped(self, chunk: Chunk) -> MappedChunk:
@@ -170,68 +156,6 @@ class EventMapper:
         empty = np.empty(0, dtype=np.int64)
         source = chunk.source or self.source_name
         return MappedChunk(rows, rows, [], empty, source=source)
-
-    def _convert_field(self, spec: FieldSpec, table: pa.Table) -> _FieldColumn | None:
-        if spec.column is None:
-            return None
-        column = as_array(table.column(spec.column))
-        field_type = spec.type or type_of_column(column.type)
-        if field_type == "number":
-            convert: Callable[[pa.Array], Converted] = functools.partial(
-                to_number, decimal=spec.decimal, thousands=spec.thousands
-            )
-        elif field_type == "boolean":
-            convert = functools.partial(
-                to_boolean, true_values=spec.true_values, false_values=spec.false_values
-            )
-        else:
-            convert = to_string
-        label = f"event_data.{spec.name} (column {spec.column!r})"
-        return _FieldColumn(spec, label, looked_up(column, spec.lookup, convert))
-
-    def _failure_messages(
-        self,
-        table: pa.Table,
-        timestamp: Converted,
-        pubkey: Converted,
-        columns: list[_FieldColumn | None],
-    ) -> dict[int, list[tuple[str, str]]]:
-        """Row position -> [(reason, message)]: every problem of the row, not just the first."""
-        checks: list[tuple[str, str, Converted, str | None]] = [
-            (
-                f"timestamp (column {self.mapping.timestamp_column!r})",
-                self.mapping.timestamp_column,
-                timestamp,
-                _MISSING_ALWAYS,
-            ),
-            (
-                f"user.pubKey (column {self.mapping.pubkey_column!r})",
-                self.mapping.pubkey_column,
-                pubkey,
-                _MISSING_ALWAYS,
-            ),
-        ]
-        for column in columns:
-            if column is not None:
-                spec = column.spec
-                missing = None if spec.optional or spec.has_default else _MISSING
-                checks.append((column.label, spec.column or "", column.converted, missing))
-        messages: dict[int, list[tuple[str, str]]] = {}
-        for label, column_name, converted, missing_reason in checks:
-            problems = list(converted.problems)
-            if missing_reason is not None:
-                problems.append(Problem(converted.missing, missing_reason, _describe_missing))
-            for problem in problems:
-                positions = np.flatnonzero(problem.mask)
-                if not len(positions):
-                    continue
-                values = table.column(column_name).take(pa.array(positions)).to_pylist()
-                reason = f"{label} {problem.reason}"
-                for position, value in zip(positions.tolist(), values):
-                    messages.setdefault(position, []).append(
-                        (reason, f"{reason}: {problem.describe(value)}")
-                    )
-        return messages
 
     def _read_failures(self, chunk: Chunk, source: str) -> list[RowFailure]:
         return [
@@ -268,60 +192,3 @@ class EventMapper:
             )
             for position, record in zip(positions, records)
         ]
-
-    def _good_rows(
-        self,
-        ok: np.ndarray,
-        timestamp: Converted,
-        pubkey: Converted,
-        columns: list[_FieldColumn | None],
-    ) -> tuple[list[int], list[str], list[list[Any]]]:
-        """Timestamps, keys and each field's values (or _OMIT) of the rows that map."""
-        keep = ok.tolist()
-        stamps = _select(timestamp.materialize(), keep)
-        keys = _select(pubkey.materialize(), keep)
-        data_columns = [
-            self._field_values(spec, column, keep, len(stamps))
-            for spec, column in zip(self.mapping.fields, columns)
-        ]
-        return stamps, keys, data_columns
-
-    def _encode_bodies(
-        self, api: Api, stamps: list[int], keys: list[str], data_columns: list[list[Any]]
-    ) -> list[bytes]:
-        members = []
-        for spec, values in zip(self.mapping.fields, data_columns):
-            if spec.column is None:  # a constant: one text for every event
-                members.append(json_member(spec.name, [spec.value]) * len(stamps))
-            elif _OMIT in values:
-                texts = iter(json_member(spec.name, [v for v in values if v is not _OMIT]))
-                members.append([next(texts) if v is not _OMIT else "" for v in values])
-            else:
-                members.append(json_member(spec.name, values))
-        return api.encode_many(stamps, keys, self.mapping.event_name, members)
-
-    @staticmethod
-    def _field_values(
-        spec: FieldSpec, column: _FieldColumn | None, keep: list[bool], count: int
-    ) -> list[Any]:
-        if column is None:
-            return [spec.value] * count
-        values = _select(column.converted.materialize(), keep)
-        missing = _select(column.converted.missing.tolist(), keep)
-        if not any(missing):
-            return values
-        fill = spec.default if spec.has_default else _OMIT
-        return [fill if absent else value for value, absent in zip(values, missing)]
-
-
-_MISSING = "is missing (add default: or optional: true to the field to allow that)"
-_MISSING_ALWAYS = "is missing"
-_OMIT = object()
-
-
-def _describe_missing(value: Any) -> str:
-    return f"found {value!r}"
-
-
-def _select(values: list[Any], keep: list[bool]) -> list[Any]:
-    return [value for value, wanted in zip(values, keep) if wanted]

@@ -5,7 +5,8 @@ module is used only as a parser: nothing here compiles, evaluates or imports wha
 The tree is walked once, and every node must be one of the few kinds the language has
 (comparisons, `in` lists, `and`/`or`/`not`, columns, literals and a short list of
 functions); anything else is refused with one line naming the construct. What comes out is
-a small tree of the classes below, which `row_filter` evaluates with Arrow kernels.
+a small tree of `filter_tree`'s classes, which `row_filter` evaluates with Arrow kernels;
+`filter_refusal` words the refusals.
 
 Grammar (README.md, "The filter language", says the same for users)::
 
@@ -25,12 +26,31 @@ from __future__ import annotations
 import ast
 import math
 import warnings
-from collections.abc import Iterator
-from dataclasses import dataclass
 from typing import Literal as TypingLiteral
 
-LiteralValue = str | int | float | bool
-Kind = TypingLiteral["text", "number", "boolean"]
+from backfill.mapping.filter_refusal import called, refusal, short
+from backfill.mapping.filter_tree import (
+    ALLOWED,
+    BOOLEAN_WORDS,
+    FUNCTIONS,
+    TESTS,
+    TESTS_WITH_TEXT,
+    Check,
+    Column,
+    Comparison,
+    Constant,
+    FilterError,
+    Function,
+    Kind,
+    Logic,
+    Membership,
+    Not,
+    Predicate,
+    Truth,
+    Value,
+    columns_of,
+    static_kind,
+)
 
 COMPARISONS: dict[type[ast.cmpop], str] = {
     ast.Eq: "==",
@@ -40,136 +60,16 @@ COMPARISONS: dict[type[ast.cmpop], str] = {
     ast.Gt: ">",
     ast.GtE: ">=",
 }
-TESTS = ("isna", "notna", "startswith", "endswith", "contains")  # true or false per row
-TESTS_WITH_TEXT = ("startswith", "endswith", "contains")
-FUNCTIONS = ("lower", "number")  # a value per row
-BOOLEAN_WORDS = {"True": True, "False": False, "true": True, "false": False}
 MAX_LENGTH = 100_000  # characters: room for an `in` list of thousands of SKUs
 MAX_DEPTH = 60  # nested operators and calls
-ALLOWED = (
-    "comparisons (== != < <= > >=), in / not in [list of literals], and, or, not, "
-    "parentheses, column names (`backticks` for other names), 'text', numbers, true/false, "
-    "and the functions isna, notna, startswith, endswith, contains, lower, number"
-)
 
 
-class FilterError(ValueError):
-    """The filter is not in the language; the message names the construct."""
-
-
-# --- the tree ------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Column:
-    name: str
-    text: str
-
-
-@dataclass(frozen=True)
-class Constant:
-    value: LiteralValue
-    text: str
-
-    @property
-    def kind(self) -> Kind:
-        return literal_kind(self.value)
-
-
-@dataclass(frozen=True)
-class Function:
-    """`lower(value)` or `number(value)`."""
-
-    name: str
-    argument: Value
-    text: str
-
-
-Value = Column | Constant | Function
-
-
-@dataclass(frozen=True)
-class Comparison:
-    op: str
-    left: Value
-    right: Value
-    text: str
-
-
-@dataclass(frozen=True)
-class Membership:
-    value: Value
-    choices: tuple[Constant, ...]
-    negated: bool
-    text: str
-
-
-@dataclass(frozen=True)
-class Check:
-    """`isna(v)`, `notna(v)`, `startswith(v, 'x')`, `endswith(v, 'x')`, `contains(v, 'x')`."""
-
-    name: str
-    value: Value
-    pattern: str | None
-    text: str
-
-
-@dataclass(frozen=True)
-class Truth:
-    """A bare column: true where the (boolean) column is true."""
-
-    column: Column
-    text: str
-
-
-@dataclass(frozen=True)
-class Not:
-    operand: Predicate
-    text: str
-
-
-@dataclass(frozen=True)
-class Logic:
-    op: TypingLiteral["and", "or"]
-    operands: tuple[Predicate, ...]
-    text: str
-
-
-Predicate = Comparison | Membership | Check | Truth | Not | Logic
-
-
-def literal_kind(value: LiteralValue) -> Kind:
-    if isinstance(value, bool):
-        return "boolean"
-    return "text" if isinstance(value, str) else "number"
-
-
-def columns_of(node: Predicate | Value) -> Iterator[Column]:
-    """Every column the filter reads, in the order written (with repeats)."""
-    if isinstance(node, Column):
-        yield node
-    elif isinstance(node, Function):
-        yield from columns_of(node.argument)
-    elif isinstance(node, Comparison):
-        yield from columns_of(node.left)
-        yield from columns_of(node.right)
-    elif isinstance(node, (Membership, Check)):
-        yield from columns_of(node.value)
-    elif isinstance(node, Truth):
-        yield node.column
-    elif isinstance(node, Not):
-        yield from columns_of(node.operand)
-    elif isinstance(node, Logic):
-        for operand in node.operands:
-            yield from columns_of(operand)
+# --- parsing -------------------------------------------------------------------------------
 
 
 def filter_columns(expression: str) -> list[str]:
     """The distinct column names a filter reads."""
     return list(dict.fromkeys(column.name for column in columns_of(parse_filter(expression))))
-
-
-# --- parsing -------------------------------------------------------------------------------
 
 
 def parse_filter(expression: str) -> Predicate:
@@ -183,7 +83,7 @@ def parse_filter(expression: str) -> Predicate:
             tree = ast.parse(source.strip(), mode="eval")
     except SyntaxError as exc:
         raise FilterError(
-            f"{_short(expression)!r} is not a valid expression ({exc.msg}); allowed: {ALLOWED}."
+            f"{short(expression)!r} is not a valid expression ({exc.msg}); allowed: {ALLOWED}."
         ) from None
     except (RecursionError, MemoryError):
         raise FilterError(f"is nested too deeply; at most {MAX_DEPTH} levels.") from None
@@ -242,41 +142,6 @@ def _string_end(text: str, start: int) -> int:
     return len(text)  # unclosed: the parser says so
 
 
-_CONSTRUCTS: dict[type[ast.AST], str] = {
-    ast.Attribute: "attribute access",
-    ast.Subscript: "subscript",
-    ast.Slice: "slice",
-    ast.Lambda: "lambda",
-    ast.ListComp: "comprehension",
-    ast.SetComp: "comprehension",
-    ast.DictComp: "comprehension",
-    ast.GeneratorExp: "comprehension",
-    ast.JoinedStr: "f-string",
-    ast.FormattedValue: "f-string",
-    ast.NamedExpr: "assignment (:=)",
-    ast.Starred: "starred argument",
-    ast.IfExp: "conditional expression",
-    ast.Dict: "dict",
-    ast.Await: "await",
-    ast.Yield: "yield",
-    ast.YieldFrom: "yield",
-    ast.BinOp: "arithmetic",
-}
-# pandas spellings people will bring, and what to write instead
-_HINTS = {
-    "astype": "to compare text as a number write number({0})",
-    "str": "for text write startswith({0}, 'x'), endswith, contains or lower({0})",
-    "startswith": "write startswith({0}, 'x')",
-    "endswith": "write endswith({0}, 'x')",
-    "contains": "write contains({0}, 'x')",
-    "lower": "write lower({0})",
-    "isna": "write isna({0})",
-    "isnull": "write isna({0})",
-    "notna": "write notna({0})",
-    "notnull": "write notna({0})",
-}
-
-
 class _Walker:
     """Turns a parsed expression into the filter's tree, refusing whatever is not allowed."""
 
@@ -295,7 +160,7 @@ class _Walker:
             return Not(self.predicate(node.operand, depth), text)
         if isinstance(node, ast.Compare):
             return self.comparison(node, depth)
-        if isinstance(node, ast.Call) and _called(node) in TESTS:
+        if isinstance(node, ast.Call) and called(node) in TESTS:
             return self.check(node, depth)
         value = self.value(node, depth)
         if isinstance(value, Column):
@@ -338,7 +203,7 @@ class _Walker:
         return choices
 
     def check(self, node: ast.Call, depth: int) -> Check:
-        name = _called(node)
+        name = called(node)
         arguments = self.arguments(node, 2 if name in TESTS_WITH_TEXT else 1)
         pattern = None
         if name in TESTS_WITH_TEXT:
@@ -358,12 +223,12 @@ class _Walker:
             if written in BOOLEAN_WORDS:
                 return Constant(BOOLEAN_WORDS[written], written)
             return Column(self.quoted.get(node.id, written), self.text(node))
-        if isinstance(node, ast.Call) and _called(node) in FUNCTIONS:
+        if isinstance(node, ast.Call) and called(node) in FUNCTIONS:
             [argument] = self.arguments(node, 1)
-            function = Function(_called(node), self.value(argument, depth), self.text(node))
+            function = Function(called(node), self.value(argument, depth), self.text(node))
             _check_function(function)
             return function
-        if isinstance(node, ast.Call) and _called(node) in TESTS:
+        if isinstance(node, ast.Call) and called(node) in TESTS:
             raise FilterError(
                 f"`{self.text(node)}` is a condition; it cannot be compared or nested: "
                 "join conditions with and, or, not."
@@ -393,38 +258,17 @@ class _Walker:
                 return Constant(value, text)
         if isinstance(node, ast.Name) and text in BOOLEAN_WORDS:
             return Constant(BOOLEAN_WORDS[text], text)
-        raise self.refusal(node)
+        raise refusal(node, self.text)
 
     def arguments(self, node: ast.Call, count: int) -> list[ast.expr]:
-        name = _called(node)
+        name = called(node)
         if node.keywords or len(node.args) != count:
             shape = f"{name}(column, 'text')" if count == 2 else f"{name}(column)"
             raise FilterError(f"`{self.text(node)}`: write {shape}.")
         for argument in node.args:
             if isinstance(argument, ast.Starred):
-                raise self.refusal(argument)
+                raise refusal(argument, self.text)
         return list(node.args)
-
-    def refusal(self, node: ast.AST) -> FilterError:
-        """One line naming what is not allowed, with a pandas-to-filter hint if there is one."""
-        node, attributes = _innermost(node)
-        text = self.text(node)
-        if isinstance(node, ast.Call):
-            construct = f"a call of {_called(node) or 'a computed function'}()"
-        elif isinstance(node, ast.Constant):
-            construct = f"a {type(node.value).__name__} literal"
-            if node.value is None:
-                construct = "None (for a missing value write isna(column))"
-        elif isinstance(node, (ast.BinOp, ast.UnaryOp)):
-            construct = _operator_name(node)
-        else:
-            construct = _CONSTRUCTS.get(type(node), type(node).__name__)
-        hint = next((_HINTS[name] for name in attributes if name in _HINTS), None)
-        base = self.text(node.value) if isinstance(node, ast.Attribute) else "column"
-        tail = f"; {hint.format(base)}" if hint else ""
-        return FilterError(
-            f"{construct} (`{_short(text)}`) is not allowed{tail}; allowed: {ALLOWED}."
-        )
 
     def text(self, node: ast.AST) -> str:
         """The node as the user wrote it (backticks back in place)."""
@@ -439,56 +283,7 @@ class _Walker:
         return depth + 1
 
 
-def _called(node: ast.Call) -> str | None:
-    return node.func.id if isinstance(node.func, ast.Name) else None
-
-
-def _innermost(node: ast.AST) -> tuple[ast.AST, list[str]]:
-    """In a chain such as `status.str.len().values[0:1].tofile(...)`, the first link
-    (`status.str`) and every attribute name along the chain (for a hint)."""
-    attributes: list[str] = []
-    chain = node
-    deepest = node
-    while isinstance(chain, (ast.Attribute, ast.Subscript, ast.Call)):
-        if isinstance(chain, ast.Attribute):
-            attributes.append(chain.attr)
-            deepest = chain
-            chain = chain.value
-        elif isinstance(chain, ast.Subscript):
-            deepest = chain
-            chain = chain.value
-        elif isinstance(chain.func, (ast.Attribute, ast.Subscript, ast.Call)):
-            chain = chain.func
-        else:
-            break
-    return deepest, attributes[::-1]
-
-
-def _operator_name(node: ast.BinOp | ast.UnaryOp) -> str:
-    if isinstance(node.op, ast.BitAnd):
-        return "`&` (write and)"
-    if isinstance(node.op, ast.BitOr):
-        return "`|` (write or)"
-    if isinstance(node.op, ast.Invert):
-        return "`~` (write not)"
-    return "arithmetic"
-
-
-def _short(text: str) -> str:
-    text = " ".join(text.split())
-    return text if len(text) <= 80 else text[:77] + "..."
-
-
 # --- what can be checked without the data --------------------------------------------------
-
-
-def static_kind(value: Value) -> Kind | None:
-    """The kind of a value when the mapping alone tells it (a column's depends on the data)."""
-    if isinstance(value, Constant):
-        return value.kind
-    if isinstance(value, Function):
-        return "number" if value.name == "number" else "text"
-    return None
 
 
 def _check_comparison(comparison: Comparison) -> None:

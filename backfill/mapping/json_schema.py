@@ -1,6 +1,6 @@
 """A JSON Schema of map.yaml, so that editors complete and check mappings as they are typed.
 
-The schema is built from the loader's own key lists (`mapping.TOP_KEYS`, `FIELD_KEYS`, ...):
+The schema is built from the loader's own key lists (`spec_checks.TOP_KEYS`, `FIELD_KEYS`, ...):
 a key the loader learns appears here without a second list to keep in step, and a test
 checks schema and loader against every mapping example in the README. The schema is the
 editor's first line; the loader stays the judge (it also checks time zones, filters and
@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from backfill.mapping import spec as loader
+from backfill.mapping import spec_checks as loader
 
 SCHEMA_DIALECT = "https://json-schema.org/draft/2020-12/schema"
 SCHEMA_ID = "https://github.com/torque-backfill/backfill/map.schema.json"

@@ -24,7 +24,8 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from backfill.mapping.filter_language import (
+from backfill.mapping.filter_language import parse_filter
+from backfill.mapping.filter_tree import (
     Column,
     Comparison,
     Constant,
@@ -35,7 +36,6 @@ from backfill.mapping.filter_language import (
     Predicate,
     Value,
     columns_of,
-    parse_filter,
 )
 from backfill.read.formats import RowGroupTest
 

@@ -25,7 +25,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from backfill.errors import MappingError
-from backfill.mapping.filter_language import (
+from backfill.mapping.filter_language import parse_filter
+from backfill.mapping.filter_tree import (
     Check,
     Column,
     Comparison,
@@ -39,11 +40,18 @@ from backfill.mapping.filter_language import (
     Truth,
     Value,
     columns_of,
-    parse_filter,
+)
+from backfill.mapping.filter_values import (
+    ArrowMask,
+    Kind,
+    as_text,
+    common_number,
+    kind_of,
+    number_of,
+    text_of,
+    time_literal,
 )
 
-ArrowMask = Callable[[pa.Table], Any]
-Kind = str  # text, number, boolean, time, null (all missing), other
 _COMPARE: dict[str, tuple[Callable[..., Any], bool]] = {  # kernel, what a missing value gives
     "==": (pc.equal, False),
     "!=": (pc.not_equal, True),
@@ -52,7 +60,6 @@ _COMPARE: dict[str, tuple[Callable[..., Any], bool]] = {  # kernel, what a missi
     ">": (pc.greater, False),
     ">=": (pc.greater_equal, False),
 }
-_NUMBER_TEXT = r"^[+-]?([0-9]+\.?[0-9]*|\.[0-9]+)([eE][+-]?[0-9]+)?$"
 
 
 def parse_mapping_filter(expression: str, origin: str) -> Predicate:
@@ -110,28 +117,6 @@ class RowFilter:
 
 def _to_numpy(mask: pa.Array | pa.ChunkedArray) -> np.ndarray:
     return mask.to_numpy(zero_copy_only=False).astype(bool, copy=False)
-
-
-def _never(_data_type: pa.DataType) -> bool:
-    return False
-
-
-def kind_of(data_type: pa.DataType) -> Kind:
-    if pa.types.is_dictionary(data_type):
-        return kind_of(data_type.value_type)
-    if pa.types.is_string(data_type) or pa.types.is_large_string(data_type):
-        return "text"
-    if getattr(pa.types, "is_string_view", _never)(data_type):  # pyarrow >= 16
-        return "text"
-    if pa.types.is_integer(data_type) or pa.types.is_floating(data_type):
-        return "number"
-    if pa.types.is_decimal(data_type):
-        return "number"
-    if pa.types.is_boolean(data_type):
-        return "boolean"
-    if pa.types.is_timestamp(data_type) or pa.types.is_date(data_type):
-        return "time"
-    return "null" if pa.types.is_null(data_type) else "other"
 
 
 _KIND_WORDS = {
@@ -213,11 +198,11 @@ class _Binder:
             )
         if node.name == "lower":
             return _Bound(
-                "text", pa.string(), lambda t: pc.utf8_lower(_as_text(compute(t))), node.text
+                "text", pa.string(), lambda t: pc.utf8_lower(as_text(compute(t))), node.text
             )
         if argument.kind == "number":
             return _Bound("number", argument.type, compute, node.text)
-        return _Bound("number", pa.float64(), lambda t: _number(compute(t)), node.text)
+        return _Bound("number", pa.float64(), lambda t: number_of(compute(t)), node.text)
 
     def comparison(self, node: Comparison) -> ArrowMask:
         left, right = self.value(node.left), self.value(node.right)
@@ -244,7 +229,7 @@ class _Binder:
             return lambda table: pa.array(np.full(table.num_rows, negated))
         kinds = {choice.kind for choice in node.choices}
         if value.kind == "time" and kinds == {"text"}:
-            choices = [_time_literal(c.value, value.type, node.text) for c in node.choices]
+            choices = [time_literal(c.value, value.type, node.text) for c in node.choices]
             value_set = pa.array(choices, value.type)
         elif kinds != {value.kind}:
             [kind] = kinds
@@ -254,10 +239,10 @@ class _Binder:
             value_set = pa.array([choice.value for choice in node.choices])
         compute = value.compute
         if value.kind == "number":
-            compute, value_set = _common_number(compute, value.type, value_set)
+            compute, value_set = common_number(compute, value.type, value_set)
         elif value.kind == "text":
             value_set = value_set.cast(pa.string())
-            compute = _text_of(compute, value.type)
+            compute = text_of(compute, value.type)
 
         def member(table: pa.Table) -> Any:
             found = pc.fill_null(pc.is_in(compute(table), value_set=value_set), False)
@@ -280,13 +265,12 @@ class _Binder:
                 return pc.invert(result) if negate else result
 
             return missing
-        if value.kind == "null":
-            return lambda table: pa.array(np.zeros(table.num_rows, dtype=bool))
-        if value.kind != "text":
-            raise FilterError(
-                f"`{node.text}`: {node.name}() looks into text; {value.what} is "
-                f"{_KIND_WORDS[value.kind]}."
-            )
+        refusal = (
+            f"`{node.text}`: {node.name}() looks into text; {value.what} is "
+            f"{_KIND_WORDS[value.kind]}."
+        )
+        if _all_missing(value, "text", refusal):
+            return _keeps_none
         kernel = {
             "startswith": pc.starts_with,
             "endswith": pc.ends_with,
@@ -297,14 +281,13 @@ class _Binder:
 
     def truth(self, node: Truth) -> ArrowMask:
         value = self.value(node.column)
-        if value.kind == "null":
-            return lambda table: pa.array(np.zeros(table.num_rows, dtype=bool))
-        if value.kind != "boolean":
-            raise FilterError(
-                f"`{node.text}` alone is a condition only for a true/false column; "
-                f"{value.what} is {_KIND_WORDS[value.kind]}: compare it, e.g. "
-                f"{node.text} == 'paid'."
-            )
+        refusal = (
+            f"`{node.text}` alone is a condition only for a true/false column; "
+            f"{value.what} is {_KIND_WORDS[value.kind]}: compare it, e.g. "
+            f"{node.text} == 'paid'."
+        )
+        if _all_missing(value, "boolean", refusal):
+            return _keeps_none
         compute = value.compute
         return lambda table: pc.fill_null(compute(table), False)
 
@@ -316,6 +299,21 @@ def _fold(combine: Callable[..., Any], masks: list[Any]) -> Any:
     return result
 
 
+def _all_missing(value: _Bound, wanted: Kind, refusal: str) -> bool:
+    """True when `value` has no value in any row (a test of it keeps nothing); a
+    `FilterError` saying `refusal` when it is neither that nor of the `wanted` kind."""
+    if value.kind == "null":
+        return True
+    if value.kind != wanted:
+        raise FilterError(refusal)
+    return False
+
+
+def _keeps_none(table: pa.Table) -> pa.Array:
+    """What a test of a column with no value at all gives: no row is kept."""
+    return pa.array(np.zeros(table.num_rows, dtype=bool))
+
+
 def _none(table: pa.Table) -> None:
     return None
 
@@ -323,28 +321,9 @@ def _none(table: pa.Table) -> None:
 def _fit(bound: _Bound, other: _Bound, text: str) -> _Bound:
     """A text literal facing a date or time column becomes that column's type."""
     if bound.kind == "text" and other.kind == "time" and bound.constant is not None:
-        scalar = pa.scalar(_time_literal(bound.constant, other.type, text), other.type)
+        scalar = pa.scalar(time_literal(bound.constant, other.type, text), other.type)
         return _Bound("time", other.type, lambda t: scalar, bound.what, bound.constant)
     return bound
-
-
-def _time_literal(text: Any, data_type: pa.DataType, where: str) -> Any:
-    """ISO-8601 text as a value of a date or timestamp column; without an offset, UTC."""
-    try:
-        return pa.scalar(text).cast(data_type).as_py()
-    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
-        pass
-    if pa.types.is_timestamp(data_type) and data_type.tz is not None:
-        try:
-            naive = pa.scalar(text).cast(pa.timestamp(data_type.unit))
-            return pa.scalar(naive.value, pa.timestamp(data_type.unit, "UTC")).as_py()
-        except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
-            pass
-    raise FilterError(
-        f"`{where}`: {text!r} is not a date or time like '2024-01-31' or "
-        "'2024-01-31T12:00:00Z' for a column of type "
-        f"{data_type}."
-    )
 
 
 def _mismatch(text: str, left: _Bound, right: _Bound) -> str:
@@ -361,34 +340,3 @@ def _mismatch(text: str, left: _Bound, right: _Bound) -> str:
 
 def _other(left: _Bound, right: _Bound) -> _Bound:
     return left if left.kind == "other" else right
-
-
-def _as_text(data: Any) -> Any:
-    return data if pa.types.is_string(data.type) else pc.cast(data, pa.string())
-
-
-def _text_of(compute: ArrowMask, data_type: pa.DataType) -> ArrowMask:
-    if pa.types.is_string(data_type):
-        return compute
-    return lambda table: pc.cast(compute(table), pa.string())
-
-
-def _number(text: Any) -> Any:
-    """Decimal text as float64; anything that is not a number becomes missing."""
-    trimmed = pc.utf8_trim_whitespace(_as_text(text))
-    is_number = pc.match_substring_regex(trimmed, _NUMBER_TEXT)
-    unsigned = pc.utf8_ltrim(trimmed, characters="+")
-    return pc.cast(pc.if_else(is_number, unsigned, pa.scalar(None, pa.string())), pa.float64())
-
-
-def _common_number(
-    compute: ArrowMask, data_type: pa.DataType, value_set: pa.Array
-) -> tuple[ArrowMask, pa.Array]:
-    """is_in needs one type: integers stay exact as int64, anything else is float64."""
-    if pa.types.is_integer(data_type) and pa.types.is_integer(value_set.type):
-        if data_type == pa.int64():
-            return compute, value_set.cast(pa.int64())
-        return lambda table: pc.cast(compute(table), pa.int64()), value_set.cast(pa.int64())
-    if data_type == pa.float64():
-        return compute, value_set.cast(pa.float64())
-    return lambda table: pc.cast(compute(table), pa.float64()), value_set.cast(pa.float64())

@@ -3,9 +3,10 @@
 - `source`: a file, a directory, a glob or an object-store URL, read one file at a time;
   Hive-style partition folders become columns.
 - `formats`: which reader opens a file, by its name; `base`: the chunks every reader yields,
-  under the file's own row numbers.
+  under the file's own row numbers, and `ChunkReader.chunks`, which they all share.
 - `csv_reader`, `parquet_reader`, `jsonl_reader`, `xlsx_reader`: one reader per format;
-  `text_codec`: text in any encoding, decoded as it streams.
+  `csv_header`: a CSV's header and encoding, read before its data; `text_codec`: text in
+  any encoding, decoded as it streams.
 - `sampling`: a few thousand rows spread over a source, in bounded time.
 
 Nothing here knows of mappings, events or HTTP.

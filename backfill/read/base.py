@@ -85,7 +85,35 @@ def numbered(
     return Chunk(rows, table, bad_lines, source)
 
 
-class FileReader:
+class ChunkReader:
+    """What a Source and every FileReader share: `chunks`, with its defaults and the columns
+    it reads settled in one place, so that a reader writes only how it reads them."""
+
+    name: str
+    columns: list[str]
+
+    def chunks(
+        self,
+        chunk_rows: int = DEFAULT_CHUNK_ROWS,
+        columns: Sequence[str] | None = None,
+        skip_group: RowGroupTest | None = None,
+    ) -> Iterator[Chunk]:
+        """Chunks of at most `chunk_rows` rows, of `columns` only (default: all). Formats
+        without row groups ignore `skip_group`."""
+        wanted = self.columns if columns is None else list(columns)
+        return self.read_chunks(chunk_rows, wanted, skip_group)
+
+    def read_chunks(
+        self, chunk_rows: int, wanted: list[str], skip_group: RowGroupTest | None
+    ) -> Iterator[Chunk]:
+        """The chunks of `wanted` columns, in order: each reader's own way of reading."""
+        raise NotImplementedError
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {self.name!r}: {len(self.columns)} columns>"
+
+
+class FileReader(ChunkReader):
     """One opened file: its columns, its row count if the format stores it, and its chunks.
 
     `name` is the file as people know it (the path given, or `s3://bucket/key`); `path` is
@@ -107,18 +135,5 @@ class FileReader:
         self.total_rows = total_rows
 
     @property
-    def columns(self) -> list[str]:
+    def columns(self) -> list[str]:  # type: ignore[override]
         return list(self.schema.names)
-
-    def chunks(
-        self,
-        chunk_rows: int = DEFAULT_CHUNK_ROWS,
-        columns: Sequence[str] | None = None,
-        skip_group: RowGroupTest | None = None,
-    ) -> Iterator[Chunk]:
-        """Chunks of at most `chunk_rows` rows, of `columns` only (default: all). Formats
-        without row groups ignore `skip_group`."""
-        raise NotImplementedError
-
-    def __repr__(self) -> str:
-        return f"<{type(self).__name__} {self.name!r}: {len(self.columns)} columns>"

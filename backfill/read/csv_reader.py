@@ -10,8 +10,7 @@ from __future__ import annotations
 
 import csv
 import io
-import re
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -22,7 +21,6 @@ import pyarrow.fs as pafs
 
 from backfill.errors import SourceError
 from backfill.read.base import (
-    DEFAULT_CHUNK_ROWS,
     UNKNOWN_ROW,
     BadLine,
     Chunk,
@@ -30,12 +28,11 @@ from backfill.read.base import (
     RowGroupTest,
     named_header,
 )
+from backfill.read.csv_header import bom_encoding, csv_header, open_stream
 from backfill.read.text_codec import (
     MARK_PATTERN,
     Marks,
     check_encoding,
-    encoding_from_bom,
-    likely_encoding,
     marking_codec,
     not_text_reason,
     shown,
@@ -44,7 +41,6 @@ from backfill.read.text_codec import (
 _Numbered = tuple["pa.RecordBatch | None", np.ndarray, list[BadLine]]
 MAX_CSV_BLOCK = 1 << 22  # values up to a few MB; Arrow reads up to 32 blocks ahead
 ARROW_FIRST_DATA_ROW = 2  # Arrow's InvalidRow.number is 1-based and counts the header
-_UNDECODED = re.compile("[\udc80-\udcff]")  # bytes that did not decode (surrogateescape)
 
 
 class CsvReader(FileReader):
@@ -85,19 +81,15 @@ class CsvReader(FileReader):
         if encoding is not None:
             chosen = check_encoding(encoding)
         else:
-            chosen = _bom_encoding(filesystem, path, name) or "utf-8"
-        header = _csv_header(filesystem, path, name, delimiter, chosen, encoding is not None)
+            chosen = bom_encoding(filesystem, path, name) or "utf-8"
+        header = csv_header(filesystem, path, name, delimiter, chosen, encoding is not None)
         return cls(filesystem, path, name, header, delimiter, chosen, encoding is not None)
 
-    def chunks(
-        self,
-        chunk_rows: int = DEFAULT_CHUNK_ROWS,
-        columns: Sequence[str] | None = None,
-        skip_group: RowGroupTest | None = None,
+    def read_chunks(
+        self, chunk_rows: int, wanted: list[str], skip_group: RowGroupTest | None
     ) -> Iterator[Chunk]:
         """Small blocks (Arrow reads ahead several of them in the background, so their size
         sets the memory), gathered into chunks of `chunk_rows` (which sets the speed)."""
-        wanted = list(columns) if columns is not None else self.columns
         schema = pa.schema([self.schema.field(column) for column in wanted])
         gathered = _Gathered(schema, self.name)
         for batch, rows, lines in _CsvPass(self, wanted).batches(chunk_rows):
@@ -108,7 +100,7 @@ class CsvReader(FileReader):
             yield gathered.take(gathered.num_rows)
 
     def stream(self) -> pa.NativeFile:
-        return _open_stream(self.filesystem, self.path, self.name)
+        return open_stream(self.filesystem, self.path, self.name)
 
 
 @dataclass
@@ -359,68 +351,3 @@ def _explain(exc: Exception) -> str:
             "check the quotes in the lines that follow"
         )
     return str(exc)
-
-
-def _compression(name: str) -> str | None:
-    """gzip by the name in any case (`ORDERS.CSV.GZ`): Arrow's "detect" knows only `.gz`."""
-    return "gzip" if name.lower().endswith(".gz") else None
-
-
-def _open_stream(filesystem: pafs.FileSystem, path: str, name: str) -> pa.NativeFile:
-    return filesystem.open_input_stream(path, compression=_compression(name))
-
-
-def _bom_encoding(filesystem: pafs.FileSystem, path: str, name: str) -> str | None:
-    try:
-        with _open_stream(filesystem, path, name) as stream:
-            return encoding_from_bom(stream.read(4))
-    except (OSError, pa.ArrowException) as exc:
-        raise SourceError(f"{name}: cannot read the CSV: {exc}") from exc
-
-
-def _csv_header(
-    filesystem: pafs.FileSystem,
-    path: str,
-    name: str,
-    delimiter: str,
-    encoding: str,
-    encoding_given: bool,
-) -> list[str]:
-    """The header row, read with Python's csv module so quoting and a BOM are handled."""
-    text_encoding = "utf-8-sig" if encoding == "utf-8" else encoding
-    try:
-        stream = _open_stream(filesystem, path, name)
-        # Only the header must decode here: bytes further on are the data's business.
-        text = io.TextIOWrapper(
-            stream, encoding=text_encoding, errors="surrogateescape", newline=""
-        )
-        header = next(csv.reader(text, delimiter=delimiter), None)
-    except (OSError, pa.ArrowException, csv.Error, UnicodeError) as exc:
-        raise SourceError(f"{name}: cannot read the CSV header: {exc}") from exc
-    if not header:
-        raise SourceError(f"{name}: the file is empty; expected a header line of column names.")
-    undecodable = [column for column in header if _UNDECODED.search(column) or "\0" in column]
-    if undecodable:
-        raise SourceError(_header_not_text(name, undecodable[0], encoding, encoding_given))
-    return header
-
-
-def _header_not_text(name: str, column: str, encoding: str, encoding_given: bool) -> str:
-    found = "".join(
-        f"\\x{ord(char) - 0xDC00:02x}" if 0xDC80 <= ord(char) <= 0xDCFF else char for char in column
-    )
-    if encoding_given:
-        return f"{name}: the header is not {encoding} text (found {found!r}); check --encoding."
-    guess = None if "\0" in column else likely_encoding(column.encode("utf-8", "surrogateescape"))
-    if guess is not None:
-        return (
-            f"{name}: the header is not UTF-8 text (found {found!r}); it looks like {guess}: "
-            f"try --encoding {guess}, or save the file as UTF-8."
-        )
-    if "\0" in column:  # ASCII in UTF-16: a zero byte after (LE) or before (BE) each letter
-        utf16 = "utf-16-be" if column.startswith("\0") else "utf-16-le"
-        return (
-            f"{name}: the header is not UTF-8 text (found {found!r}; UTF-16 without a byte "
-            f"order mark?); try --encoding {utf16}, or save the file as UTF-8."
-        )
-    return f"{name}: the header is not UTF-8 text (found {found!r}); save the file as UTF-8."

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from typing import NamedTuple
 
 import numpy as np
@@ -11,7 +11,7 @@ import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
 from backfill.errors import SourceError
-from backfill.read.base import DEFAULT_CHUNK_ROWS, Chunk, FileReader, RowGroupTest, numbered
+from backfill.read.base import Chunk, FileReader, RowGroupTest, numbered
 
 PARQUET_BUFFER_BYTES = 1 << 20
 
@@ -28,16 +28,12 @@ class ParquetReader(FileReader):
             raise SourceError(f"{name}: not a readable Parquet file ({exc}).") from exc
         return cls(filesystem, path, name, meta.schema.to_arrow_schema(), meta.num_rows)
 
-    def chunks(
-        self,
-        chunk_rows: int = DEFAULT_CHUNK_ROWS,
-        columns: Sequence[str] | None = None,
-        skip_group: RowGroupTest | None = None,
+    def read_chunks(
+        self, chunk_rows: int, wanted: list[str], skip_group: RowGroupTest | None
     ) -> Iterator[Chunk]:
         """One row group at a time; a group `skip_group` rules out is not read: its rows
         come as one chunk of `skipped` rows (its row count is in the footer)."""
         first_row = 0
-        wanted = list(columns) if columns is not None else self.columns
         try:
             with self.filesystem.open_input_file(self.path) as handle:
                 for batch in _batches(handle, chunk_rows, wanted, skip_group):

@@ -12,7 +12,7 @@ import fnmatch
 import glob
 import os
 import re
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -28,6 +28,7 @@ from backfill.read.formats import (
     FILE_FORMATS,
     BadLine,
     Chunk,
+    ChunkReader,
     CsvReader,
     FileReader,
     ParquetReader,
@@ -55,7 +56,7 @@ SUPPORTED_FORMATS = f"{FILE_FORMATS}, a directory or glob of them, or an s3:// U
 HIVE_NULL = "__HIVE_DEFAULT_PARTITION__"
 
 
-class Source:
+class Source(ChunkReader):
     """An opened SOURCE: its files' readers, their shared columns, the total size if known."""
 
     def __init__(self, path: Path | str, files: list[FileReader]) -> None:
@@ -91,21 +92,14 @@ class Source:
                 self._fingerprints[file.name] = {"size": info.size, "mtime_ns": info.mtime_ns}
         return self._fingerprints
 
-    def chunks(
-        self,
-        chunk_rows: int = DEFAULT_CHUNK_ROWS,
-        columns: Sequence[str] | None = None,
-        skip_group: RowGroupTest | None = None,
+    def read_chunks(
+        self, chunk_rows: int, wanted: list[str], skip_group: RowGroupTest | None
     ) -> Iterator[Chunk]:
-        """Each file's chunks in turn, of `columns` only (default: all), each under its file's
+        """Each file's chunks in turn, of the `wanted` columns, each under its file's
         name and the file's own row numbers: a row is known by (file, row), whatever files
         come before it. `skip_group` may rule out Parquet row groups unread."""
-        wanted = self.columns if columns is None else list(columns)
         for file in self.files:
             yield from file.chunks(chunk_rows, wanted, skip_group)
-
-    def __repr__(self) -> str:
-        return f"<{type(self).__name__} {self.name!r}: {len(self.columns)} columns>"
 
 
 def read_source(
@@ -277,13 +271,9 @@ class PartitionedReader(FileReader):
         self.inner = inner
         self.partitions = partitions
 
-    def chunks(
-        self,
-        chunk_rows: int = DEFAULT_CHUNK_ROWS,
-        columns: Sequence[str] | None = None,
-        skip_group: RowGroupTest | None = None,
+    def read_chunks(
+        self, chunk_rows: int, wanted: list[str], skip_group: RowGroupTest | None
     ) -> Iterator[Chunk]:
-        wanted = list(columns) if columns is not None else self.columns
         own = [column for column in wanted if column not in self.partitions]
         for chunk in self.inner.chunks(chunk_rows, own, self._with_folders(skip_group)):
             table = chunk.table
