@@ -29,6 +29,7 @@ from backfill.cli import cli as cli_group
 from backfill.errors import BackfillError
 from backfill.look.validate import mapped_chunks, open_inputs, validate
 from backfill.mapping.pubkey import b58encode
+from backfill.mapping.times import OUT_OF_RANGE
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -187,7 +188,7 @@ UNREADABLE = {  # how to make the file, what the one line says
     "empty-parquet": (write("orders.parquet", b""), "not a readable Parquet file"),
     "garbage-parquet": (write("orders.parquet", b"PAR1" + b"\0" * 64), "not a readable Parquet"),
     "truncated-parquet": (truncated_parquet, "not a readable Parquet file"),
-    "directory-of-mixed-schemas": (mixed_directory, "its columns differ from part-1.parquet's"),
+    "directory-of-mixed-schemas": (mixed_directory, "has no column 'created_at', which the"),
     "directory-without-parquet": (
         lambda tmp: (tmp / "empty").mkdir() or tmp / "empty",
         "holds no .csv, .csv.gz, .parquet, .xlsx",
@@ -370,7 +371,7 @@ UNITS = "event_data.units (column 'units')"
 STAMP = "timestamp (column 'created_at')"
 WALLET = "user.pubKey (column 'wallet')"
 BEYOND = "is an integer beyond 2^53, which Torque cannot hold exactly; map it as a string"
-OUTSIDE = "is outside 1970 to now: a backfill replays past orders; check the unit or format"
+OUTSIDE = OUT_OF_RANGE
 HOSTILE_VALUES: dict[str, tuple[dict[str, Any], str | None]] = {
     # order id: (values unlike OK, the reason its row fails; None: it is sent as it is)
     "nan": ({"total": float("nan")}, f"{AMOUNT} is missing"),

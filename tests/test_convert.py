@@ -27,11 +27,16 @@ from backfill.mapping.convert import (
     type_of_column,
 )
 from backfill.mapping.pubkey import BASE58_ALPHABET, b58encode, decoded_length
-from backfill.mapping.times import FUTURE_SLACK_MS, TimestampRule, to_epoch_ms
+from backfill.mapping.times import (
+    EARLIEST_MS,
+    FUTURE_SLACK_MS,
+    OUT_OF_RANGE,
+    TimestampRule,
+    to_epoch_ms,
+)
 
 NOW_MS = 1_900_000_000_000  # 2030-03-17: a fixed "now", so the tests do not age
 INSTANT_MS = 1_731_596_206_795  # 2024-11-14T14:56:46.795Z, the example in Torque's docs
-OUT_OF_RANGE = "is outside 1970 to now: a backfill replays past orders; check the unit or format"
 NOT_A_TIMESTAMP = "is not a timestamp (expected ISO-8601 or epoch digits)"
 NOT_A_NUMBER = "is not a number"
 BEYOND_2_53 = "is an integer beyond 2^53, which Torque cannot hold exactly; map it as a string"
@@ -132,7 +137,7 @@ def test_micro_and_nanoseconds_are_floored_including_negative_values(
     ):
         converted = epoch_ms(array, TimestampRule(unit=unit))
         assert converted.materialize() == expected, array.type
-        negative = [position for position, ms in enumerate(expected) if ms < 0]
+        negative = [position for position, ms in enumerate(expected) if ms < EARLIEST_MS]
         assert sorted(problems(converted)) == negative
         assert all(problems(converted)[p] == [OUT_OF_RANGE] for p in negative)
 
@@ -250,12 +255,14 @@ def test_format_reads_text_in_that_format_and_timezone() -> None:
 @pytest.mark.parametrize(
     ("values", "failing"),
     [
-        (["1969-12-31T23:59:59.999Z", "1970-01-01T00:00:00Z"], [0]),
-        (pa.array([-1, 0], pa.int64()), [0]),
-        (["-1", "0"], [0]),
+        (["1970-12-31T23:59:59.999Z", "1971-01-01T00:00:00Z"], [0]),
+        (["1969-12-31T23:59:59.999Z", "1970-01-01T00:00:00Z"], [0, 1]),
+        (pa.array([EARLIEST_MS // 1000 - 1, EARLIEST_MS // 1000], pa.int64()), [0]),
+        ([str(EARLIEST_MS // 1000 - 1), str(EARLIEST_MS // 1000)], [0]),
+        (["-1", "0", "101"], [0, 1, 2]),  # a row number read as seconds is in 1970
         ([str(NOW_MS + FUTURE_SLACK_MS + 1), str(NOW_MS + FUTURE_SLACK_MS)], [0]),
         (["2100-01-01T00:00:00Z", "2030-01-01T00:00:00Z"], [0]),
-        (pa.array([dt.date(1969, 12, 31), dt.date(1970, 1, 1)], pa.date32()), [0]),
+        (pa.array([dt.date(1970, 12, 31), dt.date(1971, 1, 1)], pa.date32()), [0]),
         (pa.array([dt.datetime(2200, 1, 1), dt.datetime(2024, 1, 1)], pa.timestamp("s")), [0]),
     ],
 )
@@ -556,7 +563,7 @@ def test_any_epoch_in_any_unit_is_floored_exactly(
         [str(raw)] if as_text else pa.array([raw], pa.int64()), TimestampRule(unit=unit)
     )
     assert converted.materialize() == [expected]
-    assert problems(converted) == ({0: [OUT_OF_RANGE]} if expected < 0 else {})
+    assert problems(converted) == ({0: [OUT_OF_RANGE]} if expected < EARLIEST_MS else {})
 
 
 @PROPERTY
@@ -587,7 +594,7 @@ def decimal_epoch_ms(value: Decimal, unit: str) -> int:
 
 def expect_epochs(converted: Converted, expected: list[int], now_ms: int) -> None:
     """Rows in range map to exactly `expected`; rows out of range fail as out of range."""
-    in_range = [0 <= ms <= now_ms + FUTURE_SLACK_MS for ms in expected]
+    in_range = [EARLIEST_MS <= ms <= now_ms + FUTURE_SLACK_MS for ms in expected]
     found = problems(converted)
     assert found == {i: [OUT_OF_RANGE] for i, ok in enumerate(in_range) if not ok}
     values = converted.materialize()
@@ -688,7 +695,7 @@ offsets = st.integers(min_value=-14 * 60, max_value=14 * 60).map(
     lambda minutes: dt.timezone(dt.timedelta(minutes=minutes))
 )
 aware_datetimes = st.datetimes(
-    min_value=dt.datetime(1970, 1, 2), max_value=dt.datetime(2029, 12, 31), timezones=offsets
+    min_value=dt.datetime(1971, 1, 2), max_value=dt.datetime(2029, 12, 31), timezones=offsets
 )
 
 
@@ -712,7 +719,7 @@ def test_iso_text_of_any_aware_datetime_is_the_exact_floored_instant(
 @PROPERTY
 @given(
     moments=st.lists(
-        st.datetimes(min_value=dt.datetime(1970, 1, 2), max_value=dt.datetime(2029, 12, 31)),
+        st.datetimes(min_value=dt.datetime(1971, 1, 2), max_value=dt.datetime(2029, 12, 31)),
         min_size=1,
         max_size=4,
     ),

@@ -19,6 +19,7 @@ from backfill.mapping.envelopes import APIS
 from backfill.mapping.events import EventMapper, MappedChunk, RowFailure
 from backfill.mapping.pubkey import b58encode
 from backfill.mapping.spec import Mapping, mapping_from_dict
+from backfill.mapping.times import OUT_OF_RANGE
 from backfill.read.source import numbered, read_source
 
 NOW_MS = 1_900_000_000_000
@@ -399,10 +400,8 @@ TIMESTAMP = "timestamp (column 'created_at')"
         (
             "created_at",
             "1960-01-01T00:00:00Z",
-            f"{TIMESTAMP} is outside 1970 to now: a backfill replays past orders; "
-            "check the unit or format",
-            f"{TIMESTAMP} is outside 1970 to now: a backfill replays past orders; "
-            "check the unit or format: found '1960-01-01T00:00:00Z'",
+            f"{TIMESTAMP} {OUT_OF_RANGE}",
+            f"{TIMESTAMP} {OUT_OF_RANGE}: found '1960-01-01T00:00:00Z'",
         ),
         ("created_at", "", f"{TIMESTAMP} is missing", f"{TIMESTAMP} is missing: found ''"),
     ],

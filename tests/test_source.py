@@ -247,17 +247,18 @@ def test_a_parquet_directory_numbers_each_files_rows_on_their_own_under_its_name
         assert [r["s"] for r in records] == list("abcdefg")
 
 
-def test_a_parquet_directory_with_different_columns_fails(tmp_path: Path) -> None:
+def test_a_directory_whose_files_differ_in_columns_gives_the_shared_ones(
+    tmp_path: Path,
+) -> None:
     folder = tmp_path / "orders"
     folder.mkdir()
     write_parquet(folder / "a.parquet", {"id": [1], "sku": ["x"]})
     write_parquet(folder / "b.parquet", {"id": [2], "SKU": ["y"]})
-    with pytest.raises(SourceError) as caught:
-        read_source(folder)
-    assert str(caught.value) == (
-        f"{folder / 'b.parquet'}: its columns differ from a.parquet's (missing ['sku'], "
-        "extra ['SKU']); every file of a source must have the same columns."
-    )
+    source = read_source(folder)
+    assert source.columns == ["id"]
+    assert [r["id"] for r in read_all(source, 10)[1]] == [1, 2]
+    assert source.missing_in(["id", "sku"]) == (str(folder / "b.parquet"), ["sku"])
+    assert source.missing_in(["id", "nowhere"]) is None
 
 
 def test_a_directory_without_data_files_fails(tmp_path: Path) -> None:

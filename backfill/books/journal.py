@@ -131,8 +131,17 @@ class JournalState:
 
 
 def journal_path(report_path: Path, *, rehearsal: bool = False) -> Path:
-    suffix = ".sandbox.state" if rehearsal else ".state"
-    return report_path.with_name(report_path.name + suffix)
+    """Beside the report: `<report>.state`; a rehearsal's `<name>.sandbox.state` beside
+    its `<name>.sandbox.failures.jsonl` (any other report: `<report>.sandbox.state`)."""
+    if not rehearsal:
+        return report_path.with_name(report_path.name + ".state")
+    name = report_path.name.removesuffix(REHEARSAL_REPORT)
+    if name == report_path.name:
+        return report_path.with_name(report_path.name + ".sandbox.state")
+    return report_path.with_name(name + ".sandbox.state")
+
+
+REHEARSAL_REPORT = ".sandbox.failures.jsonl"
 
 
 def read_journal(path: Path) -> JournalState | None:

@@ -38,9 +38,27 @@ def source_last_part(source: str) -> str:
 
 
 def report_name(source: str, rehearsal: str = "") -> str:
-    """The default report's name, as `run` and `plan` have it: the source's last part, kept
-    to the characters a file name can hold everywhere."""
-    return re.sub(r"[^\w.=-]", "_", source_last_part(source)) + f"{rehearsal}.failures.jsonl"
+    """The default report's name, as `run` and `plan` have it: `<name>.failures.jsonl`, and a
+    rehearsal's `<name>.sandbox.failures.jsonl`, `<name>` as the user knows the source:
+    a file's own name (`Sample - Superstore.xlsx`), a glob's or a folder's stem (`orders`
+    for `orders-*.csv`, `exports` for `exports/`). Only characters no file name may hold
+    everywhere are replaced."""
+    return source_stem(source) + f"{rehearsal}.failures.jsonl"
+
+
+def source_stem(source: str) -> str:
+    """A SOURCE's readable name for its records (see `report_name`)."""
+    parts = source.rstrip("/\\").replace("\\", "/").split("/")
+    wild = next((i for i, part in enumerate(parts) if _WILDCARD.search(part)), None)
+    if wild is not None:  # a glob: the text before its first wildcard, else its folder's
+        before = _WILDCARD.split(parts[wild], maxsplit=1)[0].rstrip("-_. ")
+        parts = parts[:wild] + ([before] if before else [])
+    name = next((part for part in reversed(parts) if part not in ("", ".", "..")), "source")
+    return _UNSAFE.sub("_", name).strip(" .") or "source"
+
+
+_WILDCARD = re.compile(r"[*?\[]")
+_UNSAFE = re.compile(r'[<>:"/\\|?*\x00-\x1f]')  # not allowed in names on Windows or POSIX
 
 
 REPORT_FIELDS = (

@@ -45,6 +45,11 @@ def _print_preview(result: Preview) -> None:
             click.echo(json.dumps(item.event.as_dict(), indent=2, ensure_ascii=False))
         elif item.failure is not None:
             click.echo(f"{where}: FAILS: {item.failure.error}")
+    if result.more_failures:
+        click.echo(
+            f"... and {result.more_failures:,} more failing rows "
+            "(backfill validate counts them all, by reason)."
+        )
     if not result.rows:
         click.echo("No rows map: every row read was filtered out.")
 

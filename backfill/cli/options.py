@@ -153,9 +153,9 @@ def sending_options(function: Callable[..., Any]) -> Callable[..., Any]:
         click.option(
             "--rate",
             type=click.FloatRange(min=0),
-            default=DEFAULT_RATE,
-            show_default=True,
-            help="Events per second at most (0: no limit, for local sinks).",
+            default=None,
+            help=f"Events per second at most (default {DEFAULT_RATE:g}; with --sandbox as fast "
+            "as the sandbox takes; 0: no limit).",
         ),
         click.option(
             "--concurrency",
@@ -216,3 +216,12 @@ yes_option = click.option(
     is_flag=True,
     help="Do not ask before sending to a real endpoint (asked only on a terminal).",
 )
+
+
+def sending_rate(sending: dict[str, Any]) -> float:
+    """--rate, else as fast as a rehearsal's local sandbox takes, else the default rate."""
+    from backfill.send.sender import DEFAULT_RATE
+
+    if sending["rate"] is not None:
+        return float(sending["rate"])
+    return 0.0 if sending["sandbox"] else DEFAULT_RATE

@@ -16,6 +16,7 @@ from backfill.cli.options import (
     ledger_place,
     mapping_option,
     sending_options,
+    sending_rate,
     source_argument,
     source_options,
     yes_option,
@@ -76,7 +77,7 @@ def run(
             report,
             limit=limit,
             resume=sending["resume"],
-            restart=sending["restart"],
+            restart=starts_fresh(sending, report),
             ledger_path=ledger_place(ledger_path, sending["sandbox"]),
         )
     schema = sandbox_schema(mapping, opened) if sending["sandbox"] else None
@@ -111,7 +112,7 @@ def rerun(
             target.api,
             new_report,
             resume=sending["resume"],
-            restart=sending["restart"],
+            restart=starts_fresh(sending, new_report),
             ledger_path=ledger_place(ledger_path, sending["sandbox"]),
         )
     schema = sandbox_schema(mapping, None) if sending["sandbox"] and mapping else None
@@ -151,6 +152,24 @@ def confirm_before_sending(
         sys.exit(EXIT_OK)
 
 
+def starts_fresh(sending: dict[str, Any], report: Path) -> bool:
+    """--restart; and every rehearsal (--sandbox without --resume): its own report and
+    journal are replaced, so that it can be repeated. A real run's are never touched: a
+    report beside which a real run's journal lies is refused."""
+    from backfill.books.journal import journal_path
+    from backfill.errors import UsageError
+
+    if not sending["sandbox"]:
+        return bool(sending["restart"])
+    if journal_path(report).exists():
+        raise UsageError(
+            f"--sandbox: {report} is the report of a real run (its journal "
+            f"{journal_path(report)} is beside it); a rehearsal keeps its own records: leave "
+            "out --report, or name another file."
+        )
+    return bool(sending["restart"]) or not sending["resume"]
+
+
 def _interactive() -> bool:
     return sys.stdin.isatty() and sys.stderr.isatty()
 
@@ -160,14 +179,15 @@ def _source_headline(
 ) -> list[str]:
     from backfill.look.plan import plan, plan_headline
 
-    return plan_headline(plan(source, mapping, rate=sending["rate"], report=report), limit)
+    result = plan(source, mapping, rate=sending_rate(sending), report=report)
+    return plan_headline(result, limit)  # the whole plan, and what --limit takes of it
 
 
 def _feed_headline(run_plan: RunPlan, sending: dict[str, Any]) -> list[str]:
     """For rerun: its rows are few (a report), so they are mapped as the run will."""
     from backfill.look.plan import feed_headline
 
-    return feed_headline(run_plan.feed(), run_plan.source_name, sending["rate"])
+    return feed_headline(run_plan.feed(), run_plan.source_name, sending_rate(sending))
 
 
 def _rerun_name(report: Path, *, rehearsal: bool = False) -> str:

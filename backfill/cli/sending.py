@@ -12,6 +12,7 @@ from urllib.parse import urlsplit
 import click
 
 from backfill.cli.app import API_KEY_ENV, BACKOFF_BASE_ENV, SANDBOX_KEY
+from backfill.cli.options import sending_rate
 from backfill.cli.output import exit_code, print_summary, progress_bar, user_errors
 
 if TYPE_CHECKING:
@@ -39,7 +40,7 @@ def build_target(sending: dict[str, Any]) -> Target:
 
     fixed = sending["concurrency"]
     policy = SendPolicy(
-        rate=sending["rate"],
+        rate=sending_rate(sending),
         concurrency=AUTO_CAP if fixed is None else fixed,
         adaptive=fixed is None,
         max_retries=sending["max_retries"],

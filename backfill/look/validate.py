@@ -21,7 +21,7 @@ from backfill.books.report import ReportWriter
 from backfill.look.forecast import ChunkForecast, RunForecast
 from backfill.mapping.envelopes import Event, get_api
 from backfill.mapping.events import EventMapper, MappedChunk, RowFailure
-from backfill.mapping.mapped_read import mapped_chunks_of
+from backfill.mapping.mapped_read import mapped_chunks_of, require_mapped_columns
 from backfill.mapping.spec import Mapping, load_mapping
 from backfill.read.source import DEFAULT_CHUNK_ROWS, Source, read_source
 
@@ -166,6 +166,7 @@ def open_inputs(
         if isinstance(source, Source)
         else read_source(source, delimiter=delimiter, encoding=encoding, sheet=sheet)
     )
+    require_mapped_columns(opened_source, opened_mapping)
     opened_mapping.check_columns(opened_source.columns, opened_source.name)
     return opened_source, opened_mapping
 
@@ -257,6 +258,7 @@ class Preview:
     rows: list[PreviewRow]
     filtered: int = 0
     source: str = ""  # the SOURCE's name: a row of another name is in one of its files
+    more_failures: int = 0  # failing rows met beyond the n shown, before the n-th event
 
     @property
     def events(self) -> list[Event]:
@@ -296,7 +298,9 @@ def preview(
     encoding: str | None = None,
     sheet: str | None = None,
 ) -> Preview:
-    """Map rows from the top until `n` events are found; failures met on the way are kept."""
+    """Map rows from the top until `n` events are found; the first `n` failing rows met on
+    the way are kept, the others counted (`more_failures`): a draft whose every row fails
+    shows n of them, not the file."""
     opened_source, opened_mapping = open_inputs(
         source, mapping, delimiter, encoding=encoding, sheet=sheet
     )
@@ -309,7 +313,9 @@ def preview(
         failures = {f.row: f for f in mapped.failures}
         positions = {row: position for position, row in enumerate(chunk.rows.tolist())}
         for row in sorted(set(positions) | {f.row for f in mapped.failures if f.row is not None}):
-            if row in found or row in failures:
+            if row in failures and row not in found and len(result.failures) >= n:
+                result.more_failures += 1
+            elif row in found or row in failures:
                 record = failures[row].record if row not in positions else None
                 record = record or chunk.table.slice(positions[row], 1).to_pylist()[0]
                 item = PreviewRow(row, found.get(row), failures.get(row), mapped.source, record)

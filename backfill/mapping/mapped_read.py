@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
+from backfill.errors import SourceError
 from backfill.mapping.pushdown import group_test
 from backfill.mapping.spec import Mapping
 from backfill.read.source import DEFAULT_CHUNK_ROWS, Chunk, Source
@@ -19,6 +20,19 @@ def mapped_columns(source: Source, mapping: Mapping) -> list[str]:
     pubKey, `id`, event_data, the filter's, lookup keys, partition folders."""
     used = set(mapping.columns)
     return [column for column in source.columns if column in used]
+
+
+def require_mapped_columns(source: Source, mapping: Mapping) -> None:
+    """Every file of a source holds the columns the mapping reads (the others may differ);
+    a file that lacks one is named with it."""
+    found = source.missing_in(mapping.columns)
+    if found is not None:
+        name, lacking = found
+        raise SourceError(
+            f"{name}: has no column {lacking[0]!r}, which the mapping {mapping.origin} reads "
+            f"(missing {lacking}); every file of a source must hold the columns its mapping "
+            "reads."
+        )
 
 
 def mapped_chunks_of(

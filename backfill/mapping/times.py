@@ -38,6 +38,11 @@ MS_PER_UNIT: dict[str, tuple[int, int]] = {  # unit -> (multiply, floor-divide) 
 }
 EPOCH_TIERS = ((10**11, "s"), (10**14, "ms"), (10**17, "us"))  # magnitude below -> unit; ns
 FUTURE_SLACK_MS = 24 * 3600 * 1000
+EARLIEST_MS = 31_536_000_000  # 1971-01-01: a value in 1970 is a count or a row number
+OUT_OF_RANGE = (
+    "is before 1971 or after now: a backfill replays past orders (a time in 1970 is a count "
+    "or row number read as seconds); check the column, unit or format"
+)
 EXCEL_EPOCH_MS = -2_209_161_600_000  # 1899-12-30: Excel's day 0 (past its 1900 leap-day bug)
 EXCEL_LAST_DAY = 2_958_466  # 9999-12-31, the last day Excel shows
 _INT64_MAX = 2**63 - 1
@@ -82,12 +87,9 @@ def to_epoch_ms(column: pa.Array, rule: TimestampRule, now_ms: int | None = None
 
 def _range_problem(ms: np.ndarray, usable: np.ndarray, now_ms: int | None) -> Problem:
     now_ms = int(time.time() * 1000) if now_ms is None else now_ms
-    early = usable & (ms < 0)
+    early = usable & (ms < EARLIEST_MS)
     late = usable & (ms > now_ms + FUTURE_SLACK_MS)
-    return Problem(
-        early | late,
-        "is outside 1970 to now: a backfill replays past orders; check the unit or format",
-    )
+    return Problem(early | late, OUT_OF_RANGE)
 
 
 def _datetime_column_ms(column: pa.Array, timezone: str) -> tuple[np.ndarray, np.ndarray]:

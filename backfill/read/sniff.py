@@ -1,12 +1,9 @@
 """How a CSV file is written, told from its first bytes: the delimiter and the encoding.
 
 `backfill init` reads a file the user has not described yet; these guesses let it read the
-file as `run` will be told to (the draft prints the options). The encoding comes from
-charset-normalizer's candidates and a few that office tools write, and is checked against
-the decoded text: the one chosen is the one under which the file's non-ASCII text reads as
-words (`Martín`, `Berguvsvägen`), not as symbols inside words (`Mart¡n`, `Berguvsv„gen`:
-cp850 bytes read as cp1252), nor as runs of accented letters (`Ìîñêâà`: Cyrillic read as
-cp1252).
+file as `run` will be told to (the draft prints the options). The encoding of a file that is
+not UTF-8 is the one the reader's hint names (`text_codec.likely_encoding`): the one under
+which the file's non-ASCII text reads as words (`Martín`, not `Mart¡n`).
 """
 
 from __future__ import annotations
@@ -15,17 +12,13 @@ import codecs
 import csv
 import io
 import re
-import unicodedata
 from dataclasses import dataclass
 
-from charset_normalizer import from_bytes
+from backfill.read.text_codec import likely_encoding
 
 HEAD_BYTES = 1 << 20  # enough lines for the delimiter, enough accents for the encoding
 DELIMITERS = (",", ";", "\t", "|")
 DELIMITER_LINES = 50
-# Tried first, in this order, whatever the detector says: what office tools and shops write.
-COMMON_ENCODINGS = ("cp1252", "cp850", "cp1250", "cp1251", "latin-1", "cp437", "mac_roman")
-WORDS_SHARE = 0.9  # of the tokens with non-ASCII letters that must read as words
 _TOKEN = re.compile(r"[^\x00-\x40\x5b-\x60\x7b-\x7f\s]+")  # runs without ASCII non-letters
 
 
@@ -66,56 +59,23 @@ def sniff_delimiter(text: str) -> tuple[str, str]:
 
 
 def sniff_encoding(head: bytes) -> tuple[str | None, str]:
-    """(encoding, why); None when the text is UTF-8 (or ASCII) and needs no --encoding."""
+    """(encoding, why); None when the text is UTF-8 (or ASCII) and needs no --encoding. The
+    guess is the read hint's own (`text_codec.likely_encoding`): one rule for both."""
     if head.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
         return None, "UTF-16 with a byte order mark: read as such without --encoding"
+    lines = _whole_lines(head)
     try:
-        _whole_lines(head).decode("utf-8")
+        lines.decode("utf-8")
     except UnicodeDecodeError:
         pass
     else:
         return None, "UTF-8"
-    scored = []
-    for order, encoding in enumerate(_candidates(head)):
-        try:
-            text = _whole_lines(head).decode(encoding)
-        except (UnicodeDecodeError, LookupError):
-            continue
-        scored.append((words_share(text), -order, encoding, text))
-    if not scored:
-        return None, "not UTF-8, and no encoding tried reads it as text"
-    share, _, encoding, text = max(scored)
-    if share < WORDS_SHARE:
-        return None, f"not UTF-8; no encoding tried reads its accented text as words ({share:.0%})"
+    guess = likely_encoding(lines)
+    if guess is None:
+        return None, "not UTF-8, and no encoding tried reads its accented text as words"
+    text = lines.decode(guess, errors="replace")
     example = next((t for t in _TOKEN.findall(text) if not t.isascii()), "")
-    return codecs.lookup(encoding).name, f"its accented text reads as words in it ({example!r})"
-
-
-def words_share(text: str) -> float:
-    """The share of tokens with non-ASCII characters that read as words: letters only, and
-    either Latin with at most half of them accented, or all of one other script."""
-    tokens = [t for t in _TOKEN.findall(text) if not t.isascii()]
-    if not tokens:
-        return 1.0
-    return sum(_reads_as_word(t) for t in tokens) / len(tokens)
-
-
-def _reads_as_word(token: str) -> bool:
-    if not token.isalpha():
-        return False
-    scripts = {_script(char) for char in token}
-    if scripts == {"LATIN"}:
-        return sum(not char.isascii() for char in token) * 2 <= len(token)
-    return len(scripts) == 1
-
-
-def _script(char: str) -> str:
-    return unicodedata.name(char, "UNKNOWN").split()[0]
-
-
-def _candidates(head: bytes) -> list[str]:
-    detected = [match.encoding for match in from_bytes(head[: 1 << 16])]
-    return list(dict.fromkeys([*COMMON_ENCODINGS, *detected]))
+    return codecs.lookup(guess).name, f"its accented text reads as words in it ({example!r})"
 
 
 def _whole_lines(head: bytes) -> bytes:

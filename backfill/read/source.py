@@ -12,7 +12,7 @@ import fnmatch
 import glob
 import os
 import re
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -57,14 +57,20 @@ HIVE_NULL = "__HIVE_DEFAULT_PARTITION__"
 
 
 class Source(ChunkReader):
-    """An opened SOURCE: its files' readers, their shared columns, the total size if known."""
+    """An opened SOURCE: its files' readers, their shared columns, the total size if known.
+
+    Files may differ in columns (two years of one shop's exports do): `columns` are those
+    every file has; `missing_in` names a file that lacks a column some other file has."""
 
     def __init__(self, path: Path | str, files: list[FileReader]) -> None:
         self.path = path
         self.files = files
         self._fingerprints: dict[str, dict[str, int | None]] | None = None
-        self.schema: pa.Schema = files[0].schema if files else pa.schema([])
+        first = files[0].schema if files else pa.schema([])
+        shared = [f for f in first if all(f.name in other.schema.names for other in files[1:])]
+        self.schema: pa.Schema = pa.schema(shared, metadata=first.metadata)
         self.columns: list[str] = list(self.schema.names)
+        self.all_columns: list[str] = list(dict.fromkeys(n for f in files for n in f.schema.names))
         counts = [file.total_rows for file in files]
         self.total_rows: int | None = (
             None if any(count is None for count in counts) else sum(c or 0 for c in counts)
@@ -91,6 +97,15 @@ class Source(ChunkReader):
                 info = file.filesystem.get_file_info(file.path)
                 self._fingerprints[file.name] = {"size": info.size, "mtime_ns": info.mtime_ns}
         return self._fingerprints
+
+    def missing_in(self, columns: Sequence[str]) -> tuple[str, list[str]] | None:
+        """The first file that lacks some of `columns` another file has, and those."""
+        known = [column for column in columns if column in self.all_columns]
+        for file in self.files:
+            lacking = [column for column in known if column not in file.schema.names]
+            if lacking:
+                return file.name, lacking
+        return None
 
     def read_chunks(
         self, chunk_rows: int, wanted: list[str], skip_group: RowGroupTest | None
@@ -152,7 +167,6 @@ def _local_glob(pattern: str, options: dict[str, Any]) -> Source:
             "shell leaves it to backfill.)"
         )
     readers = [open_local_file(p, **options) for p in matches]
-    _check_same_columns(readers)
     return Source(pattern, readers)
 
 
@@ -229,7 +243,6 @@ def _directory(
         reader = open_file(filesystem, f"{root}/{relative}", name=shown_name, **options)
         partitions = _partitions(relative)
         readers.append(PartitionedReader(reader, partitions) if partitions else reader)
-    _check_same_columns(readers)
     return Source(name, readers)
 
 
@@ -291,16 +304,3 @@ class PartitionedReader(FileReader):
             return None
         test, folders = skip_group, self.partitions
         return lambda schema, group, constants: test(schema, group, {**constants, **folders})
-
-
-def _check_same_columns(readers: list[FileReader]) -> None:
-    first = readers[0]
-    for reader in readers[1:]:
-        if set(reader.columns) != set(first.columns):
-            missing = sorted(set(first.columns) - set(reader.columns))
-            extra = sorted(set(reader.columns) - set(first.columns))
-            raise SourceError(
-                f"{reader.name}: its columns differ from {Path(first.name).name}'s "
-                f"(missing {missing}, extra {extra}); every file of a source "
-                "must have the same columns."
-            )

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import codecs
 import functools
+import unicodedata
 
 from backfill.errors import SourceError
 
@@ -21,9 +22,11 @@ _ERRORS = "backfill-mark-undecodable"
 _PREFIX = "backfill_marked_"
 _BOMS = ((codecs.BOM_UTF16_LE, "utf-16"), (codecs.BOM_UTF16_BE, "utf-16"))
 # Single-byte encodings that office tools write, most common first: cp1252 is what Excel
-# writes on most Windows machines in the Americas and Western Europe.
-LIKELY_SINGLE_BYTE = ("cp1252", "cp1250", "cp1251", "latin-1")
+# writes on most Windows machines in the Americas and Western Europe; cp850 what DOS-era
+# tools and Windows consoles write there.
+LIKELY_SINGLE_BYTE = ("cp1252", "cp850", "cp1250", "cp1251", "latin-1")
 _SYMBOLS = set("£€¥°§©®±µ¿¡«»–—‘’“”•…ºª½¼¾")
+_CURRENCY = set("£€¥")
 
 
 class Marks:
@@ -80,35 +83,59 @@ def raw_bytes(text: str) -> bytes:
 
 
 def likely_encoding(data: bytes) -> str | None:
-    """The common single-byte encoding that reads `data` as the most plausible text; None if
-    none does. Plausible: letters and currency signs, not control characters; Latin letters
-    one or two at a time among ASCII ones (`Zürich`), Cyrillic ones in whole words."""
-    best, best_score = None, 0.0
-    for encoding in LIKELY_SINGLE_BYTE:
-        try:
-            text = data.decode(encoding)
-        except UnicodeDecodeError:
-            continue
-        score = _plausibility(text, cyrillic=encoding == "cp1251")
+    """The encoding under which `data`'s non-ASCII text reads as words; None if none does.
+
+    Words: a letter inside a Latin word is a Latin letter (`Martín`, not `Mart¡n` or
+    `Martбn`), at most two in a row among ASCII ones (UTF-8 read wrongly gives `MartÃ­n`);
+    letters of other scripts (Cyrillic, Greek) come in runs of their own; signs such as
+    `°` stand outside words, and currency signs touch no letter. The common single-byte
+    encodings are tried first (the first wins a tie), then charset-normalizer's proposals."""
+    best, best_score = _best_reading(data, LIKELY_SINGLE_BYTE)
+    if best_score < 1.0:
+        proposed, score = _best_reading(data, _detected(data))
         if score > best_score:
-            best, best_score = encoding, score
+            best, best_score = proposed, score
     return best if best_score >= 0.5 else None
 
 
-def _plausibility(text: str, *, cyrillic: bool) -> float:
+def _best_reading(data: bytes, encodings: tuple[str, ...]) -> tuple[str | None, float]:
+    best, best_score = None, 0.0
+    for encoding in encodings:
+        try:
+            text = data.decode(encoding)
+        except (UnicodeDecodeError, LookupError):
+            continue
+        score = _reads_as_words(text)
+        if score > best_score:
+            best, best_score = encoding, score
+    return best, best_score
+
+
+def _detected(data: bytes) -> tuple[str, ...]:
+    from charset_normalizer import from_bytes
+
+    return tuple(match.encoding for match in from_bytes(data) if match.encoding != "ascii")
+
+
+def _reads_as_words(text: str) -> float:
+    """The share of the non-ASCII characters of `text` that sit as they would in words."""
     high = [i for i, char in enumerate(text) if ord(char) > 0x7F]
     if not high:
         return 0.0
     good = 0
     for i in high:
         char = text[i]
-        if char in _SYMBOLS:
-            good += 1
-        elif char.isalpha():
-            neighbours = text[max(i - 1, 0) : i] + text[i + 1 : i + 2]
-            beside_ascii = any(n.isascii() and n.isalpha() for n in neighbours)
-            in_run = all(ord(c) > 0x7F and c.isalpha() for c in text[max(i - 2, 0) : i + 1])
-            good += 0 if (beside_ascii if cyrillic else in_run and i >= 2) else 1
+        before, after = text[i - 1 : i], text[i + 1 : i + 2]
+        in_word = before.isalpha() and after.isalpha()
+        if char.isalpha():
+            beside_ascii = any(n.isascii() and n.isalpha() for n in before + after)
+            if "LATIN" in unicodedata.name(char, ""):
+                run = text[max(i - 2, 0) : i + 1]
+                good += not (i >= 2 and all(ord(c) > 0x7F and c.isalpha() for c in run))
+            else:
+                good += not beside_ascii
+        elif char in _SYMBOLS:  # a currency sign touches no letter (`5 €`, not `¥and£`)
+            good += not (before.isalpha() or after.isalpha() if char in _CURRENCY else in_word)
     return good / len(high)
 
 
