@@ -296,3 +296,35 @@ def test_a_cp850_file_is_hinted_as_cp850_and_then_reads_its_names(
     assert shown.code == 0, shown.stderr
     for text in names + streets:
         assert json.dumps(text, ensure_ascii=False) in shown.stdout
+
+
+# --- many files: only the mapping's columns must be in every file ---------------------------
+
+
+def test_two_years_of_shopify_exports_with_other_columns_send_as_one_source(
+    cli: Callable[..., CliResult], tmp_path: Path
+) -> None:
+    exports = tmp_path / "exports"
+    exports.mkdir()
+    older, expected = shopify_orders(exports, orders=6)
+    older.rename(exports / "orders_2020.csv")
+    newer_columns = [*SHOPIFY_COLUMNS[:-2], "Risk Level", "Source", "Lineitem discount", "Phone"]
+    with (exports / "orders_2020.csv").open(encoding="utf-8") as handle:
+        rows = list(csv.DictReader(handle))
+    for row in rows:
+        del row["Id"], row["Tags"]
+        row["Name"] = row["Name"].replace("#1", "#2")  # next year's orders
+        row.update({"Risk Level": "Low", "Source": "web", "Lineitem discount": "0", "Phone": ""})
+    write_csv(exports / "orders_2021.csv", newer_columns, rows)  # 4 columns differ
+    mapping = exports / "map.yaml"
+    ran = cli("run", "exports/orders_*.csv", "-m", mapping, "--sandbox", "--json", "--quiet")
+    assert ran.code == 0, ran.stderr
+    assert ran.json()["accepted"] == 2 * len(expected)
+
+    (exports / "orders_2021.csv").write_text(
+        (exports / "orders_2021.csv").read_text(encoding="utf-8").replace("Created at", "Date"),
+        encoding="utf-8",
+    )
+    refused = cli("validate", "exports/orders_*.csv", "-m", mapping)
+    assert refused.code == 2
+    assert "orders_2021.csv: has no column 'Created at', which the mapping" in refused.stderr

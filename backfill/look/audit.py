@@ -26,8 +26,9 @@ import pyarrow.compute as pc
 
 from backfill.look.duplicates import DuplicateIds, value_hashes
 from backfill.mapping.convert import true_mask
+from backfill.mapping.epochs import EPOCH_TIERS
 from backfill.mapping.spec import Mapping
-from backfill.mapping.times import EPOCH_TIERS, HAS_OFFSET, TimestampRule
+from backfill.mapping.times import HAS_OFFSET, TimestampRule
 
 EXAMPLE_ROWS = 5
 YEAR_2009_MS = 1_230_768_000_000  # 2009-01-01T00:00:00Z

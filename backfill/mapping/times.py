@@ -14,7 +14,6 @@ import re
 import time
 import zoneinfo
 from dataclasses import dataclass
-from decimal import Decimal, InvalidOperation
 from typing import Literal
 
 import numpy as np
@@ -23,20 +22,21 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from backfill.mapping.convert import Converted, Problem, missing_mask, true_mask
+from backfill.mapping.epochs import (
+    EPOCH_TIERS,
+    MS_PER_UNIT,
+    decimal_epochs,
+    epoch_floats,
+    epoch_integers,
+    scale_to_ms,
+)
 from backfill.mapping.time_text import DAY_MS, HAS_OFFSET, NEEDS_ORDER, read_times
 
-__all__ = ["HAS_OFFSET", "TimestampRule", "to_epoch_ms", "wall_to_utc"]
+__all__ = ["EPOCH_TIERS", "HAS_OFFSET", "TimestampRule", "to_epoch_ms", "wall_to_utc"]
 
 TimestampUnit = Literal["auto", "s", "ms", "us", "ns", "iso", "excel"]
 TIMESTAMP_UNITS: tuple[TimestampUnit, ...] = ("auto", "s", "ms", "us", "ns", "iso", "excel")
 
-MS_PER_UNIT: dict[str, tuple[int, int]] = {  # unit -> (multiply, floor-divide) to reach ms
-    "s": (1000, 1),
-    "ms": (1, 1),
-    "us": (1, 1000),
-    "ns": (1, 1_000_000),
-}
-EPOCH_TIERS = ((10**11, "s"), (10**14, "ms"), (10**17, "us"))  # magnitude below -> unit; ns
 FUTURE_SLACK_MS = 24 * 3600 * 1000
 EARLIEST_MS = 31_536_000_000  # 1971-01-01: a value in 1970 is a count or a row number
 OUT_OF_RANGE = (
@@ -45,7 +45,6 @@ OUT_OF_RANGE = (
 )
 EXCEL_EPOCH_MS = -2_209_161_600_000  # 1899-12-30: Excel's day 0 (past its 1900 leap-day bug)
 EXCEL_LAST_DAY = 2_958_466  # 9999-12-31, the last day Excel shows
-_INT64_MAX = 2**63 - 1
 _DECIMAL_TEXT = r"^-?([0-9]+\.[0-9]+|[0-9]{19,})$"  # with a fraction, or too long for int64
 
 
@@ -70,9 +69,9 @@ def to_epoch_ms(column: pa.Array, rule: TimestampRule, now_ms: int | None = None
     elif rule.unit == "excel":
         ms, problems = _excel_serials(column, ~missing, rule.timezone)
     elif pa.types.is_integer(kind):
-        ms, problems = _epoch_integers(pc.cast(column, pa.int64()), ~missing, rule.unit)
+        ms, problems = epoch_integers(pc.cast(column, pa.int64()), ~missing, rule.unit)
     elif pa.types.is_floating(kind):
-        ms, problems = _epoch_floats(column, ~missing, rule.unit)
+        ms, problems = epoch_floats(column, ~missing, rule.unit)
     elif pa.types.is_decimal(kind):
         ms, problems = _timestamp_text(pc.cast(column, pa.string()), missing, rule)
     else:
@@ -101,7 +100,7 @@ def _datetime_column_ms(column: pa.Array, timezone: str) -> tuple[np.ndarray, np
         column = pc.cast(column, pa.timestamp("s"))
         kind = column.type
     raw = pc.fill_null(pc.cast(column, pa.int64()), 0).to_numpy()
-    ms = _scale_to_ms(raw, kind.unit)
+    ms = scale_to_ms(raw, kind.unit)
     if kind.tz is not None:
         return ms, np.zeros(len(column), dtype=bool)
     day_start = np.ones(len(ms), dtype=bool) if dates else None
@@ -146,60 +145,8 @@ _PANDAS_MIN_MS = -9_000_000_000_000  # 1684: inside pandas' nanosecond range, wi
 _PANDAS_MAX_MS = 9_000_000_000_000  # 2255
 
 
-def _scale_to_ms(raw: np.ndarray, unit: str) -> np.ndarray:
-    """Floored ms; seconds are clipped first, so that a huge value cannot wrap into range."""
-    multiply, divide = MS_PER_UNIT[unit]
-    if multiply > 1:
-        raw = np.clip(raw, -_INT64_MAX // multiply, _INT64_MAX // multiply)
-    return raw * multiply // divide
-
-
 def _gap_problem(gap: np.ndarray, timezone: str) -> Problem:
     return Problem(gap, f"does not exist in time zone {timezone} (clocks skipped it)")
-
-
-def _epoch_integers(
-    values: pa.Array, present: np.ndarray, unit: TimestampUnit
-) -> tuple[np.ndarray, list[Problem]]:
-    raw = pc.fill_null(values, 0).to_numpy()
-    if unit in MS_PER_UNIT:
-        return _scale_to_ms(raw, unit), []
-    if unit == "iso":
-        return raw, [Problem(present, "is a number, but the mapping's unit is iso (text)")]
-    magnitude = np.abs(np.maximum(raw, -_INT64_MAX))  # abs(INT64_MIN) would stay negative
-    return np.select(
-        [magnitude < limit for limit, _ in EPOCH_TIERS],
-        [raw * 1000, raw, raw // 1000],
-        raw // 1_000_000,
-    ), []
-
-
-def _epoch_floats(
-    column: pa.Array, present: np.ndarray, unit: TimestampUnit
-) -> tuple[np.ndarray, list[Problem]]:
-    """Float epochs (pandas writes an integer column with a gap as float64). A float's value
-    is its shortest round-tripping decimal, `repr`'s digits: integral values below 2^53
-    (2^24 for float32) are exact integers; the rest go through those digits, which Arrow's
-    cast to text writes."""
-    if unit == "iso":
-        return np.zeros(len(column), dtype=np.int64), [
-            Problem(present, "is a number, but the mapping's unit is iso (text)")
-        ]
-    values = pc.fill_null(column, 0).to_numpy(zero_copy_only=False).astype(np.float64)
-    finite = np.isfinite(values)
-    exact_below = 2.0 ** (np.finfo(column.type.to_pandas_dtype()).nmant + 1)
-    integral = present & finite & (np.abs(values) < exact_below) & (values == np.floor(values))
-    ms = np.zeros(len(column), dtype=np.int64)
-    if integral.any():
-        ints = pa.array(np.where(integral, values, 0).astype(np.int64))
-        ms[integral] = _epoch_integers(ints, integral, unit)[0][integral]
-    fractional = present & finite & ~integral
-    problems = [Problem(present & ~finite, "is not a finite number")]
-    if fractional.any():
-        digits = pc.cast(column, pa.string())  # shortest round-trip digits, maybe 1.5e+12
-        bad = _decimal_epochs(digits, fractional, unit, ms)
-        problems.append(Problem(bad, "is not an epoch number in the mapping's unit"))
-    return ms, problems
 
 
 def _excel_serials(
@@ -247,11 +194,11 @@ def _timestamp_text(
     if is_int.any():
         ints = pc.cast(pc.if_else(pa.array(is_int), text, "0"), pa.int64())
         unit: TimestampUnit = "auto" if rule.unit == "iso" else rule.unit
-        ms[is_int] = _epoch_integers(ints, is_int, unit)[0][is_int]
+        ms[is_int] = epoch_integers(ints, is_int, unit)[0][is_int]
         if rule.unit == "iso":
             problems.append(Problem(is_int, "is epoch digits, but the mapping's unit is iso"))
     if is_decimal.any():
-        bad_decimal = _decimal_epochs(text, is_decimal, rule.unit, ms)
+        bad_decimal = decimal_epochs(text, is_decimal, rule.unit, ms)
         problems.append(Problem(bad_decimal, "is not an epoch number in the mapping's unit"))
     if is_iso.any():
         if rule.unit not in ("auto", "iso"):
@@ -274,64 +221,6 @@ def _starts_as_epoch(text: pa.Array, present: np.ndarray) -> bool:
 
 
 _EPOCH_SHAPE = re.compile(r"-?[0-9]+(\.[0-9]+)?$")
-
-
-def _decimal_epochs(
-    text: pa.Array, rows: np.ndarray, unit: TimestampUnit, out: np.ndarray
-) -> np.ndarray:
-    """Epochs with a fraction ("1731596206.795"): exact decimal arithmetic, floored to the
-    ms. Plain positive decimals are done by Arrow string kernels; the rest (a sign, an
-    exponent, many digits) through Python's Decimal."""
-    bad = np.zeros(len(out), dtype=bool)
-    positions = np.flatnonzero(rows)
-    subset = text.take(pa.array(positions))
-    plain, plain_ms = _plain_decimal_ms(subset, unit)
-    out[positions[plain]] = plain_ms[plain]
-    positions = positions[~plain]
-    values = subset.filter(pa.array(~plain)).to_pylist()
-    for position, value in zip(positions, values):
-        try:
-            number = Decimal(value)
-        except InvalidOperation:
-            bad[position] = True
-            continue
-        chosen = unit
-        if unit in ("auto", "iso"):
-            magnitude = abs(number)
-            chosen = next((name for limit, name in EPOCH_TIERS if magnitude < limit), "ns")
-        multiply, divide = MS_PER_UNIT[chosen]
-        ms = int((number * multiply / divide).to_integral_value(rounding="ROUND_FLOOR"))
-        out[position] = min(max(ms, -_INT64_MAX), _INT64_MAX)  # fails the range check
-    return bad
-
-
-_PLAIN_DECIMAL = r"^(?P<whole>[0-9]{1,15})(?P<fraction>(?:\.[0-9]*)?)$"  # ".795" or ""
-
-
-def _plain_decimal_ms(text: pa.Array, unit: TimestampUnit) -> tuple[np.ndarray, np.ndarray]:
-    """Which values are plain positive decimals of at most 15 whole digits, and their floored
-    ms, exactly, with integer arithmetic: whole * 1000 + the first three fraction digits."""
-    parts = pc.extract_regex(text, _PLAIN_DECIMAL)
-    plain = true_mask(pc.is_valid(parts))
-    if not plain.any():
-        return plain, np.zeros(len(text), dtype=np.int64)
-    whole_text = pc.if_else(plain, pc.struct_field(parts, "whole"), "0")
-    whole = pc.cast(whole_text, pa.int64()).to_numpy(zero_copy_only=False)
-    fraction = pc.fill_null(pc.struct_field(parts, "fraction"), "")
-    first_three = pc.utf8_slice_codeunits(pc.utf8_rpad(fraction, 4, "0"), 1, 4)
-    thousandths = pc.cast(pc.if_else(plain, first_three, "0"), pa.int64()).to_numpy(
-        zero_copy_only=False
-    )
-    if unit in ("auto", "iso"):
-        tier = np.select([whole < limit for limit, _ in EPOCH_TIERS], [1, 2, 3], 4)
-    else:
-        tier = np.full(len(whole), {"s": 1, "ms": 2, "us": 3, "ns": 4}[unit])
-    ms = np.select(
-        [tier == 1, tier == 2, tier == 3],
-        [whole * 1000 + thousandths, whole, whole // 1000],
-        whole // 1_000_000,
-    )
-    return plain, ms
 
 
 def _parse_datetimes(
