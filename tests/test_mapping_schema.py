@@ -29,11 +29,11 @@ from backfill.mapping.spec import mapping_from_dict
 YAML_BLOCK = re.compile(r"^```yaml\n(.*?)^```", re.S | re.M)
 
 
-def readme_mappings() -> list[str]:
-    """Every mapping in the README's yaml blocks: whole ones as they are; a block of
-    one-line fragments (`filter: ...` examples) gives one mapping per line, the line put
-    into a small complete mapping."""
-    blocks = YAML_BLOCK.findall((ROOT / "README.md").read_text(encoding="utf-8"))
+def readme_mappings(page: str = "README.md") -> list[str]:
+    """Every mapping in the README's (or a docs page's) yaml blocks: whole ones as they are;
+    a block of one-line fragments (`filter: ...` examples) gives one mapping per line, the
+    line put into a small complete mapping."""
+    blocks = YAML_BLOCK.findall((ROOT / page).read_text(encoding="utf-8"))
     mappings = [block for block in blocks if "event_name:" in block]
     for block in blocks:
         if "event_name:" in block:
@@ -81,6 +81,16 @@ def test_every_readme_example_is_valid_for_schema_and_loader(index: int, tmp_pat
     assert schema_errors(data) == []
     _write_lookup_tables(data, tmp_path)  # the loader reads the tables an example names
     mapping_from_dict(data, origin=str(tmp_path / "map.yaml"))  # raises if the loader refuses
+
+
+@pytest.mark.parametrize("index", range(len(readme_mappings("docs/mapping.md"))))
+def test_every_mapping_page_example_is_valid_for_schema_and_loader(
+    index: int, tmp_path: Path
+) -> None:
+    data = yaml.safe_load(readme_mappings("docs/mapping.md")[index])
+    assert schema_errors(data) == []
+    _write_lookup_tables(data, tmp_path)
+    mapping_from_dict(data, origin=str(tmp_path / "map.yaml"))
 
 
 def _write_lookup_tables(data: Any, folder: Path) -> None:
@@ -158,6 +168,9 @@ REFUSED = {
         ("timestamp",), {"column": "c", "unit": "s", "format": "%d"}
     ),
     "optional that is not a boolean": changed(("event_data", "amount", "optional"), "maybe"),
+    "id of no columns": changed(("id",), []),
+    "id naming a column twice": changed(("id",), ["order_id", "order_id"]),
+    "id that is not a name": changed(("id",), [{"column": "x"}]),
 }
 
 

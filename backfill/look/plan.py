@@ -29,6 +29,7 @@ from backfill.look.validate import ValidationResult, delivered_check, open_input
 from backfill.mapping.convert import as_array
 from backfill.mapping.events import EventMapper, MappedChunk
 from backfill.mapping.mapped_read import mapped_chunks_of
+from backfill.mapping.order_ids import id_values
 from backfill.mapping.spec import Mapping
 from backfill.mapping.times import to_epoch_ms
 from backfill.read.source import DEFAULT_CHUNK_ROWS, Chunk, Source
@@ -222,8 +223,9 @@ def _look_at(
     every_row = len(in_chunk) == len(chunk.rows)
     wallets = column(mapping.pubkey_column, None if every_row else in_chunk)
     ids = None
-    if audit.id_column is not None:
-        ids = column(audit.id_column, None if every_row else in_chunk)
+    if audit.id_columns:
+        parts = {name: column(name, None if every_row else in_chunk) for name in audit.id_columns}
+        ids = id_values(pa.table(parts), audit.id_columns)
     audit.add_events(mapped.event_rows + offset, ms[in_kept], wallets, ids)
     return ms[in_kept]
 

@@ -228,7 +228,7 @@ def delivered_check(
     mapping: Mapping, ledger: str | Path | None, endpoint: str | None, api: str
 ) -> Callable[[Sequence[str]], np.ndarray] | None:
     """Which ids an earlier run delivered (read-only), where the mapping has an `id:`."""
-    if mapping.id_column is None or ledger is None:
+    if not mapping.id_columns or ledger is None:
         return None
     chosen = get_api(api)
     scope = LedgerScope.of(endpoint or chosen.default_endpoint, chosen.name, mapping.event_name)

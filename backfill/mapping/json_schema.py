@@ -36,8 +36,9 @@ TOP_DESCRIPTIONS: dict[str, dict[str, Any]] = {
         "pattern": r"\S",
     },
     "id": {
-        "description": "The column whose value identifies an order (for the ledger of sent ids).",
-        **_NAME,
+        "description": "The column whose value identifies an order (for the ledger of sent "
+        "ids), or a list of columns whose values together do, e.g. [order-id, transaction-type].",
+        "anyOf": [_NAME, {"type": "array", "items": _NAME, "minItems": 1, "uniqueItems": True}],
     },
 }
 TIMESTAMP_DESCRIPTIONS: dict[str, dict[str, Any]] = {

@@ -23,6 +23,7 @@ from backfill.errors import MappingError
 from backfill.mapping.convert import FieldType, type_of_column
 from backfill.mapping.filter_language import filter_columns
 from backfill.mapping.lookup import Lookup
+from backfill.mapping.order_ids import IdColumns
 from backfill.mapping.spec_checks import (
     FIELD_KEYS,
     REQUIRED_TOP_KEYS,
@@ -31,6 +32,7 @@ from backfill.mapping.spec_checks import (
     check_keys,
     check_typed,
     checked_filter,
+    checked_id,
     checked_timestamp,
     checked_user,
     column_name,
@@ -77,7 +79,7 @@ class Mapping:
     origin: str
     raw: dict[str, Any]
     pubkey_lookup: Lookup | None = None  # the pubKey column holds keys of this table
-    id_column: str | None = None  # the order id that holds across exports (the id ledger)
+    id_columns: IdColumns = ()  # the order id that holds across exports (the id ledger)
 
     @property
     def columns(self) -> list[str]:
@@ -110,8 +112,7 @@ class Mapping:
 
     def _column_keys(self) -> list[tuple[str, str]]:
         keys = [("timestamp.column", self.timestamp_column), ("user.pubKey", self.pubkey_column)]
-        if self.id_column is not None:
-            keys.append(("id", self.id_column))
+        keys += [("id", column) for column in self.id_columns]
         keys += [
             (f"event_data.{spec.name}.column", spec.column)
             for spec in self.fields
@@ -182,7 +183,7 @@ def mapping_from_dict(data: Any, origin: str = "<mapping>") -> Mapping:
         origin=origin,
         raw=data,
         pubkey_lookup=pubkey_lookup,
-        id_column=None if data.get("id") is None else column_name(data["id"], "id", origin),
+        id_columns=checked_id(data.get("id"), origin),
     )
 
 

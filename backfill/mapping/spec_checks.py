@@ -285,6 +285,21 @@ def checked_filter(expression: Any, origin: str) -> str | None:
     return expression
 
 
+def checked_id(value: Any, origin: str) -> tuple[str, ...]:
+    """`id`: a column, or a list of columns whose values together name an order."""
+    if value is None:
+        return ()
+    if not isinstance(value, list):
+        return (column_name(value, "id", origin),)
+    if not value:
+        raise MappingError(f"{origin}: id: expected a column or a list of columns; found [].")
+    columns = tuple(column_name(v, f"id[{i}]", origin) for i, v in enumerate(value))
+    repeated = next((c for c in columns if columns.count(c) > 1), None)
+    if repeated is not None:
+        raise MappingError(f"{origin}: id: the column {repeated!r} is named twice; name it once.")
+    return columns
+
+
 def column_name(value: Any, key: str, origin: str) -> str:
     """A column as the source names it. In backticks, as in a filter: `` `customer.wallet` ``
     is the column `customer.wallet` (a nested field of a JSON Lines source)."""
