@@ -79,6 +79,13 @@ FIELD_DESCRIPTIONS: dict[str, dict[str, Any]] = {
     "optional": {"description": "Leave the field out when the cell is empty.", "type": "boolean"},
     "decimal": {"description": "The decimal mark of number text, e.g. ','.", **_NAME},
     "thousands": {"description": "The thousands separator of number text, e.g. '.'.", **_NAME},
+    "scale": {
+        "description": "Each number times this, exactly in decimal, e.g. 0.01 for cents.",
+        "anyOf": [
+            {"type": "number", "exclusiveMinimum": 0},
+            {"type": "string", "pattern": r"^\s*[0-9]*\.?[0-9]+([eE][+-]?[0-9]+)?\s*$"},
+        ],
+    },
     "lookup": LOOKUP_DESCRIPTIONS["lookup"],
     "key": LOOKUP_DESCRIPTIONS["key"],
 }

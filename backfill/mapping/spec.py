@@ -14,6 +14,7 @@ from __future__ import annotations
 import hashlib
 import html
 from dataclasses import dataclass
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -40,6 +41,7 @@ from backfill.mapping.spec_checks import (
     field_type_of,
     found_kind,
     number_marks,
+    number_scale,
     read_mapping_yaml,
     shown,
     suggest,
@@ -63,6 +65,7 @@ class FieldSpec:
     optional: bool = False
     decimal: str = "."  # how a number written as text marks its fraction
     thousands: str | None = None  # how it groups digits in threes, if it does
+    scale: Decimal | None = None  # each number times this, in decimal (0.01: cents)
     lookup: Lookup | None = None  # the column's value is a key of this table
 
 
@@ -226,6 +229,7 @@ def _field(name: str, spec: Any, origin: str) -> FieldSpec:
     if "default" in spec:
         check_typed(spec["default"], field_type, f"{key}.default", origin)
     decimal, thousands = number_marks(spec, field_type, key, origin)
+    scale = number_scale(spec, field_type, key, origin)
     if "column" not in spec:
         return FieldSpec(name=name, value=spec["value"], type=field_type)
     return FieldSpec(
@@ -239,5 +243,6 @@ def _field(name: str, spec: Any, origin: str) -> FieldSpec:
         optional=optional,
         decimal=decimal,
         thousands=thousands,
+        scale=scale,
         lookup=lookup,
     )

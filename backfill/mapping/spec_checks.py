@@ -12,6 +12,7 @@ from __future__ import annotations
 import difflib
 import reprlib
 import zoneinfo
+from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Any
 
@@ -42,6 +43,7 @@ FIELD_KEYS = (
     "optional",
     "decimal",
     "thousands",
+    "scale",
     *LOOKUP_KEYS,
 )
 DECIMAL_MARKS = (".", ",")
@@ -189,6 +191,28 @@ def number_marks(
             f"1{decimal}234 could then be read two ways."
         )
     return decimal, thousands
+
+
+def number_scale(
+    spec: dict[str, Any], field_type: FieldType | None, key: str, origin: str
+) -> Decimal | None:
+    """`scale`: what each number is multiplied by (0.01: cents to the currency's unit), as
+    the decimal it is written as: YAML's 0.01 is a float, whose shortest digits are 0.01."""
+    if "scale" not in spec:
+        return None
+    if field_type != "number" or "column" not in spec:
+        raise MappingError(f"{origin}: {key}: scale needs a column and type: number.")
+    value = spec["scale"]
+    try:
+        scale = None if isinstance(value, bool) else Decimal(str(value).strip())
+    except InvalidOperation:
+        scale = None
+    if scale is None or not scale.is_finite() or scale <= 0:
+        raise MappingError(
+            f"{origin}: {key}.scale: expected a positive number such as 0.01 (cents to the "
+            f"currency's unit) or 1000; found {shown(value)}."
+        )
+    return scale
 
 
 def field_lookup(spec: dict[str, Any], key: str, origin: str) -> Lookup | None:
