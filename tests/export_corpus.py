@@ -376,9 +376,7 @@ def paypal(out: Path) -> Fixture:
         for o in orders
     ]  # fmt: skip
     (out / "Download.CSV").write_bytes(b"\xef\xbb\xbf" + csv_text(header, rows).encode())
-    reason = "issue 27: PayPal's time is in three columns (Date, Time, TimeZone)"
-    return Fixture("paypal", "Download.CSV", "From Email Address", "Gross", orders,
-                   xfail={"events": reason})  # fmt: skip
+    return Fixture("paypal", "Download.CSV", "From Email Address", "Gross", orders)
 
 
 def _exists(when: datetime) -> bool:

@@ -85,6 +85,7 @@ class TimestampAudit:
     def __init__(self, mapping: Mapping, now_ms: int) -> None:
         self.rule = mapping.timestamp_rule
         self.zone = self.rule.timezone
+        self.zone_column = mapping.timezone_column  # each row's zone: no time is naive
         self.now_ms = now_ms
         self.id_columns = id_columns(mapping)
         self.found: dict[str, AuditWarning] = {}
@@ -120,6 +121,8 @@ class TimestampAudit:
                 rows[other],
             )
         naive = naive_values(raw, self.rule) & parsed
+        if self.zone_column is not None:
+            naive[:] = False
         self.warn(
             "naive_values",
             f"times without an offset, read as {self.zone} (the mapping's timezone); if they "

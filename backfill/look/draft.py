@@ -26,6 +26,7 @@ from backfill.look.order_rows import (
     status_filter_lines,
 )
 from backfill.look.time_guess import TimestampGuess, failed_rows, guess_timestamps
+from backfill.look.time_parts import TimeParts
 from backfill.mapping.convert import PubkeyChecker, missing_mask
 from backfill.mapping.spec import mapping_from_dict
 from backfill.read.base import is_unnamed
@@ -75,6 +76,7 @@ class Draft:
     fields: list[FieldDraft]
     sniffed: Sniffed | None = None
     line_items: LineItems | None = None
+    time_parts: TimeParts = field(default_factory=TimeParts)
 
 
 def draft_mapping(
@@ -103,12 +105,15 @@ def draft_mapping(
     wallet = _wallet_column(orders, {chosen.column} if chosen else set())
     taken = {chosen.column} if chosen else set()
     taken |= {wallet} if wallet else set()
+    parts = TimeParts.find(orders, chosen.date_only, taken) if chosen else TimeParts()
+    taken |= parts.columns
     pubkey_column = wallet or _buyer_column(orders, taken)
     taken.add(pubkey_column)
     fields = _field_drafts(orders, taken)
     chosen_column = chosen.column if chosen else _placeholder_time_column(sample.table, taken)
     others = [g for g in guesses if g is not chosen]
     draft = Draft("", sample, chosen, others, wallet, pubkey_column, fields, sniffed, items)
+    draft.time_parts = parts
     draft.text = _render(draft, event_name, chosen_column, orders, delimiter, encoding)
     mapping_from_dict(yaml.safe_load(draft.text), origin="the draft")  # one that cannot load: a bug
     return draft
@@ -250,7 +255,7 @@ def _render(
         *id_lines(orders, draft.line_items),
         "",
         "timestamp:",
-        *_timestamp_lines(draft.timestamp, time_column, draft.other_timestamps),
+        *_timestamp_lines(draft.timestamp, time_column, draft.other_timestamps, draft.time_parts),
         "",
         "user:",
         *_user_lines(draft.wallet, draft.pubkey_column, draft.sample.rows),
@@ -313,7 +318,7 @@ def _field_lines(fields: list[FieldDraft]) -> list[str]:
 
 
 def _timestamp_lines(
-    chosen: TimestampGuess | None, column: str, others: list[TimestampGuess]
+    chosen: TimestampGuess | None, column: str, others: list[TimestampGuess], parts: TimeParts
 ) -> list[str]:
     lines = []
     if chosen is None:
@@ -328,11 +333,15 @@ def _timestamp_lines(
         ]
     else:
         lines.append(f"  column: {scalar(chosen.column)}   # {chosen.why}")
+        lines += parts.lines(chosen.format)
         lines.append(f"  unit: {chosen.unit}   # {chosen.unit_why}")
-        if chosen.format is not None:
+        if chosen.format is not None and parts.keeps_format():
             lines.append(f'  format: "{chosen.format}"   # {chosen.format_why}')
-        lines.append(f"  timezone: UTC   # {chosen.timezone_why}")
-        if chosen.date_only:
+        zone_why = chosen.timezone_why
+        if parts.zone_column is not None:
+            zone_why = f"not used: each row's zone is in {parts.zone_column}"
+        lines.append(f"  timezone: UTC   # {zone_why}")
+        if chosen.date_only and parts.time_column is None:
             lines.append("  # dates without a time of day: every event is sent at midnight")
     for other in others:
         if other.sparse:

@@ -27,11 +27,11 @@ from backfill.look.audit import AuditWarning, TimestampAudit
 from backfill.look.forecast import RunForecast, Settled
 from backfill.look.validate import ValidationResult, delivered_check, open_inputs
 from backfill.mapping.convert import as_array
-from backfill.mapping.events import EventMapper, MappedChunk
+from backfill.mapping.events import EventMapper, MappedChunk, mapped_timestamp
 from backfill.mapping.mapped_read import mapped_chunks_of
 from backfill.mapping.order_ids import id_values
 from backfill.mapping.spec import Mapping
-from backfill.mapping.times import to_epoch_ms
+from backfill.mapping.time_columns import timestamp_values
 from backfill.read.source import DEFAULT_CHUNK_ROWS, Chunk, Source
 
 DEFAULT_RATE = 100.0
@@ -202,10 +202,11 @@ def _look_at(
         return values if positions is None else values.take(pa.array(positions))
 
     kept_positions = None if everything else np.flatnonzero(kept)
-    raw = column(mapping.timestamp_column, kept_positions)
+    kept_table = chunk.table if kept_positions is None else chunk.table.take(kept_positions)
+    raw = timestamp_values(kept_table, mapping.timestamp_column, mapping.time_column)
     converted = mapped.timestamp  # the mapper's own conversion of the kept rows, or again
     if converted is None or converted.values is None:
-        converted = to_epoch_ms(raw, mapping.timestamp_rule, now_ms)
+        converted = mapped_timestamp(kept_table, mapping, now_ms)
     ms = np.asarray(
         converted.values if converted.values is not None else converted.materialize(), np.int64
     )

@@ -42,7 +42,16 @@ TOP_DESCRIPTIONS: dict[str, dict[str, Any]] = {
     },
 }
 TIMESTAMP_DESCRIPTIONS: dict[str, dict[str, Any]] = {
-    "column": {"description": "The column holding the order's time.", **_NAME},
+    "column": {"description": "The column holding the order's time (or date).", **_NAME},
+    "time_column": {
+        "description": "A column holding the time of day, joined to the date in `column`.",
+        **_NAME,
+    },
+    "timezone_column": {
+        "description": "A column holding each row's zone: an IANA name, an abbreviation "
+        "(PST, PDT, CET, CEST, GMT, UTC...) or an offset (+02:00).",
+        **_NAME,
+    },
     "unit": {"description": "How values are read.", "enum": list(loader.UNITS)},
     "format": {
         "description": "A strptime format for text that is not ISO-8601, e.g. '%d/%m/%y'.",

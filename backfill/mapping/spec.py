@@ -34,6 +34,7 @@ from backfill.mapping.spec_checks import (
     check_typed,
     checked_filter,
     checked_id,
+    checked_time_columns,
     checked_timestamp,
     checked_user,
     column_name,
@@ -83,6 +84,8 @@ class Mapping:
     raw: dict[str, Any]
     pubkey_lookup: Lookup | None = None  # the pubKey column holds keys of this table
     id_columns: IdColumns = ()  # the order id that holds across exports (the id ledger)
+    time_column: str | None = None  # a time of day beside the date in timestamp_column
+    timezone_column: str | None = None  # each row's zone (IANA, PST, +02:00)
 
     @property
     def columns(self) -> list[str]:
@@ -114,7 +117,12 @@ class Mapping:
         return self._column_keys()
 
     def _column_keys(self) -> list[tuple[str, str]]:
-        keys = [("timestamp.column", self.timestamp_column), ("user.pubKey", self.pubkey_column)]
+        keys = [("timestamp.column", self.timestamp_column)]
+        if self.time_column is not None:
+            keys.append(("timestamp.time_column", self.time_column))
+        if self.timezone_column is not None:
+            keys.append(("timestamp.timezone_column", self.timezone_column))
+        keys.append(("user.pubKey", self.pubkey_column))
         keys += [("id", column) for column in self.id_columns]
         keys += [
             (f"event_data.{spec.name}.column", spec.column)
@@ -175,11 +183,14 @@ def mapping_from_dict(data: Any, origin: str = "<mapping>") -> Mapping:
             f"found {found_kind(event_name)}."
         )
     timestamp_column, rule = checked_timestamp(data["timestamp"], origin)
+    time_column, timezone_column = checked_time_columns(data["timestamp"], origin)
     pubkey_column, pubkey_lookup = checked_user(data["user"], origin)
     return Mapping(
         event_name=event_name,
         timestamp_column=timestamp_column,
         timestamp_rule=rule,
+        time_column=time_column,
+        timezone_column=timezone_column,
         pubkey_column=pubkey_column,
         fields=_fields(data["event_data"], origin),
         filter=checked_filter(data.get("filter"), origin),

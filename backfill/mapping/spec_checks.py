@@ -29,7 +29,7 @@ from backfill.mapping.times import TIMESTAMP_UNITS, TimestampRule
 
 TOP_KEYS = ("event_name", "timestamp", "user", "event_data", "filter", "id")
 REQUIRED_TOP_KEYS = ("event_name", "timestamp", "user", "event_data")
-TIMESTAMP_KEYS = ("column", "unit", "format", "timezone", "dates")
+TIMESTAMP_KEYS = ("column", "time_column", "timezone_column", "unit", "format", "timezone", "dates")
 USER_KEYS = ("pubKey",)
 LOOKUP_KEYS = ("lookup", "key")  # with column and value: `value` names the table's column
 PUBKEY_KEYS = ("column", "lookup", "key", "value")
@@ -130,6 +130,18 @@ def checked_timestamp(section: Any, origin: str) -> tuple[str, TimestampRule]:
             f"(05/13/2021); found {shown(dates)}."
         )
     return column, TimestampRule(unit=unit, format=fmt, timezone=timezone, dates=dates)
+
+
+def checked_time_columns(section: Any, origin: str) -> tuple[str | None, str | None]:
+    """`timestamp.time_column` (a time of day beside the date in `column`) and
+    `timestamp.timezone_column` (each row's zone), where the mapping names them."""
+    if not isinstance(section, dict):
+        return None, None
+    found = []
+    for key in ("time_column", "timezone_column"):
+        value = section.get(key)
+        found.append(None if value is None else column_name(value, f"timestamp.{key}", origin))
+    return found[0], found[1]
 
 
 def _check_timezone(timezone: Any, origin: str) -> None:
