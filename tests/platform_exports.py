@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from decimal import Decimal
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 from export_corpus import EPOCH, csv_text, money, wallet_of
 
@@ -102,7 +103,48 @@ def amazon_settlement(folder: Path, orders: int = 24) -> Export:
     return Export(folder, "settlement.txt", "order-id", "amount", events)
 
 
-EXPORTS: dict[str, Callable[[Path], Export]] = {"amazon_settlement": amazon_settlement}
+# --- WooCommerce: e-mails in mixed case, a wallet table in lower case ----------------------
+
+WOO_HEADER = [
+    "order_id", "order_number", "order_date", "status", "order_total", "order_currency",
+    "customer_id", "billing_email", "billing_first_name", "billing_last_name",
+]  # fmt: skip
+
+
+def woocommerce_emails(folder: Path, orders: int = 40) -> Export:
+    """A WooCommerce export whose `billing_email` is written as buyers typed it (`Ana.Souza@
+    Example.com`, a space after), beside the wallet table a shop keeps in lower case."""
+    folder.mkdir(parents=True, exist_ok=True)
+    rng = random.Random(2727)
+    zone = ZoneInfo("Europe/London")
+    rows, events, keys = [], [], []
+    for number in range(orders):
+        key = f"buyer{number % 13}@example.co.uk"
+        written = key if number % 3 == 0 else key.title()
+        written += " " if number % 7 == 0 else ""
+        when = datetime(2023, 5, 1, 9, 0, tzinfo=zone) + timedelta(hours=7 * number)
+        amount = Decimal(rng.randint(100, 50_000)) / 100
+        rows.append([str(3000 + number), str(3000 + number), when.strftime("%Y-%m-%d %H:%M:%S"),
+                     "completed", money(amount), "GBP", str(number % 13), written, "Ana",
+                     "Souza"])  # fmt: skip
+        events.append(Expected(ms_of(when), wallet_of(key), amount))
+        keys.append(key)
+    (folder / "orders.csv").write_text(csv_text(WOO_HEADER, rows), encoding="utf-8")
+    write_wallets(folder, keys)
+    return Export(folder, "orders.csv", "billing_email", "order_total", events)
+
+
+def differs_from_the_table(export: Export) -> int:
+    """Rows whose e-mail, as written, is not the table's key (they need `match`)."""
+    with (export.path).open(encoding="utf-8") as handle:
+        emails = [line.split(",")[7] for line in handle.read().splitlines()[1:]]
+    return sum(email != email.strip().lower() for email in emails)
+
+
+EXPORTS: dict[str, Callable[[Path], Export]] = {
+    "amazon_settlement": amazon_settlement,
+    "woocommerce_emails": woocommerce_emails,
+}
 
 if __name__ == "__main__":
     target = Path(sys.argv[1] if len(sys.argv) > 1 else "platform_exports")

@@ -220,6 +220,8 @@ def _print_plan(result: Any) -> None:
         for month, count in result.by_month.items():
             bar = "#" * max(1, round(40 * count / widest))
             click.echo(f"    {month}  {count:>10,}  {bar}")
+    for key, count in result.lookup_normalised.items():
+        click.echo(f"  {key}: {count:,} rows matched their lookup only after its match: rule")
     if result.warnings:
         click.echo("\nWarnings:")
     for warning in result.warnings:

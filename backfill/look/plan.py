@@ -49,6 +49,7 @@ PLAN_KEYS = (
     "last_timestamp",
     "by_month",
     "warnings",
+    "lookup_normalised",
 )
 
 
@@ -63,6 +64,8 @@ class PlanResult:
     last_timestamp: int | None = None
     by_month: dict[str, int] = field(default_factory=dict)
     warnings: list[AuditWarning] = field(default_factory=list)
+    # mapping key -> rows whose lookup key matched only after its `match` normalisation
+    lookup_normalised: dict[str, int] = field(default_factory=dict)
 
     @property
     def requests(self) -> int:
@@ -88,6 +91,7 @@ class PlanResult:
             "last_timestamp": self.last_timestamp,
             "by_month": dict(self.by_month),
             "warnings": [w.as_dict() for w in self.warnings],
+            "lookup_normalised": dict(self.lookup_normalised),
         }
         return {key: values[key] for key in PLAN_KEYS}
 
@@ -166,6 +170,7 @@ def plan(
         result.counts.add(seen)
         file_index = len(result.counts.files) - 1
         ms = _look_at(chunk, mapped, opened_mapping, audit, now_ms, file_index)
+        _count_normalised(result.lookup_normalised, chunk, mapped, opened_mapping)
         if len(ms):
             _span(result, ms, months)
         result.already_sent += seen.already_sent + seen.already_done
@@ -178,6 +183,21 @@ def plan(
         warning.example_rows = [label & ROW_MASK for label in labels]
         warning.example_files = [result.counts.files[label >> FILE_SHIFT] for label in labels]
     return result
+
+
+def _count_normalised(
+    counts: dict[str, int], chunk: Chunk, mapped: MappedChunk, mapping: Mapping
+) -> None:
+    """Rows the filter keeps whose lookup key matched only thanks to its `match`."""
+    lookups = [(mapping.pubkey_column, mapping.pubkey_lookup)]
+    lookups += [(spec.column, spec.lookup) for spec in mapping.fields if spec.column]
+    kept = ~np.isin(chunk.rows, mapped.filtered_rows, assume_unique=True)
+    for column, lookup in lookups:
+        if lookup is None or not lookup.match or column is None or chunk.table is None:
+            continue
+        keys = as_array(chunk.table.column(column)).filter(pa.array(kept))
+        found = lookup.index().matched_by_normalising(keys)
+        counts[lookup.mapping_key] = counts.get(lookup.mapping_key, 0) + found
 
 
 def _look_at(

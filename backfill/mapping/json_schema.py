@@ -67,7 +67,13 @@ TIMESTAMP_DESCRIPTIONS: dict[str, dict[str, Any]] = {
         "enum": ["day-first", "month-first"],
     },
 }
+_MATCH_RULE = {"enum": ["casefold", "trim"]}
 LOOKUP_DESCRIPTIONS: dict[str, dict[str, Any]] = {
+    "match": {
+        "description": "Compare keys after this on both sides: casefold (case-insensitive), "
+        "trim (spaces around), or a list of both.",
+        "anyOf": [_MATCH_RULE, {"type": "array", "items": _MATCH_RULE, "minItems": 1}],
+    },
     "column": {"description": "The orders' column holding the key.", **_NAME},
     "lookup": {
         "description": "A lookup table (CSV or Parquet), relative to the mapping file.",
@@ -77,6 +83,7 @@ LOOKUP_DESCRIPTIONS: dict[str, dict[str, Any]] = {
     "value": {"description": "The table's column whose value is taken.", **_NAME},
 }
 _LOOKUP_REQUIRED = ["column", "lookup", "key", "value"]
+
 _LOOKUP = {"anyOf": [{"required": ["lookup"]}, {"required": ["key"]}]}
 FIELD_DESCRIPTIONS: dict[str, dict[str, Any]] = {
     "column": {"description": "The source column.", **_NAME},
@@ -97,6 +104,7 @@ FIELD_DESCRIPTIONS: dict[str, dict[str, Any]] = {
     },
     "lookup": LOOKUP_DESCRIPTIONS["lookup"],
     "key": LOOKUP_DESCRIPTIONS["key"],
+    "match": LOOKUP_DESCRIPTIONS["match"],
 }
 
 

@@ -223,7 +223,7 @@ def _field(name: str, spec: Any, origin: str) -> FieldSpec:
     check_keys(spec, FIELD_KEYS, key + ".", origin)
     lookup = field_lookup(spec, key, origin)
     if lookup is not None:
-        spec = {k: v for k, v in spec.items() if k not in ("lookup", "key", "value")}
+        spec = {k: v for k, v in spec.items() if k not in ("lookup", "key", "value", "match")}
         if "type" not in spec:  # the table's column decides, not the source's
             spec["type"] = type_of_column(lookup.index().values.type)
     elif ("column" in spec) == ("value" in spec):

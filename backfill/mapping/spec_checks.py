@@ -31,8 +31,8 @@ TOP_KEYS = ("event_name", "timestamp", "user", "event_data", "filter", "id")
 REQUIRED_TOP_KEYS = ("event_name", "timestamp", "user", "event_data")
 TIMESTAMP_KEYS = ("column", "time_column", "timezone_column", "unit", "format", "timezone", "dates")
 USER_KEYS = ("pubKey",)
-LOOKUP_KEYS = ("lookup", "key")  # with column and value: `value` names the table's column
-PUBKEY_KEYS = ("column", "lookup", "key", "value")
+LOOKUP_KEYS = ("lookup", "key", "match")  # with column and value: the table's column
+PUBKEY_KEYS = ("column", "lookup", "key", "value", "match")
 FIELD_KEYS = (
     "column",
     "value",
