@@ -17,8 +17,10 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from decimal import Decimal
 from pathlib import Path
+from typing import Any
 from zoneinfo import ZoneInfo
 
+import yaml
 from export_corpus import EPOCH, csv_text, money, wallet_of
 
 
@@ -58,6 +60,37 @@ def write_wallets(folder: Path, keys: list[str], write_key: Callable[[str], str]
     unique = sorted(set(keys))
     rows = [[write_key(k), wallet_of(k)] for k in unique]
     (folder / "wallets.csv").write_text(csv_text(["key", "wallet"], rows), encoding="utf-8")
+
+
+def drafted_then_edited(
+    cli: Callable[..., Any],
+    source: Path,
+    mapping_path: Path,
+    edit: Callable[[dict[str, Any]], None],
+) -> Path:
+    """init's draft of `source` with a user's edits (`edit` changes the parsed YAML)."""
+    drafted = cli("init", source, "-o", mapping_path, "--force")
+    assert drafted.code == 0, drafted.stderr
+    data = yaml.safe_load(mapping_path.read_text(encoding="utf-8"))
+    edit(data)
+    mapping_path.write_text(yaml.safe_dump(data, sort_keys=False), encoding="utf-8")
+    return mapping_path
+
+
+def wallet_lookup(column: str, **extra: Any) -> dict[str, Any]:
+    """user.pubKey from `column` through wallets.csv (key -> wallet)."""
+    return {"pubKey": {"column": column, "lookup": "wallets.csv", "key": "key",
+                       "value": "wallet", **extra}}  # fmt: skip
+
+
+def sent_events(sandbox: Any, amount_field: str) -> list[tuple[int, str, Decimal]]:
+    """(timestamp, wallet, amount) of every event the sandbox holds, sorted; the amount as
+    the decimal its JSON number's shortest digits write."""
+    return sorted(
+        (e["event"]["timestamp"], e["event"]["user"]["pubKey"],
+         Decimal(repr(e["event"]["event_data"][amount_field])))
+        for e in sandbox.events()
+    )  # fmt: skip
 
 
 # --- Amazon: a settlement report, tab-separated .txt ---------------------------------------

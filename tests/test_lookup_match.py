@@ -5,14 +5,19 @@ WooCommerce export's mixed-case e-mails against a shop's lower-case wallet table
 from __future__ import annotations
 
 from collections.abc import Callable
-from decimal import Decimal
 from pathlib import Path
+from typing import Any
 
 import pyarrow as pa
 import pytest
-import yaml
 from conftest import CliResult, SandboxProcess
-from platform_exports import differs_from_the_table, woocommerce_emails
+from platform_exports import (
+    differs_from_the_table,
+    drafted_then_edited,
+    sent_events,
+    wallet_lookup,
+    woocommerce_emails,
+)
 
 from backfill.errors import MappingError
 from backfill.mapping.lookup import lookup_from_spec
@@ -62,15 +67,11 @@ def test_an_unknown_rule_is_refused_naming_the_key(tmp_path: Path, match: object
 
 
 def _mapping(cli: Cli, export_path: Path, match: list[str] | None) -> Path:
-    mapping_path = export_path.parent / "map.yaml"
-    drafted = cli("init", export_path, "-o", mapping_path, "--force")
-    assert drafted.code == 0, drafted.stderr
-    data = yaml.safe_load(mapping_path.read_text(encoding="utf-8"))
-    pubkey = {"column": "billing_email", "lookup": "wallets.csv", "key": "key", "value": "wallet"}
-    data["user"] = {"pubKey": pubkey | ({"match": match} if match else {})}
-    data["timestamp"]["timezone"] = "Europe/London"
-    mapping_path.write_text(yaml.safe_dump(data, sort_keys=False), encoding="utf-8")
-    return mapping_path
+    def edit(data: dict[str, Any]) -> None:
+        data["user"] = wallet_lookup("billing_email", **({"match": match} if match else {}))
+        data["timestamp"]["timezone"] = "Europe/London"
+
+    return drafted_then_edited(cli, export_path, export_path.parent / "map.yaml", edit)
 
 
 def test_woocommerce_e_mails_match_a_lower_case_table_and_plan_counts_them(
@@ -92,9 +93,5 @@ def test_woocommerce_e_mails_match_a_lower_case_table_and_plan_counts_them(
     assert ran.code == 0 and ran.json()["accepted"] == len(export.events)
     rehearsed = cli("run", export.path, "-m", mapping, "--sandbox", "--yes", "--json")
     assert rehearsed.json()["accepted"] == len(export.events)
-    sent = sorted(
-        (e["event"]["timestamp"], e["event"]["user"]["pubKey"],
-         Decimal(repr(e["event"]["event_data"]["orderTotal"])))
-        for e in sandbox.events()
-    )  # fmt: skip
+    sent = sent_events(sandbox, "orderTotal")
     assert sent == export.expected()

@@ -7,12 +7,14 @@ import random
 from collections.abc import Callable
 from decimal import Decimal
 from pathlib import Path
+from typing import Any
 
 import pyarrow as pa
 import pytest
 import yaml
 from conftest import CliResult, SandboxProcess
 from export_corpus import write_fixture
+from platform_exports import drafted_then_edited, sent_events, wallet_lookup
 
 from backfill.errors import MappingError
 from backfill.mapping.convert import to_number
@@ -67,13 +69,12 @@ def test_square_cents_run_to_the_sandbox_in_dollars(
     cli: Cli, tmp_path: Path, sandbox: SandboxProcess
 ) -> None:
     fixture = write_fixture("square", tmp_path)
-    drafted = cli("init", tmp_path / fixture.file, "-o", tmp_path / "map.yaml")
-    assert drafted.code == 0, drafted.stderr
-    data = yaml.safe_load((tmp_path / "map.yaml").read_text(encoding="utf-8"))
-    data["user"] = {"pubKey": {"column": "customer_id", "lookup": "wallets.csv", "key": "key",
-                               "value": "wallet"}}  # fmt: skip
-    data["event_data"]["totalMoneyAmount"]["scale"] = 0.01
-    (tmp_path / "map.yaml").write_text(yaml.safe_dump(data, sort_keys=False), encoding="utf-8")
+
+    def edit(data: dict[str, Any]) -> None:
+        data["user"] = wallet_lookup("customer_id")
+        data["event_data"]["totalMoneyAmount"]["scale"] = 0.01
+
+    drafted_then_edited(cli, tmp_path / fixture.file, tmp_path / "map.yaml", edit)
     source, mapping = tmp_path / fixture.file, tmp_path / "map.yaml"
     planned = cli("plan", source, "-m", mapping, "--json")
     assert planned.code == 0 and planned.json()["would_send"] == len(fixture.orders)
@@ -82,9 +83,5 @@ def test_square_cents_run_to_the_sandbox_in_dollars(
     ran = cli("run", source, "-m", mapping, "--endpoint", sandbox.endpoint(), "--rate", "0",
               "--yes", "--json")  # fmt: skip
     assert ran.code == 0, ran.stdout + ran.stderr
-    sent = sorted(
-        (e["event"]["timestamp"], e["event"]["user"]["pubKey"],
-         Decimal(repr(e["event"]["event_data"]["totalMoneyAmount"])))
-        for e in sandbox.events()
-    )  # fmt: skip
+    sent = sent_events(sandbox, "totalMoneyAmount")
     assert sent == fixture.expected()

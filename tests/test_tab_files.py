@@ -5,14 +5,14 @@ delimiter into the command it prints. End to end on an Amazon-shaped settlement 
 from __future__ import annotations
 
 from collections.abc import Callable
-from decimal import Decimal
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
 from conftest import CliResult, SandboxProcess
 from export_corpus import csv_text
-from platform_exports import amazon_settlement
+from platform_exports import amazon_settlement, drafted_then_edited, sent_events, wallet_lookup
 
 from backfill.errors import SourceError
 from backfill.read.formats import named_delimiter
@@ -90,28 +90,20 @@ def test_init_on_a_settlement_txt_says_how_it_read_it(cli: Cli, tmp_path: Path) 
     assert "posted-date-time" in yaml.safe_load(result.stdout)["timestamp"]["column"]
 
 
-def _settlement_mapping(export_folder: Path, cli: Cli, export_path: Path) -> Path:
-    """init's draft with what a user adds: the wallet lookup, the two-column id, and the
+def _settlement_edit(data: dict[str, Any]) -> None:
+    """What a user adds to init's draft: the wallet lookup, the two-column id, and the
     filter that leaves out the summary row (it has no order)."""
-    mapping_path = export_folder / "map.yaml"
-    drafted = cli("init", export_path, "-o", mapping_path)
-    assert drafted.code == 0, drafted.stderr
-    data = yaml.safe_load(mapping_path.read_text(encoding="utf-8"))
-    data["user"] = {
-        "pubKey": {"column": "order-id", "lookup": "wallets.csv", "key": "key", "value": "wallet"}
-    }
+    data["user"] = wallet_lookup("order-id")
     data["id"] = ["order-id", "transaction-type"]
     data["filter"] = "notna(`order-id`)"
     data["event_data"] = {"amount": {"column": "amount", "type": "number"}}
-    mapping_path.write_text(yaml.safe_dump(data, sort_keys=False), encoding="utf-8")
-    return mapping_path
 
 
 def test_a_settlement_txt_runs_from_init_to_the_sandbox_with_both_rows_of_an_item(
     cli: Cli, tmp_path: Path, sandbox: SandboxProcess
 ) -> None:
     export = amazon_settlement(tmp_path / "amazon")
-    mapping = _settlement_mapping(export.folder, cli, export.path)
+    mapping = drafted_then_edited(cli, export.path, export.folder / "map.yaml", _settlement_edit)
     planned = cli("plan", export.path, "-m", mapping, "--json", "--ledger", tmp_path / "l.db")
     assert planned.code == 0, planned.stdout + planned.stderr
     assert planned.json()["would_send"] == len(export.events)
@@ -121,14 +113,7 @@ def test_a_settlement_txt_runs_from_init_to_the_sandbox_with_both_rows_of_an_ite
     ran = cli("run", export.path, "-m", mapping, "--endpoint", sandbox.endpoint(), "--rate",
               "0", "--yes", "--json", "--ledger", tmp_path / "l.db")  # fmt: skip
     assert ran.code == 0, ran.stdout + ran.stderr
-    sent = sorted(
-        (
-            e["event"]["timestamp"],
-            e["event"]["user"]["pubKey"],
-            Decimal(str(e["event"]["event_data"]["amount"])),
-        )
-        for e in sandbox.events()
-    )
+    sent = sent_events(sandbox, "amount")
     assert sent == export.expected()
     again = cli("plan", export.path, "-m", mapping, "--json", "--ledger", tmp_path / "l.db",
                 "--endpoint", sandbox.endpoint())  # fmt: skip
