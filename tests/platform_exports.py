@@ -10,6 +10,8 @@ the wall time chosen here, amounts with `decimal` from the digits written.
 
 from __future__ import annotations
 
+import csv
+import io
 import random
 import sys
 from collections.abc import Callable
@@ -183,3 +185,47 @@ if __name__ == "__main__":
     target = Path(sys.argv[1] if len(sys.argv) > 1 else "platform_exports")
     for name, write in EXPORTS.items():
         print(write(target / name).path)
+
+
+# --- init's judgement: the corpus' exports with the statuses platforms really mix ------------
+
+STATUSES = {  # platform -> (its status column, the values it writes, in turn)
+    "stripe": ("Status", ("Paid", "Failed", "Paid", "Refunded")),
+    "paypal": ("Status", ("Completed", "Pending", "Completed", "Denied")),
+    "woocommerce": ("status", ("completed", "processing", "refunded", "completed", "failed")),
+}
+
+
+def with_mixed_statuses(platform: str, folder: Path) -> tuple[Path, list[str]]:
+    """The corpus' export of `platform` (one row per order) with its status column cycling
+    through the values that platform writes; the file and each row's status."""
+    from export_corpus import write_fixture
+
+    fixture = write_fixture(platform, folder)
+    path = folder / fixture.file
+    raw = path.read_bytes()
+    bom = b"\xef\xbb\xbf" if raw.startswith(b"\xef\xbb\xbf") else b""
+    rows = list(csv.reader(io.StringIO(raw[len(bom) :].decode("utf-8"))))
+    column, cycle = STATUSES[platform]
+    at = rows[0].index(column)
+    statuses = [cycle[i % len(cycle)] for i in range(len(rows) - 1)]
+    for row, status in zip(rows[1:], statuses):
+        row[at] = status
+    path.write_bytes(bom + csv_text(rows[0], rows[1:]).encode("utf-8"))
+    return path, statuses
+
+
+def shopify_xlsx(folder: Path) -> Path:
+    """The corpus' Shopify orders export saved as .xlsx (every cell text, as it was)."""
+    from export_corpus import write_fixture
+    from openpyxl import Workbook
+
+    fixture = write_fixture("shopify", folder)
+    with (folder / fixture.file).open(encoding="utf-8", newline="") as handle:
+        rows = list(csv.reader(handle))
+    book = Workbook()
+    sheet = book.active
+    for row in rows:
+        sheet.append([cell if cell else None for cell in row])
+    book.save(folder / "orders_export.xlsx")
+    return folder / "orders_export.xlsx"

@@ -48,6 +48,12 @@ _IDENTIFIER_NAME = re.compile(
 _BUYER_NAME = re.compile(r"customer|user|buyer|client|account|member|email|wallet|address", re.I)
 _TIME_WORDS = re.compile(r"date|time|created|placed|_at$| at$", re.I)
 _WALLET_NAME = re.compile(r"wallet|pub_?key|address|owner", re.I)
+_EMAIL_NAME = re.compile(r"e-?mail", re.I)
+_NOT_BUYER = re.compile(
+    r"address|street|zip|postal|postcode|card|phone|name|city|country|state|province|"
+    r"line ?[12]",
+    re.I,
+)
 
 
 @dataclass
@@ -150,10 +156,21 @@ def _wallet_column(table: pa.Table, skip: set[str]) -> str | None:
 
 
 def _buyer_column(table: pa.Table, skip: set[str]) -> str:
+    """The column that identifies the buyer, for the wallet lookup: a customer id, then an
+    e-mail address, then another buyer-like column; never an address, zip, card or name."""
     names = [n for n in table.column_names if n not in skip] or table.column_names
-    by_name = [n for n in names if _BUYER_NAME.search(n)]
-    identifiers = [n for n in by_name if _IDENTIFIER_NAME.search(n)]
-    return (identifiers or by_name or names)[0]
+    return min(names, key=lambda name: (_buyer_rank(name), names.index(name)))
+
+
+def _buyer_rank(name: str) -> int:
+    email = bool(_EMAIL_NAME.search(name))
+    if _NOT_BUYER.search(name) and not email:
+        return 4
+    if _BUYER_NAME.search(name) and _IDENTIFIER_NAME.search(name) and not email:
+        return 0
+    if email:
+        return 1 if not re.search(r"(^|[^a-z])to([^a-z]|$)|seller|merchant", name, re.I) else 2
+    return 2 if _BUYER_NAME.search(name) else 3
 
 
 # --- event_data --------------------------------------------------------------------------
