@@ -328,3 +328,16 @@ def test_two_years_of_shopify_exports_with_other_columns_send_as_one_source(
     refused = cli("validate", "exports/orders_*.csv", "-m", mapping)
     assert refused.code == 2
     assert "orders_2021.csv: has no column 'Created at', which the mapping" in refused.stderr
+
+
+def test_a_rehearsals_rerun_can_be_repeated_too(
+    cli: Callable[..., CliResult], tmp_path: Path
+) -> None:
+    ran = cli("run", SAMPLE / "orders.csv", "-m", SAMPLE / "map.yaml", "--sandbox", "--quiet")
+    assert ran.code == 1, ran.stderr
+    report = tmp_path / "orders.csv.sandbox.failures.jsonl"
+    reruns = [cli("rerun", report, "-m", SAMPLE / "map.yaml", "--sandbox", "--json", "--quiet")
+              for _ in range(2)]  # fmt: skip
+    assert [r.code for r in reruns] == [1, 1], reruns[1].stderr
+    assert reruns[0].json()["failed"] == reruns[1].json()["failed"] > 0
+    assert (tmp_path / "orders.csv.sandbox.rerun.jsonl.state").exists()

@@ -132,13 +132,12 @@ class JournalState:
 
 def journal_path(report_path: Path, *, rehearsal: bool = False) -> Path:
     """Beside the report: `<report>.state`; a rehearsal's `<name>.sandbox.state` beside
-    its `<name>.sandbox.failures.jsonl` (any other report: `<report>.sandbox.state`)."""
-    if not rehearsal:
-        return report_path.with_name(report_path.name + ".state")
-    name = report_path.name.removesuffix(REHEARSAL_REPORT)
-    if name == report_path.name:
-        return report_path.with_name(report_path.name + ".sandbox.state")
-    return report_path.with_name(name + ".sandbox.state")
+    its `<name>.sandbox.failures.jsonl`, and `.sandbox.` said once in any other name."""
+    name = report_path.name
+    if rehearsal and name.endswith(REHEARSAL_REPORT):
+        return report_path.with_name(name.removesuffix(REHEARSAL_REPORT) + ".sandbox.state")
+    named_apart = not rehearsal or ".sandbox." in name  # a rehearsal's rerun report is too
+    return report_path.with_name(name + (".state" if named_apart else ".sandbox.state"))
 
 
 REHEARSAL_REPORT = ".sandbox.failures.jsonl"

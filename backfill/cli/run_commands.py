@@ -161,10 +161,11 @@ def starts_fresh(sending: dict[str, Any], report: Path) -> bool:
 
     if not sending["sandbox"]:
         return bool(sending["restart"])
-    if journal_path(report).exists():
+    real = journal_path(report)
+    if real != journal_path(report, rehearsal=True) and real.exists():
         raise UsageError(
-            f"--sandbox: {report} is the report of a real run (its journal "
-            f"{journal_path(report)} is beside it); a rehearsal keeps its own records: leave "
+            f"--sandbox: {report} is the report of a real run (its journal {real} is "
+            "beside it); a rehearsal keeps its own records: leave "
             "out --report, or name another file."
         )
     return bool(sending["restart"]) or not sending["resume"]
@@ -191,6 +192,10 @@ def _feed_headline(run_plan: RunPlan, sending: dict[str, Any]) -> list[str]:
 
 
 def _rerun_name(report: Path, *, rehearsal: bool = False) -> str:
+    """`orders.csv.failures.jsonl` -> `orders.csv.rerun.jsonl`; a rehearsal's
+    `orders.csv.sandbox.failures.jsonl` -> `orders.csv.sandbox.rerun.jsonl`."""
     stem = report.name[: -len(report.suffix)] if report.suffix else report.name
+    if stem.endswith(".failures"):
+        stem = stem.removesuffix(".failures").removesuffix(".sandbox")
     kind = ".sandbox.rerun" if rehearsal else ".rerun"
     return f"{stem}{kind}{report.suffix or '.jsonl'}"
