@@ -56,6 +56,7 @@ def test_the_mapping_reads_yaml_floats_as_their_digits() -> None:
 @pytest.mark.parametrize(
     ("field", "message"),
     [({"column": "c", "type": "number", "scale": 0}, "expected a positive number"),
+     ({"column": "c", "type": "number", "scale": "1e400"}, "from 1e-18 to 1e18"),
      ({"column": "c", "type": "number", "scale": "cents"}, "expected a positive number"),
      ({"column": "c", "type": "string", "scale": 0.01}, "scale needs a column and type: number"),
      ({"value": 1, "scale": 0.01}, "scale needs a column and type: number")],
@@ -85,3 +86,11 @@ def test_square_cents_run_to_the_sandbox_in_dollars(
     assert ran.code == 0, ran.stdout + ran.stderr
     sent = sent_events(sandbox, "totalMoneyAmount")
     assert sent == fixture.expected()
+
+
+def test_a_product_no_double_holds_fails_its_row() -> None:
+    converted = to_number(pa.array(["1e300", "2"]), scale=Decimal("1e18"))
+    failing = [p for p in converted.problems if p.mask.any()]
+    assert [(p.reason, p.mask.tolist()) for p in failing] == [
+        ("is beyond a double once scaled", [True, False])
+    ]

@@ -11,6 +11,7 @@ Exactness rule: an integer stays an integer.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
@@ -118,12 +119,12 @@ def scaled(converted: Converted, scale: Decimal) -> Converted:
     """Each number times `scale`, in decimal arithmetic on the number's own digits: 115
     cents at 0.01 is 1.15, never 1.1500000000000001. The product is sent as the double
     nearest to it (whose shortest digits are the product's, up to 15 significant digits),
-    an integer when it is whole."""
-
-    def materialize() -> list[Any]:
-        return [_times(value, scale) for value in converted.materialize()]
-
-    return Converted(materialize, converted.missing, converted.problems)
+    an integer when it is whole. Worked out at once (a Python step per value): a product
+    no double holds fails its row."""
+    products = [_times(value, scale) for value in converted.materialize()]
+    too_big = np.array([isinstance(p, float) and not math.isfinite(p) for p in products], bool)
+    problem = Problem(too_big & ~converted.missing, "is beyond a double once scaled")
+    return Converted(lambda: products, converted.missing, [*converted.problems, problem])
 
 
 def _times(value: Any, scale: Decimal) -> Any:

@@ -46,6 +46,7 @@ FIELD_KEYS = (
     "scale",
     *LOOKUP_KEYS,
 )
+SCALE_RANGE = (Decimal("1e-18"), Decimal("1e18"))  # a product stays a finite double
 DECIMAL_MARKS = (".", ",")
 THOUSANDS_MARKS = (".", ",", " ", "'", "\u00a0", "\u202f")  # the last two: (narrow) no-break spaces
 FIELD_TYPES: tuple[FieldType, ...] = ("string", "number", "boolean")
@@ -219,10 +220,10 @@ def number_scale(
         scale = None if isinstance(value, bool) else Decimal(str(value).strip())
     except InvalidOperation:
         scale = None
-    if scale is None or not scale.is_finite() or scale <= 0:
+    if scale is None or not scale.is_finite() or not SCALE_RANGE[0] <= scale <= SCALE_RANGE[1]:
         raise MappingError(
             f"{origin}: {key}.scale: expected a positive number such as 0.01 (cents to the "
-            f"currency's unit) or 1000; found {shown(value)}."
+            f"currency's unit) or 1000, from 1e-18 to 1e18; found {shown(value)}."
         )
     return scale
 
