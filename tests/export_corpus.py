@@ -324,9 +324,7 @@ def amazon(out: Path) -> Fixture:
         for o in orders
     ]  # fmt: skip
     write(out / "Orders-2023-04.txt", header, rows, "\t")
-    reason = "issue 27: a tab-separated .txt order report (init cannot tell its format)"
-    return Fixture("amazon", "Orders-2023-04.txt", "buyer-email", "item-price", orders,
-                   xfail={"init": reason, "events": reason})  # fmt: skip
+    return Fixture("amazon", "Orders-2023-04.txt", "buyer-email", "item-price", orders)
 
 
 def stripe(out: Path) -> Fixture:
@@ -378,9 +376,7 @@ def paypal(out: Path) -> Fixture:
         for o in orders
     ]  # fmt: skip
     (out / "Download.CSV").write_bytes(b"\xef\xbb\xbf" + csv_text(header, rows).encode())
-    reason = "issue 27: PayPal's time is in three columns (Date, Time, TimeZone)"
-    return Fixture("paypal", "Download.CSV", "From Email Address", "Gross", orders,
-                   xfail={"events": reason})  # fmt: skip
+    return Fixture("paypal", "Download.CSV", "From Email Address", "Gross", orders)
 
 
 def _exists(when: datetime) -> bool:
@@ -401,10 +397,8 @@ def square(out: Path) -> Fixture:
         for i, o in enumerate(orders)
     ]  # fmt: skip
     write(out / "square_orders.csv", header, rows)
-    reason = "issue 27: an unnamed index column (init cannot name it) and cents"
-    xfail = {"init": reason, "events": reason}
     return Fixture("square", "square_orders.csv", "customer_id", "total_money_amount", orders,
-                   amount_scale=Decimal("0.01"), xfail=xfail)  # fmt: skip
+                   amount_scale=Decimal("0.01"))  # fmt: skip
 
 
 PLATFORMS: dict[str, Callable[[Path], Fixture]] = {

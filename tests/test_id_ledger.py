@@ -131,7 +131,7 @@ def test_the_default_place_is_the_environment_or_the_users_data_folder(
 def test_the_mapping_names_the_id_column() -> None:
     raw = yaml.safe_load((SAMPLE / "map.yaml").read_text(encoding="utf-8"))
     mapping = mapping_from_dict({**raw, "id": "order_id"}, origin="map.yaml")
-    assert mapping.id_column == "order_id"
+    assert mapping.id_columns == ("order_id",)
     assert "order_id" in mapping.columns
     with pytest.raises(MappingError, match="id: the column 'order_number' is not in"):
         columns = (SAMPLE / "orders.csv").read_text(encoding="utf-8").split("\n")[0].split(",")

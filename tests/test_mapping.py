@@ -97,14 +97,14 @@ SHAPE_ERRORS = [
     ),
     pytest.param(
         changed("timestamp", ["created_at"]),
-        "timestamp: expected a column name or keys column, unit, format, timezone, dates; "
-        "found a list.",
+        "timestamp: expected a column name or keys column, time_column, timezone_column, unit, "
+        "format, timezone, dates; found a list.",
         id="timestamp-not-a-mapping",
     ),
     pytest.param(
         changed("timestamp.colum", "created_at"),
         "timestamp.colum: unknown key (did you mean 'column'?). "
-        "Expected column, unit, format, timezone, dates.",
+        "Expected column, time_column, timezone_column, unit, format, timezone, dates.",
         id="timestamp-key-typo",
     ),
     pytest.param(
@@ -175,7 +175,7 @@ SHAPE_ERRORS = [
         changed("event_data.amount", {"column": "total", "typ": "number"}),
         "event_data.amount.typ: unknown key (did you mean 'type'?). "
         "Expected column, value, type, true, false, default, optional, decimal, thousands, "
-        "lookup, key.",
+        "scale, lookup, key, match.",
         id="field-key-typo",
     ),
     pytest.param(

@@ -163,6 +163,9 @@ REFUSED = {
         ("timestamp",), {"column": "c", "unit": "s", "format": "%d"}
     ),
     "optional that is not a boolean": changed(("event_data", "amount", "optional"), "maybe"),
+    "id of no columns": changed(("id",), []),
+    "id naming a column twice": changed(("id",), ["order_id", "order_id"]),
+    "id that is not a name": changed(("id",), [{"column": "x"}]),
 }
 
 

@@ -266,8 +266,8 @@ def test_a_missing_source_exits_2_with_one_line(
             "orders.xls",
             "x",
             "{path}: cannot tell the format from the name 'orders.xls'; expected .csv, "
-            ".csv.gz, .parquet, .xlsx, .jsonl, .ndjson (.gz), a directory or glob of them, "
-            "or an s3:// URL.",
+            ".csv.gz, .parquet, .xlsx, .jsonl, .ndjson (.gz), .tsv, .tab, a tab-separated .txt, "
+            "a directory or glob of them, or an s3:// URL.",
         ),
         (
             "orders.xlsx",

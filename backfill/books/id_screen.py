@@ -13,10 +13,10 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
 
 from backfill.books.id_ledger import IdLedger
 from backfill.mapping.events import MappedChunk, RowFailure
+from backfill.mapping.order_ids import IdColumns, id_label, id_values
 
 Item = tuple[int, bytes]
 DUPLICATE_ID = "duplicate id"
@@ -33,22 +33,21 @@ class Screened:
     settled_ids: list[str] = field(default_factory=list)  # rows an earlier run accepted
 
 
-def row_ids(chunk: MappedChunk, column: str, rows: list[int]) -> list[str | None]:
-    """The id of each of `rows` as text (integers written plainly); None when empty."""
+def row_ids(chunk: MappedChunk, columns: IdColumns, rows: list[int]) -> list[str | None]:
+    """The id of each of `rows` as text (see `order_ids`); None when it has none."""
     if chunk.table is None or not rows:
         return [None] * len(rows)
     positions = {row: i for i, row in enumerate(chunk.rows.tolist())}
-    values = chunk.table.column(column).take(pa.array([positions[r] for r in rows]))
-    if not pa.types.is_string(values.type):
-        values = pc.cast(values, pa.string())
-    return [value or None for value in values.to_pylist()]
+    taken = chunk.table.select(list(dict.fromkeys(columns)))
+    taken = taken.take(pa.array([positions[r] for r in rows]))
+    return id_values(taken, columns).to_pylist()
 
 
 def screen(
     chunk: MappedChunk,
     items: list[Item],
     ledger: IdLedger,
-    column: str,
+    columns: IdColumns,
     is_done: Callable[[int], bool],
     accepted_before: Callable[[int], bool],
 ) -> Screened:
@@ -62,15 +61,15 @@ def screen(
     accepted = [row for row, _ in done if accepted_before(row)]
     settled = [
         (key, f"row {row} of {chunk.source}")
-        for row, key in zip(accepted, row_ids(chunk, column, accepted))
+        for row, key in zip(accepted, row_ids(chunk, columns, accepted))
         if key
     ]
     result.settled_ids = [key for key, _ in settled]
-    ids = row_ids(chunk, column, [row for row, _ in todo])
+    ids = row_ids(chunk, columns, [row for row, _ in todo])
     named = [(item, key) for item, key in zip(todo, ids) if key is not None]
     for (row, _), key in zip(todo, ids):
         if key is None:
-            result.failures.append(_failure(chunk, row, source_name, column, None, ""))
+            result.failures.append(_failure(chunk, row, source_name, columns, None, ""))
     origins = [f"row {row} of {source_name}" for (row, _), _ in named]
     checked = ledger.check([key for _, key in named], origins, settled)
     for position, (item, key) in enumerate(named):
@@ -78,7 +77,7 @@ def screen(
             result.already_sent += 1
         elif position in checked.duplicates:
             first = checked.duplicates[position]
-            result.failures.append(_failure(chunk, item[0], source_name, column, key, first))
+            result.failures.append(_failure(chunk, item[0], source_name, columns, key, first))
         else:
             result.items.append(item)
             result.ids[item[0]] = key
@@ -87,22 +86,22 @@ def screen(
 
 
 def new_rows(
-    chunk: MappedChunk, delivered: Callable[[Sequence[str]], np.ndarray], column: str
+    chunk: MappedChunk, delivered: Callable[[Sequence[str]], np.ndarray], columns: IdColumns
 ) -> int:
     """How many of a chunk's events have an id the ledger does not hold (for validate)."""
-    ids = [key for key in row_ids(chunk, column, chunk.event_rows.tolist()) if key]
+    ids = [key for key in row_ids(chunk, columns, chunk.event_rows.tolist()) if key]
     return len(ids) - int(delivered(ids).sum()) if ids else 0
 
 
 def _failure(
-    chunk: MappedChunk, row: int, source: str, column: str, key: str | None, first: str
+    chunk: MappedChunk, row: int, source: str, columns: IdColumns, key: str | None, first: str
 ) -> RowFailure:
     if key is None:
-        reason = f"id (column {column!r}) is missing"
+        reason = f"id ({id_label(columns)}) is missing"
         error = f"{reason}: an event without its id could be sent twice by a later export"
     else:
         reason = DUPLICATE_ID
-        error = f"{DUPLICATE_ID}: {key!r} (column {column!r}) was met before, at {first}"
+        error = f"{DUPLICATE_ID}: {key!r} ({id_label(columns)}) was met before, at {first}"
     return RowFailure(
         row=row, source=source, stage="mapping", reason=reason, error=error,
         record=chunk.record(row),

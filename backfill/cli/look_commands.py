@@ -8,7 +8,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import click
-from click.core import ParameterSource
 
 from backfill.cli.app import cli
 from backfill.cli.options import (
@@ -131,8 +130,6 @@ def init(
     with user_errors():
         if output is not None and output.exists() and not force:
             raise UsageError(f"{output} exists; add --force to replace it, or choose another -o.")
-        if click.get_current_context().get_parameter_source("delimiter") is ParameterSource.DEFAULT:
-            reading["delimiter"] = None  # sniffed from the file
         draft = draft_mapping(source, event_name=event_name, **reading)
         if output is None:
             click.echo(draft.text, nl=False)
@@ -223,6 +220,8 @@ def _print_plan(result: Any) -> None:
         for month, count in result.by_month.items():
             bar = "#" * max(1, round(40 * count / widest))
             click.echo(f"    {month}  {count:>10,}  {bar}")
+    for key, count in result.lookup_normalised.items():
+        click.echo(f"  {key}: {count:,} rows matched their lookup only after its match: rule")
     if result.warnings:
         click.echo("\nWarnings:")
     for warning in result.warnings:

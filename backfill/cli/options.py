@@ -33,10 +33,16 @@ def source_options(function: Callable[..., Any]) -> Callable[..., Any]:
     @functools.wraps(function)
     def with_reading(*args: Any, **kwargs: Any) -> Any:
         reading = {name: kwargs.pop(name) for name in SOURCE_OPTIONS}
+        if reading["delimiter"] is None and isinstance(kwargs.get("source"), str):
+            _say_how_text_is_read(kwargs["source"])
         return function(*args, reading=reading, **kwargs)
 
     options = [
-        click.option("--delimiter", default=",", show_default=True, help="CSV field delimiter."),
+        click.option(
+            "--delimiter",
+            help="CSV field delimiter: one character, or tab, comma, semicolon, pipe (\\t too). "
+            "Default: a tab for .tsv, .tab and tab-separated .txt files, else a comma.",
+        ),
         click.option(
             "--encoding",
             help="The text encoding of a CSV SOURCE: any Python codec (cp1252, latin-1, "
@@ -47,6 +53,15 @@ def source_options(function: Callable[..., Any]) -> Callable[..., Any]:
     for option in reversed(options):
         with_reading = option(with_reading)
     return with_reading
+
+
+def _say_how_text_is_read(source: str) -> None:
+    """A .txt SOURCE read as tab-separated: said on stderr, so that no one wonders."""
+    from backfill.read.formats import local_text_note
+
+    note = local_text_note(source)
+    if note is not None:
+        click.echo(note, err=True)
 
 
 # Text, not a click.Path: SOURCE may be a glob or an s3:// URL, which a Path would mangle.

@@ -27,6 +27,7 @@ import pyarrow.compute as pc
 from backfill.look.duplicates import DuplicateIds, value_hashes
 from backfill.mapping.convert import true_mask
 from backfill.mapping.epochs import EPOCH_TIERS
+from backfill.mapping.order_ids import IdColumns, id_label
 from backfill.mapping.spec import Mapping
 from backfill.mapping.times import HAS_OFFSET, TimestampRule
 
@@ -66,16 +67,15 @@ class AuditWarning:
         }
 
 
-def id_column(mapping: Mapping) -> str | None:
-    """The column naming an order: the mapping's `id` where it has one, else a field named
+def id_columns(mapping: Mapping) -> IdColumns:
+    """The columns naming an order: the mapping's `id` where it has one, else a field named
     like an order id (orderId, order_id, "Order ID")."""
-    declared = mapping.raw.get("id")
-    if isinstance(declared, str):
-        return declared
+    if mapping.id_columns:
+        return mapping.id_columns
     for spec in mapping.fields:
         if spec.column and (_ORDER_ID.match(spec.name) or _ORDER_ID.match(spec.column)):
-            return spec.column
-    return None
+            return (spec.column,)
+    return ()
 
 
 class TimestampAudit:
@@ -85,8 +85,9 @@ class TimestampAudit:
     def __init__(self, mapping: Mapping, now_ms: int) -> None:
         self.rule = mapping.timestamp_rule
         self.zone = self.rule.timezone
+        self.zone_column = mapping.timezone_column  # each row's zone: no time is naive
         self.now_ms = now_ms
-        self.id_column = id_column(mapping)
+        self.id_columns = id_columns(mapping)
         self.found: dict[str, AuditWarning] = {}
         self.midnight = MidnightCheck(self.zone)
         self.wallets = WalletConcentration()
@@ -120,6 +121,8 @@ class TimestampAudit:
                 rows[other],
             )
         naive = naive_values(raw, self.rule) & parsed
+        if self.zone_column is not None:
+            naive[:] = False
         self.warn(
             "naive_values",
             f"times without an offset, read as {self.zone} (the mapping's timezone); if they "
@@ -167,8 +170,9 @@ class TimestampAudit:
         return [
             AuditWarning(
                 "duplicate_ids",
-                f"{self.id_column} values that occur more than once ({about}{count:,} repeats): "
-                "each would be sent as another order (one line per item? an export made twice?)",
+                f"ids ({id_label(self.id_columns)}) that occur more than once "
+                f"({about}{count:,} repeats): each would be sent as another order "
+                "(one line per item? an export made twice?)",
                 count,
                 rows,
             )

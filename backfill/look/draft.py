@@ -26,8 +26,11 @@ from backfill.look.order_rows import (
     status_filter_lines,
 )
 from backfill.look.time_guess import TimestampGuess, failed_rows, guess_timestamps
+from backfill.look.time_parts import TimeParts
 from backfill.mapping.convert import PubkeyChecker, missing_mask
 from backfill.mapping.spec import mapping_from_dict
+from backfill.read.base import is_unnamed
+from backfill.read.formats import CsvReader, named_delimiter, text_file_note
 from backfill.read.sampling import SAMPLE_ROWS, Sample, sample_source, sniff_source
 from backfill.read.sniff import Sniffed
 
@@ -45,6 +48,12 @@ _IDENTIFIER_NAME = re.compile(
 _BUYER_NAME = re.compile(r"customer|user|buyer|client|account|member|email|wallet|address", re.I)
 _TIME_WORDS = re.compile(r"date|time|created|placed|_at$| at$", re.I)
 _WALLET_NAME = re.compile(r"wallet|pub_?key|address|owner", re.I)
+_EMAIL_NAME = re.compile(r"e-?mail", re.I)
+_NOT_BUYER = re.compile(
+    r"address|street|zip|postal|postcode|card|phone|name|city|country|state|province|"
+    r"line ?[12]",
+    re.I,
+)
 
 
 @dataclass
@@ -73,6 +82,7 @@ class Draft:
     fields: list[FieldDraft]
     sniffed: Sniffed | None = None
     line_items: LineItems | None = None
+    time_parts: TimeParts = field(default_factory=TimeParts)
 
 
 def draft_mapping(
@@ -91,8 +101,9 @@ def draft_mapping(
         delimiter = delimiter or sniffed.delimiter
         encoding = encoding or sniffed.encoding
     sample = sample_source(
-        path, delimiter=delimiter or ",", encoding=encoding, sheet=sheet, rows=sample_rows
+        path, delimiter=delimiter, encoding=encoding, sheet=sheet, rows=sample_rows
     )
+    delimiter = _delimiter_read(sample, delimiter)
     guesses = guess_timestamps(sample.table)
     chosen = guesses[0] if guesses and not guesses[0].sparse else None
     items = find_line_items(sample.table)
@@ -100,13 +111,16 @@ def draft_mapping(
     wallet = _wallet_column(orders, {chosen.column} if chosen else set())
     taken = {chosen.column} if chosen else set()
     taken |= {wallet} if wallet else set()
+    parts = TimeParts.find(orders, chosen.date_only, taken) if chosen else TimeParts()
+    taken |= parts.columns
     pubkey_column = wallet or _buyer_column(orders, taken)
     taken.add(pubkey_column)
     fields = _field_drafts(orders, taken)
     chosen_column = chosen.column if chosen else _placeholder_time_column(sample.table, taken)
     others = [g for g in guesses if g is not chosen]
     draft = Draft("", sample, chosen, others, wallet, pubkey_column, fields, sniffed, items)
-    draft.text = _render(draft, event_name, chosen_column, orders, delimiter or ",", encoding)
+    draft.time_parts = parts
+    draft.text = _render(draft, event_name, chosen_column, orders, delimiter, encoding)
     mapping_from_dict(yaml.safe_load(draft.text), origin="the draft")  # one that cannot load: a bug
     return draft
 
@@ -142,10 +156,21 @@ def _wallet_column(table: pa.Table, skip: set[str]) -> str | None:
 
 
 def _buyer_column(table: pa.Table, skip: set[str]) -> str:
+    """The column that identifies the buyer, for the wallet lookup: a customer id, then an
+    e-mail address, then another buyer-like column; never an address, zip, card or name."""
     names = [n for n in table.column_names if n not in skip] or table.column_names
-    by_name = [n for n in names if _BUYER_NAME.search(n)]
-    identifiers = [n for n in by_name if _IDENTIFIER_NAME.search(n)]
-    return (identifiers or by_name or names)[0]
+    return min(names, key=lambda name: (_buyer_rank(name), names.index(name)))
+
+
+def _buyer_rank(name: str) -> int:
+    email = bool(_EMAIL_NAME.search(name))
+    if _NOT_BUYER.search(name) and not email:
+        return 4
+    if _BUYER_NAME.search(name) and _IDENTIFIER_NAME.search(name) and not email:
+        return 0
+    if email:
+        return 1 if not re.search(r"(^|[^a-z])to([^a-z]|$)|seller|merchant", name, re.I) else 2
+    return 2 if _BUYER_NAME.search(name) else 3
 
 
 # --- event_data --------------------------------------------------------------------------
@@ -191,6 +216,10 @@ def _field_draft(column_name: str, column: pa.Array, names: set[str]) -> FieldDr
         spec["type"] = "string"
         return FieldDraft(name, column_name, spec, "empty in every sampled row", active=False)
     present = column.filter(pa.array(~missing))
+    if is_unnamed(column_name):
+        spec["type"] = "string"
+        note = "no name in the file's header (pandas' index column?): named as pandas reads it"
+        return FieldDraft(name, column_name, spec, note, active=False)
     kind = column_kind(column_name, present)
     spec["type"] = kind.type
     spec.update(kind.marks)
@@ -229,8 +258,10 @@ def _render(
     encoding: str | None,
 ) -> str:
     source = source_last_part(draft.sample.source.name)
+    notes = [text_file_note(f.name) for f in draft.sample.source.files[:1]]
     lines = [
         f"# A draft mapping by `backfill init` for {source}, from {draft.sample.how}.",
+        *[f"# {note}" for note in notes if note],
         *_reading_lines(draft.sniffed, delimiter, encoding),
         "# Every choice is explained beside it: read them, edit, then look before you send:",
         f"#   backfill plan {source} -m map.yaml{reading_options(delimiter, encoding)}",
@@ -241,7 +272,7 @@ def _render(
         *id_lines(orders, draft.line_items),
         "",
         "timestamp:",
-        *_timestamp_lines(draft.timestamp, time_column, draft.other_timestamps),
+        *_timestamp_lines(draft.timestamp, time_column, draft.other_timestamps, draft.time_parts),
         "",
         "user:",
         *_user_lines(draft.wallet, draft.pubkey_column, draft.sample.rows),
@@ -255,11 +286,18 @@ def _render(
     return "\n".join(lines) + "\n"
 
 
+def _delimiter_read(sample: Sample, given: str | None) -> str:
+    """The delimiter the sample was read with (a .tsv's tab when none was given)."""
+    readers = [f for f in sample.source.files if isinstance(f, CsvReader)]
+    return readers[0].delimiter if readers else named_delimiter(given or ",")
+
+
 def reading_options(delimiter: str, encoding: str | None) -> str:
-    """The command-line options that read the source as the draft did."""
+    """The command-line options that read the source as the draft did: a delimiter by its
+    name where a shell would need quoting tricks (`--delimiter tab`, never $'\\t')."""
     options = ""
     if delimiter != ",":
-        options += " --delimiter " + ("$'\\t'" if delimiter == "\t" else f"'{delimiter}'")
+        options += " --delimiter " + ("tab" if delimiter == "\t" else f"'{delimiter}'")
     if encoding is not None:
         options += f" --encoding {encoding}"
     return options
@@ -267,12 +305,13 @@ def reading_options(delimiter: str, encoding: str | None) -> str:
 
 def _reading_lines(sniffed: Sniffed | None, delimiter: str, encoding: str | None) -> list[str]:
     """How the file was read, when that needs options: every command must be given them."""
-    if sniffed is None or not reading_options(delimiter, encoding):
+    if not reading_options(delimiter, encoding):
         return []
     lines = ["# Read as sniffed from the file's first bytes; give validate, plan and run the same:"]
     if delimiter != ",":
-        lines.append(f"#   --delimiter: {sniffed.delimiter_why}")
-    if encoding is not None:
+        why = sniffed.delimiter_why if sniffed is not None else "as the file's name says"
+        lines.append(f"#   --delimiter: {why}")
+    if encoding is not None and sniffed is not None:
         lines.append(f"#   --encoding {encoding}: {sniffed.encoding_why}")
     return lines
 
@@ -296,7 +335,7 @@ def _field_lines(fields: list[FieldDraft]) -> list[str]:
 
 
 def _timestamp_lines(
-    chosen: TimestampGuess | None, column: str, others: list[TimestampGuess]
+    chosen: TimestampGuess | None, column: str, others: list[TimestampGuess], parts: TimeParts
 ) -> list[str]:
     lines = []
     if chosen is None:
@@ -311,11 +350,15 @@ def _timestamp_lines(
         ]
     else:
         lines.append(f"  column: {scalar(chosen.column)}   # {chosen.why}")
+        lines += parts.lines(chosen.format)
         lines.append(f"  unit: {chosen.unit}   # {chosen.unit_why}")
-        if chosen.format is not None:
+        if chosen.format is not None and parts.keeps_format():
             lines.append(f'  format: "{chosen.format}"   # {chosen.format_why}')
-        lines.append(f"  timezone: UTC   # {chosen.timezone_why}")
-        if chosen.date_only:
+        zone_why = chosen.timezone_why
+        if parts.zone_column is not None:
+            zone_why = f"not used: each row's zone is in {parts.zone_column}"
+        lines.append(f"  timezone: UTC   # {zone_why}")
+        if chosen.date_only and parts.time_column is None:
             lines.append("  # dates without a time of day: every event is sent at midnight")
     for other in others:
         if other.sparse:

@@ -36,7 +36,7 @@ def events_frame(
     mapping: str | Path | Mapping,
     limit: int | None = None,
     *,
-    delimiter: str = ",",
+    delimiter: str | None = None,
     encoding: str | None = None,
     sheet: str | None = None,
     chunk_rows: int = DEFAULT_CHUNK_ROWS,

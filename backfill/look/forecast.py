@@ -68,12 +68,12 @@ class RunForecast:
         settled: dict[str, Settled] | None = None,
         limit: int | None = None,
     ) -> None:
-        self.id_column = mapping.id_column
+        self.id_columns = mapping.id_columns
         self.delivered = delivered
         self.settled = settled or {}
         self.remaining = limit
         self.ledger: IdLedger | None = None
-        if self.id_column is not None:
+        if self.id_columns:
             scope = LedgerScope.of("forecast", "forecast", mapping.event_name)
             self.ledger = IdLedger(Path(":memory:"), scope)
 
@@ -90,12 +90,12 @@ class RunForecast:
         failures = list(chunk.failures)
         fresh = not_done(items)
         already_done = len(items) - len(fresh)
-        if self.ledger is None or self.id_column is None:
+        if self.ledger is None or not self.id_columns:
             return ChunkForecast(chunk, len(fresh), failures, already_done, 0)
         fresh, already_sent = self._not_delivered(chunk, fresh)
         done = [item for item in items if books.is_done(item[0])]
         screened = screen(
-            chunk, done + fresh, self.ledger, self.id_column, books.is_done, books.is_done
+            chunk, done + fresh, self.ledger, self.id_columns, books.is_done, books.is_done
         )
         to_send = sum(1 for row, _ in screened.items if not books.is_done(row))
         failures += screened.failures
@@ -105,9 +105,9 @@ class RunForecast:
 
     def _not_delivered(self, chunk: MappedChunk, items: list[Item]) -> tuple[list[Item], int]:
         """The items whose id the user's ledger does not hold, and how many it does."""
-        if self.delivered is None or self.id_column is None or not items:
+        if self.delivered is None or not self.id_columns or not items:
             return items, 0
-        ids = row_ids(chunk, self.id_column, [row for row, _ in items])
+        ids = row_ids(chunk, self.id_columns, [row for row, _ in items])
         named = [position for position, key in enumerate(ids) if key is not None]
         sent = np.zeros(len(items), dtype=bool)
         if named:

@@ -25,6 +25,12 @@ _ORDER_ID_NAME = re.compile(
 _RUN_KEY_NAME = re.compile(r"^(name|number|order|order ?#|order ?no|amazon-order-id)$", re.I)
 _STATUS_NAME = re.compile(r"^(order[ _]?|financial[ _]?|payment[ _]?)?(status|state)$", re.I)
 _ORDER_LEVEL_NAME = re.compile(r"financial|status|total|paid|payment", re.I)
+# Statuses of an order that happened (paid for): what a backfill of orders sends.
+DONE_STATUSES = frozenset(
+    {"completed", "complete", "paid", "succeeded", "success", "successful", "captured",
+     "settled", "fulfilled", "approved", "shipped", "delivered"}
+)  # fmt: skip
+_ORDER_NAME_VALUE = re.compile(r"^#?[A-Za-z]{0,6}-?[0-9]+$")  # Shopify's Name: #1001
 
 
 @dataclass(frozen=True)
@@ -91,12 +97,25 @@ def line_item_lines(items: LineItems) -> list[str]:
     ]
 
 
+def id_candidates(table: pa.Table) -> list[str]:
+    """Columns that may name the order, likeliest first: named like an order id (order_id,
+    Order ID...), then exactly `id` (Stripe, Square), then Shopify's `Name` when its values
+    read as order names (#1001), not people's."""
+    names = table.column_names
+    found = [n for n in names if _ORDER_ID_NAME.match(n)]
+    found += [n for n in names if n == "id"]
+    for name in names:
+        if name == "Name" and pa.types.is_string(table.column(name).type):
+            values = [v for v in table.column(name).to_pylist() if v]
+            if values and all(_ORDER_NAME_VALUE.match(v.strip()) for v in values):
+                found.append(name)
+    return found
+
+
 def id_lines(table: pa.Table, items: LineItems | None) -> list[str]:
     """The order id for the ledger of delivered ids, from a column named like one: proposed
     when every row kept has one and none repeats; else left commented, saying why."""
-    for name in table.column_names:
-        if not _ORDER_ID_NAME.match(name):
-            continue
+    for name in id_candidates(table):
         values = [v for v in table.column(name).to_pylist() if v is not None and v != ""]
         if not values:
             continue
@@ -118,21 +137,28 @@ def id_lines(table: pa.Table, items: LineItems | None) -> list[str]:
 
 
 def status_filter_lines(table: pa.Table, items: LineItems | None) -> list[str]:
-    """A commented example filter on a status column, with the share of each value."""
+    """A commented filter on a status column that keeps the orders that happened (paid,
+    completed, succeeded...) and says which values it drops (failed, refunded, pending...);
+    never one that keeps only those. Left for the user to switch on: it changes what is sent."""
     for name in table.column_names:
         column = table.column(name)
         if not _STATUS_NAME.match(name) or not pa.types.is_string(column.type):
             continue
         values = [v for v in column.to_pylist() if v]
         distinct = sorted(set(values), key=lambda v: -values.count(v))
-        if 2 <= len(distinct) <= 6 and "'" not in distinct[0]:
-            shares = ", ".join(f"{v} {values.count(v) / len(values):.0%}" for v in distinct)
-            wanted = f"{reference(name)} == '{distinct[0]}'"
-            if items is not None:
-                wanted = f"{items.filter} and {wanted}"
-            return [
-                "",
-                f"# Which rows to send? {name} holds: {shares}. For example:",
-                f'# filter: "{wanted}"',
-            ]
+        done = [v for v in distinct if v.strip().lower() in DONE_STATUSES and "'" not in v]
+        dropped = [v for v in distinct if v not in done]
+        if not 2 <= len(distinct) <= 12 or not done or not dropped:
+            continue
+        shares = ", ".join(f"{v} {values.count(v) / len(values):.0%}" for v in distinct)
+        kept = ", ".join(f"'{v}'" for v in done)
+        wanted = f"{reference(name)} " + (f"== {kept}" if len(done) == 1 else f"in [{kept}]")
+        if items is not None:
+            wanted = f"{items.filter} and {wanted}"
+        return [
+            "",
+            f"# Which rows to send? {name} holds: {shares}. To send only the orders that",
+            f"# happened, keep {', '.join(done)} (drops {', '.join(dropped)}):",
+            f'# filter: "{wanted}"',
+        ]
     return []

@@ -27,10 +27,11 @@ from backfill.look.audit import AuditWarning, TimestampAudit
 from backfill.look.forecast import RunForecast, Settled
 from backfill.look.validate import ValidationResult, delivered_check, open_inputs
 from backfill.mapping.convert import as_array
-from backfill.mapping.events import EventMapper, MappedChunk
+from backfill.mapping.events import EventMapper, MappedChunk, mapped_timestamp
 from backfill.mapping.mapped_read import mapped_chunks_of
+from backfill.mapping.order_ids import id_values
 from backfill.mapping.spec import Mapping
-from backfill.mapping.times import to_epoch_ms
+from backfill.mapping.time_columns import timestamp_values
 from backfill.read.source import DEFAULT_CHUNK_ROWS, Chunk, Source
 
 DEFAULT_RATE = 100.0
@@ -48,6 +49,7 @@ PLAN_KEYS = (
     "last_timestamp",
     "by_month",
     "warnings",
+    "lookup_normalised",
 )
 
 
@@ -62,6 +64,8 @@ class PlanResult:
     last_timestamp: int | None = None
     by_month: dict[str, int] = field(default_factory=dict)
     warnings: list[AuditWarning] = field(default_factory=list)
+    # mapping key -> rows whose lookup key matched only after its `match` normalisation
+    lookup_normalised: dict[str, int] = field(default_factory=dict)
 
     @property
     def requests(self) -> int:
@@ -87,6 +91,7 @@ class PlanResult:
             "last_timestamp": self.last_timestamp,
             "by_month": dict(self.by_month),
             "warnings": [w.as_dict() for w in self.warnings],
+            "lookup_normalised": dict(self.lookup_normalised),
         }
         return {key: values[key] for key in PLAN_KEYS}
 
@@ -124,7 +129,7 @@ def plan(
     *,
     rate: float = DEFAULT_RATE,
     report: str | Path | None = None,
-    delimiter: str = ",",
+    delimiter: str | None = None,
     encoding: str | None = None,
     sheet: str | None = None,
     ledger: str | Path | None = None,
@@ -165,6 +170,7 @@ def plan(
         result.counts.add(seen)
         file_index = len(result.counts.files) - 1
         ms = _look_at(chunk, mapped, opened_mapping, audit, now_ms, file_index)
+        _count_normalised(result.lookup_normalised, chunk, mapped, opened_mapping)
         if len(ms):
             _span(result, ms, months)
         result.already_sent += seen.already_sent + seen.already_done
@@ -177,6 +183,21 @@ def plan(
         warning.example_rows = [label & ROW_MASK for label in labels]
         warning.example_files = [result.counts.files[label >> FILE_SHIFT] for label in labels]
     return result
+
+
+def _count_normalised(
+    counts: dict[str, int], chunk: Chunk, mapped: MappedChunk, mapping: Mapping
+) -> None:
+    """Rows the filter keeps whose lookup key matched only thanks to its `match`."""
+    lookups = [(mapping.pubkey_column, mapping.pubkey_lookup)]
+    lookups += [(spec.column, spec.lookup) for spec in mapping.fields if spec.column]
+    kept = ~np.isin(chunk.rows, mapped.filtered_rows, assume_unique=True)
+    for column, lookup in lookups:
+        if lookup is None or not lookup.match or column is None or chunk.table is None:
+            continue
+        keys = as_array(chunk.table.column(column)).filter(pa.array(kept))
+        found = lookup.index().matched_by_normalising(keys)
+        counts[lookup.mapping_key] = counts.get(lookup.mapping_key, 0) + found
 
 
 def _look_at(
@@ -201,10 +222,11 @@ def _look_at(
         return values if positions is None else values.take(pa.array(positions))
 
     kept_positions = None if everything else np.flatnonzero(kept)
-    raw = column(mapping.timestamp_column, kept_positions)
+    kept_table = chunk.table if kept_positions is None else chunk.table.take(kept_positions)
+    raw = timestamp_values(kept_table, mapping.timestamp_column, mapping.time_column)
     converted = mapped.timestamp  # the mapper's own conversion of the kept rows, or again
     if converted is None or converted.values is None:
-        converted = to_epoch_ms(raw, mapping.timestamp_rule, now_ms)
+        converted = mapped_timestamp(kept_table, mapping, now_ms)
     ms = np.asarray(
         converted.values if converted.values is not None else converted.materialize(), np.int64
     )
@@ -222,8 +244,9 @@ def _look_at(
     every_row = len(in_chunk) == len(chunk.rows)
     wallets = column(mapping.pubkey_column, None if every_row else in_chunk)
     ids = None
-    if audit.id_column is not None:
-        ids = column(audit.id_column, None if every_row else in_chunk)
+    if audit.id_columns:
+        parts = {name: column(name, None if every_row else in_chunk) for name in audit.id_columns}
+        ids = id_values(pa.table(parts), audit.id_columns)
     audit.add_events(mapped.event_rows + offset, ms[in_kept], wallets, ids)
     return ms[in_kept]
 

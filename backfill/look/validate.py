@@ -153,7 +153,7 @@ class ValidationResult:
 def open_inputs(
     source: str | Path | Source,
     mapping: str | Path | Mapping,
-    delimiter: str = ",",
+    delimiter: str | None = None,
     *,
     encoding: str | None = None,
     sheet: str | None = None,
@@ -184,7 +184,7 @@ def validate(
     mapping: str | Path | Mapping,
     *,
     report: str | Path | None = None,
-    delimiter: str = ",",
+    delimiter: str | None = None,
     encoding: str | None = None,
     sheet: str | None = None,
     chunk_rows: int = DEFAULT_CHUNK_ROWS,
@@ -228,7 +228,7 @@ def delivered_check(
     mapping: Mapping, ledger: str | Path | None, endpoint: str | None, api: str
 ) -> Callable[[Sequence[str]], np.ndarray] | None:
     """Which ids an earlier run delivered (read-only), where the mapping has an `id:`."""
-    if mapping.id_column is None or ledger is None:
+    if not mapping.id_columns or ledger is None:
         return None
     chosen = get_api(api)
     scope = LedgerScope.of(endpoint or chosen.default_endpoint, chosen.name, mapping.event_name)
@@ -294,7 +294,7 @@ def preview(
     mapping: str | Path | Mapping,
     n: int = 5,
     *,
-    delimiter: str = ",",
+    delimiter: str | None = None,
     encoding: str | None = None,
     sheet: str | None = None,
 ) -> Preview:

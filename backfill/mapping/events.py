@@ -23,14 +23,14 @@ from typing import Any, Literal
 import numpy as np
 import pyarrow as pa
 
-from backfill.mapping.convert import Converted, PubkeyChecker, as_array
+from backfill.mapping.convert import Converted, PubkeyChecker
 from backfill.mapping.envelopes import TORQUE_V1, Api, Event
 from backfill.mapping.event_bodies import MappedRows
 from backfill.mapping.field_columns import convert_field, failure_messages
 from backfill.mapping.lookup import looked_up
 from backfill.mapping.row_filter import RowFilter
 from backfill.mapping.spec import Mapping
-from backfill.mapping.times import to_epoch_ms
+from backfill.mapping.time_columns import timestamp_ms
 from backfill.read.source import Chunk
 
 Stage = Literal["read", "mapping", "send"]
@@ -120,11 +120,7 @@ class EventMapper:
         keep = self._filter.keep(table, chunk.rows)
         kept = table.filter(pa.array(keep)) if not keep.all() else table
         kept_rows = chunk.rows[keep]
-        timestamp = to_epoch_ms(
-            as_array(kept.column(self.mapping.timestamp_column)),
-            self.mapping.timestamp_rule,
-            self.now_ms,
-        )
+        timestamp = mapped_timestamp(kept, self.mapping, self.now_ms)
         pubkey = looked_up(
             kept.column(self.mapping.pubkey_column), self.mapping.pubkey_lookup, self._pubkeys.check
         )
@@ -192,3 +188,16 @@ class EventMapper:
             )
             for position, record in zip(positions, records)
         ]
+
+
+def mapped_timestamp(table: pa.Table, mapping: Mapping, now_ms: int) -> Converted:
+    """The rows' timestamps as the mapping reads them: one column, or a date and a time of
+    day, in one zone or each row's (see `time_columns`)."""
+    return timestamp_ms(
+        table,
+        mapping.timestamp_column,
+        mapping.timestamp_rule,
+        now_ms,
+        mapping.time_column,
+        mapping.timezone_column,
+    )

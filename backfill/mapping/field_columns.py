@@ -49,7 +49,7 @@ def convert_field(spec: FieldSpec, table: pa.Table) -> FieldColumn | None:
     field_type = spec.type or type_of_column(column.type)
     if field_type == "number":
         convert: Callable[[pa.Array], Converted] = functools.partial(
-            to_number, decimal=spec.decimal, thousands=spec.thousands
+            to_number, decimal=spec.decimal, thousands=spec.thousands, scale=spec.scale
         )
     elif field_type == "boolean":
         convert = functools.partial(

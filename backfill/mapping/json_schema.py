@@ -36,12 +36,22 @@ TOP_DESCRIPTIONS: dict[str, dict[str, Any]] = {
         "pattern": r"\S",
     },
     "id": {
-        "description": "The column whose value identifies an order (for the ledger of sent ids).",
-        **_NAME,
+        "description": "The column whose value identifies an order (for the ledger of sent "
+        "ids), or a list of columns whose values together do, e.g. [order-id, transaction-type].",
+        "anyOf": [_NAME, {"type": "array", "items": _NAME, "minItems": 1, "uniqueItems": True}],
     },
 }
 TIMESTAMP_DESCRIPTIONS: dict[str, dict[str, Any]] = {
-    "column": {"description": "The column holding the order's time.", **_NAME},
+    "column": {"description": "The column holding the order's time (or date).", **_NAME},
+    "time_column": {
+        "description": "A column holding the time of day, joined to the date in `column`.",
+        **_NAME,
+    },
+    "timezone_column": {
+        "description": "A column holding each row's zone: an IANA name, an abbreviation "
+        "(PST, PDT, CET, CEST, GMT, UTC...) or an offset (+02:00).",
+        **_NAME,
+    },
     "unit": {"description": "How values are read.", "enum": list(loader.UNITS)},
     "format": {
         "description": "A strptime format for text that is not ISO-8601, e.g. '%d/%m/%y'.",
@@ -57,7 +67,13 @@ TIMESTAMP_DESCRIPTIONS: dict[str, dict[str, Any]] = {
         "enum": ["day-first", "month-first"],
     },
 }
+_MATCH_RULE = {"enum": ["casefold", "trim"]}
 LOOKUP_DESCRIPTIONS: dict[str, dict[str, Any]] = {
+    "match": {
+        "description": "Compare keys after this on both sides: casefold (case-insensitive), "
+        "trim (spaces around), or a list of both.",
+        "anyOf": [_MATCH_RULE, {"type": "array", "items": _MATCH_RULE, "minItems": 1}],
+    },
     "column": {"description": "The orders' column holding the key.", **_NAME},
     "lookup": {
         "description": "A lookup table (CSV or Parquet), relative to the mapping file.",
@@ -67,6 +83,7 @@ LOOKUP_DESCRIPTIONS: dict[str, dict[str, Any]] = {
     "value": {"description": "The table's column whose value is taken.", **_NAME},
 }
 _LOOKUP_REQUIRED = ["column", "lookup", "key", "value"]
+
 _LOOKUP = {"anyOf": [{"required": ["lookup"]}, {"required": ["key"]}]}
 FIELD_DESCRIPTIONS: dict[str, dict[str, Any]] = {
     "column": {"description": "The source column.", **_NAME},
@@ -78,8 +95,16 @@ FIELD_DESCRIPTIONS: dict[str, dict[str, Any]] = {
     "optional": {"description": "Leave the field out when the cell is empty.", "type": "boolean"},
     "decimal": {"description": "The decimal mark of number text, e.g. ','.", **_NAME},
     "thousands": {"description": "The thousands separator of number text, e.g. '.'.", **_NAME},
+    "scale": {
+        "description": "Each number times this, exactly in decimal, e.g. 0.01 for cents.",
+        "anyOf": [
+            {"type": "number", "exclusiveMinimum": 0},
+            {"type": "string", "pattern": r"^\s*[0-9]*\.?[0-9]+([eE][+-]?[0-9]+)?\s*$"},
+        ],
+    },
     "lookup": LOOKUP_DESCRIPTIONS["lookup"],
     "key": LOOKUP_DESCRIPTIONS["key"],
+    "match": LOOKUP_DESCRIPTIONS["match"],
 }
 
 

@@ -7,7 +7,8 @@ inside the mapping file's folder (symbolic links resolved), ending in .csv, .csv
 
 The table is read once (its key and value columns only) into a hash index; each chunk is
 then joined in one vectorised call. Keys are compared as text (an integer key 42 matches
-the text "42"), so a CSV table serves a Parquet source and the other way round.
+the text "42"), so a CSV table serves a Parquet source and the other way round; `match`
+compares them after trimming spaces and/or case on both sides (e-mails as buyers typed them).
 """
 
 from __future__ import annotations
@@ -39,6 +40,7 @@ class Lookup:
     key: str
     value: str
     mapping_key: str  # e.g. user.pubKey, for messages
+    match: tuple[str, ...] = ()  # MATCH_RULES applied to keys on both sides
 
     def index(self) -> LookupIndex:
         stat = self.path.stat()
@@ -59,25 +61,60 @@ class LookupIndex:
     object per key. A hash index (dict or pandas) was 3-8x slower per row at a million
     keys here, and several times larger."""
 
-    def __init__(self, keys: pa.Array, values: pa.Array) -> None:
-        self.keys = keys
+    def __init__(
+        self,
+        keys: pa.Array,
+        values: pa.Array,
+        match: tuple[str, ...] = (),
+        written: pa.Array | None = None,
+    ) -> None:
+        self.keys = keys  # normalised by `match`
         self.values = values
+        self.match = match
+        self.written = keys if written is None else written  # each key as the table has it
 
     def __len__(self) -> int:
         return len(self.keys)
 
     def translate(self, keys: pa.Array) -> tuple[pa.Array, np.ndarray]:
-        text = _as_text(keys)
-        present = ~_missing(text)
-        if not len(self.keys):
-            return pa.nulls(len(text), self.values.type), present
-        text = pc.fill_null(text, "")
-        found = _search_sorted(self.keys, text)
-        found = np.minimum(found, len(self.keys) - 1)
-        same = pc.equal(self.keys.take(pa.array(found)), text)
-        hit = present & pc.fill_null(same, False).to_numpy(zero_copy_only=False)
+        found, hit, present = self._find(keys)
         values = self.values.take(pa.array(found, type=pa.int64(), mask=~hit))
         return values, present & ~hit
+
+    def matched_by_normalising(self, keys: pa.Array) -> int:
+        """How many of `keys` are found only because both sides were normalised (`match`):
+        the key as the orders write it differs from the table's."""
+        if not self.match or not len(self.keys):
+            return 0
+        found, hit, _ = self._find(keys)
+        written = self.written.take(pa.array(found))
+        same = pc.fill_null(pc.equal(written, _as_text(keys)), False)
+        return int((hit & ~same.to_numpy(zero_copy_only=False)).sum())
+
+    def _find(self, keys: pa.Array) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Where each key sits among the table's, whether it is there, whether it is given."""
+        text = normalised(_as_text(keys), self.match)
+        present = ~_missing(text)
+        if not len(self.keys):
+            return np.zeros(len(text), dtype=np.int64), np.zeros(len(text), bool), present
+        text = pc.fill_null(text, "")
+        found = np.minimum(_search_sorted(self.keys, text), len(self.keys) - 1)
+        same = pc.equal(self.keys.take(pa.array(found)), text)
+        hit = present & pc.fill_null(same, False).to_numpy(zero_copy_only=False)
+        return found, hit, present
+
+
+MATCH_RULES = ("casefold", "trim")
+
+
+def normalised(text: pa.Array, match: tuple[str, ...]) -> pa.Array:
+    """Keys as `match` compares them: `trim` drops spaces around, `casefold` compares
+    without case (Unicode lower case, Arrow's: `ß` stays `ß`, unlike str.casefold)."""
+    if "trim" in match:
+        text = pc.utf8_trim_whitespace(text)
+    if "casefold" in match:
+        text = pc.utf8_lower(text)
+    return text
 
 
 def looked_up(
@@ -114,9 +151,23 @@ def lookup_from_spec(spec: dict[str, object], mapping_key: str, origin: str) -> 
         key=str(spec["key"]),
         value=str(spec["value"]),
         mapping_key=mapping_key,
+        match=_match_rules(spec.get("match"), mapping_key, origin),
     )
     lookup.index()  # a bad table is a mapping error now, before any row is read
     return lookup
+
+
+def _match_rules(value: object, mapping_key: str, origin: str) -> tuple[str, ...]:
+    """`match`: one rule or a list of them, each in MATCH_RULES."""
+    if value is None:
+        return ()
+    rules = value if isinstance(value, list) else [value]
+    if not rules or any(rule not in MATCH_RULES for rule in rules):
+        raise MappingError(
+            f"{origin}: {mapping_key}.match: expected casefold, trim or a list of them; "
+            f"found {value!r}."
+        )
+    return tuple(dict.fromkeys(str(rule) for rule in rules))
 
 
 def table_path(written: object, mapping_key: str, origin: str) -> Path:
@@ -150,18 +201,21 @@ def table_path(written: object, mapping_key: str, origin: str) -> Path:
 def _load_index(lookup: Lookup, size: int, mtime_ns: int) -> LookupIndex:
     """Cached by the file's size and time: a notebook that edits the mapping reads it once."""
     table = _read_table(lookup)
-    keys = _as_text(_column(table, lookup.key))
+    written = _as_text(_column(table, lookup.key))
+    keys = normalised(written, lookup.match)
     values = _column(table, lookup.value)
     lines = pa.array(np.arange(len(keys), dtype=np.int64))
     present = pa.array(~_missing(keys))
-    rows = pa.table({"key": keys, "value": values, "line": lines}).filter(present)
+    columns = {"key": keys, "value": values, "line": lines, "written": written}
+    rows = pa.table(columns).filter(present)
     order = pc.sort_indices(
         rows, sort_keys=[("key", "ascending"), ("value", "ascending"), ("line", "ascending")]
     )
     rows = rows.take(order)
     keys, values = _column(rows, "key"), _column(rows, "value")
+    written = _column(rows, "written")
     if len(rows) < 2:
-        return LookupIndex(keys, values)
+        return LookupIndex(keys, values, lookup.match, written)
     same_key = pc.equal(keys.slice(1), keys.slice(0, len(keys) - 1)).to_numpy(zero_copy_only=False)
     after, before = values.slice(1), values.slice(0, len(values) - 1)
     same_value = pc.fill_null(
@@ -173,7 +227,7 @@ def _load_index(lookup: Lookup, size: int, mtime_ns: int) -> LookupIndex:
         _raise_clash(lookup, rows, clash)
     first = np.concatenate([[True], ~same_key])
     kept = pa.array(first)
-    return LookupIndex(keys.filter(kept), values.filter(kept))
+    return LookupIndex(keys.filter(kept), values.filter(kept), lookup.match, written.filter(kept))
 
 
 def _raise_clash(lookup: Lookup, rows: pa.Table, clash: np.ndarray) -> None:

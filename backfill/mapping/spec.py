@@ -14,6 +14,7 @@ from __future__ import annotations
 import hashlib
 import html
 from dataclasses import dataclass
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +24,7 @@ from backfill.errors import MappingError
 from backfill.mapping.convert import FieldType, type_of_column
 from backfill.mapping.filter_language import filter_columns
 from backfill.mapping.lookup import Lookup
+from backfill.mapping.order_ids import IdColumns
 from backfill.mapping.spec_checks import (
     FIELD_KEYS,
     REQUIRED_TOP_KEYS,
@@ -31,6 +33,8 @@ from backfill.mapping.spec_checks import (
     check_keys,
     check_typed,
     checked_filter,
+    checked_id,
+    checked_time_columns,
     checked_timestamp,
     checked_user,
     column_name,
@@ -38,6 +42,7 @@ from backfill.mapping.spec_checks import (
     field_type_of,
     found_kind,
     number_marks,
+    number_scale,
     read_mapping_yaml,
     shown,
     suggest,
@@ -61,6 +66,7 @@ class FieldSpec:
     optional: bool = False
     decimal: str = "."  # how a number written as text marks its fraction
     thousands: str | None = None  # how it groups digits in threes, if it does
+    scale: Decimal | None = None  # each number times this, in decimal (0.01: cents)
     lookup: Lookup | None = None  # the column's value is a key of this table
 
 
@@ -77,7 +83,9 @@ class Mapping:
     origin: str
     raw: dict[str, Any]
     pubkey_lookup: Lookup | None = None  # the pubKey column holds keys of this table
-    id_column: str | None = None  # the order id that holds across exports (the id ledger)
+    id_columns: IdColumns = ()  # the order id that holds across exports (the id ledger)
+    time_column: str | None = None  # a time of day beside the date in timestamp_column
+    timezone_column: str | None = None  # each row's zone (IANA, PST, +02:00)
 
     @property
     def columns(self) -> list[str]:
@@ -109,9 +117,13 @@ class Mapping:
         return self._column_keys()
 
     def _column_keys(self) -> list[tuple[str, str]]:
-        keys = [("timestamp.column", self.timestamp_column), ("user.pubKey", self.pubkey_column)]
-        if self.id_column is not None:
-            keys.append(("id", self.id_column))
+        keys = [("timestamp.column", self.timestamp_column)]
+        if self.time_column is not None:
+            keys.append(("timestamp.time_column", self.time_column))
+        if self.timezone_column is not None:
+            keys.append(("timestamp.timezone_column", self.timezone_column))
+        keys.append(("user.pubKey", self.pubkey_column))
+        keys += [("id", column) for column in self.id_columns]
         keys += [
             (f"event_data.{spec.name}.column", spec.column)
             for spec in self.fields
@@ -171,18 +183,21 @@ def mapping_from_dict(data: Any, origin: str = "<mapping>") -> Mapping:
             f"found {found_kind(event_name)}."
         )
     timestamp_column, rule = checked_timestamp(data["timestamp"], origin)
+    time_column, timezone_column = checked_time_columns(data["timestamp"], origin)
     pubkey_column, pubkey_lookup = checked_user(data["user"], origin)
     return Mapping(
         event_name=event_name,
         timestamp_column=timestamp_column,
         timestamp_rule=rule,
+        time_column=time_column,
+        timezone_column=timezone_column,
         pubkey_column=pubkey_column,
         fields=_fields(data["event_data"], origin),
         filter=checked_filter(data.get("filter"), origin),
         origin=origin,
         raw=data,
         pubkey_lookup=pubkey_lookup,
-        id_column=None if data.get("id") is None else column_name(data["id"], "id", origin),
+        id_columns=checked_id(data.get("id"), origin),
     )
 
 
@@ -208,7 +223,7 @@ def _field(name: str, spec: Any, origin: str) -> FieldSpec:
     check_keys(spec, FIELD_KEYS, key + ".", origin)
     lookup = field_lookup(spec, key, origin)
     if lookup is not None:
-        spec = {k: v for k, v in spec.items() if k not in ("lookup", "key", "value")}
+        spec = {k: v for k, v in spec.items() if k not in ("lookup", "key", "value", "match")}
         if "type" not in spec:  # the table's column decides, not the source's
             spec["type"] = type_of_column(lookup.index().values.type)
     elif ("column" in spec) == ("value" in spec):
@@ -225,6 +240,7 @@ def _field(name: str, spec: Any, origin: str) -> FieldSpec:
     if "default" in spec:
         check_typed(spec["default"], field_type, f"{key}.default", origin)
     decimal, thousands = number_marks(spec, field_type, key, origin)
+    scale = number_scale(spec, field_type, key, origin)
     if "column" not in spec:
         return FieldSpec(name=name, value=spec["value"], type=field_type)
     return FieldSpec(
@@ -238,5 +254,6 @@ def _field(name: str, spec: Any, origin: str) -> FieldSpec:
         optional=optional,
         decimal=decimal,
         thousands=thousands,
+        scale=scale,
         lookup=lookup,
     )

@@ -12,6 +12,7 @@ from __future__ import annotations
 import difflib
 import reprlib
 import zoneinfo
+from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Any
 
@@ -28,10 +29,10 @@ from backfill.mapping.times import TIMESTAMP_UNITS, TimestampRule
 
 TOP_KEYS = ("event_name", "timestamp", "user", "event_data", "filter", "id")
 REQUIRED_TOP_KEYS = ("event_name", "timestamp", "user", "event_data")
-TIMESTAMP_KEYS = ("column", "unit", "format", "timezone", "dates")
+TIMESTAMP_KEYS = ("column", "time_column", "timezone_column", "unit", "format", "timezone", "dates")
 USER_KEYS = ("pubKey",)
-LOOKUP_KEYS = ("lookup", "key")  # with column and value: `value` names the table's column
-PUBKEY_KEYS = ("column", "lookup", "key", "value")
+LOOKUP_KEYS = ("lookup", "key", "match")  # with column and value: the table's column
+PUBKEY_KEYS = ("column", "lookup", "key", "value", "match")
 FIELD_KEYS = (
     "column",
     "value",
@@ -42,8 +43,10 @@ FIELD_KEYS = (
     "optional",
     "decimal",
     "thousands",
+    "scale",
     *LOOKUP_KEYS,
 )
+SCALE_RANGE = (Decimal("1e-18"), Decimal("1e18"))  # a product stays a finite double
 DECIMAL_MARKS = (".", ",")
 THOUSANDS_MARKS = (".", ",", " ", "'", "\u00a0", "\u202f")  # the last two: (narrow) no-break spaces
 FIELD_TYPES: tuple[FieldType, ...] = ("string", "number", "boolean")
@@ -92,7 +95,8 @@ class UniqueKeyLoader(yaml.SafeLoader):
 
 
 def checked_timestamp(section: Any, origin: str) -> tuple[str, TimestampRule]:
-    """`timestamp`: a column name, or the column with its unit, format and time zone."""
+    """`timestamp`: a column name, or the column with its unit, format, time zone and the
+    order of day/month dates."""
     if isinstance(section, str):
         section = {"column": section}
     if not isinstance(section, dict):
@@ -127,6 +131,18 @@ def checked_timestamp(section: Any, origin: str) -> tuple[str, TimestampRule]:
             f"(05/13/2021); found {shown(dates)}."
         )
     return column, TimestampRule(unit=unit, format=fmt, timezone=timezone, dates=dates)
+
+
+def checked_time_columns(section: Any, origin: str) -> tuple[str | None, str | None]:
+    """`timestamp.time_column` (a time of day beside the date in `column`) and
+    `timestamp.timezone_column` (each row's zone), where the mapping names them."""
+    if not isinstance(section, dict):
+        return None, None
+    found = []
+    for key in ("time_column", "timezone_column"):
+        value = section.get(key)
+        found.append(None if value is None else column_name(value, f"timestamp.{key}", origin))
+    return found[0], found[1]
 
 
 def _check_timezone(timezone: Any, origin: str) -> None:
@@ -188,6 +204,28 @@ def number_marks(
             f"1{decimal}234 could then be read two ways."
         )
     return decimal, thousands
+
+
+def number_scale(
+    spec: dict[str, Any], field_type: FieldType | None, key: str, origin: str
+) -> Decimal | None:
+    """`scale`: what each number is multiplied by (0.01: cents to the currency's unit), as
+    the decimal it is written as: YAML's 0.01 is a float, whose shortest digits are 0.01."""
+    if "scale" not in spec:
+        return None
+    if field_type != "number" or "column" not in spec:
+        raise MappingError(f"{origin}: {key}: scale needs a column and type: number.")
+    value = spec["scale"]
+    try:
+        scale = None if isinstance(value, bool) else Decimal(str(value).strip())
+    except InvalidOperation:
+        scale = None
+    if scale is None or not scale.is_finite() or not SCALE_RANGE[0] <= scale <= SCALE_RANGE[1]:
+        raise MappingError(
+            f"{origin}: {key}.scale: expected a positive number such as 0.01 (cents to the "
+            f"currency's unit) or 1000, from 1e-18 to 1e18; found {shown(value)}."
+        )
+    return scale
 
 
 def field_lookup(spec: dict[str, Any], key: str, origin: str) -> Lookup | None:
@@ -282,6 +320,21 @@ def checked_filter(expression: Any, origin: str) -> str | None:
     except FilterError as exc:
         raise MappingError(f"{origin}: filter: {exc}") from None
     return expression
+
+
+def checked_id(value: Any, origin: str) -> tuple[str, ...]:
+    """`id`: a column, or a list of columns whose values together name an order."""
+    if value is None:
+        return ()
+    if not isinstance(value, list):
+        return (column_name(value, "id", origin),)
+    if not value:
+        raise MappingError(f"{origin}: id: expected a column or a list of columns; found [].")
+    columns = tuple(column_name(v, f"id[{i}]", origin) for i, v in enumerate(value))
+    repeated = next((c for c in columns if columns.count(c) > 1), None)
+    if repeated is not None:
+        raise MappingError(f"{origin}: id: the column {repeated!r} is named twice; name it once.")
+    return columns
 
 
 def column_name(value: Any, key: str, origin: str) -> str:

@@ -39,9 +39,9 @@ async def read_into(
         books = records.books(prepared[0].source)
         chunk, items, remaining = limit_chunk(*prepared, remaining, books.not_done)
         records.settle_offline(chunk)
-        if records.ledger is not None and plan.id_column is not None:
+        if records.ledger is not None and plan.id_columns:
             screened = await asyncio.to_thread(
-                screen, chunk, items, records.ledger, plan.id_column,
+                screen, chunk, items, records.ledger, plan.id_columns,
                 books.is_done, books.accepted_before,
             )  # fmt: skip
             items = records.apply_screen(books, screened)

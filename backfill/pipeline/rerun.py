@@ -65,7 +65,7 @@ def plan_rerun(
         total_rows=len(failures),
         resume=resume,
         restart=restart,
-        id_column=mapping.id_column if mapping is not None else None,
+        id_columns=mapping.id_columns if mapping is not None else (),
         event_name=mapping.event_name if mapping is not None else "",
         ledger_path=ledger_path,
     )

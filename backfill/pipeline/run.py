@@ -127,7 +127,7 @@ class Run:
     def _ledger(self) -> IdLedger | None:
         """The ledger of delivered ids, when the mapping names an `id:`."""
         plan = self.plan
-        if plan.id_column is None or plan.ledger_path is None:
+        if not plan.id_columns or plan.ledger_path is None:
             return None
         scope = LedgerScope.of(self.target.endpoint, self.target.api.name, plan.event_name)
         return IdLedger(plan.ledger_path, scope, source=plan.source_name)

@@ -14,6 +14,7 @@ from backfill.books.journal import Fingerprint, JournalKey
 from backfill.mapping.envelopes import Api
 from backfill.mapping.events import EventMapper, MappedChunk
 from backfill.mapping.mapped_read import mapped_chunks_of
+from backfill.mapping.order_ids import IdColumns
 from backfill.mapping.spec import Mapping
 from backfill.read.source import DEFAULT_CHUNK_ROWS, Source
 
@@ -31,7 +32,7 @@ class RunPlan:
     limit: int | None = None
     resume: bool = False
     restart: bool = False
-    id_column: str | None = None  # the mapping's `id:`: the ledger of delivered ids applies
+    id_columns: IdColumns = ()  # the mapping's `id:`: the ledger of delivered ids applies
     event_name: str = ""
     ledger_path: Path | None = None  # where the ledger is (":memory:" for a throwaway one)
     files: dict[str, Fingerprint | None] = field(default_factory=dict)  # name -> now
@@ -61,7 +62,7 @@ def plan_source_run(
         limit=limit,
         resume=resume,
         restart=restart,
-        id_column=mapping.id_column,
+        id_columns=mapping.id_columns,
         event_name=mapping.event_name,
         ledger_path=ledger_path,
         files=source.fingerprints(),

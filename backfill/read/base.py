@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -12,6 +13,29 @@ import pyarrow.fs as pafs
 
 DEFAULT_CHUNK_ROWS = 16_384
 UNKNOWN_ROW = "its row number is unknown"
+UNNAMED = "Unnamed: {position}"  # pandas' own name: what a notebook shows for the column
+
+
+def named_header(header: list[str]) -> list[str]:
+    """Column names with every empty one named: pandas writes its index column with an
+    empty header, and pandas reads it back as `Unnamed: 0` (the 0-based position), so a
+    mapping and a notebook call it the same. A name already taken gets `.1`, `.2`...,
+    as pandas does with repeated names."""
+    named = []
+    for position, column in enumerate(header):
+        name = column if column.strip() else UNNAMED.format(position=position)
+        candidate, suffix = name, 1
+        while not column.strip() and (candidate in header or candidate in named):
+            candidate, suffix = f"{name}.{suffix}", suffix + 1
+        named.append(candidate)
+    return named
+
+
+def is_unnamed(column: str) -> bool:
+    """Whether `named_header` named this column (its header was empty)."""
+    return bool(re.fullmatch(r"Unnamed: [0-9]+(\.[0-9]+)?", column))
+
+
 # (the file's schema, one Parquet row group's metadata, the columns whose value is the same in
 # every row of the file: its hive partition folders) -> True when these prove that the
 # mapping's filter keeps none of the group's rows: it is then not read (see pushdown.py).

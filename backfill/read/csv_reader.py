@@ -26,6 +26,7 @@ from backfill.read.base import (
     Chunk,
     FileReader,
     RowGroupTest,
+    named_header,
 )
 from backfill.read.csv_header import bom_encoding, csv_header, open_stream
 from backfill.read.text_codec import (
@@ -59,7 +60,8 @@ class CsvReader(FileReader):
         encoding: str = "utf-8",
         encoding_given: bool = False,
     ) -> None:
-        schema = pa.schema([(column, pa.string()) for column in header])
+        self.file_columns = header  # as the file writes them; `columns` names the empty ones
+        schema = pa.schema([(column, pa.string()) for column in named_header(header)])
         super().__init__(filesystem, path, name, schema, None)
         self.delimiter = delimiter
         self.encoding = encoding
@@ -150,7 +152,9 @@ class _CsvPass:
     def __init__(self, reader: CsvReader, columns: list[str]) -> None:
         self.reader = reader
         self.wanted = columns
-        self.every_column = set(columns) == set(reader.columns)
+        # Arrow knows the file's names: a repeated one (two empty headers) only by position
+        repeated = len(set(reader.file_columns)) < len(reader.file_columns)
+        self.every_column = set(columns) == set(reader.columns) or repeated
         self.columns = reader.columns if self.every_column else columns
         self.numbers = _RecordNumbers()
         self.rows_done = 0  # good rows handed on
@@ -193,6 +197,7 @@ class _CsvPass:
                 raise _NotText  # perhaps in a column not made: make them all from here
             skipped = min(to_skip, batch.num_rows)
             batch, to_skip = batch.slice(skipped), to_skip - skipped
+            batch = pa.RecordBatch.from_arrays(batch.columns, names=self.columns)
             self.rows_done += batch.num_rows
             rows = self.numbers.number(batch.num_rows)
             lines = self.numbers.placed()
@@ -218,8 +223,8 @@ class _CsvPass:
                     invalid_row_handler=self._skip_bad_line,
                 ),
                 convert_options=pacsv.ConvertOptions(
-                    column_types={name: pa.string() for name in self.reader.columns},
-                    include_columns=self.columns,
+                    column_types={name: pa.string() for name in self.reader.file_columns},
+                    include_columns=self._file_names(),
                     strings_can_be_null=False,
                     quoted_strings_can_be_null=False,
                 ),
@@ -230,6 +235,14 @@ class _CsvPass:
             raise SourceError(
                 f"{self.reader.name}: cannot read the CSV: {_explain(exc)}"
             ) from _cause(exc)
+
+    def _file_names(self) -> list[str]:
+        """The columns to make, as the file's header names them (Arrow's names); none
+        named: all of them, in the file's order (a repeated name is only known so)."""
+        if self.every_column:
+            return []
+        by_name = dict(zip(self.reader.columns, self.reader.file_columns))
+        return [by_name[column] for column in self.columns]
 
     def _skip_bad_line(self, row: pacsv.InvalidRow) -> str:
         number = None if row.number is None or row.number < 0 else row.number - ARROW_FIRST_DATA_ROW

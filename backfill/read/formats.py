@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pyarrow as pa
 import pyarrow.fs as pafs
 
 from backfill.errors import SourceError
@@ -35,6 +36,7 @@ from backfill.read.xlsx_reader import XlsxReader
 
 __all__ = [
     "DEFAULT_CHUNK_ROWS",
+    "DIRECTORY_FORMATS",
     "FILE_FORMATS",
     "BadLine",
     "Chunk",
@@ -46,17 +48,30 @@ __all__ = [
     "RowGroupTest",
     "XlsxReader",
     "format_of",
+    "local_text_note",
+    "named_delimiter",
     "numbered",
     "open_file",
     "open_local_file",
+    "tab_separated_text",
+    "text_file_note",
 ]
 
-FILE_FORMATS = ".csv, .csv.gz, .parquet, .xlsx, .jsonl, .ndjson (.gz)"
+DIRECTORY_FORMATS = ".csv, .csv.gz, .parquet, .xlsx, .jsonl, .ndjson (.gz), .tsv, .tab"
+FILE_FORMATS = f"{DIRECTORY_FORMATS}, a tab-separated .txt"
+TAB_SEPARATED = (".tsv", ".tab", ".tsv.gz", ".tab.gz")
+TEXT_FILES = (".txt", ".txt.gz")  # read when their first line holds tabs (Amazon's reports)
+DELIMITER_NAMES = {"tab": "\t", "\\t": "\t", "comma": ",", "semicolon": ";", "pipe": "|"}
 
 
 def format_of(name: str) -> str | None:
-    """The format by the file's name, in any case; None when the name does not tell."""
+    """The format by the file's name, in any case; None when the name does not tell.
+    "text" is a .txt file: a CSV when its first line holds tabs (`tab_separated_text`)."""
     lowered = name.lower()
+    if lowered.endswith(TEXT_FILES):
+        return "text"
+    if lowered.endswith(TAB_SEPARATED):
+        return "csv"
     if lowered.endswith(".parquet"):
         return "parquet"
     if lowered.endswith(".xlsx"):
@@ -73,18 +88,28 @@ def open_file(
     path: str,
     *,
     name: str | None = None,
-    delimiter: str = ",",
+    delimiter: str | None = None,
     encoding: str | None = None,
     sheet: str | None = None,
     sampled: bool = False,
 ) -> FileReader:
     """Open one file by its name's extension: the header or schema is read, no data yet.
 
-    `encoding` (any codec Python knows) is for text formats; None: UTF-8, or UTF-16 where a
-    byte order mark says so. `sheet` is for workbooks; None: the first. `sampled`: opened
-    for a sample, a workbook's columns learned from spread rows only (see `XlsxReader`)."""
+    `delimiter` (one character, or tab, comma, semicolon, pipe, or \\t as typed) is for CSV;
+    None: a tab for .tsv, .tab and .txt, else a comma. `encoding` (any codec Python knows)
+    is for text formats; None: UTF-8, or UTF-16 where a byte order mark says so. `sheet`
+    is for workbooks; None: the first. `sampled`: opened for a sample, a workbook's columns
+    learned from spread rows only (see `XlsxReader`)."""
     shown = name if name is not None else path
     file_format = format_of(shown)
+    if file_format == "text":
+        if not tab_separated_text(filesystem, path, shown):
+            raise SourceError(
+                f"{shown}: a .txt file is read when it is tab-separated (as Amazon's reports "
+                "are), but its first line holds no tab; save it as .csv, or name its "
+                "delimiter with --delimiter and rename it .csv."
+            )
+        file_format = "csv"
     if file_format == "parquet":
         return ParquetReader.open(filesystem, path, shown)
     if file_format == "jsonl":
@@ -92,17 +117,66 @@ def open_file(
     if file_format == "xlsx":
         return XlsxReader.open(filesystem, path, shown, sheet, sampled)
     if file_format == "csv":
-        return CsvReader.open(filesystem, path, shown, delimiter, encoding)
+        chosen = named_delimiter(delimiter) if delimiter is not None else _own_delimiter(shown)
+        return CsvReader.open(filesystem, path, shown, chosen, encoding)
     raise SourceError(
         f"{shown}: cannot tell the format from the name {Path(shown).name!r}; "
         f"expected {FILE_FORMATS}."
     )
 
 
+def named_delimiter(delimiter: str) -> str:
+    """--delimiter as typed: one character, or a name (`tab`, `comma`, `semicolon`, `pipe`,
+    or `\\t` as a shell passes '\\t' on), so that no one needs a shell's $'\\t'."""
+    chosen = DELIMITER_NAMES.get(delimiter.lower(), delimiter)
+    if len(chosen) != 1:
+        names = ", ".join(name for name in DELIMITER_NAMES if name.isalpha())
+        raise SourceError(
+            f"--delimiter must be one character or one of {names} (or \\t); got {delimiter!r}."
+        )
+    return chosen
+
+
+def _own_delimiter(name: str) -> str:
+    """The delimiter a file's name implies: a tab for .tsv, .tab and .txt, else a comma."""
+    return "\t" if format_of(name) == "text" or name.lower().endswith(TAB_SEPARATED) else ","
+
+
+def tab_separated_text(filesystem: pafs.FileSystem, path: str, name: str) -> bool:
+    """Whether a .txt file's first line holds a tab: then it is read as tab-separated."""
+    compression = "gzip" if name.lower().endswith(".gz") else None
+    try:
+        with filesystem.open_input_stream(path, compression=compression) as stream:
+            head = stream.read(TEXT_HEAD_BYTES)
+    except (OSError, pa.ArrowException) as exc:
+        raise SourceError(f"{name}: cannot read it: {exc}") from None
+    first_line = head.split(b"\n", 1)[0]
+    return b"\t" in first_line or b"\t\x00" in first_line  # the latter: UTF-16
+
+
+TEXT_HEAD_BYTES = 1 << 16
+
+
+def text_file_note(name: str) -> str | None:
+    """What to tell a user whose .txt file is read as tab-separated (None for other files)."""
+    if format_of(name) != "text":
+        return None
+    return f"{name}: its first line holds tabs: read as tab-separated (--delimiter tab)."
+
+
+def local_text_note(source: str) -> str | None:
+    """`text_file_note` for a local .txt file that is tab-separated, else None."""
+    path = Path(source)
+    if "://" in source or format_of(path.name) != "text" or not path.is_file():
+        return None
+    tabs = tab_separated_text(pafs.LocalFileSystem(), str(path.resolve()), source)
+    return text_file_note(source) if tabs else None
+
+
 def open_local_file(
     path: str | Path,
     *,
-    delimiter: str = ",",
+    delimiter: str | None = None,
     encoding: str | None = None,
     sheet: str | None = None,
     sampled: bool = False,

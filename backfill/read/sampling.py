@@ -62,7 +62,7 @@ class Sample:
 def sample_source(
     path: str | Path,
     *,
-    delimiter: str = ",",
+    delimiter: str | None = None,
     encoding: str | None = None,
     sheet: str | None = None,
     rows: int = SAMPLE_ROWS,
@@ -94,7 +94,7 @@ def sniff_source(path: str | Path) -> Sniffed | None:
         return None
     matches = sorted(glob.glob(text, recursive=True)) if not Path(text).exists() else [text]
     first = next((Path(m) for m in matches if Path(m).is_file()), None)
-    if first is None or format_of(first.name) != "csv":
+    if first is None or format_of(first.name) not in ("csv", "text"):
         return None
     opener = gzip.open if first.name.lower().endswith(".gz") else open
     try:

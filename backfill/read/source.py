@@ -24,6 +24,7 @@ import pyarrow.fs as pafs
 from backfill.errors import SourceError
 from backfill.read.formats import (
     DEFAULT_CHUNK_ROWS,
+    DIRECTORY_FORMATS,
     FILE_FORMATS,
     BadLine,
     Chunk,
@@ -119,7 +120,7 @@ class Source(ChunkReader):
 def read_source(
     path: str | Path,
     *,
-    delimiter: str = ",",
+    delimiter: str | None = None,
     encoding: str | None = None,
     sheet: str | None = None,
     sampled: bool = False,
@@ -163,7 +164,9 @@ def _is_glob(text: str) -> bool:
 def _local_glob(pattern: str, options: dict[str, Any]) -> Source:
     """A quoted glob: its files, sorted by path; `**` crosses folders."""
     matches = sorted(
-        p for p in glob.glob(pattern, recursive=True) if Path(p).is_file() and _wanted(p)
+        p
+        for p in glob.glob(pattern, recursive=True)
+        if Path(p).is_file() and _wanted(p, text_files=True)
     )
     if not matches:
         raise SourceError(
@@ -240,7 +243,7 @@ def _directory(
             continue
         found.append(relative)
     if not found:
-        raise SourceError(f"{name}: holds no {FILE_FORMATS} files.")
+        raise SourceError(f"{name}: holds no {DIRECTORY_FORMATS} files.")
     readers = []
     for relative in sorted(found):
         shown_name = f"{shown.rstrip('/')}/{relative}"
@@ -250,9 +253,13 @@ def _directory(
     return Source(name, readers)
 
 
-def _wanted(relative: str) -> bool:
+def _wanted(relative: str, text_files: bool = False) -> bool:
+    """A file of a known format, not hidden. A .txt file only when a glob names it: in a
+    directory it is more often a README than a tab-separated export."""
     parts = relative.replace("\\", "/").split("/")
-    return format_of(parts[-1]) is not None and not any(p[:1] in (".", "_") for p in parts)
+    file_format = format_of(parts[-1])
+    known = file_format is not None and (text_files or file_format != "text")
+    return known and not any(p[:1] in (".", "_") for p in parts)
 
 
 def _partitions(relative: str) -> dict[str, str | None]:

@@ -35,7 +35,14 @@ import pyarrow.fs as pafs
 from backfill.errors import SourceError
 from backfill.read import xlsx_cells as cells
 from backfill.read import xlsx_windows
-from backfill.read.base import DEFAULT_CHUNK_ROWS, BadLine, Chunk, FileReader, RowGroupTest
+from backfill.read.base import (
+    DEFAULT_CHUNK_ROWS,
+    BadLine,
+    Chunk,
+    FileReader,
+    RowGroupTest,
+    named_header,
+)
 from backfill.read.xlsx_windows import Window
 
 ZIP_MAGIC = b"PK\x03\x04"
@@ -237,27 +244,20 @@ def _header(values: Row | None, name: str) -> list[str]:
         header_cells.pop()
     if not header_cells:
         raise SourceError(f"{name}: the first row is empty; expected column names.")
-    header = []
-    for index, cell in enumerate(header_cells):
-        if cell == cells.EMPTY:
-            raise SourceError(
-                f"{name}: the header cell {_column_letter(index)}1 is empty; every column "
-                "needs a name in the first row."
-            )
-        header.append(cell if isinstance(cell, str) else str(cells.as_number(cell)))
+    header = named_header(
+        [
+            ""
+            if cell == cells.EMPTY
+            else cell
+            if isinstance(cell, str)
+            else str(cells.as_number(cell))
+            for cell in header_cells
+        ]
+    )
     duplicates = sorted({column for column in header if header.count(column) > 1})
     if duplicates:
         raise SourceError(f"{name}: the header names {duplicates[0]!r} twice.")
     return header
-
-
-def _column_letter(index: int) -> str:
-    letters = ""
-    index += 1
-    while index:
-        index, rest = divmod(index - 1, 26)
-        letters = chr(ord("A") + rest) + letters
-    return letters
 
 
 def _shown(values: Row) -> str:
