@@ -10,6 +10,7 @@ from typing import Any
 import click
 
 from backfill.cli.app import ENDPOINT_ENV
+from backfill.mapping.envelopes import APIS
 
 
 def mapping_option(required: bool = True) -> Callable[[Any], Any]:
@@ -101,7 +102,7 @@ def ledger_scope_options(command: Callable[..., Any]) -> Callable[..., Any]:
                 "--api",
                 "api_name",
                 default="torque-v1",
-                type=click.Choice(["torque-v1", "torque-server", "torque-ingest"]),
+                type=click.Choice(list(APIS)),
                 help="With `id:`: the envelope whose ledger counts.",
             ),
         ]
@@ -142,7 +143,7 @@ def sending_options(function: Callable[..., Any]) -> Callable[..., Any]:
             "api_name",
             default="torque-v1",
             show_default=True,
-            type=click.Choice(["torque-v1", "torque-server", "torque-ingest"]),
+            type=click.Choice(list(APIS)),
             help="The envelope: torque-v1 (documented) or torque-ingest (current ingest).",
         ),
         click.option(
