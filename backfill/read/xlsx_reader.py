@@ -25,7 +25,7 @@ from __future__ import annotations
 import itertools
 import xml.etree.ElementTree as ET
 import zipfile
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator
 from typing import Any, ClassVar
 
 import numpy as np
@@ -36,7 +36,6 @@ from backfill.errors import SourceError
 from backfill.read import xlsx_cells as cells
 from backfill.read import xlsx_windows
 from backfill.read.base import (
-    DEFAULT_CHUNK_ROWS,
     BadLine,
     Chunk,
     FileReader,
@@ -107,13 +106,9 @@ class XlsxReader(FileReader):
         XlsxReader._parsed = (reader, spill) if spill.whole else None
         return reader
 
-    def chunks(
-        self,
-        chunk_rows: int = DEFAULT_CHUNK_ROWS,
-        columns: Sequence[str] | None = None,
-        skip_group: RowGroupTest | None = None,
+    def read_chunks(
+        self, chunk_rows: int, wanted: list[str], skip_group: RowGroupTest | None
     ) -> Iterator[Chunk]:
-        wanted = list(columns) if columns is not None else self.columns
         schema = pa.schema([self.schema.field(column) for column in wanted])
         held = XlsxReader._parsed
         if held is not None and held[0] is self:
