@@ -35,6 +35,16 @@ def make_pubkey(seed: int) -> str:
     return b58encode(seed.to_bytes(4, "big") * 8)
 
 
+@pytest.fixture(autouse=True)
+def own_ledger(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Each test its own ledger of delivered ids (the CLI's subprocesses inherit it): never
+    the user's, which would outlive the test and hold ids for an endpoint whose port a
+    later test's sandbox may get again (its rows would then count as already sent)."""
+    ledger = tmp_path_factory.mktemp("ledger") / "ledger.sqlite3"
+    monkeypatch.setenv("BACKFILL_LEDGER", str(ledger))
+    return ledger
+
+
 @pytest.fixture
 def sample_parquet() -> Path:
     return SAMPLE / "orders.parquet"

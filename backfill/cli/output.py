@@ -34,12 +34,15 @@ def user_errors() -> Iterator[None]:
 
     try:
         yield
+        return
     except RecordWriteError as exc:  # disk full, file too large: the run stopped cleanly
-        click.echo(f"Error: {exc}. {WRITE_FAILED_HINT}", err=True)
-        sys.exit(EXIT_WRITE_FAILED)
+        message, code = f"Error: {exc}. {WRITE_FAILED_HINT}", EXIT_WRITE_FAILED
     except BackfillError as exc:
-        click.echo(f"Error: {exc}", err=True)
-        sys.exit(EXIT_USAGE)
+        message, code = f"Error: {exc}", EXIT_USAGE
+    # Out of the except block, the error's traceback and the frames it holds (an open source,
+    # whose reader may have threads of its own) are gone before the interpreter shuts down.
+    click.echo(message, err=True)
+    sys.exit(code)
 
 
 @contextmanager
