@@ -160,7 +160,12 @@ def test_a_kill_in_the_second_of_three_files_then_resume_sends_each_event_once(
     journal = report.with_name(report.name + ".state")
     state = read_journal(journal)
     assert state is not None
-    assert list(state.files) == ["exports/orders-1.csv", "exports/orders-2.csv"]
+    declared = list(state.files)
+    assert declared[:2] == ["exports/orders-1.csv", "exports/orders-2.csv"]
+    # Killed in the second file: the reader may have declared the third ahead of the senders
+    # (it reads while they send), but none of the third file's rows was accepted yet.
+    assert declared[2:] in ([], ["exports/orders-3.csv"])
+    assert all(not state.rows(state.accepted, name).rows() for name in declared[2:])
     assert all(state.fingerprints[name]["size"] > 0 for name in state.files)
 
     resumed = cli(*command, "--resume")
