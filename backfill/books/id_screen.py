@@ -8,10 +8,9 @@ delivered (`already_sent`: skipped and counted), which repeat an id met earlier 
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
-import numpy as np
 import pyarrow as pa
 
 from backfill.books.id_ledger import IdLedger
@@ -83,14 +82,6 @@ def screen(
             result.ids[item[0]] = key
     result.items.sort(key=lambda item: item[0])
     return result
-
-
-def new_rows(
-    chunk: MappedChunk, delivered: Callable[[Sequence[str]], np.ndarray], columns: IdColumns
-) -> int:
-    """How many of a chunk's events have an id the ledger does not hold (for validate)."""
-    ids = [key for key in row_ids(chunk, columns, chunk.event_rows.tolist()) if key]
-    return len(ids) - int(delivered(ids).sum()) if ids else 0
 
 
 def _failure(

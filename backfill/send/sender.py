@@ -28,14 +28,12 @@ from backfill.errors import (
     SendError,
     TransientSendError,
 )
-from backfill.send.answers import CONNECT_FAILED, Reply, check_reply
+from backfill.send.answers import Reply, check_reply
 from backfill.send.backoff import RetryWaits, duration
 from backfill.send.gate import ConcurrencyGate
 from backfill.send.limiter import AdaptiveLimiter
 
-# CONNECT_FAILED and Reply live in `answers`; named here too for `wire`, which imports them
-# from this module.
-__all__ = ["CONNECT_FAILED", "Delivery", "Poster", "Reply", "SendPolicy", "Sender"]
+__all__ = ["Delivery", "Poster", "SendPolicy", "Sender"]
 
 DEFAULT_RATE = 100.0
 DEFAULT_CONCURRENCY = 16
