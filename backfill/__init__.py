@@ -10,28 +10,16 @@ from __future__ import annotations
 from backfill._exports import install_moved_module_finder, lazy_exports
 
 __version__ = "0.1.0"
-__all__ = [
-    "BackfillError",
-    "EventMapper",
-    "load_mapping",
-    "mapping_from_dict",
-    "preview",
-    "read_report",
-    "read_source",
-    "validate",
-]
-
-_EXPORTS = {
-    "BackfillError": "backfill.errors",
-    "EventMapper": "backfill.mapping.events",
-    "load_mapping": "backfill.mapping.spec",
-    "mapping_from_dict": "backfill.mapping.spec",
-    "preview": "backfill.look.validate",
-    "read_report": "backfill.books.report",
-    "read_source": "backfill.read.source",
-    "validate": "backfill.look.validate",
-}
-
 # Lazy: `import backfill` stays cheap, so `backfill --help` starts fast.
-__getattr__ = lazy_exports(__name__, _EXPORTS)
+__all__, __getattr__ = lazy_exports(
+    __name__,
+    BackfillError=".errors",
+    EventMapper=".mapping.events",
+    load_mapping=".mapping.spec",
+    mapping_from_dict=".mapping.spec",
+    preview=".look.validate",
+    read_report=".books.report",
+    read_source=".read.source",
+    validate=".look.validate",
+)
 install_moved_module_finder()

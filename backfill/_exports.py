@@ -7,7 +7,7 @@ import importlib
 import importlib.abc
 import importlib.machinery
 import sys
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from types import ModuleType
 from typing import Any
 
@@ -23,16 +23,17 @@ MOVED_MODULES = {
 }
 
 
-def lazy_exports(package: str, exports: Mapping[str, str]) -> Callable[[str], Any]:
-    """A module `__getattr__` that imports `exports[name]` (a module path) on first use, so
-    that importing a package stays cheap and no package imports another at load time."""
+def lazy_exports(package: str, **exports: str) -> tuple[list[str], Callable[[str], Any]]:
+    """`__all__` and a module `__getattr__` that imports each name's module (`exports[name]`,
+    relative to `package`) on first use, so that importing a package stays cheap and no
+    package imports another at load time."""
 
     def __getattr__(name: str) -> Any:
         if name not in exports:
             raise AttributeError(f"module {package!r} has no attribute {name!r}")
-        return getattr(importlib.import_module(exports[name]), name)
+        return getattr(importlib.import_module(exports[name], package), name)
 
-    return __getattr__
+    return sorted(exports), __getattr__
 
 
 class _MovedModuleFinder(importlib.abc.MetaPathFinder, importlib.abc.Loader):

@@ -40,12 +40,11 @@ import random
 import signal
 import sys
 import time
-from array import array
-from collections import Counter, deque
+from collections import deque
 from typing import Any, cast
 
 from backfill.sandbox.faults import LATENCY_JITTER
-from backfill.sandbox.traffic import _max_in_window, _timeline
+from backfill.sandbox.traffic import Traffic
 
 MAX_HEAD_BYTES = 64 * 1024
 MAX_BODY_BYTES = 1024 * 1024
@@ -88,19 +87,13 @@ class Answer:
         self.ready = False
 
 
-class Stats:
-    """What the server saw, kept as the sandbox keeps it (monotonic times, in order)."""
+class Stats(Traffic):
+    """What the server saw, kept and counted as the sandbox does, plus this process's CPU."""
+
+    __slots__ = ("start_up_cpu_seconds",)
 
     def __init__(self) -> None:
-        self.arrivals = array("d")
-        self.loads = array("i")  # requests in flight at each arrival, this one included
-        self.answers = array("d")  # when each answered request came in, in answer order
-        self.answer_seconds = array("d")  # ... and how long it took to answer
-        self.accepted = array("d")  # answer time of each 202
-        self.digests: set[bytes] = set()
-        self.rejected: Counter[str] = Counter()
-        self.connections: set[Any] = set()
-        self.in_flight = self.peak_in_flight = 0
+        super().__init__()
         self.start_up_cpu_seconds = time.process_time()  # imports: before any request
 
     def arrive(self, now: float) -> None:
@@ -115,24 +108,14 @@ class Stats:
         self.answer_seconds.append(now - answer.arrival)
         if answer.digest is not None:
             self.accepted.append(now)
-            self.digests.add(answer.digest)
+            self.hashes.add(answer.digest)
         else:
             self.rejected[str(answer.status)] += 1
 
     def summary(self) -> dict[str, Any]:
         """The sandbox's stats keys that network.py reads, plus this process's CPU time."""
-        accepted = self.accepted
         return {
-            "requests": len(self.arrivals),
-            "accepted": len(accepted),
-            "duplicates": len(accepted) - len(self.digests),
-            "rejected_by_status": dict(sorted(self.rejected.items())),
-            "max_requests_in_any_1s_window": _max_in_window(self.arrivals),
-            "max_accepted_in_any_1s_window": _max_in_window(accepted),
-            "max_in_flight": self.peak_in_flight,
-            "connections": len(self.connections),
-            "accepted_span_seconds": accepted[-1] - accepted[0] if len(accepted) > 1 else 0.0,
-            "timeline": _timeline(self.arrivals, self.loads, self.answers, self.answer_seconds),
+            **self.stats(faults={}),
             "cpu_seconds": round(time.process_time(), 4),
             "start_up_cpu_seconds": round(self.start_up_cpu_seconds, 4),
         }

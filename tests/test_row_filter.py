@@ -14,19 +14,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from backfill.errors import MappingError
+from backfill.mapping import filter_tree as tree
 from backfill.mapping.filter_language import parse_filter
-from backfill.mapping.filter_tree import (
-    Check,
-    Column,
-    Comparison,
-    Constant,
-    Logic,
-    Membership,
-    Not,
-    Predicate,
-    Truth,
-    Value,
-)
 from backfill.mapping.row_filter import RowFilter
 
 WORDS = ["paid", "refunded", "Paid", "", "pending", "pa", "é"]
@@ -61,10 +50,10 @@ def is_null(value: Any) -> bool:
     return value is None or (isinstance(value, float) and math.isnan(value))
 
 
-def reference_value(node: Value, row: dict[str, Any]) -> Any:
-    if isinstance(node, Column):
+def reference_value(node: tree.Value, row: dict[str, Any]) -> Any:
+    if isinstance(node, tree.Column):
         return row[node.name]
-    if isinstance(node, Constant):
+    if isinstance(node, tree.Constant):
         return node.value
     value = reference_value(node.argument, row)
     if value is None:
@@ -77,15 +66,15 @@ def reference_value(node: Value, row: dict[str, Any]) -> Any:
     return value
 
 
-def reference(node: Predicate, row: dict[str, Any]) -> bool:
-    if isinstance(node, Logic):
+def reference(node: tree.Predicate, row: dict[str, Any]) -> bool:
+    if isinstance(node, tree.Logic):
         results = [reference(operand, row) for operand in node.operands]
         return all(results) if node.op == "and" else any(results)
-    if isinstance(node, Not):
+    if isinstance(node, tree.Not):
         return not reference(node.operand, row)
-    if isinstance(node, Truth):
+    if isinstance(node, tree.Truth):
         return row[node.column.name] is True
-    if isinstance(node, Comparison):
+    if isinstance(node, tree.Comparison):
         left, right = reference_value(node.left, row), reference_value(node.right, row)
         if is_null(left) or is_null(right):
             return node.op == "!="
@@ -97,12 +86,12 @@ def reference(node: Predicate, row: dict[str, Any]) -> bool:
             ">": left > right,
             ">=": left >= right,
         }[node.op]
-    if isinstance(node, Membership):
+    if isinstance(node, tree.Membership):
         value = reference_value(node.value, row)
         if is_null(value):
             return node.negated
         return (value in [choice.value for choice in node.choices]) != node.negated
-    assert isinstance(node, Check)
+    assert isinstance(node, tree.Check)
     value = reference_value(node.value, row)
     if node.name in ("isna", "notna"):
         missing = is_null(value) or value == ""

@@ -162,22 +162,28 @@ def assert_each_once(server: RealServer, summary: dict[str, object], events: int
     assert (summary["retries"], summary["uncertain"]) == (0, 0)
 
 
+TRAFFIC = [  # (the server's keep-alive seconds, events, --rate, --concurrency)
+    pytest.param(5, 40, "400", "8", id="busy"),
+    pytest.param(1, 4, "1", "1", id="idle-connections-closed-after-1s-at-1-per-s"),
+]
+
+
 @pytest.mark.parametrize("name", list(SERVERS))
+@pytest.mark.parametrize(("keep_alive", "events", "rate", "concurrency"), TRAFFIC)
 def test_every_event_arrives_once_at_a_real_server(
-    tmp_path: Path, real_server: Callable[[str, int], RealServer], name: str
+    tmp_path: Path,
+    real_server: Callable[[str, int], RealServer],
+    name: str,
+    keep_alive: int,
+    events: int,
+    rate: str,
+    concurrency: str,
 ) -> None:
-    server = real_server(name, 5)
-    summary = send(tmp_path, server.url, 40, "--rate", "400", "--concurrency", "8")
-    assert_each_once(server, summary, 40)
-
-
-@pytest.mark.parametrize("name", list(SERVERS))
-def test_a_server_closing_idle_connections_after_1_s_at_1_event_per_second(
-    tmp_path: Path, real_server: Callable[[str, int], RealServer], name: str
-) -> None:
-    server = real_server(name, 1)
-    summary = send(tmp_path, server.url, 4, "--rate", "1", "--concurrency", "1")
-    assert_each_once(server, summary, 4)
+    """Busy, and at 1 event/s against a server that closes idle connections after 1 s: the
+    client must see each close and never lose or repeat an event to it."""
+    server = real_server(name, keep_alive)
+    summary = send(tmp_path, server.url, events, "--rate", rate, "--concurrency", concurrency)
+    assert_each_once(server, summary, events)
 
 
 RACE = pytest.mark.keepalive_race

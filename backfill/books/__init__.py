@@ -12,12 +12,6 @@ from __future__ import annotations
 
 from backfill._exports import lazy_exports
 
-__all__ = ["IdLedger", "ReportWriter", "read_report"]
-__getattr__ = lazy_exports(
-    __name__,
-    {
-        "IdLedger": "backfill.books.id_ledger",
-        "ReportWriter": "backfill.books.report",
-        "read_report": "backfill.books.report",
-    },
+__all__, __getattr__ = lazy_exports(
+    __name__, IdLedger=".id_ledger", ReportWriter=".report", read_report=".report"
 )

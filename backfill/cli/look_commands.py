@@ -11,7 +11,6 @@ import click
 
 from backfill.cli.app import cli
 from backfill.cli.options import (
-    ledger_place,
     ledger_scope_options,
     mapping_option,
     source_argument,
@@ -71,9 +70,7 @@ def validate(
     report: Path | None,
     as_json: bool,
     reading: dict[str, Any],
-    ledger_path: Path | None = None,
-    endpoint: str | None = None,
-    api_name: str = "torque-v1",
+    ledger_scope: dict[str, Any],
 ) -> None:
     """Map every row and check it; nothing is sent. Exit 1 when some rows fail."""
     from backfill.look.validate import validate as validate_file
@@ -83,9 +80,7 @@ def validate(
             source,
             mapping_path,
             report=report,
-            ledger=ledger_place(ledger_path, sandbox=False),
-            endpoint=endpoint,
-            api=api_name,
+            **ledger_scope,
             **reading,
         )
     if as_json:
@@ -175,9 +170,7 @@ def plan(
     as_json: bool,
     limit: int | None,
     reading: dict[str, Any],
-    ledger_path: Path | None = None,
-    endpoint: str | None = None,
-    api_name: str = "torque-v1",
+    ledger_scope: dict[str, Any],
 ) -> None:
     """Map everything, send nothing: what a run would send, when, how long, and warnings."""
     from backfill.look.plan import plan as plan_run
@@ -188,9 +181,7 @@ def plan(
             mapping_path,
             rate=rate,
             report=report,
-            ledger=ledger_place(ledger_path, sandbox=False),
-            endpoint=endpoint,
-            api=api_name,
+            **ledger_scope,
             limit=limit,
             **reading,
         )

@@ -88,7 +88,18 @@ def ledger_place(ledger_path: Path | None, sandbox: bool) -> Path:
 
 
 def ledger_scope_options(command: Callable[..., Any]) -> Callable[..., Any]:
-    """--ledger, --endpoint, --api: whose ledger of delivered ids `validate`/`plan` count."""
+    """--ledger, --endpoint, --api: whose ledger of delivered ids `validate`/`plan` count. The
+    command receives them together as `ledger_scope`, keyword arguments for the library call."""
+
+    @functools.wraps(command)
+    def with_ledger_scope(*args: Any, **kwargs: Any) -> Any:
+        ledger_scope = {
+            "ledger": ledger_place(kwargs.pop("ledger_path"), sandbox=False),
+            "endpoint": kwargs.pop("endpoint"),
+            "api": kwargs.pop("api_name"),
+        }
+        return command(*args, ledger_scope=ledger_scope, **kwargs)
+
     for option in reversed(
         [
             ledger_option,
@@ -107,8 +118,13 @@ def ledger_scope_options(command: Callable[..., Any]) -> Callable[..., Any]:
             ),
         ]
     ):
-        command = option(command)
-    return command
+        with_ledger_scope = option(with_ledger_scope)
+    return with_ledger_scope
+
+
+def _shown_option(name: str, kind: Any, default: Any, help: str) -> Callable[[Any], Any]:
+    """An option whose default `--help` shows."""
+    return click.option(name, type=kind, default=default, show_default=True, help=help)
 
 
 class ConcurrencyType(click.ParamType):
@@ -158,33 +174,29 @@ def sending_options(function: Callable[..., Any]) -> Callable[..., Any]:
             help=f"Events per second at most (default {DEFAULT_RATE:g}; with --sandbox as fast "
             "as the sandbox takes; 0: no limit).",
         ),
-        click.option(
+        _shown_option(
             "--concurrency",
-            type=ConcurrencyType(),
-            default="auto",
-            show_default=True,
-            help="Requests in flight: auto (follows the rate and answer times) or at most N.",
+            ConcurrencyType(),
+            "auto",
+            "Requests in flight: auto (follows the rate and answer times) or at most N.",
         ),
-        click.option(
+        _shown_option(
             "--max-retries",
-            type=click.IntRange(min=0),
-            default=DEFAULT_MAX_RETRIES,
-            show_default=True,
-            help="Retries per event after 429, 5xx, timeouts or dropped connections.",
+            click.IntRange(min=0),
+            DEFAULT_MAX_RETRIES,
+            "Retries per event after 429, 5xx, timeouts or dropped connections.",
         ),
-        click.option(
+        _shown_option(
             "--timeout",
-            type=click.FloatRange(min=0.001),
-            default=DEFAULT_TIMEOUT,
-            show_default=True,
-            help="Seconds to wait for each answer.",
+            click.FloatRange(min=0.001),
+            DEFAULT_TIMEOUT,
+            "Seconds to wait for each answer.",
         ),
-        click.option(
+        _shown_option(
             "--rate-limit-budget",
-            type=click.FloatRange(min=0),
-            default=DEFAULT_RATE_LIMIT_BUDGET,
-            show_default=True,
-            help="Seconds one event may keep being answered 429 before it goes to the report.",
+            click.FloatRange(min=0),
+            DEFAULT_RATE_LIMIT_BUDGET,
+            "Seconds one event may keep being answered 429 before it goes to the report.",
         ),
         click.option(
             "--report",

@@ -11,13 +11,6 @@ from __future__ import annotations
 
 from backfill._exports import lazy_exports
 
-__all__ = ["draft_mapping", "plan", "preview", "validate"]
-__getattr__ = lazy_exports(
-    __name__,
-    {
-        "draft_mapping": "backfill.look.draft",
-        "plan": "backfill.look.plan",
-        "preview": "backfill.look.validate",
-        "validate": "backfill.look.validate",
-    },
+__all__, __getattr__ = lazy_exports(
+    __name__, draft_mapping=".draft", plan=".plan", preview=".validate", validate=".validate"
 )

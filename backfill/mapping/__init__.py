@@ -20,13 +20,10 @@ from __future__ import annotations
 
 from backfill._exports import lazy_exports
 
-__all__ = ["EventMapper", "Mapping", "load_mapping", "mapping_from_dict"]
-__getattr__ = lazy_exports(
+__all__, __getattr__ = lazy_exports(
     __name__,
-    {
-        "EventMapper": "backfill.mapping.events",
-        "Mapping": "backfill.mapping.spec",
-        "load_mapping": "backfill.mapping.spec",
-        "mapping_from_dict": "backfill.mapping.spec",
-    },
+    EventMapper=".events",
+    Mapping=".spec",
+    load_mapping=".spec",
+    mapping_from_dict=".spec",
 )

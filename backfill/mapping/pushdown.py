@@ -24,19 +24,8 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from backfill.mapping import filter_tree as tree
 from backfill.mapping.filter_language import parse_filter
-from backfill.mapping.filter_tree import (
-    Column,
-    Comparison,
-    Constant,
-    Function,
-    Logic,
-    Membership,
-    Not,
-    Predicate,
-    Value,
-    columns_of,
-)
 from backfill.read.formats import RowGroupTest
 
 _FLIPPED = {"==": "==", "<": ">", "<=": ">=", ">": "<", ">=": "<="}
@@ -74,7 +63,7 @@ class _Range:
         column.known, column.low, column.high = value is not None, value, value
         return column
 
-    def rules_out(self, op: str, literal: Constant) -> bool:
+    def rules_out(self, op: str, literal: tree.Constant) -> bool:
         """No value of the column compares `op` with the literal."""
         if not _comparable(self.type, literal.value):
             return False
@@ -94,7 +83,7 @@ def group_test(expression: str | None) -> RowGroupTest | None:
         return None
 
     literals = list(_literals(predicate))
-    names = {column.name for column in columns_of(predicate)}
+    names = {column.name for column in tree.columns_of(predicate)}
 
     def none_pass(
         schema: pa.Schema, group: pq.RowGroupMetaData, constants: Mapping[str, str | None]
@@ -125,48 +114,52 @@ def _may_fail(literals: list[Any], types: list[pa.DataType]) -> bool:
     return has_float and any(pa.types.is_integer(t) for t in types)
 
 
-def _literals(node: Predicate | Value) -> Iterator[Any]:
-    if isinstance(node, Constant):
+def _literals(node: tree.Predicate | tree.Value) -> Iterator[Any]:
+    if isinstance(node, tree.Constant):
         yield node.value
-    elif isinstance(node, Function):
+    elif isinstance(node, tree.Function):
         yield from _literals(node.argument)
-    elif isinstance(node, Comparison):
+    elif isinstance(node, tree.Comparison):
         yield from _literals(node.left)
         yield from _literals(node.right)
-    elif isinstance(node, Membership):
+    elif isinstance(node, tree.Membership):
         yield from _literals(node.value)
         yield from (choice.value for choice in node.choices)
-    elif isinstance(node, Not):
+    elif isinstance(node, tree.Not):
         yield from _literals(node.operand)
-    elif isinstance(node, Logic):
+    elif isinstance(node, tree.Logic):
         for operand in node.operands:
             yield from _literals(operand)
 
 
-def _usable(node: Predicate) -> bool:
-    if isinstance(node, Logic):
+def _usable(node: tree.Predicate) -> bool:
+    if isinstance(node, tree.Logic):
         return any(_usable(operand) for operand in node.operands)
-    return isinstance(node, (Comparison, Membership))
+    return isinstance(node, (tree.Comparison, tree.Membership))
 
 
-def _rules_out(node: Predicate, ranges: dict[str, _Range]) -> bool:
-    if isinstance(node, Logic):
+def _rules_out(node: tree.Predicate, ranges: dict[str, _Range]) -> bool:
+    if isinstance(node, tree.Logic):
         proofs = (_rules_out(operand, ranges) for operand in node.operands)
         return any(proofs) if node.op == "and" else all(proofs)
-    if isinstance(node, Comparison):
+    if isinstance(node, tree.Comparison):
         return _comparison(node, ranges)
-    if isinstance(node, Membership) and not node.negated and isinstance(node.value, Column):
+    if (
+        isinstance(node, tree.Membership)
+        and not node.negated
+        and isinstance(node.value, tree.Column)
+    ):
         column = ranges.get(node.value.name)
         return column is not None and all(column.rules_out("==", c) for c in node.choices)
     return False
 
 
-def _comparison(node: Comparison, ranges: dict[str, _Range]) -> bool:
+def _comparison(node: tree.Comparison, ranges: dict[str, _Range]) -> bool:
     if node.op not in _NONE_PASS:
         return False
-    if isinstance(node.left, Column) and isinstance(node.right, Constant):
+    if isinstance(node.left, tree.Column) and isinstance(node.right, tree.Constant):
         name, op, literal = node.left.name, node.op, node.right
-    elif isinstance(node.left, Constant) and isinstance(node.right, Column):
+    elif isinstance(node.left, tree.Constant) and isinstance(node.right, tree.Column):
         name, op, literal = node.right.name, _FLIPPED[node.op], node.left
     else:
         return False

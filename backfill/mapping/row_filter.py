@@ -25,22 +25,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from backfill.errors import MappingError
+from backfill.mapping import filter_tree as tree
 from backfill.mapping.filter_language import parse_filter
-from backfill.mapping.filter_tree import (
-    Check,
-    Column,
-    Comparison,
-    Constant,
-    FilterError,
-    Function,
-    Logic,
-    Membership,
-    Not,
-    Predicate,
-    Truth,
-    Value,
-    columns_of,
-)
 from backfill.mapping.filter_values import (
     ArrowMask,
     Kind,
@@ -62,11 +48,11 @@ _COMPARE: dict[str, tuple[Callable[..., Any], bool]] = {  # kernel, what a missi
 }
 
 
-def parse_mapping_filter(expression: str, origin: str) -> Predicate:
+def parse_mapping_filter(expression: str, origin: str) -> tree.Predicate:
     """The filter's tree, or a `MappingError` naming the file and what is not allowed."""
     try:
         return parse_filter(expression)
-    except FilterError as exc:
+    except tree.FilterError as exc:
         raise MappingError(f"{origin}: filter: {exc}") from None
 
 
@@ -79,7 +65,7 @@ class RowFilter:
         self.source_name = source_name
         self.predicate = parse_mapping_filter(expression, origin) if expression else None
         self.columns = (
-            list(dict.fromkeys(c.name for c in columns_of(self.predicate)))
+            list(dict.fromkeys(c.name for c in tree.columns_of(self.predicate)))
             if self.predicate
             else []
         )
@@ -110,7 +96,7 @@ class RowFilter:
             binder = _Binder(dict(zip(self.columns, types)), self.source_name)
             try:
                 self._bound[types] = binder.predicate(self.predicate)
-            except FilterError as exc:
+            except tree.FilterError as exc:
                 raise MappingError(f"{self.origin}: filter: {exc}") from None
         return self._bound[types]
 
@@ -155,24 +141,24 @@ class _Binder:
         self.types = types
         self.source_name = source_name
 
-    def predicate(self, node: Predicate) -> ArrowMask:
-        if isinstance(node, Logic):
+    def predicate(self, node: tree.Predicate) -> ArrowMask:
+        if isinstance(node, tree.Logic):
             parts = [self.predicate(operand) for operand in node.operands]
             combine = pc.and_ if node.op == "and" else pc.or_
             return lambda table: _fold(combine, [part(table) for part in parts])
-        if isinstance(node, Not):
+        if isinstance(node, tree.Not):
             inner = self.predicate(node.operand)
             return lambda table: pc.invert(inner(table))
-        if isinstance(node, Comparison):
+        if isinstance(node, tree.Comparison):
             return self.comparison(node)
-        if isinstance(node, Membership):
+        if isinstance(node, tree.Membership):
             return self.membership(node)
-        if isinstance(node, Check):
+        if isinstance(node, tree.Check):
             return self.check(node)
         return self.truth(node)
 
-    def value(self, node: Value) -> _Bound:
-        if isinstance(node, Column):
+    def value(self, node: tree.Value) -> _Bound:
+        if isinstance(node, tree.Column):
             data_type = self.types[node.name]
             kind = kind_of(data_type)
             name = node.name
@@ -181,18 +167,18 @@ class _Binder:
                 value_type = data_type.value_type
                 return _Bound(kind, value_type, lambda t: pc.cast(t.column(name), value_type), what)
             return _Bound(kind, data_type, lambda t: t.column(name), what)
-        if isinstance(node, Constant):
+        if isinstance(node, tree.Constant):
             scalar = pa.scalar(node.value)
             return _Bound(node.kind, scalar.type, lambda t: scalar, node.text, node.value)
         return self.function(node)
 
-    def function(self, node: Function) -> _Bound:
+    def function(self, node: tree.Function) -> _Bound:
         argument = self.value(node.argument)
         compute = argument.compute
         if argument.kind not in ("text", "null") and not (
             node.name == "number" and argument.kind == "number"
         ):
-            raise FilterError(
+            raise tree.FilterError(
                 f"`{node.text}`: {node.name}() takes text; {argument.what} is "
                 f"{_KIND_WORDS[argument.kind]}."
             )
@@ -204,15 +190,15 @@ class _Binder:
             return _Bound("number", argument.type, compute, node.text)
         return _Bound("number", pa.float64(), lambda t: number_of(compute(t)), node.text)
 
-    def comparison(self, node: Comparison) -> ArrowMask:
+    def comparison(self, node: tree.Comparison) -> ArrowMask:
         left, right = self.value(node.left), self.value(node.right)
         left, right = _fit(left, right, node.text), _fit(right, left, node.text)
         if left.kind != right.kind and "null" not in (left.kind, right.kind):
-            raise FilterError(_mismatch(node.text, left, right))
+            raise tree.FilterError(_mismatch(node.text, left, right))
         if node.op not in ("==", "!=") and "boolean" in (left.kind, right.kind):
-            raise FilterError(f"`{node.text}`: true/false compare only with == and !=.")
+            raise tree.FilterError(f"`{node.text}`: true/false compare only with == and !=.")
         if "other" in (left.kind, right.kind):
-            raise FilterError(f"`{node.text}`: {_other(left, right).what} cannot be compared.")
+            raise tree.FilterError(f"`{node.text}`: {_other(left, right).what} cannot be compared.")
         kernel, when_missing = _COMPARE[node.op]
         compute_left, compute_right = left.compute, right.compute
         null_side = left.kind == "null" or right.kind == "null"
@@ -222,7 +208,7 @@ class _Binder:
             kernel(compute_left(table), compute_right(table)), when_missing
         )
 
-    def membership(self, node: Membership) -> ArrowMask:
+    def membership(self, node: tree.Membership) -> ArrowMask:
         value = self.value(node.value)
         negated = node.negated
         if value.kind == "null" or not node.choices:
@@ -234,7 +220,7 @@ class _Binder:
         elif kinds != {value.kind}:
             [kind] = kinds
             listed = _Bound(kind, pa.null(), _none, _LIST_WORDS[kind])
-            raise FilterError(_mismatch(node.text, value, listed))
+            raise tree.FilterError(_mismatch(node.text, value, listed))
         else:
             value_set = pa.array([choice.value for choice in node.choices])
         compute = value.compute
@@ -250,7 +236,7 @@ class _Binder:
 
         return member
 
-    def check(self, node: Check) -> ArrowMask:
+    def check(self, node: tree.Check) -> ArrowMask:
         value = self.value(node.value)
         compute = value.compute
         if node.name in ("isna", "notna"):
@@ -279,7 +265,7 @@ class _Binder:
         pattern = node.pattern
         return lambda table: pc.fill_null(kernel(compute(table), pattern=pattern), False)
 
-    def truth(self, node: Truth) -> ArrowMask:
+    def truth(self, node: tree.Truth) -> ArrowMask:
         value = self.value(node.column)
         refusal = (
             f"`{node.text}` alone is a condition only for a true/false column; "
@@ -301,11 +287,11 @@ def _fold(combine: Callable[..., Any], masks: list[Any]) -> Any:
 
 def _all_missing(value: _Bound, wanted: Kind, refusal: str) -> bool:
     """True when `value` has no value in any row (a test of it keeps nothing); a
-    `FilterError` saying `refusal` when it is neither that nor of the `wanted` kind."""
+    `tree.FilterError` saying `refusal` when it is neither that nor of the `wanted` kind."""
     if value.kind == "null":
         return True
     if value.kind != wanted:
-        raise FilterError(refusal)
+        raise tree.FilterError(refusal)
     return False
 
 

@@ -14,13 +14,6 @@ from __future__ import annotations
 
 from backfill._exports import lazy_exports
 
-__all__ = ["Run", "RunPlan", "RunSummary", "Target"]
-__getattr__ = lazy_exports(
-    __name__,
-    {
-        "Run": "backfill.pipeline.run",
-        "RunPlan": "backfill.pipeline.run_plan",
-        "RunSummary": "backfill.pipeline.summary",
-        "Target": "backfill.pipeline.target",
-    },
+__all__, __getattr__ = lazy_exports(
+    __name__, Run=".run", RunPlan=".run_plan", RunSummary=".summary", Target=".target"
 )

@@ -19,12 +19,6 @@ from __future__ import annotations
 
 from backfill._exports import lazy_exports
 
-__all__ = ["Chunk", "Source", "read_source"]
-__getattr__ = lazy_exports(
-    __name__,
-    {
-        "Chunk": "backfill.read.base",
-        "Source": "backfill.read.source",
-        "read_source": "backfill.read.source",
-    },
+__all__, __getattr__ = lazy_exports(
+    __name__, Chunk=".base", Source=".source", read_source=".source"
 )

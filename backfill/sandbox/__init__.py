@@ -12,8 +12,4 @@ from __future__ import annotations
 
 from backfill._exports import lazy_exports
 
-__all__ = ["Sandbox", "SandboxConfig"]
-__getattr__ = lazy_exports(
-    __name__,
-    {"Sandbox": "backfill.sandbox.server", "SandboxConfig": "backfill.sandbox.config"},
-)
+__all__, __getattr__ = lazy_exports(__name__, Sandbox=".server", SandboxConfig=".config")

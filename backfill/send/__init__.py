@@ -18,12 +18,6 @@ from __future__ import annotations
 
 from backfill._exports import lazy_exports
 
-__all__ = ["SendPolicy", "Sender", "WirePoster"]
-__getattr__ = lazy_exports(
-    __name__,
-    {
-        "SendPolicy": "backfill.send.sender",
-        "Sender": "backfill.send.sender",
-        "WirePoster": "backfill.send.wire",
-    },
+__all__, __getattr__ = lazy_exports(
+    __name__, SendPolicy=".sender", Sender=".sender", WirePoster=".wire"
 )
