@@ -3,7 +3,10 @@ traceback is, the traceback (without the API key) in that file, and exit code 70
 
 from __future__ import annotations
 
+import os
 import re
+import stat
+import time
 from pathlib import Path
 
 import pytest
@@ -38,3 +41,27 @@ def test_an_unexpected_exception_is_a_bug_report_with_exit_70(
     text = traceback_file.read_text(encoding="utf-8")
     assert "Traceback (most recent call last)" in text and "nonexistent time" in text
     assert SECRET not in text
+    assert stat.S_IMODE(traceback_file.stat().st_mode) == 0o600  # rows' values: the user's only
+
+
+def test_a_crash_never_writes_through_a_file_already_at_its_name(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    """Someone else's link at the predictable name in a shared folder is left alone."""
+    target = tmp_path / "someone-elses.txt"
+    target.write_text("theirs", encoding="utf-8")
+    for offset in range(3):  # the name is stamped to the second: cover this one and the next
+        stamp = time.strftime("%Y%m%d-%H%M%S", time.localtime(time.time() + offset))
+        (tmp_path / f"backfill-crash-{stamp}-{os.getpid()}.txt").symlink_to(target)
+    monkeypatch.setenv("TMPDIR", str(tmp_path))
+    monkeypatch.setattr("tempfile.tempdir", None)
+
+    def crash() -> None:
+        raise ValueError("boom")
+
+    monkeypatch.setattr(backfill.cli, "cli", crash)
+    with pytest.raises(SystemExit) as ended:
+        backfill.cli.main()
+    assert ended.value.code == EXIT_BUG
+    assert "the traceback could not be saved" in capsys.readouterr().err
+    assert target.read_text(encoding="utf-8") == "theirs"

@@ -33,10 +33,14 @@ def report_crash(error: BaseException) -> None:
 
 
 def _write(text: str) -> Path | None:
+    """A new file only the user can read (a traceback may hold rows' values), never one
+    that stands at that name already (a link someone else put in the shared folder)."""
     stamp = time.strftime("%Y%m%d-%H%M%S")
     path = Path(tempfile.gettempdir()) / f"backfill-crash-{stamp}-{os.getpid()}.txt"
     try:
-        path.write_text(text, encoding="utf-8")
+        descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with open(descriptor, "w", encoding="utf-8") as handle:
+            handle.write(text)
     except OSError:
         return None
     return path
