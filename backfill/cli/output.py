@@ -6,6 +6,7 @@ interrupted)."""
 
 from __future__ import annotations
 
+import gc
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -40,7 +41,10 @@ def user_errors() -> Iterator[None]:
     except BackfillError as exc:
         message, code = f"Error: {exc}", EXIT_USAGE
     # Out of the except block, the error's traceback and the frames it holds (an open source,
-    # whose reader may have threads of its own) are gone before the interpreter shuts down.
+    # whose reader may have threads of its own) are gone before the interpreter shuts down;
+    # what they held in cycles is collected now, while Arrow can still join its threads
+    # (apache/arrow#45214: a reader thread alive at shutdown aborts the process).
+    gc.collect()
     click.echo(message, err=True)
     sys.exit(code)
 
