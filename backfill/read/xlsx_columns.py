@@ -91,7 +91,7 @@ def _column(values: tuple[Any, ...]) -> Column:
     if empties:
         values = tuple(None if value == cells.EMPTY else value for value in values)
     array = pa.array(values, kind)
-    if kind == pa.string():
+    if kind == pa.string() and cells.EMPTY in values:  # a C-level scan, most often in vain
         array = pc.if_else(pc.equal(array, cells.EMPTY), pa.scalar(None, kind), array)
         return pa.nulls(len(array)) if array.null_count == len(array) else array
     return array
