@@ -166,9 +166,17 @@ def _header_row(windows: Iterator[Window]) -> tuple[Row | None, Iterator[Window]
 
 def _columns(windows: Iterable[Window], width: int) -> Iterator[Columns]:
     """The windows of rows under the header as columns, at least `width` of them, with the
-    sheet's row number of the first (Excel's row - 2)."""
-    for window in windows:
-        yield columns.from_rows(window.first - 1, window.rows, width)
+    sheet's row number of the first (Excel's row - 2). Each window is parsed, made columns
+    and its rows let go with the garbage collector held (`xlsx_columns.gc_held`)."""
+    windows = iter(windows)
+    while True:
+        with columns.gc_held():
+            window = next(windows, None)
+            if window is None:
+                return
+            made = columns.from_rows(window.first - 1, window.rows, width)
+            del window
+        yield made
 
 
 def _parse(

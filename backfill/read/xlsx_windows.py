@@ -16,8 +16,6 @@ on large windows).
 
 from __future__ import annotations
 
-import contextlib
-import gc
 import io
 import re
 import tempfile
@@ -217,8 +215,7 @@ def _parse(
     if parsed.start is None:
         return None
     row, column = parsed.start
-    with gc_held():
-        rows = parsed.to_python(skip_empty_area=True)
+    rows = parsed.to_python(skip_empty_area=True)
     if column:
         pad = [EMPTY] * column
         rows = [pad + cells for cells in rows]
@@ -232,17 +229,3 @@ def _write_book(target: Path | IO[bytes], sheet: SheetXml, xml: tuple[bytes, ...
         with book.open(sheet.member, "w", force_zip64=True) as member:
             for piece in xml:
                 member.write(piece)
-
-
-@contextlib.contextmanager
-def gc_held() -> Iterator[None]:
-    """No cyclic garbage collection inside, while a window's rows are Python lists: they hold
-    no cycles and go as soon as they are columns, but each list allocated counts toward a
-    collection that scans every row held (a sixth of the CPU time on a wide sheet)."""
-    enabled = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if enabled:
-            gc.enable()
