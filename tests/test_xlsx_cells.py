@@ -303,6 +303,27 @@ def test_a_disk_too_full_to_keep_the_parsed_sheet_parses_it_again(
     assert len(parses) == 2  # open, then the read: nothing was kept
 
 
+def test_a_disk_that_refuses_the_window_file_parses_each_window_in_memory(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    write = xlsx_windows._write_book
+    refused: list[Path] = []
+
+    def no_file(target: Any, *args: Any) -> None:
+        if isinstance(target, Path):
+            refused.append(target)
+            raise OSError(28, "No space left on device")
+        write(target, *args)
+
+    monkeypatch.setattr(xlsx_windows, "_write_book", no_file)
+    two_rows_counting_parses(tmp_path, monkeypatch)
+
+    read = [c.table.to_pylist() for c in open_local_file(tmp_path / "o.xlsx").chunks()]
+
+    assert read == [[{"id": "a"}, {"id": "b"}]]
+    assert refused  # the scratch file was tried, and refused
+
+
 def two_rows_counting_parses(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> list[str]:
     """o.xlsx with rows `a` and `b` under `id`; the list fills with each parse of it."""
     book = openpyxl.Workbook()
