@@ -212,6 +212,23 @@ def test_dates_with_empty_cells_keep_their_millisecond_up_to_the_year_9999(tmp_p
     ]
 
 
+def test_digits_in_unicode_spaces_are_serial_dates_in_a_window_of_text_alone(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    book = openpyxl.Workbook()
+    for row in (["id", "when"], ["a", dt.datetime(2024, 1, 1)], ["b", "\u00a045292"]):
+        book.active.append(row)
+    book.save(tmp_path / "o.xlsx")
+    monkeypatch.setattr(xlsx_windows, "WINDOW_BYTES", 1)  # row b's window: its text alone
+
+    reader = open_local_file(tmp_path / "o.xlsx")
+    [chunk] = [c for c in reader.chunks() if c.bad_lines]
+
+    assert str(reader.schema.field("when").type) == "timestamp[ms]"
+    assert [line.row for line in chunk.bad_lines] == [1]
+    assert "looks like an Excel serial date (2024-01-01 00:00:00)" in chunk.bad_lines[0].reason
+
+
 def test_a_workbook_is_parsed_once_for_open_and_its_first_read(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
