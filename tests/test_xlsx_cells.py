@@ -212,6 +212,23 @@ def test_dates_with_empty_cells_keep_their_millisecond_up_to_the_year_9999(tmp_p
     ]
 
 
+def test_digits_in_unicode_spaces_are_serial_dates_in_a_window_of_text_alone(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    book = openpyxl.Workbook()
+    for row in (["id", "when"], ["a", dt.datetime(2024, 1, 1)], ["b", "\u00a045292"]):
+        book.active.append(row)
+    book.save(tmp_path / "o.xlsx")
+    monkeypatch.setattr(xlsx_windows, "WINDOW_BYTES", 1)  # row b's window: its text alone
+
+    reader = open_local_file(tmp_path / "o.xlsx")
+    [chunk] = [c for c in reader.chunks() if c.bad_lines]
+
+    assert str(reader.schema.field("when").type) == "timestamp[ms]"
+    assert [line.row for line in chunk.bad_lines] == [1]
+    assert "looks like an Excel serial date (2024-01-01 00:00:00)" in chunk.bad_lines[0].reason
+
+
 def test_a_workbook_is_parsed_once_for_open_and_its_first_read(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -301,6 +318,27 @@ def test_a_disk_too_full_to_keep_the_parsed_sheet_parses_it_again(
 
     assert read == [[{"id": "a"}, {"id": "b"}]]
     assert len(parses) == 2  # open, then the read: nothing was kept
+
+
+def test_a_disk_that_refuses_the_window_file_parses_each_window_in_memory(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    write = xlsx_windows._write_book
+    refused: list[Path] = []
+
+    def no_file(target: Any, *args: Any) -> None:
+        if isinstance(target, Path):
+            refused.append(target)
+            raise OSError(28, "No space left on device")
+        write(target, *args)
+
+    monkeypatch.setattr(xlsx_windows, "_write_book", no_file)
+    two_rows_counting_parses(tmp_path, monkeypatch)
+
+    read = [c.table.to_pylist() for c in open_local_file(tmp_path / "o.xlsx").chunks()]
+
+    assert read == [[{"id": "a"}, {"id": "b"}]]
+    assert refused  # the scratch file was tried, and refused
 
 
 def two_rows_counting_parses(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> list[str]:

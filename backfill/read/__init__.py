@@ -9,7 +9,9 @@
   any encoding, decoded as it streams; `jsonl_blocks` and `jsonl_lines`: JSON Lines a block
   at a time (Arrow), line by line (`json`) where a block holds a bad line; `xlsx_cells`: a
   sheet's cells a column at a time; `xlsx_windows`: a sheet handed to calamine a window of
-  rows at a time, so memory stays that of a window; `kinds`: a column's type from its values' kinds.
+  rows at a time, so memory stays that of a window; `xlsx_columns`: a window's rows as Arrow
+  columns of their cells' own kind, kept on disk between the open and the read; `kinds`: a
+  column's type from its values' kinds.
 - `sampling`: a few thousand rows spread over a source, in bounded time.
 
 Nothing here knows of mappings, events or HTTP.

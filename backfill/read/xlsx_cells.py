@@ -2,9 +2,9 @@
 
 The Rust reader (python-calamine) hands each row as a list of Python values: `str`, `float`
 (Excel keeps every number as a double), `bool`, `datetime`/`date` for date cells, `time` and
-`timedelta` for time cells, and `""` for an empty cell. Rows are transposed a chunk at a
-time, so most of the work is one C-level pass per column (`set(map(type, cells))`), not a
-Python step per cell.
+`timedelta` for time cells, and `""` for an empty cell. Most columns never come here as
+cells: `xlsx_columns` makes an Arrow array of a column of one kind; these rules read the
+cells of a column that mixes kinds, and are the rules that Arrow path keeps.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from backfill.read.kinds import column_type
 
 EMPTY = ""
 WHOLE_LIMIT = 2**53  # a whole double below this is an integer; beyond, Excel's own digits end
-_NUMBER_TEXT = re.compile(r"^\s*[0-9]+(\.[0-9]+)?\s*$")
+NUMBER_TEXT = re.compile(r"^\s*[0-9]+(\.[0-9]+)?\s*$")
 _EXCEL_EPOCH = dt.datetime(1899, 12, 30)  # serial 1 = 1900-01-01 (after Excel's leap-year bug)
 _DATES = (dt.datetime, dt.date)
 Cells = Sequence[Any]
@@ -36,12 +36,12 @@ def learn(found: set[str], cells: Cells) -> None:
             if "text" not in found:
                 texts = [cell for cell in cells if type(cell) is str and cell != EMPTY]
                 if texts:
-                    number_text = all(map(_NUMBER_TEXT.match, texts))
+                    number_text = all(map(NUMBER_TEXT.match, texts))
                     found.add("number-text" if number_text else "text")
         elif kind is float:
             if "float" not in found:
                 numbers = np.array([cell for cell in cells if type(cell) is float])
-                found.add("integer" if _all_whole(numbers) else "float")
+                found.add("integer" if all_whole(numbers) else "float")
         elif kind is bool:
             found.add("boolean")
         elif kind is int:
@@ -52,7 +52,7 @@ def learn(found: set[str], cells: Cells) -> None:
             found.add("text")  # time and duration cells: read as text
 
 
-def _all_whole(numbers: np.ndarray) -> bool:
+def all_whole(numbers: np.ndarray) -> bool:
     return bool(np.all((numbers == np.floor(numbers)) & (np.abs(numbers) < WHOLE_LIMIT)))
 
 
@@ -74,9 +74,7 @@ def not_dates(column: str, cells: Cells, timestamps: bool) -> dict[int, str]:
     kinds = set(map(type, cells)) - {dt.datetime, dt.date}
     if not kinds or (
         kinds == {str}
-        and all(
-            cell == EMPTY or not _NUMBER_TEXT.match(cell) for cell in cells if type(cell) is str
-        )
+        and all(cell == EMPTY or not NUMBER_TEXT.match(cell) for cell in cells if type(cell) is str)
     ):
         return {}
     failed = {}
@@ -108,7 +106,7 @@ def serial_number(value: Any) -> float | None:
     """A plausible Excel serial date (years 1900 to 9999), from a number or number text."""
     if isinstance(value, bool):
         return None
-    if isinstance(value, (int, float)) or (isinstance(value, str) and _NUMBER_TEXT.match(value)):
+    if isinstance(value, (int, float)) or (isinstance(value, str) and NUMBER_TEXT.match(value)):
         number = float(value)
     else:
         return None
@@ -131,7 +129,11 @@ def array(cells: Cells, kind: pa.DataType) -> pa.Array:
 def _timestamps(values: list[dt.date | None]) -> pa.Array:
     """To the nearest millisecond (Excel keeps no finer time); a date cell is its midnight."""
     moments = [dt.datetime(v.year, v.month, v.day) if type(v) is dt.date else v for v in values]
-    micros = pa.array(moments, pa.timestamp("us"))
+    return to_millis(pa.array(moments, pa.timestamp("us")))
+
+
+def to_millis(micros: pa.Array) -> pa.Array:
+    """Timestamps to the nearest millisecond (Excel keeps no finer time)."""
     mask = micros.is_null().to_numpy(zero_copy_only=False)
     counts = pc.fill_null(micros.cast(pa.int64()), 0).to_numpy()  # int64: exact to 9999
     millis = np.floor_divide(counts + 500, 1000)

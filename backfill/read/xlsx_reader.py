@@ -2,10 +2,11 @@
 
 calamine parses a whole sheet into memory before the first row is handed over, so the sheet
 is handed to it a window of rows at a time (`xlsx_windows`): memory stays that of a window,
-whatever the sheet's size. Rows are then turned into Arrow columns a chunk at a time
-(`xlsx_cells`). The sheet is read twice, once to learn each column's kind of cells and the
-row count, once to send; the windows parsed for the first are kept on disk for the second
-(`xlsx_windows.Spill`, held in `XlsxReader._parsed`), so the sheet is parsed once.
+whatever the sheet's size. Each window's rows become Arrow columns of their cells' own kind
+(`xlsx_columns`). The sheet is read twice, once to learn each column's kind of cells and the
+row count, once to send; the windows' columns from the first are kept on disk for the second
+(`xlsx_columns.Spill`, held in `XlsxReader._parsed`), so the sheet is parsed once, and the
+second turns them into the columns' types, mostly by a cast.
 
 Row numbers follow the sheet: row `r` is Excel's row `r + 2` (row 1 holds the header), so a
 person finds a reported row at once; empty rows are no records but keep their place.
@@ -34,6 +35,7 @@ import pyarrow.fs as pafs
 
 from backfill.errors import SourceError
 from backfill.read import xlsx_cells as cells
+from backfill.read import xlsx_columns as columns
 from backfill.read import xlsx_windows
 from backfill.read.base import (
     BadLine,
@@ -42,10 +44,10 @@ from backfill.read.base import (
     RowGroupTest,
     named_header,
 )
+from backfill.read.xlsx_columns import Columns
 from backfill.read.xlsx_windows import Window
 
 ZIP_MAGIC = b"PK\x03\x04"
-LEARN_ROWS = 16_384  # rows transposed at a time while learning the columns' kinds
 Row = list[Any]
 
 
@@ -55,7 +57,7 @@ class XlsxReader(FileReader):
     # The sheet last opened stays parsed (spilled to disk) until its first read: a single
     # workbook is parsed once, not twice. One slot only, so a directory of workbooks spills
     # one sheet at a time.
-    _parsed: ClassVar[tuple[XlsxReader, xlsx_windows.Spill] | None] = None
+    _parsed: ClassVar[tuple[XlsxReader, columns.Spill] | None] = None
 
     def __init__(
         self,
@@ -90,13 +92,12 @@ class XlsxReader(FileReader):
         values, data = _header_row(iter(windows))
         header = _header(values, name)
         kinds: list[set[str]] = [set() for _ in header]
-        records, spill = 0, xlsx_windows.Spill()
-        for window in data:
+        records, spill = 0, columns.Spill()
+        for window in _columns(data, len(header)):
             spill.add(window)
-            for _, batch in _batches([window], len(header), LEARN_ROWS):
-                records += len(batch) - batch.count([cells.EMPTY] * len(batch[0]))  # C-level
-                for found, column in zip(kinds, zip(*batch)):
-                    cells.learn(found, column)
+            records += int(np.count_nonzero(window.filled))
+            for found, column in zip(kinds, window.columns):
+                columns.learn(found, column)
         dates = frozenset(c for c, kind in zip(header, kinds) if "date" in kind)
         types = [cells.arrow_type(kind) for kind in kinds]
         schema = pa.schema(list(zip(header, types)))
@@ -113,37 +114,34 @@ class XlsxReader(FileReader):
         held = XlsxReader._parsed
         if held is not None and held[0] is self:
             XlsxReader._parsed = None
-            data: Iterable[Window] = held[1].windows()
+            data: Iterable[Columns] = held[1].windows()
         else:
             _, windows = _parse(self.filesystem, self.path, self.name, self.sheet, self.sampled)
-            data = _header_row(iter(windows))[1]
-        for first, batch in _batches(data, len(self.columns), chunk_rows):
-            chunk = self._chunk(first, batch, schema)
-            if len(chunk) or chunk.bad_lines:
-                yield chunk
+            data = _columns(_header_row(iter(windows))[1], len(self.columns))
+        for window in data:
+            for at in range(0, window.height, chunk_rows):
+                chunk = self._chunk(window.slice(at, chunk_rows), schema)
+                if len(chunk) or chunk.bad_lines:
+                    yield chunk
 
-    def _chunk(self, first: int, batch: list[Row], schema: pa.Schema) -> Chunk:
-        """Rows `first`... of the sheet: the empty ones left out, those with a serial date
-        in a column of dates failed, the others as Arrow columns."""
-        by_name = dict(zip(self.columns, zip(*batch)))
+    def _chunk(self, part: Columns, schema: pa.Schema) -> Chunk:
+        """Rows of the sheet: the empty ones left out, those with a serial date in a column
+        of dates failed, the others as Arrow columns."""
         failed: dict[int, str] = {}
-        for column in self.columns:
-            if column in self._date_columns:
+        for column, data in zip(self.columns, part.columns):
+            if column in self._date_columns and not columns.has_no_serials(data):
                 timestamps = pa.types.is_timestamp(self.schema.field(column).type)
-                found = cells.not_dates(column, by_name[column], timestamps)
+                found = cells.not_dates(column, columns.values(data), timestamps)
                 failed.update((i, why) for i, why in found.items() if i not in failed)
-        kept = [i for i, row in enumerate(batch) if i not in failed and not _empty(row)]
-        arrays = []
-        for field in schema:
-            column = by_name[field.name]
-            if len(kept) < len(batch):
-                column = [column[i] for i in kept]
-            arrays.append(cells.array(column, field.type))
+        keep = part.filled.copy()
+        keep[list(failed)] = False
+        by_name = dict(zip(self.columns, part.columns))
+        arrays = [columns.array(by_name[field.name], keep, field.type) for field in schema]
         lines = [
-            BadLine(_shown(batch[i]), failed[i], first + i, what="Excel row")
+            BadLine(_shown(part.row(i)), failed[i], part.first + i, what="Excel row")
             for i in sorted(failed)
         ]
-        rows = np.array(kept, dtype=np.int64) + first
+        rows = np.flatnonzero(keep).astype(np.int64) + part.first
         table = pa.Table.from_arrays(arrays, schema=schema)
         return Chunk(rows, table, tuple(lines), self.name)
 
@@ -166,21 +164,19 @@ def _header_row(windows: Iterator[Window]) -> tuple[Row | None, Iterator[Window]
     return first.rows[0], itertools.chain([rest], windows)
 
 
-def _batches(windows: Iterable[Window], width: int, size: int) -> Iterator[tuple[int, list[Row]]]:
-    """The rows under the header, `size` at most at a time, each at least `width` cells (as
-    wide as the widest of its window), with the sheet's row number of the first (Excel's
-    row - 2). A batch holds rows of one window: its rows are all as wide."""
-    for window in windows:
-        rows = window.rows
-        if rows and len(rows[0]) < width:
-            pad = [cells.EMPTY] * (width - len(rows[0]))
-            rows = [row + pad for row in rows]
-        for at in range(0, len(rows), size):
-            yield window.first - 1 + at, rows[at : at + size]
-
-
-def _empty(row: Row) -> bool:
-    return row.count(cells.EMPTY) == len(row)
+def _columns(windows: Iterable[Window], width: int) -> Iterator[Columns]:
+    """The windows of rows under the header as columns, at least `width` of them, with the
+    sheet's row number of the first (Excel's row - 2). Each window is parsed, made columns
+    and its rows let go with the garbage collector held (`xlsx_columns.gc_held`)."""
+    windows = iter(windows)
+    while True:
+        with columns.gc_held():
+            window = next(windows, None)
+            if window is None:
+                return
+            made = columns.from_rows(window.first - 1, window.rows, width)
+            del window
+        yield made
 
 
 def _parse(
