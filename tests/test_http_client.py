@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import re
 import ssl
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -14,6 +15,13 @@ from backfill.send.endpoint import ascii_host, check_endpoint, request_target
 from backfill.send.route import Route, route_for, ssl_context
 
 PROXY_NAMES = ["http_proxy", "https_proxy", "no_proxy", "all_proxy"]
+
+
+def refusal(check: Callable[..., object], *args: object) -> str:
+    """The message of the `UsageError` that `check(*args)` raises."""
+    with pytest.raises(UsageError) as caught:
+        check(*args)
+    return str(caught.value)
 
 
 @pytest.fixture(autouse=True)
@@ -100,9 +108,7 @@ def test_a_proxy_not_reached_over_plain_http_is_refused_naming_the_variable(
     monkeypatch: pytest.MonkeyPatch, proxy: str
 ) -> None:
     monkeypatch.setenv("HTTPS_PROXY", proxy.replace("://", "://me:secret@"))
-    with pytest.raises(UsageError) as caught:
-        route_for("https://api.torque.so/events")
-    assert str(caught.value) == (
+    assert refusal(route_for, "https://api.torque.so/events") == (
         f"HTTPS_PROXY is {proxy}: only http:// proxies are supported (an https:// endpoint "
         "still goes through them encrypted, in a CONNECT tunnel)."
     )
@@ -112,9 +118,9 @@ def test_a_proxy_port_that_is_not_a_number_is_a_usage_error(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.setenv("HTTPS_PROXY", "http://proxy:port")
-    with pytest.raises(UsageError) as caught:
-        route_for("https://api.torque.so/events")
-    assert str(caught.value) == "HTTPS_PROXY has a port that is not a number."
+    assert refusal(route_for, "https://api.torque.so/events") == (
+        "HTTPS_PROXY has a port that is not a number."
+    )
 
 
 def test_ssl_cert_file_adds_a_private_ca(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -263,12 +269,8 @@ def test_plain_http_to_localhost_needs_no_allow_insecure(
     check_endpoint(endpoint, allow_insecure=False)
 
 
-def test_plain_http_to_another_machine_is_refused_saying_the_key_would_travel_in_clear(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    with pytest.raises(UsageError) as caught:
-        check_endpoint("http://10.0.0.5:8787/events", allow_insecure=False)
-    assert str(caught.value) == (
+def test_plain_http_to_another_machine_is_refused_saying_the_key_would_travel_in_clear() -> None:
+    assert refusal(check_endpoint, "http://10.0.0.5:8787/events", False) == (
         "--endpoint http://10.0.0.5:8787/events is plain http to another machine: the API key "
         "would travel in clear text. Use https, or --allow-insecure if you mean it."
     )
@@ -278,9 +280,7 @@ def test_a_plain_http_proxy_elsewhere_is_named_with_what_to_do(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.setenv("HTTP_PROXY", "http://[fd00::1]:3128")
-    with pytest.raises(UsageError) as caught:
-        check_endpoint("http://127.0.0.1:8787/events", allow_insecure=False)
-    assert str(caught.value) == (
+    assert refusal(check_endpoint, "http://127.0.0.1:8787/events", False) == (
         "--endpoint http://127.0.0.1:8787/events is plain http and HTTP_PROXY sends it through "
         "the proxy [fd00::1]: the API key would travel there in clear text. Add the host to "
         "NO_PROXY, use https, or --allow-insecure if you mean it."
