@@ -241,6 +241,9 @@ def test_the_endpoints_path_is_percent_encoded_once(endpoint: str, target: str) 
         ("https://api.torque.so:http/events", "port must be a number from 1 to 65535"),
         ("https://api torque.so/events", "the host holds a space"),
         ("https://api.torque.so/ev\nents", "line break or control character"),
+        ("https://api.torque.so/ev\x7fents", "line break or control character"),
+        ("https://api.torque.so:0/events", "port must be a number from 1 to 65535"),
+        ("https://api\\torque.so/events", "the host holds a space or another character"),
     ],
 )
 def test_what_cannot_be_an_endpoint_is_a_usage_error_saying_why(endpoint: str, said: str) -> None:
@@ -260,6 +263,32 @@ def test_plain_http_to_this_machine_through_a_proxy_elsewhere_needs_allow_insecu
     monkeypatch.setenv("HTTP_PROXY", "http://127.0.0.1:3128")  # a proxy on this machine
     monkeypatch.delenv("NO_PROXY")
     check_endpoint("http://127.0.0.2:8787/events", allow_insecure=False)
+
+
+@pytest.mark.parametrize(
+    "endpoint",
+    ["https://api.torque.so:1/events", "https://api.torque.so:65535/", "https://API.Torque.so/"],
+)
+def test_ports_from_1_to_65535_and_upper_case_hosts_are_endpoints(endpoint: str) -> None:
+    check_endpoint(endpoint, allow_insecure=False)
+
+
+@pytest.mark.parametrize(
+    ("endpoint", "message"),
+    [
+        (
+            "https://api torque.so/events",
+            "--endpoint 'https://api torque.so/events': the host holds a space or another "
+            "character a host name cannot hold.",
+        ),
+        (
+            "https://a..b/events",
+            "--endpoint 'https://a..b/events': the host 'a..b' is not a valid host name.",
+        ),
+    ],
+)
+def test_a_host_that_cannot_be_one_is_refused_word_for_word(endpoint: str, message: str) -> None:
+    assert refusal(check_endpoint, endpoint, False) == message
 
 
 @pytest.mark.parametrize("endpoint", ["http://localhost:8787/", "http://localhost.:8787/"])
