@@ -264,7 +264,8 @@ def test_a_sender_cancelled_while_waiting_leaves_no_trace_and_one_handed_a_slot_
         third = asyncio.ensure_future(gate.acquire())
         await asyncio.sleep(0)  # yields to the loop once; no time passes
         third.cancel()
-        await asyncio.gather(third, return_exceptions=True)
+        [ended] = await asyncio.gather(third, return_exceptions=True)
+        assert isinstance(ended, asyncio.CancelledError)  # cancelled, not a cleanup error
         gate.release()
         return gate.holders, len(gate._waiters)
 
@@ -385,19 +386,6 @@ def test_a_cap_of_one_holds_under_auto_concurrency_too() -> None:
     gate = ConcurrencyGate(1, adaptive=True, clock=clock)
     through = run_steps(gate, clock, 40, demand=5, answer_time=lambda n: 0.01)
     assert max(through) == 1 and gate.limit == 1
-
-
-def test_a_sender_cancelled_in_the_queue_ends_cancelled_and_leaves_it() -> None:
-    async def go() -> tuple[bool, int]:
-        gate = ConcurrencyGate(1, adaptive=False)
-        await gate.acquire()
-        waiting = asyncio.ensure_future(gate.acquire())
-        await asyncio.sleep(0)  # yields to the loop once; no time passes
-        waiting.cancel()
-        [outcome] = await asyncio.gather(waiting, return_exceptions=True)
-        return isinstance(outcome, asyncio.CancelledError), len(gate._waiters)
-
-    assert asyncio.run(go()) == (True, 0)
 
 
 def test_senders_who_come_after_others_gave_up_still_see_the_limit_grow_with_time() -> None:
