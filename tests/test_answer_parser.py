@@ -63,7 +63,7 @@ def test_an_unasked_101_is_malformed_with_its_reason() -> None:
 
 def test_an_answer_cut_short_keeps_what_it_said() -> None:
     head = b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\n"
-    caught = malformed(head, b"abc", at_eof=True)
+    caught = malformed(head, b"a", b"bc", at_eof=True)
     assert str(caught) == "the connection ended in the middle of the answer"
     said = caught.answer
     assert said is not None and (said.status, said.reason, said.body) == (200, "OK", b"abc")

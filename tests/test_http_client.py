@@ -198,6 +198,8 @@ def test_a_file_that_is_not_pem_is_a_usage_error(
         ("0:0:0:0:0:0:0:1", "http://[::1]:8787/events", True),  # the same address
         ("10.1.2.3/8", "http://10.9.9.9/events", True),  # host bits set: masked, as curl does
         ("not/a/range", "https://not/events", False),
+        ("10.0.0.0/33", "http://10.1.2.3:8080/events", False),  # no such range
+        ("10.0.0.0/8", "https://api.example.com/events", False),  # a name is in no range
         ("example.com.", "https://api.example.com/events", True),
         ("example.com", "https://api.example.com./events", True),
         ("localhost:80", "http://localhost/events", True),  # http's own port

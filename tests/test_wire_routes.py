@@ -147,6 +147,7 @@ def test_a_server_that_does_not_speak_tls_is_a_failed_handshake_to_retry(ca: tru
     error = asyncio.run(scenario())
     assert error.kind == "connection error"
     assert str(error).startswith("the TLS handshake with localhost:") and "failed (" in str(error)
+    assert "[SSL" not in str(error)  # OpenSSL's reason alone, not the whole exception
 
 
 async def plain_garbage(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
@@ -185,7 +186,10 @@ def proxy_answering(answer: bytes, heads: list[bytes]) -> Handler:
 
 
 def through_proxy(
-    monkeypatch: pytest.MonkeyPatch, answer: bytes, endpoint: Callable[[int], str]
+    monkeypatch: pytest.MonkeyPatch,
+    answer: bytes,
+    endpoint: Callable[[int], str],
+    certified: str = "localhost",
 ) -> tuple[Reply | Exception, list[bytes]]:
     """One POST to `endpoint(tls_port)` through a proxy that answers `answer` first (the TLS
     server's CA is trusted: the `ca` fixture)."""
@@ -195,7 +199,7 @@ def through_proxy(
     async def scenario() -> Reply | Exception:
         async with (
             RawServer(proxy_answering(answer, heads)) as proxy,
-            TlsServer(server_tls(authority)) as server,
+            TlsServer(server_tls(authority, certified)) as server,
         ):
             proxy_url = proxy.url.removesuffix("/events")
             monkeypatch.setenv("HTTPS_PROXY", proxy_url)
@@ -204,7 +208,7 @@ def through_proxy(
             poster = WirePoster(url, HEADERS, SendPolicy(timeout=5), resolve=to_loopback)
             try:
                 return await poster.post(BODY)
-            except (TransientSendError, EndpointRefused) as exc:
+            except (TransientSendError, EndpointRefused) as exc:  # CertificateRejected too
                 return exc
             finally:
                 await poster.aclose()
@@ -222,6 +226,16 @@ def test_an_https_endpoint_through_a_proxy_goes_in_a_connect_tunnel_with_tls_ins
     assert isinstance(outcome, Reply) and outcome.status == 202
     [head] = heads
     assert head.startswith(b"CONNECT localhost:") and head.endswith(b"\r\n\r\n")
+
+
+def test_inside_a_tunnel_a_certificate_for_another_name_is_refused_too(
+    monkeypatch: pytest.MonkeyPatch, ca: trustme.CA
+) -> None:
+    outcome, _ = through_proxy(
+        monkeypatch, ESTABLISHED, lambda p: f"https://localhost:{p}/", "elsewhere.example"
+    )
+    assert type(outcome) is CertificateRejected
+    assert "does not verify (Hostname mismatch" in str(outcome)
 
 
 @pytest.mark.parametrize(
@@ -307,12 +321,13 @@ def test_an_endpoint_without_a_port_is_dialled_on_its_schemes_port(url: str, por
         asked.append((host, at))
         return []
 
-    async def go() -> None:
+    async def go() -> TransientSendError:
         poster = WirePoster(url, HEADERS, SendPolicy(timeout=5), resolve=nowhere)
-        await refusal_of(poster, TransientSendError)
+        return await refusal_of(poster, TransientSendError)
 
-    asyncio.run(go())
+    error = asyncio.run(go())
     assert asked == [("h.example", port)]
+    assert str(error) == f"cannot connect to h.example:{port} (no address for h.example)"
 
 
 def test_a_host_that_drops_syns_is_a_connect_timeout_naming_host_and_port(
