@@ -269,7 +269,7 @@ def test_plain_http_to_this_machine_through_a_proxy_elsewhere_needs_allow_insecu
 
 @pytest.mark.parametrize(
     "endpoint",
-    ["https://api.torque.so:1/events", "https://api.torque.so:65535/", "https://API.Torque.so/"],
+    ["https://api.torque.so:1/events", "https://api.torque.so:65535/", "https://API.EXAMPLE.com/"],
 )
 def test_ports_from_1_to_65535_and_upper_case_hosts_are_endpoints(endpoint: str) -> None:
     check_endpoint(endpoint, allow_insecure=False)

@@ -330,6 +330,24 @@ def test_an_endpoint_without_a_port_is_dialled_on_its_schemes_port(url: str, por
     assert str(error) == f"cannot connect to h.example:{port} (no address for h.example)"
 
 
+def test_a_proxy_without_a_port_is_dialled_on_80_and_named_so_when_it_has_no_address(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    asked: list[tuple[str, int]] = []
+
+    async def nowhere(host: str, at: int) -> list[Address]:
+        asked.append((host, at))
+        return []
+
+    monkeypatch.setenv("HTTPS_PROXY", "http://proxy.example")
+    poster = WirePoster("https://h.example/", HEADERS, SendPolicy(timeout=5), resolve=nowhere)
+    error = asyncio.run(refusal_of(poster, TransientSendError))
+    assert asked == [("proxy.example", 80)]
+    assert (
+        str(error) == "cannot connect to the proxy proxy.example:80 (no address for proxy.example)"
+    )
+
+
 def test_a_host_that_drops_syns_is_a_connect_timeout_naming_host_and_port(
     dead_address_and_port: tuple[socket.socket, int],
 ) -> None:
