@@ -10,7 +10,14 @@ import asyncio
 import pytest
 
 from backfill.send.gate import ConcurrencyGate
-from backfill.send.gate_sizing import MIN_WINDOW_SAMPLES, CapNote, LimitSizing, Window
+from backfill.send.gate_sizing import (
+    BASE_SECONDS,
+    MIN_WINDOW_SAMPLES,
+    CapNote,
+    LimitSizing,
+    Lowest,
+    Window,
+)
 
 
 class Clock:
@@ -126,21 +133,36 @@ def test_answers_exactly_at_the_tolerance_are_not_queueing() -> None:
 
 
 @pytest.mark.parametrize(
-    ("rate", "rtt", "saturated", "limit"),
+    ("rate", "rtt", "saturated", "limit", "after"),
     [
-        (1, 0.5, False, 1),  # 1.6 × 1/s × 0.5 s: one in flight at most
-        (1, 0.65, False, 1),  # 1.5 × 0.65 is below one: one carries the rate
-        (0, 0.01, False, 1),  # no rate, nobody waiting: the limit stays
-        (0, 0.05, True, 1),  # queueing never shrinks below one
+        (1, 0.5, False, 3, 1),  # 1.6 × 1/s × 0.5 s: one in flight at most
+        (1, 0.65, False, 1, 1),  # 1.5 × 0.65 is below one: one carries the rate
+        (0, 0.01, False, 1, 1),  # no rate, nobody waiting: the limit stays
+        (0, 0.05, True, 1, 1),  # queueing never shrinks below one
     ],
 )
-def test_one_in_flight_stays_one_when_one_is_enough(
-    rate: float, rtt: float, saturated: bool, limit: int
+def test_one_in_flight_is_where_the_limit_goes_when_one_is_enough(
+    rate: float, rtt: float, saturated: bool, limit: int, after: int
 ) -> None:
     sizing, clock = auto(rate)
     sizing.answered(clock.now, 0.01 if saturated else rtt, 1)  # the no-load answer time
     window(sizing, clock, 0.01 if saturated else rtt, 1, saturated=False)
-    assert window(sizing, clock, rtt, limit, saturated=saturated) == limit
+    assert window(sizing, clock, rtt, limit, saturated=saturated) == after
+
+
+def test_with_no_rate_a_slow_first_answer_takes_no_step_of_its_own() -> None:
+    """The first window decides, its median the no-load answer time: 0.4 s, not the cold
+    first answer's 0.2 s, so 0.4 s answers are not queueing and slow start goes on."""
+    sizing, clock = auto(0)
+    assert sizing.answered(clock.now, 0.2, 4) is None
+    assert window(sizing, clock, 0.4, 4, saturated=True) == 8
+
+
+def test_the_no_load_answer_time_is_remembered_for_thirty_seconds() -> None:
+    lowest = Lowest()
+    assert lowest.add(0.0, 0.02) == 0.02
+    assert lowest.add(BASE_SECONDS, None) == 0.02  # thirty seconds on: still remembered
+    assert lowest.add(BASE_SECONDS + 0.001, None) is None
 
 
 def test_with_no_rate_a_sender_past_the_first_limit_waits_for_an_answer() -> None:
