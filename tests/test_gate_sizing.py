@@ -188,3 +188,18 @@ def test_the_median_answer_time_is_of_the_answers_seen_and_none_before_any() -> 
         clock.now += seconds
         gate.answered(started, overloaded=False)
     assert gate.median_answer_time() == pytest.approx(0.02)
+
+
+def test_a_window_lasts_one_typical_answer_time_in_slow_start_then_three() -> None:
+    sizing, clock = auto(0)
+    start = clock.now
+    sizing.window.full = 1
+    assert sizing.answered(start, 0.1, 4) is None  # the first answer: no step of its own
+    for rtt in (0.1, 0.1, 0.1, 0.5, 0.5, 0.5, 0.5):  # the middle one to arrive: 0.5 s
+        assert sizing.answered(start + 0.4, rtt, 4) is None  # 0.4 s: not one answer time
+    assert sizing.answered(start + 0.5, 0.5, 4) == 8  # 0.5 s: the window decides
+    assert sizing.answered(start + 0.7, None, 8) == 6  # overload: slow start ends
+    start += 0.7
+    for _ in range(MIN_WINDOW_SAMPLES):
+        assert sizing.answered(start + 1.0, 0.5, 6) is None  # two answer times: too soon
+    assert sizing.answered(start + 1.5, 0.5, 6) is not None  # three
