@@ -71,6 +71,14 @@ def test_the_gate_is_the_bottleneck_when_it_was_full_and_at_most_half_waited_for
     assert seen.saturated() is bottleneck
 
 
+def test_a_full_window_whose_one_request_waited_for_the_rate_is_the_rates_doing() -> None:
+    seen = Window(0.0)
+    seen.full += 1  # as the gate counts: a sender found no slot
+    seen.requests += 1  # as `rate_waited` counts: one request, and it waited
+    seen.rate_waits += 1
+    assert not seen.saturated()
+
+
 def test_the_cap_is_named_only_when_it_held_the_run_below_nine_tenths_of_the_rate() -> None:
     note = CapNote(4)
     note.observe(False, 4, 1.0)  # the gate was not full: the network held it back
