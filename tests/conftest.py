@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import ssl
 import subprocess
 import sys
@@ -28,6 +29,7 @@ ROOT = Path(__file__).resolve().parent.parent
 SAMPLE = ROOT / "sample_data"
 TEST_KEY = "test-key-Zq8sXw3LmN0pRt7vY"  # distinctive, so a leak is easy to grep for
 CLI_TIMEOUT = 120
+DEAD = "127.0.0.2"  # dead_address_and_port: an address whose SYNs are dropped
 
 
 def make_pubkey(seed: int) -> str:
@@ -305,3 +307,35 @@ def cli_process(tmp_path: Path) -> Iterator[Callable[..., subprocess.Popen[str]]
         if process.poll() is None:
             process.kill()
             process.communicate(timeout=10)
+
+
+@pytest.fixture
+def dead_address_and_port() -> Iterator[tuple[socket.socket, int]]:
+    """A live port P on 127.0.0.1 (the caller listens there) and 127.0.0.2:P dropping SYNs.
+
+    A dropped SYN without root: 127.0.0.2 listens with a backlog of 0 and its accept queue is
+    filled by connections nobody accepts; Linux then drops every further SYN (with
+    net.ipv4.tcp_abort_on_overflow at its default, 0), and a client waits as it would for a
+    broken route.
+    """
+    if not sys.platform.startswith("linux"):
+        pytest.skip("a full accept queue drops SYNs on Linux; other systems may refuse them")
+    live = socket.socket()
+    live.bind(("127.0.0.1", 0))
+    port = live.getsockname()[1]
+    dead = socket.socket()
+    dead.bind((DEAD, port))
+    dead.listen(0)
+    queued = [socket.socket() for _ in range(3)]
+    for filler in queued:
+        filler.setblocking(False)
+        filler.connect_ex((DEAD, port))
+    probe = socket.create_connection
+    try:
+        probe((DEAD, port), timeout=0.5).close()
+        pytest.skip("this system answers SYNs to a full accept queue")
+    except TimeoutError:
+        pass  # the SYN was dropped: the situation the test needs
+    yield live, port
+    for sock in (*queued, dead, live):
+        sock.close()

@@ -12,7 +12,7 @@ from collections.abc import Callable, Iterator, Sequence
 import pytest
 from virtual_time import run_virtual
 
-from backfill.send.gate import AUTO_CAP, ConcurrencyGate
+from backfill.send.gate import AUTO_CAP, RECENT_SAMPLES, ConcurrencyGate
 from backfill.send.gate_sizing import INITIAL_LIMIT
 
 
@@ -264,7 +264,8 @@ def test_a_sender_cancelled_while_waiting_leaves_no_trace_and_one_handed_a_slot_
         third = asyncio.ensure_future(gate.acquire())
         await asyncio.sleep(0)  # yields to the loop once; no time passes
         third.cancel()
-        await asyncio.gather(third, return_exceptions=True)
+        [ended] = await asyncio.gather(third, return_exceptions=True)
+        assert isinstance(ended, asyncio.CancelledError)  # cancelled, not a cleanup error
         gate.release()
         return gate.holders, len(gate._waiters)
 
@@ -335,3 +336,74 @@ def test_the_first_answer_ends_the_growth_before_answers() -> None:
 
     at_answer, later = run_virtual(go())
     assert at_answer == pytest.approx(20, abs=1) and later == at_answer
+
+
+def test_peak_in_flight_counts_what_is_on_the_wire_at_once() -> None:
+    clock = Clock()
+    gate = ConcurrencyGate(8, adaptive=False, clock=clock)
+    assert gate.peak_in_flight == 0  # nothing sent yet
+    gate.answered(gate.sent(), overloaded=False)
+    for _ in range(3):
+        gate.sent()
+    assert gate.peak_in_flight == 3
+
+
+def test_the_median_answer_time_is_of_the_latest_answers() -> None:
+    clock = Clock()
+    gate = ConcurrencyGate(8, adaptive=False, clock=clock)
+    for seconds in [1.0] * 300 + [0.01] * RECENT_SAMPLES:
+        started = gate.sent()
+        clock.now += seconds
+        gate.answered(started, overloaded=False)
+    assert gate.median_answer_time() == pytest.approx(0.01)
+
+
+@pytest.mark.parametrize(
+    ("demand", "limit"), [(1, INITIAL_LIMIT), (INITIAL_LIMIT, 2 * INITIAL_LIMIT)]
+)
+def test_a_gate_its_senders_fill_exactly_grows_and_one_never_full_does_not(
+    demand: int, limit: int
+) -> None:
+    clock = Clock()
+    gate = ConcurrencyGate(AUTO_CAP, adaptive=True, clock=clock)
+    run_steps(gate, clock, 40, demand=demand, answer_time=lambda n: 0.01)
+    assert gate.limit == limit
+
+
+@pytest.mark.parametrize(("rate", "limit"), [(200, 2 * INITIAL_LIMIT), (100, INITIAL_LIMIT)])
+def test_a_full_gate_grows_only_while_at_most_half_its_requests_waited_for_the_rate(
+    rate: float, limit: int
+) -> None:
+    """Answers in 10 ms: at 200/s the last 2 of each 4 waited for the rate, at 100/s 3."""
+    clock = Clock()
+    gate = ConcurrencyGate(AUTO_CAP, adaptive=True, clock=clock)
+    run_steps(gate, clock, 40, demand=INITIAL_LIMIT, answer_time=lambda n: 0.01, rate=rate)
+    assert gate.limit == limit
+
+
+def test_a_cap_of_one_holds_under_auto_concurrency_too() -> None:
+    clock = Clock()
+    gate = ConcurrencyGate(1, adaptive=True, clock=clock)
+    through = run_steps(gate, clock, 40, demand=5, answer_time=lambda n: 0.01)
+    assert max(through) == 1 and gate.limit == 1
+
+
+def test_senders_who_come_after_others_gave_up_still_see_the_limit_grow_with_time() -> None:
+    clock = Clock()
+    rate = 1000.0
+    gate = ConcurrencyGate(AUTO_CAP, adaptive=True, rate_in_force=lambda: rate, clock=clock)
+
+    async def go() -> int:
+        first = [asyncio.ensure_future(gate.acquire()) for _ in range(600)]
+        await asyncio.sleep(0)  # yields to the loop once; no time passes
+        await give_up(first)
+        await asyncio.sleep(0.03)  # virtual: the ticks find nobody waiting, and stop
+        tries = [asyncio.ensure_future(gate.acquire()) for _ in range(600)]
+        await asyncio.sleep(0)  # yields to the loop once; no time passes
+        clock.now += 0.1
+        await asyncio.sleep(0.03)  # virtual: six of the gate's 5 ms ticks, exactly
+        through = sum(task.done() for task in tries)
+        await give_up(tries)
+        return through
+
+    assert run_virtual(go()) == 50 - INITIAL_LIMIT  # half the rate × 0.1 s, less the first 4

@@ -12,45 +12,15 @@ from __future__ import annotations
 
 import asyncio
 import socket
-import sys
 import time
-from collections.abc import Iterator
-
-import pytest
 
 from backfill.send.connect import CONNECT_DELAY, Address
 from backfill.send.sender import Sender, SendPolicy
 from backfill.send.wire import WirePoster
+from tests.conftest import DEAD
 from tests.test_wire import ACCEPTED, BODY, HEADERS
 
-DEAD = "127.0.0.2"
 EVENTS = 200
-
-
-@pytest.fixture
-def dead_address_and_port() -> Iterator[tuple[socket.socket, int]]:
-    """A live port P on 127.0.0.1 (the caller listens there) and 127.0.0.2:P dropping SYNs."""
-    if not sys.platform.startswith("linux"):
-        pytest.skip("a full accept queue drops SYNs on Linux; other systems may refuse them")
-    live = socket.socket()
-    live.bind(("127.0.0.1", 0))
-    port = live.getsockname()[1]
-    dead = socket.socket()
-    dead.bind((DEAD, port))
-    dead.listen(0)
-    queued = [socket.socket() for _ in range(3)]
-    for filler in queued:
-        filler.setblocking(False)
-        filler.connect_ex((DEAD, port))
-    probe = socket.create_connection
-    try:
-        probe((DEAD, port), timeout=0.5).close()
-        pytest.skip("this system answers SYNs to a full accept queue")
-    except TimeoutError:
-        pass  # the SYN was dropped: the situation the test needs
-    yield live, port
-    for sock in (*queued, dead, live):
-        sock.close()
 
 
 def test_a_first_address_that_drops_syns_costs_the_connect_delay_not_the_timeout(

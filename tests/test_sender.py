@@ -41,7 +41,13 @@ from backfill.mapping.envelopes import TORQUE_INGEST, TORQUE_V1, Api
 from backfill.mapping.spec import load_mapping
 from backfill.pipeline.run import Run, RunSummary, Target, plan_source_run
 from backfill.send import sender as sender_module
-from backfill.send.answers import MAX_RETRY_AFTER, Reply, check_reply, retry_after_seconds
+from backfill.send.answers import (
+    MAX_RETRY_AFTER,
+    Reply,
+    check_reply,
+    is_final_rejection,
+    retry_after_seconds,
+)
 from backfill.send.backoff import backoff_delay
 from backfill.send.httpx_poster import HttpxPoster
 from backfill.send.limiter import RECOVERY_FACTOR, RECOVERY_INTERVAL, AdaptiveLimiter
@@ -429,6 +435,20 @@ def test_check_reply_names_each_answers_class_and_message_exactly(
         check_reply(reply)
     assert type(caught.value) is raised
     assert str(caught.value) == message and caught.value.status == status
+
+
+@pytest.mark.parametrize(
+    ("status", "final"),
+    [
+        *[(status, True) for status in (400, 404, 499)],
+        *[(status, False) for status in (None, 399, 408, 425, 429, 500, 503)],
+    ],
+)
+def test_only_a_4xx_that_is_not_a_slow_down_is_the_rows_own_rejection(
+    status: int | None, final: bool
+) -> None:
+    """The report says "rejected: HTTP 4xx" for these and "gave up" for every other end."""
+    assert is_final_rejection(status) is final
 
 
 # --- Retry-After ---------------------------------------------------------------------------

@@ -365,6 +365,7 @@ def test_a_server_that_never_answers_is_a_timeout_after_the_policys_seconds() ->
 
     outcome, took = asyncio.run(timed())
     assert isinstance(outcome, TransientSendError) and outcome.kind == "timeout"
+    assert str(outcome) == "no answer within the timeout"
     assert 0.3 <= took < 5
 
 
@@ -376,7 +377,25 @@ def test_garbage_instead_of_an_answer_is_a_bad_answer_and_the_connection_is_drop
 
     outcomes, server = post_to(garbage, count=2)
     assert all(isinstance(o, TransientSendError) and o.kind == "bad answer" for o in outcomes)
+    assert str(outcomes[0]).startswith("the answer is not HTTP/1.1 (Expected HTTP/")
     assert server.connections == 2
+
+
+@pytest.mark.parametrize("status", [300, 400, 503])
+def test_an_answer_that_is_not_a_2xx_keeps_its_text_with_bad_utf8_replaced_and_its_headers(
+    status: int,
+) -> None:
+    async def refuse(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.readuntil(b"\r\n\r\n")
+        writer.write(
+            b"HTTP/1.1 %d No\r\nRetry-After: 7\r\nContent-Length: 4\r\n\r\nb\xffd!" % status
+        )
+        await writer.drain()
+        await reader.read(1)
+
+    [reply], _ = post_to(refuse)
+    assert isinstance(reply, Reply) and reply.status == status
+    assert reply.text == "b\ufffdd!" and reply.headers["retry-after"] == "7"
 
 
 def test_a_port_nobody_listens_on_is_a_connect_failure_naming_host_and_port() -> None:

@@ -87,11 +87,11 @@ def ascii_host(host: str) -> str:
 
 
 def is_loopback(host: str) -> bool:
-    """This machine: `localhost`, 127.0.0.0/8 or ::1."""
+    """This machine: `localhost`, 127.0.0.0/8 or ::1 (a `urlsplit` hostname: no brackets)."""
     if host.lower().rstrip(".") in LOOPBACK_NAMES:
         return True
     try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
+        return ipaddress.ip_address(host).is_loopback
     except ValueError:
         return False
 

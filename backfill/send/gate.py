@@ -37,7 +37,6 @@ class ConcurrencyGate:
         if cap < 1:
             raise ValueError(f"the concurrency cap must be at least 1; got {cap}")
         self.cap = cap
-        self.adaptive = adaptive
         self.holders = 0  # senders past the gate: on the wire, or waiting for the rate limit
         self.in_flight = 0  # requests on the wire
         self.peak_in_flight = 0

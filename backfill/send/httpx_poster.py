@@ -14,6 +14,11 @@ from typing import TYPE_CHECKING
 from backfill.errors import AnswerLost, TransientSendError
 from backfill.send.answers import CONNECT_FAILED, Reply
 
+# httpx times each phase on its own (pool, connect, write, read); the outer bound only stops a
+# transport that honours none of them (a MockTransport handler that never returns), so that
+# a connection never made stays "never sent" (ConnectTimeout, PoolTimeout), as on the wire.
+PHASES = 4
+
 if TYPE_CHECKING:
     import httpx
 
@@ -46,7 +51,7 @@ class HttpxPoster:
         request.extensions["timeout"] = {**timeout, "pool": self._timeout}
         try:
             response = await asyncio.wait_for(
-                self._transport.handle_async_request(request), self._timeout
+                self._transport.handle_async_request(request), PHASES * self._timeout
             )
             await response.aread()
         except (httpx.ConnectTimeout, httpx.PoolTimeout):

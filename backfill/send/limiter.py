@@ -120,8 +120,9 @@ class AdaptiveLimiter:
                     _hand_out(waiting, len(waiting), True)
                     continue
                 rate = limiter.max_rate / limiter.time_period
-                most = min(len(waiting), int(rate * WAKE_UP_SECONDS), int(limiter.max_rate))
-                amount = max(1, most)  # never more than the bucket holds: aiolimiter refuses
+                # Never more than the bucket holds (aiolimiter refuses): it holds at least
+                # BURST_SECONDS' worth, far more than WAKE_UP_SECONDS', and at least one.
+                amount = max(1, min(len(waiting), int(rate * WAKE_UP_SECONDS)))
                 await limiter.acquire(amount)
                 if self._clock() < self.paused_until:
                     _hand_out(waiting, len(waiting), False)

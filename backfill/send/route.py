@@ -108,8 +108,8 @@ def route_for(endpoint: str) -> Route:
 
 
 def bypasses_proxy(host: str, port: int, no_proxy: str) -> bool:
-    """Whether NO_PROXY names this host (and port), as curl reads it."""
-    host = host.strip("[]").rstrip(".").lower()
+    """Whether NO_PROXY names this host (a `urlsplit` hostname) and port, as curl reads it."""
+    host = host.rstrip(".").lower()
     for entry in re.split(r"[,\s]+", no_proxy.lower()):
         if entry == "*":
             return True
