@@ -14,6 +14,7 @@ from typing import Any
 
 import pyarrow as pa
 import pytest
+from conftest import examples
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
@@ -41,7 +42,7 @@ NOT_A_TIMESTAMP = "is not a timestamp (expected ISO-8601 or epoch digits)"
 NOT_A_NUMBER = "is not a number"
 BEYOND_2_53 = "is an integer beyond 2^53, which Torque cannot hold exactly; map it as a string"
 NOT_FINITE = "is not a finite number"
-PROPERTY = settings(max_examples=200, deadline=None)
+PROPERTY = settings(max_examples=examples(200), deadline=None)
 
 
 def epoch_ms(values: Any, rule: TimestampRule | None = None, now_ms: int = NOW_MS) -> Converted:
