@@ -277,12 +277,16 @@ def test_a_source_is_shown_by_its_last_part(source: str, shown: str) -> None:
 
 def test_a_jsonl_line_is_compact_json_with_text_as_written(tmp_path: Path) -> None:
     path = tmp_path / "failures.jsonl"
-    failure = RowFailure(3, "orders.csv", "mapping", "bad", "bad: x", record={"name": "café"})
+    record = {"name": "café", "total": 49.9, "at": dt.time(9, 30), "took": dt.timedelta(1)}
+    failure = RowFailure(3, "orders.csv", "mapping", "bad", "bad: x", record=record)
     write_report(path, [failure])
     assert path.read_text(encoding="utf-8") == (
         '{"row":3,"source":"orders.csv","stage":"mapping","reason":"bad","error":"bad: x",'
-        '"status":null,"attempts":0,"record":{"name":"café"},"event":null}\n'
+        '"status":null,"attempts":0,"record":{"name":"café","total":49.9,'
+        '"at":{"$time":"09:30:00"},"took":"1 day, 0:00:00"},"event":null}\n'
     )
+    [back] = read_report(path)
+    assert back.record == {**record, "took": "1 day, 0:00:00"}  # a duration reads as text
 
 
 def test_a_csv_report_ends_its_lines_with_a_newline_only(tmp_path: Path) -> None:
@@ -318,3 +322,24 @@ def test_an_unreadable_csv_cell_names_its_line(tmp_path: Path) -> None:
     assert str(refused.value) == (
         f"{path}, line 4: unreadable cell (invalid literal for int() with base 10: 'x')."
     )
+
+
+def test_a_report_line_from_an_older_backfill_reads_with_defaults(tmp_path: Path) -> None:
+    path = tmp_path / "failures.jsonl"
+    path.write_text('{"row":1,"record":{},"error":"bad: x"}\n{"row":2,"record":{}}\n')
+    first, second = read_report(path)
+    assert (first.source, first.stage, first.reason, first.error) == (
+        "",
+        "mapping",
+        "bad: x",
+        "bad: x",
+    )
+    assert (second.source, second.stage, second.reason, second.error) == ("", "mapping", "", "")
+
+
+def test_a_broken_line_before_the_last_names_the_file_and_line(tmp_path: Path) -> None:
+    path = tmp_path / "failures.jsonl"
+    path.write_text('{"row":1,"record":{}}\n{"row":\n{"row":3,"record":{}}\n')
+    with pytest.raises(ReportError) as refused:
+        list(read_report(path, allow_torn_tail=True))
+    assert str(refused.value).startswith(f"{path}, line 2: not JSON (")

@@ -99,8 +99,6 @@ def encode_value(value: Any) -> Any:
         return encoded
     if isinstance(value, (list, tuple)):
         return [encode_value(v) for v in value]
-    if hasattr(value, "isoformat"):  # pandas Timestamp keeps nanoseconds in isoformat
-        return {"$datetime": value.isoformat()}
     return str(value)
 
 
