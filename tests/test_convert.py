@@ -509,6 +509,9 @@ KEY = b58encode(bytes(range(1, 33)))
         (KEY[:-1] + "l", "'l' is not in the base58 alphabet (no 0, O, I or l)"),
         (KEY[:31], "expected 32 to 44 base58 characters, found 31"),
         (KEY + "1234", "expected 32 to 44 base58 characters, found 47"),
+        ("2" * 45, "expected 32 to 44 base58 characters, found 45"),
+        ("0O" + KEY[2:], "'0O' is not in the base58 alphabet (no 0, O, I or l)"),
+        ("1" * 32 + "2", "decodes to 33 bytes, expected 32"),  # 32 zero bytes, then a 1
         (b58encode(b"\x01" * 33), "decodes to 33 bytes, expected 32"),
         (b58encode(b"\x01" * 31), "decodes to 31 bytes, expected 32"),
     ],

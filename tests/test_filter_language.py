@@ -89,6 +89,22 @@ def test_a_filter_parses_into_the_languages_own_tree() -> None:
     assert third == Comparison("==", flag, Constant(True, "true"), "flag == true")
 
 
+def test_signs_true_and_false_and_not_equal_parse_as_written() -> None:
+    tree = parse_filter("total > +5 and flag != True and flag in [true, false]")
+    total, flag = Column("total", "total"), Column("flag", "flag")
+    assert isinstance(tree, Logic)
+    assert tree.operands == (
+        Comparison(">", total, Constant(5, "+5"), "total > +5"),
+        Comparison("!=", flag, Constant(True, "True"), "flag != True"),
+        Membership(
+            flag,
+            (Constant(True, "true"), Constant(False, "false")),
+            False,
+            "flag in [true, false]",
+        ),
+    )
+
+
 @pytest.mark.parametrize(
     ("expression", "columns"),
     [
@@ -118,6 +134,7 @@ def test_the_columns_a_filter_reads(expression: str, columns: list[str] | None) 
         ("status == '''it's `x`''' or flag", ["status", "flag"]),
         ('status == """say "`x`" """ or flag', ["status", "flag"]),
         ("'''`a`''' == status", ["status"]),
+        ("status == '''it's `x`'''", ["status"]),
         ("status == 'a\\'`x`' or `Order Status`", ["status", "Order Status"]),
         ("status == 'a\\'' or `Order Status`", ["status", "Order Status"]),  # \' is text
         ('status == "\\\\" or `Order Status`', ["status", "Order Status"]),  # \\ is text
@@ -248,7 +265,19 @@ ALLOWED = (
             "number(total)",
             "`number(total)` is a value, not a condition; compare it, e.g. status == 'paid'.",
         ),
-        ("isna(a) == True", None),
+        (
+            "isna(a) == True",
+            "`isna(a)` is a condition; it cannot be compared or nested: join conditions with "
+            "and, or, not.",
+        ),
+        (
+            "status is not None",
+            "`is not` (`status is not None`) is not allowed; write == or !=, or isna(column).",
+        ),
+        (
+            "a > 9223372036854775808",
+            "the number 9223372036854775808 is too large; at most 2^63 - 1.",
+        ),
         (
             "startswith(a, 1)",
             "`startswith(a, 1)`: the second argument of startswith() must be 'text'.",
