@@ -503,6 +503,7 @@ KEY = b58encode(bytes(range(1, 33)))
         (KEY, None),
         (b58encode(bytes(32)), None),  # 32 zero bytes: all ones
         (b58encode(b"\x00" + bytes(range(1, 32))), None),  # leading zero byte: leading 1
+        (b58encode(bytes(31) + b"\x01"), None),  # 31 zero bytes, then a 1: "1" * 31 + "2"
         ("0" + KEY[1:], "'0' is not in the base58 alphabet (no 0, O, I or l)"),
         ("O" + KEY[1:], "'O' is not in the base58 alphabet (no 0, O, I or l)"),
         ("I" + KEY[1:], "'I' is not in the base58 alphabet (no 0, O, I or l)"),

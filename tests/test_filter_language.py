@@ -13,7 +13,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from backfill.errors import MappingError
-from backfill.mapping.filter_language import filter_columns, parse_filter
+from backfill.mapping.filter_language import MAX_DEPTH, filter_columns, parse_filter
 from backfill.mapping.filter_tree import (
     Check,
     Column,
@@ -90,9 +90,11 @@ def test_a_filter_parses_into_the_languages_own_tree() -> None:
 
 
 def test_signs_true_and_false_and_not_equal_parse_as_written() -> None:
-    tree = parse_filter("total > +5 and flag != True and flag in [true, false]")
+    text = "total > +5 and flag != True and flag in [true, false]"
+    tree = parse_filter(text)
     total, flag = Column("total", "total"), Column("flag", "flag")
-    assert isinstance(tree, Logic)
+    assert isinstance(tree, Logic) and tree.text == text
+    assert parse_filter("not flag") == Not(Truth(flag, "flag"), "not flag")
     assert tree.operands == (
         Comparison(">", total, Constant(5, "+5"), "total > +5"),
         Comparison("!=", flag, Constant(True, "True"), "flag != True"),
@@ -550,4 +552,13 @@ def test_the_cli_refuses_a_number_comparison_on_a_csv_text_column_with_one_line(
     assert result.stderr == (
         f"Error: {mapping}: filter: `total > 10` compares column 'total' (text in "
         f"{SAMPLE / 'orders.csv'}) with 10; to compare it as a number write number(total).\n"
+    )
+
+
+def test_a_filter_may_nest_to_the_documented_depth_and_no_deeper() -> None:
+    """Each `not` is a level, and so are the filter itself and the column it ends at."""
+    deepest = "not " * (MAX_DEPTH - 2) + "paid"
+    assert parse_filter(deepest).text == deepest
+    assert load_error("not " + deepest).endswith(
+        f"is nested too deeply; at most {MAX_DEPTH} levels."
     )

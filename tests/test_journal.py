@@ -24,6 +24,7 @@ from backfill.books.journal import (
     RowSet,
     check_journal,
     drop_torn_tail,
+    file_fingerprint,
     journal_path,
     read_journal,
 )
@@ -519,3 +520,10 @@ def test_a_rerun_whose_report_moved_says_only_that_its_fingerprint_differs(tmp_p
     message = refusal(path, read_journal(path), resume=True, files=moved)
     assert "(rows of a.csv) changed since the journal" in message
     assert f"{path} was made (its fingerprint differs): its rows" in message
+
+
+def test_a_files_fingerprint_is_its_size_and_modification_time(tmp_path: Path) -> None:
+    path = tmp_path / "orders.csv"
+    path.write_bytes(b"a,b\n1,2\n")
+    os.utime(path, ns=(1_700_000_000_000_000_000, 1_700_000_000_123_456_789))
+    assert file_fingerprint(path) == {"size": 8, "mtime_ns": 1_700_000_000_123_456_789}

@@ -288,5 +288,21 @@ def test_close_fsyncs_what_was_written_and_a_file_with_nothing_new_is_not_fsynce
     assert synced == []
     written = record_file.RecordFile(tmp_path / "written.jsonl")
     written.write(b"a\n")
+    written.sync()
+    written.sync()  # nothing new since the last
     written.close()
+    written.sync()  # a timer's last tick after the close: nothing to do
     assert len(synced) == 1
+
+
+def test_a_short_write_is_named_with_its_byte_counts(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = tmp_path / "r.jsonl"
+    file = record_file.RecordFile(path)
+    monkeypatch.setattr(record_file.os, "write", lambda fd, data: 0)
+    with pytest.raises(RecordWriteError) as refused:
+        file.write(b"abc\n")
+    assert str(refused.value) == (
+        f"cannot write {path}: short write (0 of 4 bytes; is the disk full?)"
+    )
