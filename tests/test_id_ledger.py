@@ -250,6 +250,12 @@ def test_validate_reads_no_delivered_ids_from_a_missing_ledger_or_another_scope(
     with pytest.raises(JournalError) as raised:
         delivered_reader(junk, SCOPE)
     assert str(raised.value).startswith(f"{junk}: not a backfill ledger (")
+    empty = tmp_path / "empty.sqlite3"
+    with sqlite3.connect(empty) as connection:
+        connection.execute("PRAGMA user_version = 2")  # a ledger's version, none of its tables
+    with pytest.raises(JournalError) as raised:
+        delivered_reader(empty, SCOPE)
+    assert str(raised.value) == f"{empty}: not a backfill ledger (no such table: scopes)."
 
 
 def test_the_mapping_names_the_id_column() -> None:

@@ -430,7 +430,9 @@ def test_a_journal_whose_header_is_unreadable_is_refused_naming_it(tmp_path: Pat
 def test_a_new_journal_replaces_an_old_file_at_its_place(tmp_path: Path) -> None:
     path = tmp_path / "j.state"
     journal_of(path, {"a.csv": SIZE_1K})
-    JournalWriter(path, KEY, append=False).close()
+    writer = JournalWriter(path, KEY, append=False)
+    assert writer.path == path  # the summary names it
+    writer.close()
     state = read_journal(path)
     assert state is not None and state.files == {} and state.accepted == {}
 
@@ -495,9 +497,12 @@ def test_each_refusal_to_resume_over_a_changed_source_is_word_for_word(
         gone = refusal(path, state, resume=True, files={})
         changed = {"a.csv": {"size": None, "mtime_ns": 0, "sheet": "Sales", "rows": 4}}
         change = refusal(path, state, resume=True, files=changed)
+        grown = {"a.csv": {"size": 8, "mtime_ns": None, "sheet": "Orders"}}
+        only_size = refusal(path, state, resume=True, files=grown)
     finally:
         monkeypatch.undo()
         time.tzset()
+    assert f"{path} was made (size 7 -> 8 bytes): its rows" in only_size
     assert gone == (
         f"--resume: a.csv is in the journal {path} but no longer in the source. Nothing was "
         "sent. Put it back (from the same folder, SOURCE written as before), or use "

@@ -286,6 +286,11 @@ def test_close_fsyncs_what_was_written_and_a_file_with_nothing_new_is_not_fsynce
     untouched = record_file.RecordFile(tmp_path / "untouched.jsonl")
     untouched.close()
     assert synced == []
+    closed = record_file.RecordFile(tmp_path / "closed.jsonl")
+    closed.write(b"a\n")
+    closed.close()
+    assert len(synced) == 1
+    synced.clear()
     written = record_file.RecordFile(tmp_path / "written.jsonl")
     written.write(b"a\n")
     written.sync()

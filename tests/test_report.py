@@ -251,6 +251,11 @@ def test_a_missing_report_fails(tmp_path: Path) -> None:
         (".", "source"),
         ("or<ders>.csv", "or_ders_.csv"),
         ("orders. ", "orders"),
+        ("exports/INBOX/", "INBOX"),
+        ("data/INBOX-*.csv", "INBOX"),
+        ("exports//.", "exports"),
+        ("data/...", "source"),
+        ("data/..", "source"),  # the folder above: no name to give it
     ],
 )
 def test_the_default_report_is_named_after_the_source_as_its_user_knows_it(
@@ -268,6 +273,7 @@ def test_the_default_report_is_named_after_the_source_as_its_user_knows_it(
         ("data/2024/orders-*.csv", "orders-*.csv"),
         ("C:\\exports\\orders.csv", "orders.csv"),
         ("exports/", "exports"),
+        ("exports/INBOX/", "INBOX"),
         ("/", "source"),
     ],
 )
