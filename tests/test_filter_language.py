@@ -13,7 +13,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from backfill.errors import MappingError
-from backfill.mapping.filter_language import MAX_DEPTH, filter_columns, parse_filter
+from backfill.mapping.filter_language import MAX_DEPTH, MAX_LENGTH, filter_columns, parse_filter
 from backfill.mapping.filter_tree import (
     Check,
     Column,
@@ -137,6 +137,7 @@ def test_the_columns_a_filter_reads(expression: str, columns: list[str] | None) 
         ('status == """say "`x`" """ or flag', ["status", "flag"]),
         ("'''`a`''' == status", ["status"]),
         ("status == '''it's `x`'''", ["status"]),
+        ("INBOX == 'a' or `Order Status`", ["INBOX", "Order Status"]),
         ("status == 'a\\'`x`' or `Order Status`", ["status", "Order Status"]),
         ("status == 'a\\'' or `Order Status`", ["status", "Order Status"]),  # \' is text
         ('status == "\\\\" or `Order Status`', ["status", "Order Status"]),  # \\ is text
@@ -295,6 +296,7 @@ ALLOWED = (
         ("status ==", None),
         ("status == 'paid", None),  # quoted text never closed
         ("`Order Status == 'paid'", "a backtick (`) is not closed; write `Column Name`."),
+        ("`` == 'paid'", "`` names no column; write `Column Name`."),
     ],
 )
 def test_anything_outside_the_language_is_refused_naming_the_construct(
@@ -562,3 +564,16 @@ def test_a_filter_may_nest_to_the_documented_depth_and_no_deeper() -> None:
     assert load_error("not " + deepest).endswith(
         f"is nested too deeply; at most {MAX_DEPTH} levels."
     )
+
+
+def test_quoted_text_keeps_its_quotes_and_backticks_as_written() -> None:
+    text = "status == '''it's `x`'''"
+    assert parse_filter(text) == Comparison(
+        "==", Column("status", "status"), Constant("it's `x`", text[10:]), text
+    )
+
+
+def test_a_filter_may_be_as_long_as_the_documented_limit_and_no_longer() -> None:
+    longest = "status == '" + "a" * (MAX_LENGTH - 12) + "'"
+    assert len(longest) == MAX_LENGTH and parse_filter(longest).text == longest
+    assert load_error(longest + " ").endswith(f"at most {MAX_LENGTH:,}.")
