@@ -564,6 +564,10 @@ def test_a_filter_may_nest_to_the_documented_depth_and_no_deeper() -> None:
     assert load_error("not " + deepest).endswith(
         f"is nested too deeply; at most {MAX_DEPTH} levels."
     )
+    beyond_python = "not " * 5000 + "paid"  # deeper than Python's own parser goes
+    assert load_error(beyond_python) == (
+        f"map.yaml: filter: is nested too deeply; at most {MAX_DEPTH} levels."
+    )
 
 
 def test_quoted_text_keeps_its_quotes_and_backticks_as_written() -> None:
