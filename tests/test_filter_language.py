@@ -138,6 +138,7 @@ def test_the_columns_a_filter_reads(expression: str, columns: list[str] | None) 
         ("'''`a`''' == status", ["status"]),
         ("status == '''it's `x`'''", ["status"]),
         ("INBOX == 'a' or `Order Status`", ["INBOX", "Order Status"]),
+        ("'''a''' == `Order Status`", ["Order Status"]),
         ("status == 'a\\'`x`' or `Order Status`", ["status", "Order Status"]),
         ("status == 'a\\'' or `Order Status`", ["status", "Order Status"]),  # \' is text
         ('status == "\\\\" or `Order Status`', ["status", "Order Status"]),  # \\ is text
