@@ -37,7 +37,7 @@ import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
-from backfill.mapping.pubkey import b58encode, is_pubkey
+from backfill.mapping.pubkey import b58encode, pubkey_problem
 
 SLICE_ROWS = 100_000
 WALLET_POOL = 50_000
@@ -122,7 +122,7 @@ def make_pools(seed: int) -> Pools:
     rng = np.random.default_rng([seed, POOL_STREAM])
     raw = rng.integers(0, 256, size=(WALLET_POOL, 32), dtype=np.uint8)
     wallets = [b58encode(row.tobytes()) for row in raw]
-    if len(set(wallets)) != WALLET_POOL or not all(map(is_pubkey, wallets)):
+    if len(set(wallets)) != WALLET_POOL or any(map(pubkey_problem, wallets)):
         raise RuntimeError("wallet pool is not 50,000 distinct valid keys; change --seed")
     tiers = _labels(TIERS).take(pa.array(_choice(rng, TIERS, WALLET_POOL)))
 

@@ -28,7 +28,7 @@ import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
-from backfill.mapping.pubkey import is_pubkey
+from backfill.mapping.pubkey import pubkey_problem
 
 BATCH_ROWS = 65_536
 TRUE_TIERS = pa.array(["premium", "gold"])
@@ -61,7 +61,8 @@ def map_batch(batch: pa.RecordBatch) -> tuple[int, int, int]:
     ok = pc.and_(ok, pc.or_(pc.is_in(tier, TRUE_TIERS), pc.is_in(tier, FALSE_TIERS)))
     wallets = table["wallet"]
     distinct = pc.unique(wallets)
-    good = pa.array([text for text in distinct.to_pylist() if is_pubkey(text)], pa.string())
+    keys = [text for text in distinct.to_pylist() if pubkey_problem(text) is None]
+    good = pa.array(keys, pa.string())
     ok = pc.and_(ok, pc.is_in(wallets, good))
     mapped = pc.sum(pc.cast(ok, pa.int64())).as_py() or 0
     return mapped, filtered, table.num_rows - mapped

@@ -30,6 +30,14 @@ SAMPLE = ROOT / "sample_data"
 TEST_KEY = "test-key-Zq8sXw3LmN0pRt7vY"  # distinctive, so a leak is easy to grep for
 CLI_TIMEOUT = 120
 DEAD = "127.0.0.2"  # dead_address_and_port: an address whose SYNs are dropped
+MUTATION_RUN = "MUTANT_UNDER_TEST" in os.environ  # mutmut sets it for all its test runs
+
+
+def examples(count: int) -> int:
+    """`count` generated examples for a property test, a tenth of them in a mutation run
+    (docs/mutation.md): there the test runs again for every mutant it reaches, and the
+    cases that must hold are explicit tests of their own."""
+    return max(count // 10, 10) if MUTATION_RUN else count
 
 
 def make_pubkey(seed: int) -> str:

@@ -14,6 +14,7 @@ from typing import Any
 
 import pyarrow as pa
 import pytest
+from conftest import examples
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
@@ -24,6 +25,7 @@ from backfill.mapping.convert import (
     to_boolean,
     to_number,
     to_string,
+    true_mask,
     type_of_column,
 )
 from backfill.mapping.pubkey import BASE58_ALPHABET, b58encode, decoded_length, pubkey_problem
@@ -41,7 +43,7 @@ NOT_A_TIMESTAMP = "is not a timestamp (expected ISO-8601 or epoch digits)"
 NOT_A_NUMBER = "is not a number"
 BEYOND_2_53 = "is an integer beyond 2^53, which Torque cannot hold exactly; map it as a string"
 NOT_FINITE = "is not a finite number"
-PROPERTY = settings(max_examples=200, deadline=None)
+PROPERTY = settings(max_examples=examples(200), deadline=None)
 
 
 def epoch_ms(values: Any, rule: TimestampRule | None = None, now_ms: int = NOW_MS) -> Converted:
@@ -501,12 +503,16 @@ KEY = b58encode(bytes(range(1, 33)))
         (KEY, None),
         (b58encode(bytes(32)), None),  # 32 zero bytes: all ones
         (b58encode(b"\x00" + bytes(range(1, 32))), None),  # leading zero byte: leading 1
+        (b58encode(bytes(31) + b"\x01"), None),  # 31 zero bytes, then a 1: "1" * 31 + "2"
         ("0" + KEY[1:], "'0' is not in the base58 alphabet (no 0, O, I or l)"),
         ("O" + KEY[1:], "'O' is not in the base58 alphabet (no 0, O, I or l)"),
         ("I" + KEY[1:], "'I' is not in the base58 alphabet (no 0, O, I or l)"),
         (KEY[:-1] + "l", "'l' is not in the base58 alphabet (no 0, O, I or l)"),
         (KEY[:31], "expected 32 to 44 base58 characters, found 31"),
         (KEY + "1234", "expected 32 to 44 base58 characters, found 47"),
+        ("2" * 45, "expected 32 to 44 base58 characters, found 45"),
+        ("0O" + KEY[2:], "'0O' is not in the base58 alphabet (no 0, O, I or l)"),
+        ("1" * 32 + "2", "decodes to 33 bytes, expected 32"),  # 32 zero bytes, then a 1
         (b58encode(b"\x01" * 33), "decodes to 33 bytes, expected 32"),
         (b58encode(b"\x01" * 31), "decodes to 31 bytes, expected 32"),
     ],
@@ -925,3 +931,63 @@ def test_a_thousands_mark_out_of_place_is_not_a_number(
     assume(after < len(digits))  # a mark with a group of digits that is not three after it
     text = digits[:-after] + thousands + digits[-after:]
     assert problems(to_number(pa.array([text]), decimal, thousands)) == {0: [NOT_A_NUMBER]}
+
+
+# --- what the mutation run (docs/mutation.md) showed untested --------------------------------
+
+
+def test_a_chunked_check_result_with_nulls_is_one_mask_with_nulls_false() -> None:
+    chunked = pa.chunked_array([[True, None], [False, True]])
+    assert true_mask(chunked).tolist() == [True, False, False, True]
+
+
+def test_a_timestamp_column_with_a_missing_value_is_text_with_a_gap() -> None:
+    column = pa.array([dt.datetime(2024, 3, 5, 14, 22, 31), None], pa.timestamp("s"))
+    converted = to_string(column)
+    assert converted.materialize() == ["2024-03-05T14:22:31", None]
+    assert converted.missing.tolist() == [False, True]
+
+
+def test_an_unsigned_integer_beyond_int64_is_beyond_2_53_too() -> None:
+    converted = to_number(pa.array([2**64 - 1, 5], pa.uint64()))
+    assert problems(converted) == {0: [BEYOND_2_53]}
+
+
+def test_a_19_digit_integer_text_is_refused_as_beyond_2_53_not_a_crash() -> None:
+    converted = to_number(pa.array(["9999999999999999999", "12"]))
+    assert problems(converted) == {0: [BEYOND_2_53]}
+
+
+def test_a_boolean_column_gives_no_numbers() -> None:
+    converted = to_number(pa.array([True, None]))
+    assert problems(converted) == {0: ["is a boolean, not a number"]}
+    assert converted.materialize() == [None, None]
+
+
+def test_scaled_numbers_keep_gaps_and_exact_digits_up_to_2_53() -> None:
+    converted = to_number(pa.array([115, None, 2**53, 0.1]), scale=Decimal("1"))
+    assert converted.missing.tolist() == [False, True, False, False]
+    assert converted.materialize()[:3] == [115, None, 2**53]
+    assert type(converted.materialize()[2]) is int
+    tripled = to_number(pa.array([0.1]), scale=Decimal("3")).materialize()
+    assert tripled == [0.3]  # the number's own digits times 3, not the double's 0.30000000000000004
+
+
+def test_custom_words_apply_to_a_boolean_column_too() -> None:
+    column = pa.array([True, False])
+    assert problems(to_boolean(column, true_values=["yes"])) == {
+        0: ["is not a boolean (expected one of yes, false, 0, no)"]
+    }
+    assert problems(to_boolean(column, false_values=["no"])) == {
+        1: ["is not a boolean (expected one of true, 1, yes, no)"]
+    }
+
+
+def test_only_leading_ones_count_as_zero_bytes_in_a_key() -> None:
+    keys = ["1" * 32, "X" * 32, "1" * 33, None]  # 32 zero bytes; 24 bytes; 33 bytes; missing
+    converted = PubkeyChecker().check(pa.array(keys))
+    assert problems(converted) == {
+        1: ["is not a Solana public key"],
+        2: ["is not a Solana public key"],
+    }
+    assert converted.missing.tolist() == [False, False, False, True]

@@ -10,7 +10,7 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from conftest import make_pubkey
+from conftest import examples, make_pubkey
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -176,7 +176,7 @@ number_values = st.one_of(
 )
 
 
-@settings(max_examples=150, deadline=None)
+@settings(max_examples=examples(150), deadline=None)
 @given(
     table_rows=st.lists(
         st.tuples(text_values, number_values, st.sampled_from(["premium", "basic", "", "Gold"])),

@@ -8,12 +8,12 @@ import warnings
 from pathlib import Path
 
 import pytest
-from conftest import ROOT, SAMPLE, run_cli
+from conftest import ROOT, SAMPLE, examples, run_cli
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from backfill.errors import MappingError
-from backfill.mapping.filter_language import filter_columns, parse_filter
+from backfill.mapping.filter_language import MAX_DEPTH, MAX_LENGTH, filter_columns, parse_filter
 from backfill.mapping.filter_tree import (
     Check,
     Column,
@@ -89,6 +89,24 @@ def test_a_filter_parses_into_the_languages_own_tree() -> None:
     assert third == Comparison("==", flag, Constant(True, "true"), "flag == true")
 
 
+def test_signs_true_and_false_and_not_equal_parse_as_written() -> None:
+    text = "total > +5 and flag != True and flag in [true, false]"
+    tree = parse_filter(text)
+    total, flag = Column("total", "total"), Column("flag", "flag")
+    assert isinstance(tree, Logic) and tree.text == text
+    assert parse_filter("not flag") == Not(Truth(flag, "flag"), "not flag")
+    assert tree.operands == (
+        Comparison(">", total, Constant(5, "+5"), "total > +5"),
+        Comparison("!=", flag, Constant(True, "True"), "flag != True"),
+        Membership(
+            flag,
+            (Constant(True, "true"), Constant(False, "false")),
+            False,
+            "flag in [true, false]",
+        ),
+    )
+
+
 @pytest.mark.parametrize(
     ("expression", "columns"),
     [
@@ -118,6 +136,9 @@ def test_the_columns_a_filter_reads(expression: str, columns: list[str] | None) 
         ("status == '''it's `x`''' or flag", ["status", "flag"]),
         ('status == """say "`x`" """ or flag', ["status", "flag"]),
         ("'''`a`''' == status", ["status"]),
+        ("status == '''it's `x`'''", ["status"]),
+        ("INBOX == 'a' or `Order Status`", ["INBOX", "Order Status"]),
+        ("'''a''' == `Order Status`", ["Order Status"]),
         ("status == 'a\\'`x`' or `Order Status`", ["status", "Order Status"]),
         ("status == 'a\\'' or `Order Status`", ["status", "Order Status"]),  # \' is text
         ('status == "\\\\" or `Order Status`', ["status", "Order Status"]),  # \\ is text
@@ -248,7 +269,19 @@ ALLOWED = (
             "number(total)",
             "`number(total)` is a value, not a condition; compare it, e.g. status == 'paid'.",
         ),
-        ("isna(a) == True", None),
+        (
+            "isna(a) == True",
+            "`isna(a)` is a condition; it cannot be compared or nested: join conditions with "
+            "and, or, not.",
+        ),
+        (
+            "status is not None",
+            "`is not` (`status is not None`) is not allowed; write == or !=, or isna(column).",
+        ),
+        (
+            "a > 9223372036854775808",
+            "the number 9223372036854775808 is too large; at most 2^63 - 1.",
+        ),
         (
             "startswith(a, 1)",
             "`startswith(a, 1)`: the second argument of startswith() must be 'text'.",
@@ -264,6 +297,7 @@ ALLOWED = (
         ("status ==", None),
         ("status == 'paid", None),  # quoted text never closed
         ("`Order Status == 'paid'", "a backtick (`) is not closed; write `Column Name`."),
+        ("`` == 'paid'", "`` names no column; write `Column Name`."),
     ],
 )
 def test_anything_outside_the_language_is_refused_naming_the_construct(
@@ -430,7 +464,7 @@ def hostile_filters(target: str) -> st.SearchStrategy[str]:
     )
 
 
-@settings(max_examples=250, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=examples(250), deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(data=st.data())
 def test_generated_hostile_filters_are_refused_at_load_and_write_nothing(
     data: st.DataObject, tmp_path_factory: pytest.TempPathFactory
@@ -522,3 +556,29 @@ def test_the_cli_refuses_a_number_comparison_on_a_csv_text_column_with_one_line(
         f"Error: {mapping}: filter: `total > 10` compares column 'total' (text in "
         f"{SAMPLE / 'orders.csv'}) with 10; to compare it as a number write number(total).\n"
     )
+
+
+def test_a_filter_may_nest_to_the_documented_depth_and_no_deeper() -> None:
+    """Each `not` is a level, and so are the filter itself and the column it ends at."""
+    deepest = "not " * (MAX_DEPTH - 2) + "paid"
+    assert parse_filter(deepest).text == deepest
+    assert load_error("not " + deepest).endswith(
+        f"is nested too deeply; at most {MAX_DEPTH} levels."
+    )
+    beyond_python = "not " * 5000 + "paid"  # deeper than Python's own parser goes
+    assert load_error(beyond_python) == (
+        f"map.yaml: filter: is nested too deeply; at most {MAX_DEPTH} levels."
+    )
+
+
+def test_quoted_text_keeps_its_quotes_and_backticks_as_written() -> None:
+    text = "status == '''it's `x`'''"
+    assert parse_filter(text) == Comparison(
+        "==", Column("status", "status"), Constant("it's `x`", text[10:]), text
+    )
+
+
+def test_a_filter_may_be_as_long_as_the_documented_limit_and_no_longer() -> None:
+    longest = "status == '" + "a" * (MAX_LENGTH - 12) + "'"
+    assert len(longest) == MAX_LENGTH and parse_filter(longest).text == longest
+    assert load_error(longest + " ").endswith(f"at most {MAX_LENGTH:,}.")

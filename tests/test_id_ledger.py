@@ -23,7 +23,7 @@ from test_resume import CONCURRENCY, SLOW, wait_for_events
 
 from backfill.books.id_ledger import IdLedger, LedgerScope, default_ledger_path, delivered_reader
 from backfill.books.report import read_report
-from backfill.errors import MappingError
+from backfill.errors import JournalError, MappingError
 from backfill.mapping.spec import mapping_from_dict
 
 SCOPE = LedgerScope.of("https://api.torque.so/events/", "torque-v1", "STORE_ORDER")
@@ -80,6 +80,16 @@ def test_a_released_id_may_be_sent_by_a_later_row(tmp_path: Path) -> None:
     assert ledger.check(["A"], ["row 5"]).duplicates == {}
 
 
+def test_letting_go_of_an_id_no_row_holds_changes_nothing(tmp_path: Path) -> None:
+    """A row may fail before its id is claimed, or be let go twice: no error for that."""
+    ledger = IdLedger(tmp_path / "ledger.sqlite3", SCOPE)
+    ledger.check(["A"], ["row 0"])
+    ledger.release("B")
+    ledger.release("A")
+    ledger.release("A")
+    assert ledger.check(["A", "B"], ["row 5", "row 6"]).duplicates == {}
+
+
 def test_scopes_are_apart_endpoint_envelope_and_event_name(tmp_path: Path) -> None:
     path = tmp_path / "ledger.sqlite3"
     ledger = IdLedger(path, SCOPE)
@@ -126,6 +136,126 @@ def test_the_default_place_is_the_environment_or_the_users_data_folder(
     monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path))
     if os.name == "posix" and "darwin" not in os.sys.platform:
         assert default_ledger_path() == tmp_path / "backfill" / "ledger.sqlite3"
+
+
+@pytest.mark.parametrize(
+    ("platform", "env", "expected"),
+    [
+        ("win32", {"LOCALAPPDATA": "{tmp}/local"}, "{tmp}/local"),
+        ("win32", {}, "{home}/AppData/Local"),
+        ("darwin", {}, "{home}/Library/Application Support"),
+        ("linux", {"XDG_DATA_HOME": "{tmp}/data"}, "{tmp}/data"),
+        ("linux", {}, "{home}/.local/share"),
+    ],
+)
+def test_the_default_place_is_each_systems_data_folder(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    platform: str,
+    env: dict[str, str],
+    expected: str,
+) -> None:
+    home = tmp_path / "home"
+    monkeypatch.delenv("BACKFILL_LEDGER")
+    for name in ("LOCALAPPDATA", "XDG_DATA_HOME"):
+        monkeypatch.delenv(name, raising=False)
+    for name, value in env.items():
+        monkeypatch.setenv(name, value.format(tmp=tmp_path))
+    monkeypatch.setattr(Path, "home", lambda: home)
+    monkeypatch.setattr("backfill.books.id_ledger.sys.platform", platform)
+    folder = Path(expected.format(tmp=tmp_path, home=home))
+    assert default_ledger_path() == folder / "backfill" / "ledger.sqlite3"
+
+
+def test_a_ledger_in_a_folder_not_made_yet_makes_the_folder(tmp_path: Path) -> None:
+    path = tmp_path / "data" / "backfill" / "ledger.sqlite3"
+    IdLedger(path, SCOPE).close()
+    assert path.is_file()
+
+
+def test_a_throwaway_ledger_writes_no_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A rehearsal's ledger (":memory:") holds this run's ids and leaves nothing behind."""
+    monkeypatch.chdir(tmp_path)
+    ledger = IdLedger(Path(":memory:"), SCOPE)
+    ledger.record("A")
+    ledger.commit()
+    assert ledger.delivered(["A", "B"]).tolist() == [True, False]
+    ledger.close()
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_an_id_an_earlier_run_delivered_stays_already_sent_and_never_a_duplicate(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "ledger.sqlite3"
+    earlier = IdLedger(path, SCOPE)
+    earlier.record("A")
+    earlier.close()
+    ledger = IdLedger(path, SCOPE)
+    for row in ("row 0", "row 7"):
+        checked = ledger.check(["A"], [row])
+        assert checked.already_sent.tolist() == [True] and checked.duplicates == {}
+
+
+def test_a_failed_commit_says_so_and_keeps_its_ids_for_the_next(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = tmp_path / "ledger.sqlite3"
+    ledger = IdLedger(path, SCOPE)
+    ledger.check(["A"], ["row 0"])
+    ledger.record_many(["A"])
+    store_add = ledger._store.add
+
+    def locked(*args: object, **kwargs: object) -> int:
+        raise sqlite3.OperationalError("database is locked")
+
+    monkeypatch.setattr(ledger._store, "add", locked)
+    with pytest.raises(JournalError, match=r"ledger\.sqlite3: cannot record delivered ids"):
+        ledger.commit()
+    monkeypatch.setattr(ledger._store, "add", store_add)
+    ledger.close()
+    assert IdLedger(path, SCOPE).delivered(["A"]).tolist() == [True]
+
+
+def test_a_ledger_that_cannot_be_read_says_which_and_why(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    ledger = IdLedger(tmp_path / "ledger.sqlite3", SCOPE)
+
+    def broken(*args: object) -> object:
+        raise sqlite3.OperationalError("disk I/O error")
+
+    monkeypatch.setattr(ledger._store, "runs_of", broken)
+    expected = f"{tmp_path / 'ledger.sqlite3'}: cannot read delivered ids (disk I/O error)."
+    with pytest.raises(JournalError) as raised:
+        ledger.check(["A"], ["row 0"])
+    assert str(raised.value) == expected
+
+
+def test_validate_reads_no_delivered_ids_from_a_missing_ledger_or_another_scope(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "ledger.sqlite3"
+    missing = delivered_reader(path, SCOPE)(["A", "B"])
+    assert missing.dtype == bool and missing.tolist() == [False, False]
+    ledger = IdLedger(path, SCOPE)
+    ledger.record("A")
+    ledger.close()
+    other = LedgerScope.of("https://staging.example/events", "torque-v1", "STORE_ORDER")
+    elsewhere = delivered_reader(path, other)(["A", "B"])
+    assert elsewhere.dtype == bool and elsewhere.tolist() == [False, False]
+    assert delivered_reader(path, SCOPE)(["A", "B"]).tolist() == [True, False]
+    junk = tmp_path / "junk.sqlite3"
+    junk.write_text("not a database at all, but long enough to be read as one" * 100)
+    with pytest.raises(JournalError) as raised:
+        delivered_reader(junk, SCOPE)
+    assert str(raised.value).startswith(f"{junk}: not a backfill ledger (")
+    empty = tmp_path / "empty.sqlite3"
+    with sqlite3.connect(empty) as connection:
+        connection.execute("PRAGMA user_version = 2")  # a ledger's version, none of its tables
+    with pytest.raises(JournalError) as raised:
+        delivered_reader(empty, SCOPE)
+    assert str(raised.value) == f"{empty}: not a backfill ledger (no such table: scopes)."
 
 
 def test_the_mapping_names_the_id_column() -> None:

@@ -9,6 +9,7 @@ import asyncio
 import json
 import os
 import stat
+import time
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +24,8 @@ from backfill.books.journal import (
     RowSet,
     check_journal,
     drop_torn_tail,
+    file_fingerprint,
+    journal_path,
     read_journal,
 )
 from backfill.errors import JournalError, RecordWriteError
@@ -349,3 +352,183 @@ def test_a_short_write_stops_the_file_and_names_it(
         writer.accepted(0, 1)
     writer.close()
     assert b"a 0 1\n" not in path.read_bytes()
+
+
+# --- row sets, names, old journals, and every refusal word for word -----------------------------
+
+
+def test_a_row_set_grows_to_any_row_and_counts_each_row_once() -> None:
+    found = RowSet()
+    assert len(found) == 0 and 0 not in found and 1024 not in found
+    for row in (0, 1023, 1024, 5000, 5000, 7):
+        found.add(row)
+    assert rows(found) == [0, 7, 1023, 1024, 5000] and len(found) == 5
+    assert 0 in found and 5000 in found
+    assert 6 not in found and 5001 not in found and 10**9 not in found
+    assert -1 not in found and "7" not in found
+
+
+def test_row_sets_of_different_sizes_combine_and_subtract() -> None:
+    small, large = RowSet(), RowSet()
+    for row in (1, 3):
+        small.add(row)
+    for row in (3, 4, 3000):
+        large.add(row)
+    both = small.union(large)
+    assert rows(both) == [1, 3, 4, 3000] and len(both) == 4
+    assert rows(large.union(small)) == [1, 3, 4, 3000]
+    assert rows(large.minus(small)) == [4, 3000] and len(large.minus(small)) == 2
+    assert rows(small.minus(large)) == [1]
+
+
+@pytest.mark.parametrize(
+    ("report", "rehearsal", "journal"),
+    [
+        ("orders.failures.jsonl", False, "orders.failures.jsonl.state"),
+        ("orders.sandbox.failures.jsonl", False, "orders.sandbox.failures.jsonl.state"),
+        ("orders.sandbox.failures.jsonl", True, "orders.sandbox.state"),
+        ("mine.jsonl", True, "mine.jsonl.sandbox.state"),
+        ("orders.sandbox.rerun.jsonl", True, "orders.sandbox.rerun.jsonl.state"),
+    ],
+)
+def test_the_journal_lies_beside_its_report_and_a_rehearsals_says_sandbox_once(
+    tmp_path: Path, report: str, rehearsal: bool, journal: str
+) -> None:
+    assert journal_path(tmp_path / report, rehearsal=rehearsal) == tmp_path / journal
+
+
+def test_a_run_not_rehearsing_keeps_a_sandbox_named_report_journal_as_is(tmp_path: Path) -> None:
+    report = tmp_path / "orders.sandbox.failures.jsonl"
+    assert journal_path(report) == tmp_path / "orders.sandbox.failures.jsonl.state"
+
+
+def test_a_version_1_journals_rows_belong_to_its_one_file_and_later_ones_to_declared_files(
+    tmp_path: Path,
+) -> None:
+    old = tmp_path / "old.state"
+    old.write_text(json.dumps({"source": KEY.source}) + "\na 3\na 5\n")  # no version: 1
+    state = read_journal(old)
+    assert state is not None and state.files == {"": 0}
+    assert rows(state.rows(state.accepted, "")) == [3, 5]
+    newer = tmp_path / "newer.state"
+    newer.write_text(json.dumps({"version": 2}) + '\nf 0 {"name": "/data"}\na 0 3\n')
+    state = read_journal(newer)
+    assert state is not None and state.files == {"/data": 0}
+
+
+def test_a_journal_whose_header_is_unreadable_is_refused_naming_it(tmp_path: Path) -> None:
+    path = tmp_path / "j.state"
+    for header in ("[1, 2]", "not json"):
+        path.write_text(header + "\na 0 1\n")
+        with pytest.raises(JournalError) as refused:
+            read_journal(path)
+        assert str(refused.value) == (
+            f"{path}: not a backfill journal (unreadable header); remove it or use --restart."
+        )
+
+
+def test_a_new_journal_replaces_an_old_file_at_its_place(tmp_path: Path) -> None:
+    path = tmp_path / "j.state"
+    journal_of(path, {"a.csv": SIZE_1K})
+    writer = JournalWriter(path, KEY, append=False)
+    assert writer.path == path  # the summary names it
+    writer.close()
+    state = read_journal(path)
+    assert state is not None and state.files == {} and state.accepted == {}
+
+
+def refusal(path: Path, state: Any, key: JournalKey = KEY, **kw: Any) -> str:
+    with pytest.raises(JournalError) as refused:
+        check_journal(path, state, key, **{"resume": False, "restart": False, **kw})
+    return str(refused.value)
+
+
+def test_each_refusal_to_start_says_what_is_there_and_what_to_do(tmp_path: Path) -> None:
+    path = tmp_path / "j.state"
+    assert refusal(path, None, resume=True) == (
+        f"--resume: there is no journal at {path} to resume; "
+        "check --report, or run without --resume to start."
+    )
+    journal_of(path, {"a.csv": SIZE_1K})
+    state = read_journal(path)
+    assert refusal(path, state) == (
+        f"an unfinished run of this source exists (1 rows accepted so far; journal {path}). "
+        "Nothing was sent. Continue it with --resume, or start over with --restart (rows "
+        "already accepted would be sent again)."
+    )
+    assert refusal(path, state, KEY.bound_to("https://b/events")) == (
+        f"{path} was made for sending to https://a/events, and this run sends to "
+        "https://b/events: rows it counts as delivered were not delivered here. Use --report "
+        "to keep this run's records elsewhere, or --restart to discard it."
+    )
+    other = JournalKey("/data/other.csv", "other-digest", KEY.api, KEY.endpoint)
+    assert refusal(path, state, other, resume=True) == (
+        f"{path} belongs to another backfill (its source, mapping differ from this run's). "
+        "Use --report to write elsewhere, or --restart to discard that journal."
+    )
+
+
+def test_an_older_journal_is_refused_word_for_word(tmp_path: Path) -> None:
+    path = tmp_path / "j.state"
+    path.write_text(json.dumps({"version": 1, "source": KEY.source}) + "\na 3\n")
+    assert refusal(path, read_journal(path), resume=True).startswith(
+        f"{path} was made for sending to an endpoint it does not name (an older backfill), "
+    )
+    header = {"version": 2, **{k: getattr(KEY, k) for k in ("source", "mapping", "api")}}
+    path.write_text(json.dumps({**header, "endpoint": KEY.endpoint}) + "\n")
+    assert refusal(path, read_journal(path), resume=True) == (
+        f"{path} was written by another version of backfill (journal version 2, this one "
+        "keeps version 3); it cannot tell which rows of which file it holds. Use --report to "
+        "write elsewhere, or --restart to discard it (with `id:` in the mapping, delivered "
+        "ids are skipped)."
+    )
+
+
+def test_each_refusal_to_resume_over_a_changed_source_is_word_for_word(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Times are shown in UTC whatever the machine's zone."""
+    monkeypatch.setenv("TZ", "America/New_York")
+    time.tzset()
+    path = tmp_path / "j.state"
+    journal_of(path, {"a.csv": {"size": 7, "mtime_ns": None, "sheet": "Orders"}})
+    state = read_journal(path)
+    try:
+        gone = refusal(path, state, resume=True, files={})
+        changed = {"a.csv": {"size": None, "mtime_ns": 0, "sheet": "Sales", "rows": 4}}
+        change = refusal(path, state, resume=True, files=changed)
+        grown = {"a.csv": {"size": 8, "mtime_ns": None, "sheet": "Orders"}}
+        only_size = refusal(path, state, resume=True, files=grown)
+    finally:
+        monkeypatch.undo()
+        time.tzset()
+    assert f"{path} was made (size 7 -> 8 bytes): its rows" in only_size
+    assert gone == (
+        f"--resume: a.csv is in the journal {path} but no longer in the source. Nothing was "
+        "sent. Put it back (from the same folder, SOURCE written as before), or use "
+        "--restart to send everything again (with `id:` in the mapping, what was delivered "
+        "is skipped)."
+    )
+    assert change == (
+        f"--resume: a.csv changed since the journal {path} was made (size 7 -> unknown bytes, "
+        "modified unknown -> 1970-01-01 00:00:00.000000 UTC, rows None -> 4, sheet Orders -> "
+        "Sales): its rows are known by their numbers in it. Nothing was sent. Put the file "
+        "back as it was, or use --restart to send everything again (with `id:` in the "
+        "mapping, what was delivered is skipped)."
+    )
+
+
+def test_a_rerun_whose_report_moved_says_only_that_its_fingerprint_differs(tmp_path: Path) -> None:
+    path = tmp_path / "j.state"
+    journal_of(path, {"a.csv": {"report": "/r/failures.jsonl", **SIZE_1K}})
+    moved = {"a.csv": {"report": "/s/failures.jsonl", **SIZE_1K}}
+    message = refusal(path, read_journal(path), resume=True, files=moved)
+    assert "(rows of a.csv) changed since the journal" in message
+    assert f"{path} was made (its fingerprint differs): its rows" in message
+
+
+def test_a_files_fingerprint_is_its_size_and_modification_time(tmp_path: Path) -> None:
+    path = tmp_path / "orders.csv"
+    path.write_bytes(b"a,b\n1,2\n")
+    os.utime(path, ns=(1_700_000_000_000_000_000, 1_700_000_000_123_456_789))
+    assert file_fingerprint(path) == {"size": 8, "mtime_ns": 1_700_000_000_123_456_789}

@@ -212,3 +212,102 @@ def test_a_failed_journal_write_ends_an_in_process_run_with_the_error(
     with pytest.raises(RecordWriteError, match=r"failures\.jsonl\.state: No space left"):
         asyncio.run(go())
     assert calls[0] == 51  # nothing written after the failure
+
+
+# --- one record file, in process ----------------------------------------------------------
+
+
+def test_a_write_the_system_takes_a_byte_at_a_time_still_lands_whole(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    real_write = record_file.os.write
+    monkeypatch.setattr(record_file.os, "write", lambda fd, data: real_write(fd, data[:1]))
+    path = tmp_path / "r.jsonl"
+    file = record_file.RecordFile(path)
+    file.write(b'{"row":1}\n')
+    file.close()
+    assert path.read_bytes() == b'{"row":1}\n'
+
+
+def test_a_new_file_replaces_an_old_one_and_an_appending_one_keeps_it(tmp_path: Path) -> None:
+    path = tmp_path / "r.jsonl"
+    path.write_bytes(b"old\n")
+    appending = record_file.RecordFile(path)
+    appending.write(b"more\n")
+    appending.close()
+    assert path.read_bytes() == b"old\nmore\n"
+    fresh = record_file.RecordFile(path, truncate=True)
+    fresh.write(b"new\n")
+    fresh.close()
+    assert path.read_bytes() == b"new\n"
+
+
+def test_a_file_that_cannot_be_opened_is_one_line_naming_it_and_the_reason(tmp_path: Path) -> None:
+    path = tmp_path / "missing" / "r.jsonl"
+    with pytest.raises(RecordWriteError) as raised:
+        record_file.RecordFile(path)
+    assert str(raised.value) == f"cannot write {path}: No such file or directory (errno 2)"
+
+
+def test_an_os_error_without_a_reason_is_named_by_its_kind(tmp_path: Path) -> None:
+    text = record_file.describe_os_error(tmp_path / "r.jsonl", PermissionError())
+    assert text == f"cannot write {tmp_path / 'r.jsonl'}: PermissionError (errno None)"
+
+
+def test_a_failed_file_refuses_later_writes_with_its_first_error_and_a_closed_one_too(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    file = record_file.RecordFile(tmp_path / "r.jsonl")
+
+    def full(fd: int, data: bytes) -> int:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(record_file.os, "write", full)
+    with pytest.raises(RecordWriteError) as first:
+        file.write(b"a\n")
+    monkeypatch.undo()
+    with pytest.raises(RecordWriteError) as later:
+        file.write(b"b\n")
+    assert str(later.value) == str(first.value) and "No space left" in str(first.value)
+    file.close()  # no second error for a file that already failed
+    closed = record_file.RecordFile(tmp_path / "s.jsonl")
+    closed.close()
+    with pytest.raises(ValueError, match=r"s\.jsonl is closed"):
+        closed.write(b"a\n")
+    assert (tmp_path / "s.jsonl").read_bytes() == b""
+
+
+def test_close_fsyncs_what_was_written_and_a_file_with_nothing_new_is_not_fsynced(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    synced: list[int] = []
+    real_fsync = record_file.os.fsync
+    monkeypatch.setattr(record_file.os, "fsync", lambda fd: (synced.append(fd), real_fsync(fd)))
+    untouched = record_file.RecordFile(tmp_path / "untouched.jsonl")
+    untouched.close()
+    assert synced == []
+    closed = record_file.RecordFile(tmp_path / "closed.jsonl")
+    closed.write(b"a\n")
+    closed.close()
+    assert len(synced) == 1
+    synced.clear()
+    written = record_file.RecordFile(tmp_path / "written.jsonl")
+    written.write(b"a\n")
+    written.sync()
+    written.sync()  # nothing new since the last
+    written.close()
+    written.sync()  # a timer's last tick after the close: nothing to do
+    assert len(synced) == 1
+
+
+def test_a_short_write_is_named_with_its_byte_counts(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = tmp_path / "r.jsonl"
+    file = record_file.RecordFile(path)
+    monkeypatch.setattr(record_file.os, "write", lambda fd, data: 0)
+    with pytest.raises(RecordWriteError) as refused:
+        file.write(b"abc\n")
+    assert str(refused.value) == (
+        f"cannot write {path}: short write (0 of 4 bytes; is the disk full?)"
+    )

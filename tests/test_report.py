@@ -14,7 +14,13 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from backfill.books.report import REPORT_FIELDS, ReportWriter, read_report
+from backfill.books.report import (
+    REPORT_FIELDS,
+    ReportWriter,
+    read_report,
+    report_name,
+    source_last_part,
+)
 from backfill.errors import ReportError
 from backfill.mapping.events import RowFailure
 
@@ -224,3 +230,122 @@ def test_a_missing_report_fails(tmp_path: Path) -> None:
     with pytest.raises(ReportError) as caught:
         list(read_report(tmp_path / "nope.jsonl"))
     assert str(caught.value) == f"{tmp_path / 'nope.jsonl'}: no such report file."
+
+
+# --- names, exact lines, CSV cells ---------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("source", "name"),
+    [
+        ("Sample - Superstore.xlsx", "Sample - Superstore.xlsx"),
+        ("data/2024/orders.csv", "orders.csv"),
+        ("C:\\exports\\orders.csv", "orders.csv"),
+        ("data/orders-*.csv", "orders"),
+        ("data/orders_2024?.csv", "orders_2024"),
+        ("exports/*.csv", "exports"),
+        ("*.csv", "source"),
+        ("exports/", "exports"),
+        ("exports/.", "exports"),
+        ("s3://bucket/exports/", "exports"),
+        (".", "source"),
+        ("or<ders>.csv", "or_ders_.csv"),
+        ("orders. ", "orders"),
+        ("exports/INBOX/", "INBOX"),
+        ("data/INBOX-*.csv", "INBOX"),
+        ("exports//.", "exports"),
+        ("data/...", "source"),
+        ("data/..", "source"),  # the folder above: no name to give it
+    ],
+)
+def test_the_default_report_is_named_after_the_source_as_its_user_knows_it(
+    source: str, name: str
+) -> None:
+    assert report_name(source) == f"{name}.failures.jsonl"
+    assert report_name(source, ".sandbox") == f"{name}.sandbox.failures.jsonl"
+
+
+@pytest.mark.parametrize(
+    ("source", "shown"),
+    [
+        ("orders.csv", "orders.csv"),
+        ("Sample - Superstore.xlsx", "Sample - Superstore.xlsx"),
+        ("data/2024/orders-*.csv", "orders-*.csv"),
+        ("C:\\exports\\orders.csv", "orders.csv"),
+        ("exports/", "exports"),
+        ("exports/INBOX/", "INBOX"),
+        ("/", "source"),
+    ],
+)
+def test_a_source_is_shown_by_its_last_part(source: str, shown: str) -> None:
+    assert source_last_part(source) == shown
+
+
+def test_a_jsonl_line_is_compact_json_with_text_as_written(tmp_path: Path) -> None:
+    path = tmp_path / "failures.jsonl"
+    record = {"name": "café", "total": 49.9, "at": dt.time(9, 30), "took": dt.timedelta(1)}
+    failure = RowFailure(3, "orders.csv", "mapping", "bad", "bad: x", record=record)
+    write_report(path, [failure])
+    assert path.read_text(encoding="utf-8") == (
+        '{"row":3,"source":"orders.csv","stage":"mapping","reason":"bad","error":"bad: x",'
+        '"status":null,"attempts":0,"record":{"name":"café","total":49.9,'
+        '"at":{"$time":"09:30:00"},"took":"1 day, 0:00:00"},"event":null}\n'
+    )
+    [back] = read_report(path)
+    assert back.record == {**record, "took": "1 day, 0:00:00"}  # a duration reads as text
+
+
+def test_a_csv_report_ends_its_lines_with_a_newline_only(tmp_path: Path) -> None:
+    path = tmp_path / "failures.csv"
+    write_report(path, FAILURES[:2])
+    assert b"\r\n" not in path.read_bytes()
+
+
+def test_a_secret_as_short_as_the_shortest_key_is_still_redacted(tmp_path: Path) -> None:
+    path = tmp_path / "failures.jsonl"
+    leaky = RowFailure(1, "orders.csv", "send", "http 401", "key abcd1234 refused", record={})
+    write_report(path, [leaky], secrets=("abcd1234", "abc1234"))
+    assert [f.error for f in read_report(path)] == ["key [redacted] refused"]
+
+
+def test_empty_csv_cells_read_as_no_value(tmp_path: Path) -> None:
+    path = tmp_path / "failures.csv"
+    path.write_text(",".join(REPORT_FIELDS) + "\n,orders.csv,read,r,e,,,,\n", encoding="utf-8")
+    [failure] = read_report(path)
+    assert (failure.row, failure.status, failure.attempts) == (None, None, 0)
+    assert failure.record == {} and failure.event is None
+
+
+def test_an_unreadable_csv_cell_names_its_line(tmp_path: Path) -> None:
+    path = tmp_path / "failures.csv"
+    good = "1,orders.csv,read,r,e,,0,{},null"
+    path.write_text(
+        ",".join(REPORT_FIELDS) + f"\n{good}\n{good}\nx,orders.csv,read,r,e,,0,{{}},null\n",
+        encoding="utf-8",
+    )
+    with pytest.raises(ReportError) as refused:
+        list(read_report(path))
+    assert str(refused.value) == (
+        f"{path}, line 4: unreadable cell (invalid literal for int() with base 10: 'x')."
+    )
+
+
+def test_a_report_line_from_an_older_backfill_reads_with_defaults(tmp_path: Path) -> None:
+    path = tmp_path / "failures.jsonl"
+    path.write_text('{"row":1,"record":{},"error":"bad: x"}\n{"row":2,"record":{}}\n')
+    first, second = read_report(path)
+    assert (first.source, first.stage, first.reason, first.error) == (
+        "",
+        "mapping",
+        "bad: x",
+        "bad: x",
+    )
+    assert (second.source, second.stage, second.reason, second.error) == ("", "mapping", "", "")
+
+
+def test_a_broken_line_before_the_last_names_the_file_and_line(tmp_path: Path) -> None:
+    path = tmp_path / "failures.jsonl"
+    path.write_text('{"row":1,"record":{}}\n{"row":\n{"row":3,"record":{}}\n')
+    with pytest.raises(ReportError) as refused:
+        list(read_report(path, allow_torn_tail=True))
+    assert str(refused.value).startswith(f"{path}, line 2: not JSON (")

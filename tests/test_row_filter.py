@@ -10,6 +10,7 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 import pytest
+from conftest import examples
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -164,7 +165,7 @@ rows_of_table = st.lists(
 )
 
 
-@settings(max_examples=400, deadline=None)
+@settings(max_examples=examples(400), deadline=None)
 @given(expression=filters, rows=rows_of_table)
 def test_arrow_keeps_exactly_the_rows_the_reference_rules_keep(
     expression: str, rows: list[tuple[Any, ...]]

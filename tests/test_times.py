@@ -10,6 +10,7 @@ import zoneinfo
 
 import pyarrow as pa
 import pytest
+from conftest import examples
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -19,7 +20,7 @@ from backfill.mapping.times import TimestampRule, to_epoch_ms
 
 NOW_MS = 1_900_000_000_000
 UTC = dt.timezone.utc
-PROPERTY = settings(max_examples=200, deadline=None)
+PROPERTY = settings(max_examples=examples(200), deadline=None)
 
 
 def ms_of(moment: dt.datetime) -> int:

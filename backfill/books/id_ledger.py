@@ -211,9 +211,6 @@ class IdLedger:
         finally:
             self._connection.close()
 
-    def __repr__(self) -> str:
-        return f"<IdLedger {str(self.path)!r} {self.scope}>"
-
 
 def delivered_reader(path: str | Path, scope: LedgerScope) -> Callable[[Sequence[str]], np.ndarray]:
     """A read-only look at one scope of a ledger, for `validate` and notebooks: which ids an

@@ -186,7 +186,7 @@ def _read_line(line: str, state: JournalState, kinds: dict[str, dict[int, RowSet
 def check_journal(
     path: Path,
     state: JournalState | None,
-    key: JournalKey | None,
+    key: JournalKey,
     *,
     resume: bool,
     restart: bool,
@@ -203,7 +203,7 @@ def check_journal(
                 "check --report, or run without --resume to start."
             )
         return False
-    wanted = asdict(key) if key else {}
+    wanted = asdict(key)
     if state.key.get("endpoint") != wanted.get("endpoint"):
         made_for = state.key.get("endpoint") or "an endpoint it does not name (an older backfill)"
         raise JournalError(

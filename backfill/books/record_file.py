@@ -43,14 +43,12 @@ class RecordFile:
 
     def __init__(self, path: Path, *, truncate: bool = False) -> None:
         self.path = path
-        existed = path.exists()
         flags = os.O_WRONLY | os.O_CREAT | (os.O_TRUNC if truncate else os.O_APPEND)
         try:
             self._fd: int | None = os.open(path, flags, PRIVATE_FILE_MODE)
             os.fchmod(self._fd, PRIVATE_FILE_MODE)  # also over an old world-readable file
         except OSError as exc:
             raise RecordWriteError(describe_os_error(path, exc)) from None
-        self.created = not existed or truncate
         self.broken: str | None = None
         self._dirty = False
         self._lock = threading.Lock()  # `sync` may run in a thread while the loop writes

@@ -48,12 +48,12 @@ def report_name(source: str, rehearsal: str = "") -> str:
 
 def source_stem(source: str) -> str:
     """A SOURCE's readable name for its records (see `report_name`)."""
-    parts = source.rstrip("/\\").replace("\\", "/").split("/")
+    parts = source.replace("\\", "/").split("/")
     wild = next((i for i, part in enumerate(parts) if _WILDCARD.search(part)), None)
     if wild is not None:  # a glob: the text before its first wildcard, else its folder's
         before = _WILDCARD.split(parts[wild], maxsplit=1)[0].rstrip("-_. ")
         parts = parts[:wild] + ([before] if before else [])
-    name = next((part for part in reversed(parts) if part not in ("", ".", "..")), "source")
+    name = next((part for part in reversed(parts) if part not in ("", ".")), "source")
     return _UNSAFE.sub("_", name).strip(" .") or "source"
 
 
@@ -99,8 +99,6 @@ def encode_value(value: Any) -> Any:
         return encoded
     if isinstance(value, (list, tuple)):
         return [encode_value(v) for v in value]
-    if hasattr(value, "isoformat"):  # pandas Timestamp keeps nanoseconds in isoformat
-        return {"$datetime": value.isoformat()}
     return str(value)
 
 

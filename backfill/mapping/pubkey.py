@@ -6,11 +6,8 @@ here puts the row in the report with a precise reason instead of spending a requ
 
 from __future__ import annotations
 
-import re
-
 BASE58_ALPHABET = "123456789ABCDEFGHJKLMNPQRSTUVWXYZabcdefghijkmnopqrstuvwxyz"
 PUBKEY_BYTES = 32
-PUBKEY_PATTERN = re.compile(r"^[1-9A-HJ-NP-Za-km-z]{32,44}$")
 _DIGITS = {char: value for value, char in enumerate(BASE58_ALPHABET)}
 
 
@@ -59,11 +56,3 @@ def pubkey_problem(text: object) -> str | None:
     if length != PUBKEY_BYTES:
         return f"decodes to {length} bytes, expected {PUBKEY_BYTES}"
     return None
-
-
-def is_pubkey(text: object) -> bool:
-    return (
-        isinstance(text, str)
-        and PUBKEY_PATTERN.match(text) is not None
-        and (decoded_length(text) == PUBKEY_BYTES)
-    )
