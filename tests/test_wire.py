@@ -504,7 +504,7 @@ def test_a_request_written_without_a_readable_answer_is_lost_and_may_have_been_a
 
 def test_a_request_that_never_left_is_not_lost() -> None:
     async def scenario() -> TransientSendError:
-        async with RawServer(lambda r, w: asyncio.sleep(0)) as server:
+        async with RawServer(lambda r, w: asyncio.sleep(0)) as server:  # a handler doing nothing
             url = server.url
         return await refusal_of(WirePoster(url, HEADERS, SendPolicy(timeout=5)), TransientSendError)
 
