@@ -139,8 +139,13 @@ def learn(found: set[str], column: Column) -> None:
         found.add("integer")
     elif pa.types.is_boolean(kind):
         found.add("boolean")
-    elif pa.types.is_timestamp(kind) or pa.types.is_date32(kind):
+    elif _is_date(kind):
         found.add("date")
+
+
+def _is_date(kind: pa.DataType) -> bool:
+    """A column of date cells: date-times (`timestamp[us]`) or dates (`date32`)."""
+    return pa.types.is_timestamp(kind) or pa.types.is_date32(kind)
 
 
 def _number_texts(column: pa.Array) -> bool:
@@ -158,8 +163,7 @@ def has_no_serials(column: Column) -> bool:
     """A window's column in a column of dates that cannot fail a row: dates, empty."""
     if not isinstance(column, pa.Array):
         return False
-    kind = column.type
-    return pa.types.is_timestamp(kind) or pa.types.is_date32(kind) or pa.types.is_null(kind)
+    return _is_date(column.type) or pa.types.is_null(column.type)
 
 
 def values(column: Column) -> list[Any]:
